@@ -1,0 +1,66 @@
+//! Lookup, heartbeat and inspection bodies (CONTRACT.md §2).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::inventory::Inventory;
+
+/// `GET /v1/lookup` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LookupResponse {
+    pub node: LookupNode,
+    #[serde(default)]
+    pub config: LookupConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LookupNode {
+    pub uuid: String,
+    #[serde(default)]
+    pub properties: Map<String, Value>,
+    #[serde(default)]
+    pub instance_info: Map<String, Value>,
+    #[serde(default)]
+    pub driver_internal_info: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LookupConfig {
+    /// Seconds; the agent heartbeats every `heartbeat_timeout × uniform(0.3, 0.6)`.
+    #[serde(default)]
+    pub heartbeat_timeout: Option<f64>,
+    /// The token, or `"******"` when it was handed out before.
+    #[serde(default)]
+    pub agent_token: Option<String>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// `POST /v1/heartbeat/{node}` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub callback_url: String,
+    pub agent_token: String,
+    pub agent_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_verify_ca: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_status: Option<Value>,
+}
+
+/// `POST /v1/continue_inspection` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InspectionData {
+    pub inventory: Inventory,
+    pub boot_interface: Option<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub ferrite: Map<String, Value>,
+}
+
+/// `POST /v1/continue_inspection` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InspectionResponse {
+    pub uuid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<LookupConfig>,
+}

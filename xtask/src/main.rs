@@ -1,0 +1,126 @@
+//! `cargo xtask <command>`: builds, installs test dependencies, runs tests and benchmarks.
+
+mod bench;
+mod deps;
+mod elf;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Ferrite project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install the Debian packages the tests need (only those missing; needs root).
+    Deps,
+    /// Build the static release agent into target/agent/ferrite-agent.
+    Agent,
+    /// fmt check, clippy -D warnings, the static agent, and every test.
+    Test {
+        /// Skip the QEMU VM tests (for a quick local loop; CI never passes this).
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Run a benchmark; prints a table and writes target/bench/<name>.json.
+    Bench {
+        /// Which benchmark: one of the names `cargo xtask bench --help` lists.
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Deps => deps::install(),
+        Command::Agent => build_agent().map(|_| ()),
+        Command::Test { quick } => test(quick),
+        Command::Bench { name } => bench::run(&name),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+/// The agent must fit comfortably in a ramdisk.
+const AGENT_SIZE_LIMIT: u64 = 8 * 1024 * 1024;
+
+/// Builds the static agent and returns its path.
+pub fn build_agent() -> anyhow::Result<std::path::PathBuf> {
+    let root = util::project_root();
+    util::cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "--target",
+        MUSL_TARGET,
+        "--package",
+        "ferrite-agent",
+        "--bin",
+        "ferrite-agent",
+    ])?;
+    let built = root
+        .join("target")
+        .join(MUSL_TARGET)
+        .join("release/ferrite-agent");
+    let out_dir = root.join("target/agent");
+    std::fs::create_dir_all(&out_dir)?;
+    let out = out_dir.join("ferrite-agent");
+    std::fs::copy(&built, &out)?;
+    let bytes = std::fs::read(&out)?;
+    let linkage = elf::linkage(&bytes)?;
+    if linkage != elf::Linkage::Static {
+        anyhow::bail!(
+            "{} is {linkage:?}, not statically linked: check that no dependency links a \
+             shared C library",
+            out.display()
+        );
+    }
+    let size = bytes.len() as u64;
+    println!(
+        "agent: {} ({:.2} MiB, statically linked)",
+        out.display(),
+        size as f64 / 1048576.0
+    );
+    if size > AGENT_SIZE_LIMIT {
+        anyhow::bail!("the agent is {size} bytes, over the {AGENT_SIZE_LIMIT}-byte budget");
+    }
+    Ok(out)
+}
+
+fn test(quick: bool) -> anyhow::Result<()> {
+    deps::install()?;
+    util::step("cargo fmt --check");
+    util::cargo(&["fmt", "--all", "--", "--check"])?;
+    util::step("cargo clippy");
+    util::cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    util::step("static agent");
+    build_agent()?;
+    util::step("cargo test");
+    let mut env = vec![];
+    if quick {
+        env.push(("FERRITE_SKIP_VM_TESTS", "1"));
+    }
+    util::cargo_env(&["test", "--workspace", "--locked"], &env)?;
+    println!("xtask: all tests passed");
+    Ok(())
+}
