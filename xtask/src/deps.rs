@@ -10,6 +10,14 @@ use crate::util;
 pub const PACKAGES: &[(&str, &str)] = &[
     ("musl-tools", "C parts of crates for the static musl agent"),
     ("lshw", "inventory benchmark baseline"),
+    (
+        "openipmi",
+        "ipmi_sim: the simulated BMC of the IPMI tests and VM harness",
+    ),
+    (
+        "ipmitool",
+        "IPMI cross-checks and the ipmi benchmark baseline",
+    ),
 ];
 
 fn installed(pkg: &str) -> bool {
