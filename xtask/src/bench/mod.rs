@@ -66,8 +66,8 @@ pub fn run(name: &str) -> anyhow::Result<()> {
 
 pub fn write(name: &str, records: &[Record]) -> anyhow::Result<()> {
     println!(
-        "{:<44} {:>12} {:>12} {:>8}  {}",
-        "metric", "ferrite", "baseline", "ratio", "unit"
+        "{:<44} {:>12} {:>12} {:>8}  unit",
+        "metric", "ferrite", "baseline", "ratio"
     );
     for r in records {
         println!(
