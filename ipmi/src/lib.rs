@@ -1,8 +1,11 @@
 //! IPMI 2.0 over LAN (RMCP+, "lanplus"): a pure codec in [`codec`] and a tokio UDP client in
 //! [`client`]; with the `sim` feature, [`sim`] launches OpenIPMI's `ipmi_sim` for tests.
 
+pub mod client;
 pub mod codec;
 #[cfg(feature = "sim")]
 pub mod sim;
 
+pub use client::{Client, ClientConfig, ClientError, Session};
+pub use codec::commands::{BootDevice, BootOptions, ChassisControl, PowerState};
 pub use codec::{CipherSuite, DecodeError, Privilege};

@@ -1,7 +1,13 @@
 //! Pure IPMI-over-LAN codec: bytes in, typed values out, no sockets. Every decoder takes
 //! untrusted bytes and returns a [`DecodeError`] naming what was wrong instead of panicking.
 
+pub mod commands;
+pub mod completion;
+pub mod crypto;
+pub mod message;
+pub mod rakp;
 pub mod rmcp;
+pub mod session;
 
 use thiserror::Error;
 
