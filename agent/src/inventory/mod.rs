@@ -1,0 +1,159 @@
+//! Hardware inventory (CONTRACT.md §4) read from sysfs, procfs and DMI under a configurable root.
+//!
+//! `collect("/")` reads the running machine; `collect(fixture)` reads a captured tree with the
+//! same layout (`sys/`, `proc/`, `dev/disk/by-path`, `run/udev/data`) plus the files a fixture
+//! uses instead of live queries (`ferrite-fixture/addresses.json`, `ferrite-fixture/bmc.json`).
+//! Nothing here shells out. A field that cannot be read becomes `null`; only a missing root is
+//! an error.
+
+mod bmc;
+mod cpu;
+mod disks;
+mod ipmi_dev;
+mod memory;
+mod nics;
+mod system;
+mod udev;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use ferrite_proto::inventory::Inventory;
+
+pub use bmc::{decode_ip4, decode_ip6_address, decode_mac, BmcAddresses, LanConfigSource};
+
+/// Directory inside a fixture root holding the values a live machine answers through
+/// syscalls (getifaddrs, IPMI) rather than files.
+pub const FIXTURE_DIR: &str = "ferrite-fixture";
+
+/// Reads the inventory of the machine whose sysfs/procfs tree is mounted at `root`.
+pub fn collect(root: &Path) -> anyhow::Result<Inventory> {
+    let root = Root::new(root)?;
+    let system = system::collect(&root);
+    let bmc = bmc::collect(&root);
+    Ok(Inventory {
+        cpu: cpu::collect(&root),
+        memory: memory::collect(&root),
+        interfaces: nics::collect(&root),
+        disks: disks::collect(&root),
+        system_vendor: system.vendor,
+        boot: system.boot,
+        bmc_address: bmc.address,
+        bmc_v6address: bmc.v6address,
+        bmc_mac: bmc.mac,
+        hostname: system.hostname,
+    })
+}
+
+/// The tree being inventoried: `/` on a live machine, a fixture directory in tests.
+#[derive(Debug, Clone)]
+pub(crate) struct Root {
+    dir: PathBuf,
+    live: bool,
+}
+
+impl Root {
+    fn new(dir: &Path) -> anyhow::Result<Root> {
+        let dir = fs::canonicalize(dir).with_context(|| {
+            format!(
+                "inventory root {} is not a readable directory; pass --root with the directory \
+                 holding sys/ and proc/ (default /)",
+                dir.display()
+            )
+        })?;
+        if !dir.is_dir() {
+            anyhow::bail!(
+                "inventory root {} is not a directory; pass --root with the directory holding \
+                 sys/ and proc/",
+                dir.display()
+            );
+        }
+        let live = dir == Path::new("/");
+        Ok(Root { dir, live })
+    }
+
+    /// True when reading the running machine, where syscalls may answer what files cannot.
+    pub(crate) fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// `rel` (written like an absolute path, e.g. `/sys/block`) inside the root.
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel.trim_start_matches('/'))
+    }
+
+    /// Trimmed, non-empty contents of a text file under the root.
+    pub(crate) fn read(&self, rel: &str) -> Option<String> {
+        read_trimmed(&self.path(rel))
+    }
+
+    /// Sorted entry names of a directory under the root; empty when unreadable.
+    pub(crate) fn list(&self, rel: &str) -> Vec<String> {
+        list_dir(&self.path(rel))
+    }
+}
+
+/// Trimmed, non-empty contents of a text file; `None` when missing, unreadable or blank.
+pub(crate) fn read_trimmed(path: &Path) -> Option<String> {
+    let bytes = fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.trim_matches(|c: char| c.is_whitespace() || c == '\0');
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+/// Sorted entry names of a directory; empty when missing or unreadable.
+pub(crate) fn list_dir(path: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match fs::read_dir(path) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
+/// Last component of the target of a symlink, e.g. the driver name behind `device/driver`.
+pub(crate) fn link_name(path: &Path) -> Option<String> {
+    let target = fs::read_link(path).ok()?;
+    target.file_name()?.to_str().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_root_is_a_clear_error() {
+        let err = collect(Path::new("/nonexistent/ferrite-root")).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("/nonexistent/ferrite-root"), "{msg}");
+        assert!(msg.contains("--root"), "{msg}");
+    }
+
+    #[test]
+    fn empty_root_gives_nulls_not_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = collect(dir.path()).unwrap();
+        assert_eq!(inv.cpu.count, 0);
+        assert_eq!(inv.memory.physical_mb, None);
+        assert!(inv.interfaces.is_empty());
+        assert!(inv.disks.is_empty());
+        assert_eq!(inv.hostname, None);
+        assert_eq!(inv.bmc_address, None);
+        assert_eq!(inv.boot.current_boot_mode, "bios");
+    }
+
+    #[test]
+    fn read_trimmed_drops_blank_and_nul_padding() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, "  value\n\0").unwrap();
+        assert_eq!(read_trimmed(&p).as_deref(), Some("value"));
+        fs::write(&p, "\n").unwrap();
+        assert_eq!(read_trimmed(&p), None);
+        assert_eq!(read_trimmed(&dir.path().join("absent")), None);
+    }
+}
