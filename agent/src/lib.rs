@@ -1,5 +1,11 @@
 //! Ferrite's deploy agent: hardware inventory, the IPA-compatible agent API, lookup and
 //! heartbeat to the conductor, and (later) writing images to disk.
 
+pub mod api;
 pub mod cli;
+pub mod commands;
 pub mod inventory;
+pub mod state;
+pub mod steps;
+pub mod system;
+pub mod tarball;

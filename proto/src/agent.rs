@@ -26,6 +26,8 @@ pub enum CommandStatus {
 pub struct CommandResult {
     pub id: String,
     pub command_name: String,
+    /// Kept by the agent but, as in IPA, never sent: params can hold a whole config drive.
+    #[serde(default, skip_serializing)]
     pub command_params: Map<String, Value>,
     pub command_status: CommandStatus,
     pub command_error: Option<Value>,

@@ -1,0 +1,93 @@
+//! `clean.get_clean_steps` and `clean.execute_clean_step`, dispatched to the hardware
+//! managers (see `steps`).
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::{CommandError, Mode, Registry};
+use crate::state::AgentState;
+use crate::steps::{self, StepKind};
+
+pub fn register(r: &mut Registry) {
+    r.register("clean.get_clean_steps", Mode::Sync, get_clean_steps);
+    r.register("clean.execute_clean_step", Mode::Async, execute_clean_step);
+}
+
+/// `(node, ports)`, as Ironic sends them to both `get_*_steps` commands.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetStepsParams {
+    pub node: Map<String, Value>,
+    pub ports: Vec<Value>,
+}
+
+/// Parameters of `execute_clean_step` / `execute_deploy_step`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteStepParams {
+    pub step: Map<String, Value>,
+    pub node: Map<String, Value>,
+    pub ports: Vec<Value>,
+    /// The manager versions the conductor saw when it listed the clean steps.
+    #[serde(default)]
+    pub clean_version: Option<Map<String, Value>>,
+    /// Same for deploy steps.
+    #[serde(default)]
+    pub deploy_version: Option<Map<String, Value>>,
+}
+
+async fn get_clean_steps(_: GetStepsParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
+    Ok(steps::steps_result(&state.managers, StepKind::Clean))
+}
+
+async fn execute_clean_step(
+    p: ExecuteStepParams,
+    state: Arc<AgentState>,
+) -> Result<Value, CommandError> {
+    run_step(p, state, StepKind::Clean).await
+}
+
+/// Shared by clean and deploy: checks the step and the manager versions, then runs it.
+pub(super) async fn run_step(
+    p: ExecuteStepParams,
+    state: Arc<AgentState>,
+    kind: StepKind,
+) -> Result<Value, CommandError> {
+    let name = match p.step.get("step") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => {
+            return Err(CommandError::invalid_params(
+                "step.step",
+                "missing or not a string",
+            ))
+        }
+    };
+    let args = match p.step.get("args") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => {
+            return Err(CommandError::invalid_params(
+                "step.args",
+                "must be an object",
+            ))
+        }
+    };
+    if let Some(seen) = p.clean_version.as_ref().or(p.deploy_version.as_ref()) {
+        let current = steps::current_versions(&state.managers);
+        if *seen != current {
+            return Err(CommandError::failed_msg(format!(
+                "hardware manager versions changed since the steps were listed \
+                 (conductor saw {}, agent has {}); restart the {} operation",
+                Value::Object(seen.clone()),
+                Value::Object(current),
+                match kind {
+                    StepKind::Clean => "cleaning",
+                    StepKind::Deploy => "deployment",
+                }
+            )));
+        }
+    }
+    steps::start_step(&state, kind, &name, args)?.await
+}

@@ -1,0 +1,34 @@
+//! `deploy.get_deploy_steps` and `deploy.execute_deploy_step`, dispatched to the hardware
+//! managers (see `steps`).
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::clean::{run_step, ExecuteStepParams, GetStepsParams};
+use super::{CommandError, Mode, Registry};
+use crate::state::AgentState;
+use crate::steps::{self, StepKind};
+
+pub fn register(r: &mut Registry) {
+    r.register("deploy.get_deploy_steps", Mode::Sync, get_deploy_steps);
+    r.register(
+        "deploy.execute_deploy_step",
+        Mode::Async,
+        execute_deploy_step,
+    );
+}
+
+async fn get_deploy_steps(
+    _: GetStepsParams,
+    state: Arc<AgentState>,
+) -> Result<Value, CommandError> {
+    Ok(steps::steps_result(&state.managers, StepKind::Deploy))
+}
+
+async fn execute_deploy_step(
+    p: ExecuteStepParams,
+    state: Arc<AgentState>,
+) -> Result<Value, CommandError> {
+    run_step(p, state, StepKind::Deploy).await
+}

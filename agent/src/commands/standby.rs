@@ -1,0 +1,48 @@
+//! `standby.*`: sync, power off and reboot (`run_image`). Image preparation arrives with
+//! the image writer.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{blocking, CommandError, Mode, NoParams, Registry};
+use crate::state::AgentState;
+
+pub fn register(r: &mut Registry) {
+    r.register("standby.sync", Mode::Sync, sync);
+    r.register("standby.power_off", Mode::Async, power_off);
+    r.register("standby.run_image", Mode::Async, run_image);
+}
+
+async fn sync(_: NoParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
+    blocking("sync", move || {
+        state
+            .hooks
+            .sync()
+            .map_err(|e| CommandError::failed("flushing file system buffers failed", e))
+    })
+    .await?;
+    Ok(Value::Null)
+}
+
+async fn power_off(_: NoParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
+    blocking("power off", move || {
+        state
+            .hooks
+            .power_off()
+            .map_err(|e| CommandError::failed("powering off failed", e))
+    })
+    .await?;
+    Ok(Value::Null)
+}
+
+async fn run_image(_: NoParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
+    blocking("reboot", move || {
+        state
+            .hooks
+            .reboot()
+            .map_err(|e| CommandError::failed("rebooting into the instance failed", e))
+    })
+    .await?;
+    Ok(Value::Null)
+}

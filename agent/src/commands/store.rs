@@ -1,0 +1,169 @@
+//! Command results by id, in the order the commands were started; an entry of a running
+//! command can be awaited.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use ferrite_proto::agent::{CommandResult, CommandStatus};
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+
+use super::CommandError;
+
+/// Finished entries beyond this many are forgotten, oldest first.
+const MAX_RESULTS: usize = 512;
+
+/// One command's result, updated when it finishes.
+#[derive(Debug)]
+pub struct CommandEntry {
+    result: watch::Sender<CommandResult>,
+}
+
+impl CommandEntry {
+    pub(crate) fn running(name: &str, params: Map<String, Value>) -> Arc<Self> {
+        let result = CommandResult {
+            id: uuid::Uuid::new_v4().to_string(),
+            command_name: name.to_string(),
+            command_params: params,
+            command_status: CommandStatus::Running,
+            command_error: None,
+            command_result: None,
+        };
+        Arc::new(Self {
+            result: watch::channel(result).0,
+        })
+    }
+
+    pub fn id(&self) -> String {
+        self.result.borrow().id.clone()
+    }
+
+    pub fn snapshot(&self) -> CommandResult {
+        self.result.borrow().clone()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.result.borrow().command_status == CommandStatus::Running
+    }
+
+    /// Record the outcome. Bare strings become `{"result": "<name>: <text>"}` as in IPA.
+    pub(crate) fn finish(&self, outcome: Result<Value, CommandError>) {
+        self.result.send_modify(|r| match outcome {
+            Ok(value) => {
+                r.command_status = CommandStatus::Succeeded;
+                r.command_result = Some(match value {
+                    Value::String(s) => {
+                        serde_json::json!({"result": format!("{}: {s}", r.command_name)})
+                    }
+                    other => other,
+                });
+            }
+            Err(err) => {
+                r.command_status = CommandStatus::Failed;
+                r.command_error = Some(err.to_value());
+            }
+        });
+    }
+
+    /// Resolves with the result once the command is no longer running.
+    pub async fn wait(&self) -> CommandResult {
+        let mut rx = self.result.subscribe();
+        let done = rx
+            .wait_for(|r| r.command_status != CommandStatus::Running)
+            .await
+            .map(|r| r.clone());
+        // The sender lives in `self`; it cannot be gone while we borrow it.
+        done.unwrap_or_else(|_| self.snapshot())
+    }
+}
+
+/// All results, oldest first. IPA keeps every result; we keep the newest [`MAX_RESULTS`].
+#[derive(Debug, Default)]
+pub struct CommandStore {
+    entries: Mutex<VecDeque<Arc<CommandEntry>>>,
+    /// Held while a command is admitted and, for synchronous commands, while it runs:
+    /// commands are serialised as in IPA.
+    pub(crate) exec_lock: tokio::sync::Mutex<()>,
+}
+
+impl CommandStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<CommandEntry>>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn push(&self, entry: Arc<CommandEntry>) {
+        let mut entries = self.lock();
+        entries.push_back(entry);
+        while entries.len() > MAX_RESULTS {
+            match entries.iter().position(|e| !e.is_running()) {
+                Some(i) => {
+                    entries.remove(i);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// The most recently started command.
+    pub fn last(&self) -> Option<Arc<CommandEntry>> {
+        self.lock().back().cloned()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<CommandEntry>> {
+        self.lock().iter().find(|e| e.id() == id).cloned()
+    }
+
+    /// Snapshots of every stored result, oldest first.
+    pub fn list(&self) -> Vec<CommandResult> {
+        self.lock().iter().map(|e| e.snapshot()).collect()
+    }
+
+    /// The running command's name, if one is running.
+    pub fn running(&self) -> Option<String> {
+        self.last()
+            .filter(|e| e.is_running())
+            .map(|e| e.snapshot().command_name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn entries_finish_and_wake_waiters() {
+        let store = CommandStore::default();
+        let entry = CommandEntry::running("standby.sync", Map::new());
+        store.push(entry.clone());
+        assert_eq!(store.running().as_deref(), Some("standby.sync"));
+        let waiter = tokio::spawn({
+            let entry = entry.clone();
+            async move { entry.wait().await }
+        });
+        entry.finish(Ok(Value::String("done".into())));
+        let r = waiter.await.unwrap();
+        assert_eq!(r.command_status, CommandStatus::Succeeded);
+        assert_eq!(
+            r.command_result,
+            Some(serde_json::json!({"result": "standby.sync: done"}))
+        );
+        assert!(store.running().is_none());
+        assert_eq!(store.get(&entry.id()).unwrap().snapshot(), r);
+        assert!(store.get("nope").is_none());
+    }
+
+    #[test]
+    fn old_finished_entries_are_evicted() {
+        let store = CommandStore::default();
+        let first = CommandEntry::running("a.b", Map::new());
+        first.finish(Ok(Value::Null));
+        store.push(first.clone());
+        for _ in 0..MAX_RESULTS {
+            let e = CommandEntry::running("a.b", Map::new());
+            e.finish(Ok(Value::Null));
+            store.push(e);
+        }
+        assert_eq!(store.list().len(), MAX_RESULTS);
+        assert!(store.get(&first.id()).is_none());
+    }
+}
