@@ -34,6 +34,33 @@ impl Request {
         out.push(checksum(&out[3..]));
         out
     }
+
+    /// Decodes a request (the BMC's side; used to check captures and by the fuzz target).
+    /// Returns the request and its sequence number.
+    pub fn decode(b: &[u8]) -> Result<(Request, u8), DecodeError> {
+        if b.len() < 7 {
+            return Err(DecodeError::Truncated {
+                what: "IPMI request message",
+                need: 7,
+                got: b.len(),
+            });
+        }
+        if checksum(&b[0..2]) != b[2] {
+            return Err(DecodeError::Checksum {
+                what: "IPMI message header",
+            });
+        }
+        let last = b.len() - 1;
+        if checksum(&b[3..last]) != b[last] {
+            return Err(DecodeError::Checksum {
+                what: "IPMI message body",
+            });
+        }
+        Ok((
+            Request::new(b[1] >> 2, b[5], b[6..last].to_vec()),
+            b[4] >> 2,
+        ))
+    }
 }
 
 /// A response from the BMC.
