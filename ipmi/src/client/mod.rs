@@ -331,3 +331,27 @@ pub async fn ping(cfg: &ClientConfig) -> Result<bool, ClientError> {
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn client_futures_are_send() {
+        let cfg = ClientConfig::new("127.0.0.1:9".parse().unwrap(), "u", "p");
+        let client = Client::new(cfg.clone());
+        assert_send(&client.power_state());
+        assert_send(&client.close());
+        assert_send(&Session::open(&cfg));
+        assert_send(&channel_cipher_suites(&cfg));
+    }
+
+    #[test]
+    fn config_debug_hides_password() {
+        let cfg = ClientConfig::new("127.0.0.1:623".parse().unwrap(), "admin", "s3cret");
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+        assert_eq!(cfg.max_wait(), Duration::from_secs(3));
+    }
+}

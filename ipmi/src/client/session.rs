@@ -1,8 +1,6 @@
 //! An established RMCP+ session: the RAKP handshake, then encrypted and authenticated
 //! commands with sequence numbers, and Close Session.
 
-use rand::RngCore;
-
 use super::transport::{Retry, Transport};
 use super::{ClientConfig, ClientError};
 use crate::codec::completion::completion_text;
@@ -51,9 +49,9 @@ impl Session {
         let mut transport = Transport::connect(addr).await?;
         let retry = cfg.retry();
         let suite = cfg.cipher_suite;
-        let mut rng = rand::rng();
-        let console_session_id = rng.next_u32() | 1;
-        let tag = (rng.next_u32() & 0x3f) as u8;
+        // No RNG handle lives across an await: the futures stay Send.
+        let console_session_id = rand::random::<u32>() | 1;
+        let tag = rand::random::<u8>() & 0x3f;
 
         let open = session::encode_v2(
             PayloadType::OpenSessionRequest,
@@ -115,8 +113,7 @@ impl Session {
         }
         let bmc_session_id = opened.bmc_session_id;
 
-        let mut console_random = [0u8; 16];
-        rng.fill_bytes(&mut console_random);
+        let console_random: [u8; 16] = rand::random();
         let role = cfg.privilege as u8 | NAME_ONLY_LOOKUP;
         let rakp1 = session::encode_v2(
             PayloadType::Rakp1,
@@ -262,7 +259,6 @@ impl Session {
         let console_session_id = self.console_session_id;
         let mut out_seq = self.out_seq;
         let mut last_in = self.last_in_seq;
-        let mut rng = rand::rng();
         let resp = self
             .transport
             .exchange(
@@ -271,8 +267,7 @@ impl Session {
                 || {
                     // Every (re)transmission gets a fresh session sequence number and IV.
                     out_seq = out_seq.wrapping_add(1).max(1);
-                    let mut iv = [0u8; 16];
-                    rng.fill_bytes(&mut iv);
+                    let iv: [u8; 16] = rand::random();
                     session::encode_v2(
                         PayloadType::Ipmi,
                         bmc_session_id,

@@ -8,6 +8,8 @@ use serde::Serialize;
 
 use crate::util;
 
+mod ipmi;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
     pub metric: String,
@@ -53,7 +55,7 @@ impl Record {
 
 /// Benchmark names with the function that runs each.
 type Bench = fn() -> anyhow::Result<Vec<Record>>;
-pub const BENCHES: &[(&str, Bench)] = &[];
+pub const BENCHES: &[(&str, Bench)] = &[("ipmi", ipmi::run)];
 
 pub fn run(name: &str) -> anyhow::Result<()> {
     let Some((_, bench)) = BENCHES.iter().find(|(n, _)| *n == name) else {
