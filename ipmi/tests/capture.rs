@@ -2,10 +2,11 @@
 //! must reproduce every RAKP auth code, derive the same keys, and decrypt and verify every
 //! in-session packet of both sides. One capture is stored (tests/fixtures), one is taken live.
 
-use std::net::SocketAddr;
-use std::process::Command;
-use std::sync::{Arc, Mutex};
+mod common;
 
+use std::process::Command;
+
+use common::Capture;
 use ferrite_ipmi::codec::commands::ChassisStatus;
 use ferrite_ipmi::codec::crypto::{key_from_password, RakpInputs, SessionKeys};
 use ferrite_ipmi::codec::message::{Request, Response};
@@ -13,10 +14,6 @@ use ferrite_ipmi::codec::rakp::{self, Reply};
 use ferrite_ipmi::codec::session::{self, PayloadType};
 use ferrite_ipmi::sim::SimBmc;
 use ferrite_ipmi::{CipherSuite, PowerState};
-use tokio::net::UdpSocket;
-
-/// (from_console, datagram)
-type Capture = Vec<(bool, Vec<u8>)>;
 
 fn find(cap: &Capture, from_console: bool, ty: PayloadType) -> Vec<u8> {
     cap.iter()
@@ -126,36 +123,11 @@ fn stored_ipmitool_capture_verifies() {
     assert_eq!(verify(&cap, "password"), PowerState::Off);
 }
 
-/// Forwards datagrams between one client and `bmc`, recording both directions.
-async fn proxy(front: UdpSocket, bmc: SocketAddr, cap: Arc<Mutex<Capture>>) {
-    let back = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    back.connect(bmc).await.unwrap();
-    let mut client = None;
-    let (mut a, mut b) = (vec![0u8; 2048], vec![0u8; 2048]);
-    loop {
-        tokio::select! {
-            Ok((n, from)) = front.recv_from(&mut a) => {
-                client = Some(from);
-                cap.lock().unwrap().push((true, a[..n].to_vec()));
-                let _ = back.send(&a[..n]).await;
-            }
-            Ok(n) = back.recv(&mut b) => {
-                cap.lock().unwrap().push((false, b[..n].to_vec()));
-                if let Some(c) = client {
-                    let _ = front.send_to(&b[..n], c).await;
-                }
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn live_ipmitool_capture_verifies() {
     let bmc = SimBmc::builder().start().unwrap();
-    let front = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let port = front.local_addr().unwrap().port();
-    let cap = Arc::new(Mutex::new(Vec::new()));
-    let task = tokio::spawn(proxy(front, bmc.addr(), cap.clone()));
+    let proxy = common::start(bmc.addr(), None).await;
+    let port = proxy.addr.port();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("ipmitool")
             .args(["-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p"])
@@ -166,10 +138,9 @@ async fn live_ipmitool_capture_verifies() {
     })
     .await
     .unwrap();
-    task.abort();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{text}");
-    let cap = cap.lock().unwrap().clone();
+    let cap = proxy.capture.lock().unwrap().clone();
     if let Ok(path) = std::env::var("FERRITE_IPMI_WRITE_CAPTURE") {
         let mut s = String::from("# ipmitool -I lanplus -C 3 -U admin -P password power status against ipmi_sim\n# > console to BMC, < BMC to console\n");
         for (c, d) in &cap {

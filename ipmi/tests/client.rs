@@ -1,5 +1,7 @@
 //! The client against a real ipmi_sim, every result cross-checked with ipmitool.
 
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -205,4 +207,75 @@ async fn missing_get_channel_cipher_suites_does_not_stall() {
         Client::new(cfg).power_state().await.unwrap(),
         PowerState::Off
     );
+}
+
+/// A network that rewrites the session ID of every in-session reply: the client must drop
+/// them all (they are not for its session) and fail with a bounded timeout, not accept them.
+#[tokio::test]
+async fn spoofed_session_ids_are_ignored() {
+    let bmc = SimBmc::builder().start().unwrap();
+    fn spoof(d: &mut Vec<u8>) {
+        // RMCP (4) + auth type 0x06 + payload type with the encrypted/authenticated bits.
+        if d.len() > 10 && d[4] == 0x06 && d[5] & 0xc0 != 0 {
+            d[6] ^= 0x55;
+        }
+    }
+    let proxy = common::start(bmc.addr(), Some(spoof)).await;
+    let mut cfg = config(&bmc);
+    cfg.addr = proxy.addr;
+    cfg.timeout = Duration::from_millis(200);
+    let start = Instant::now();
+    let err = Client::new(cfg.clone()).power_state().await.unwrap_err();
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
+    assert!(start.elapsed() < cfg.max_wait() + Duration::from_millis(500));
+    // The BMC did answer: the replies were there and were refused.
+    let replies = proxy
+        .capture
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(c, _)| !c)
+        .count();
+    assert!(replies >= 4, "{replies} replies");
+}
+
+/// Corrupted in-session replies (a flipped bit) fail the integrity check and are dropped.
+#[tokio::test]
+async fn corrupted_replies_are_dropped() {
+    let bmc = SimBmc::builder().start().unwrap();
+    fn corrupt(d: &mut Vec<u8>) {
+        if d.len() > 30 && d[4] == 0x06 && d[5] & 0xc0 != 0 {
+            d[20] ^= 0x01;
+        }
+    }
+    let proxy = common::start(bmc.addr(), Some(corrupt)).await;
+    let mut cfg = config(&bmc);
+    cfg.addr = proxy.addr;
+    cfg.timeout = Duration::from_millis(200);
+    let err = Client::new(cfg).power_state().await.unwrap_err();
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
+}
+
+/// A reused session survives many calls, and is re-opened once after the BMC forgets it.
+#[tokio::test]
+async fn session_reuse_and_reopen() {
+    let bmc = SimBmc::builder().start().unwrap();
+    let client = Client::new(config(&bmc));
+    client.connect().await.unwrap();
+    for _ in 0..20 {
+        assert_eq!(client.power_state().await.unwrap(), PowerState::Off);
+    }
+    // Kill the session behind the client's back (as a BMC timeout would)...
+    let stale = client.session_id().await.unwrap();
+    let mut other = ferrite_ipmi::Session::open(&config(&bmc)).await.unwrap();
+    other.close_other(stale).await.unwrap();
+    other.close().await.unwrap();
+    // ...the next call times out on the dead session, re-opens once and succeeds.
+    assert_eq!(client.power_state().await.unwrap(), PowerState::Off);
+    let fresh = client.session_id().await.unwrap();
+    assert_ne!(fresh, stale);
+    client.close().await.unwrap();
+    assert_eq!(client.session_id().await, None);
+    // After close, the next call opens a fresh session.
+    assert_eq!(client.power_state().await.unwrap(), PowerState::Off);
 }

@@ -148,6 +148,15 @@ impl Client {
         Ok(())
     }
 
+    /// The BMC's ID of the shared session, if one is open.
+    pub async fn session_id(&self) -> Option<u32> {
+        self.session
+            .lock()
+            .await
+            .as_ref()
+            .map(|s| s.bmc_session_id())
+    }
+
     /// Closes the shared session, if one is open.
     pub async fn close(&self) -> Result<(), ClientError> {
         match self.session.lock().await.take() {

@@ -323,6 +323,13 @@ impl Session {
         Ok(())
     }
 
+    /// Closes another session on the BMC (needs administrator privilege).
+    pub async fn close_other(&mut self, bmc_session_id: u32) -> Result<(), ClientError> {
+        self.ensure_privilege(Privilege::Administrator).await?;
+        let req = commands::close_session(bmc_session_id);
+        self.call("Close Session", &req, None).await.map(|_| ())
+    }
+
     /// Closes the session on the BMC.
     pub async fn close(mut self) -> Result<(), ClientError> {
         let req = commands::close_session(self.bmc_session_id);
