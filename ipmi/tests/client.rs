@@ -214,7 +214,7 @@ async fn missing_get_channel_cipher_suites_does_not_stall() {
 #[tokio::test]
 async fn spoofed_session_ids_are_ignored() {
     let bmc = SimBmc::builder().start().unwrap();
-    fn spoof(d: &mut Vec<u8>) {
+    fn spoof(d: &mut [u8]) {
         // RMCP (4) + auth type 0x06 + payload type with the encrypted/authenticated bits.
         if d.len() > 10 && d[4] == 0x06 && d[5] & 0xc0 != 0 {
             d[6] ^= 0x55;
@@ -243,7 +243,7 @@ async fn spoofed_session_ids_are_ignored() {
 #[tokio::test]
 async fn corrupted_replies_are_dropped() {
     let bmc = SimBmc::builder().start().unwrap();
-    fn corrupt(d: &mut Vec<u8>) {
+    fn corrupt(d: &mut [u8]) {
         if d.len() > 30 && d[4] == 0x06 && d[5] & 0xc0 != 0 {
             d[20] ^= 0x01;
         }

@@ -10,7 +10,7 @@ use tokio::net::UdpSocket;
 pub type Capture = Vec<(bool, Vec<u8>)>;
 
 /// Rewrites a BMC→console datagram in place.
-pub type Rewrite = fn(&mut Vec<u8>);
+pub type Rewrite = fn(&mut [u8]);
 
 pub struct Proxy {
     pub addr: SocketAddr,
