@@ -66,6 +66,14 @@ async fn unknown_paths_404_and_wrong_methods_405() {
     assert_fault(&common::decode(resp).await, 405, "allowed: GET, POST");
     assert_fault(&agent.post_raw("/v1/status", "{}").await, 405, "GET");
     assert_fault(&agent.post_raw("/", "{}").await, 405, "GET");
+    let head = agent
+        .client
+        .head(agent.url("/v1/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+    assert!(head.bytes().await.unwrap().is_empty());
     let put = agent
         .client
         .put(agent.url("/v1/commands/some-id"))

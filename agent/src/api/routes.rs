@@ -33,6 +33,18 @@ where
     B: hyper::body::Body + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    // The query is not logged: it carries the agent token.
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = route(req, state, scheme).await;
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), "agent API request");
+    resp
+}
+
+async fn route<B>(req: Request<B>, state: Arc<AgentState>, scheme: Scheme) -> Resp
+where
+    B: hyper::body::Body + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let path = req.uri().path().to_string();
     let trimmed = if path.len() > 1 {
         path.trim_end_matches('/')
@@ -45,7 +57,11 @@ where
         ["v1", rest @ ..] if !rest.is_empty() => rest,
         other => other,
     };
-    let method = req.method().clone();
+    // HEAD is answered like GET; hyper leaves the body out.
+    let method = match req.method() {
+        &Method::HEAD => Method::GET,
+        other => other.clone(),
+    };
     match (segments.as_slice(), route) {
         ([""], _) => only(&method, &[Method::GET], || root(&req, scheme)),
         (["v1"], _) => only(&method, &[Method::GET], || v1(&req, scheme)),
