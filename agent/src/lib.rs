@@ -3,9 +3,12 @@
 
 pub mod api;
 pub mod cli;
+pub mod cmdline;
 pub mod commands;
+pub mod heartbeat;
 pub mod inventory;
 pub mod state;
 pub mod steps;
 pub mod system;
 pub mod tarball;
+pub mod tls;
