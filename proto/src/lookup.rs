@@ -46,6 +46,9 @@ pub struct Heartbeat {
     pub agent_verify_ca: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_status: Option<Value>,
+    /// Human-readable detail for `agent_status` (Ironic ≥ 1.81).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_status_message: Option<String>,
 }
 
 /// `POST /v1/continue_inspection` body.

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use ferrite_proto::lookup::{Heartbeat, LookupResponse};
 use reqwest::StatusCode;
-use tokio::sync::Notify;
 
 use super::lookup::{lookup, LookupError, LookupTiming};
 use super::token::{TokenEvent, TokenStore};
@@ -52,8 +51,6 @@ pub struct Heartbeater {
     pub macs: Vec<String>,
     pub lookup_timing: LookupTiming,
     pub link: Arc<dyn AgentLink>,
-    /// Notified to heartbeat early (rate-limited by `min_forced_gap`).
-    pub force: Arc<Notify>,
 }
 
 impl Heartbeater {
@@ -69,12 +66,14 @@ impl Heartbeater {
     }
 
     fn body(&self) -> Heartbeat {
+        let (status, message) = self.link.agent_status();
         Heartbeat {
             callback_url: self.callback_url.clone(),
             agent_token: self.tokens.get().unwrap_or_default().to_string(),
             agent_version: self.agent_version.clone(),
             agent_verify_ca: self.verify_ca.clone(),
-            agent_status: self.link.agent_status(),
+            agent_status: status.map(serde_json::Value::String),
+            agent_status_message: message,
         }
     }
 
@@ -122,6 +121,7 @@ impl Heartbeater {
     /// Heartbeats until `shutdown` resolves. The first heartbeat goes out at once.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), LookupError> {
         tokio::pin!(shutdown);
+        let link = self.link.clone();
         let mut wait = Duration::ZERO;
         let mut last = tokio::time::Instant::now();
         loop {
@@ -130,7 +130,7 @@ impl Heartbeater {
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
                 _ = tokio::time::sleep_until(due) => {}
-                _ = self.force.notified() => {
+                _ = link.heartbeat_requested() => {
                     // Honour the request, but not more often than min_forced_gap.
                     tokio::select! {
                         _ = &mut shutdown => return Ok(()),
@@ -169,6 +169,10 @@ pub fn absorb_token(tokens: &mut TokenStore, offered: Option<&str>, link: &dyn A
             }
         }
         TokenEvent::Kept => {}
+        TokenEvent::Different => tracing::warn!(
+            "the conductor offered a different agent token; keeping the first one, which the \
+             agent API enforces"
+        ),
         TokenEvent::MaskedWithoutToken => tracing::error!(
             "the conductor handed our token out before (\"******\") and we have none: \
              heartbeats will be refused; reboot the node into a fresh agent"

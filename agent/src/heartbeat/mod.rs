@@ -8,6 +8,8 @@ pub mod inspect;
 pub mod lookup;
 pub mod token;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use ferrite_proto::lookup::{Heartbeat, LookupResponse};
@@ -15,13 +17,17 @@ use ferrite_proto::{API_VERSION_HEADER, IRONIC_API_VERSION};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
-/// What the heartbeat loop needs from the rest of the agent: where to put the token the
-/// lookup handed out (the API checks it) and the status to report.
+/// What the heartbeat loop needs from the rest of the agent (the agent API's state
+/// implements it): where to put the token the lookup handed out, what to report, and when
+/// to heartbeat early.
 pub trait AgentLink: Send + Sync + 'static {
     /// The token every `/v1/commands` call must now carry.
     fn set_token(&self, token: &str);
-    /// `agent_status` for the next heartbeat (`None` leaves it out).
-    fn agent_status(&self) -> Option<Value>;
+    /// `agent_status` and `agent_status_message` for the next heartbeat (`None` leaves
+    /// them out).
+    fn agent_status(&self) -> (Option<String>, Option<String>);
+    /// Resolves when the conductor should hear from us now (a command finished).
+    fn heartbeat_requested(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 /// The newest microversion this agent speaks (agent_verify_ca needs 1.68).

@@ -1,5 +1,6 @@
 //! The agent token: handed out once by the conductor, masked (`******`) on later lookups,
 //! or pre-shared on the kernel command line (`ipa-agent-token`), which then always wins.
+//! The first token is kept for the agent's life, as the agent API accepts only that one.
 
 use ferrite_proto::MASKED_SECRET;
 
@@ -13,6 +14,9 @@ pub enum TokenEvent {
     /// Nothing changed: no token offered, `******` with one on file, the same token again,
     /// or the command-line token overrides.
     Kept,
+    /// A different real token while we hold one: ignored, the first one stays (the
+    /// agent API accepts only the token it was given first).
+    Different,
     /// `******` but no token on file: the conductor will refuse our heartbeats until the
     /// node is rebooted into a fresh agent.
     MaskedWithoutToken,
@@ -54,13 +58,14 @@ impl TokenStore {
         if offered.len() < MIN_TOKEN_LEN {
             return TokenEvent::Invalid;
         }
-        if self.pinned || self.token.as_deref() == Some(offered) {
-            return TokenEvent::Kept;
+        match self.token.as_deref() {
+            None => {
+                self.token = Some(offered.to_string());
+                TokenEvent::Adopted
+            }
+            Some(held) if held == offered || self.pinned => TokenEvent::Kept,
+            Some(_) => TokenEvent::Different,
         }
-        // A real token after we already had one only happens when the conductor was told
-        // to forget the node (re-enrolled): it is the source of truth, as in IPA.
-        self.token = Some(offered.to_string());
-        TokenEvent::Adopted
     }
 }
 
@@ -103,10 +108,10 @@ mod tests {
     }
 
     #[test]
-    fn a_new_real_token_replaces_the_old_one() {
+    fn the_first_real_token_stays() {
         let mut t = TokenStore::new(None);
         t.offer(Some(A));
-        assert_eq!(t.offer(Some(B)), TokenEvent::Adopted);
-        assert_eq!(t.get(), Some(B));
+        assert_eq!(t.offer(Some(B)), TokenEvent::Different);
+        assert_eq!(t.get(), Some(A));
     }
 }
