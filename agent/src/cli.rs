@@ -9,11 +9,17 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "ferrite-agent",
     version,
-    about = "Ferrite bare-metal deploy agent"
+    about = "Ferrite bare-metal deploy agent",
+    long_about = "Ferrite bare-metal deploy agent. With no subcommand it is the ramdisk agent: \
+                  reads the kernel command line, serves the agent API, looks itself up at the \
+                  conductor and heartbeats.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: crate::run::RunConfig,
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,9 +48,39 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        None => {
-            eprintln!("ferrite-agent: the ramdisk agent is not built yet");
+        None => run_agent(cli.run),
+    }
+}
+
+fn run_agent(config: crate::run::RunConfig) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferrite-agent: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::run::run(config, terminated())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferrite-agent: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn terminated() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

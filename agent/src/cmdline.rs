@@ -44,8 +44,8 @@ pub struct KernelParams {
     pub inspection_callback_url: Option<Url>,
     /// `ipa-advertise-host`: an IP address or DNS name the conductor reaches us at.
     pub advertise_host: Option<String>,
-    /// `ipa-advertise-port` (default 9999).
-    pub advertise_port: u16,
+    /// `ipa-advertise-port`; `None` advertises the port the API actually listens on.
+    pub advertise_port: Option<u16>,
     /// `ipa-advertise-protocol`; `None` lets automatic TLS decide.
     pub advertise_protocol: Option<Protocol>,
     /// `ipa-listen-host` (default `::`).
@@ -80,7 +80,7 @@ impl Default for KernelParams {
             api_url: None,
             inspection_callback_url: None,
             advertise_host: None,
-            advertise_port: DEFAULT_AGENT_PORT,
+            advertise_port: None,
             advertise_protocol: None,
             listen_host: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
             listen_port: DEFAULT_AGENT_PORT,
@@ -173,7 +173,7 @@ pub fn parse(line: &str) -> Result<KernelParams, CmdlineError> {
             "ipa-api-url" => p.api_url = parse_api_url(key, v, &mut p.warnings)?,
             "ipa-inspection-callback-url" => p.inspection_callback_url = Some(parse_url(key, v)?),
             "ipa-advertise-host" => p.advertise_host = Some(parse_host(key, v)?),
-            "ipa-advertise-port" => p.advertise_port = parse_port(key, v)?,
+            "ipa-advertise-port" => p.advertise_port = Some(parse_port(key, v)?),
             "ipa-advertise-protocol" => {
                 p.advertise_protocol = Some(match v.to_ascii_lowercase().as_str() {
                     "http" => Protocol::Http,
@@ -386,7 +386,7 @@ mod tests {
             "/v1/continue_inspection"
         );
         assert_eq!(p.advertise_host.as_deref(), Some("127.0.0.1"));
-        assert_eq!(p.advertise_port, 40001);
+        assert_eq!(p.advertise_port, Some(40001));
         assert_eq!(p.lookup_timeout, Duration::from_secs(30));
         assert_eq!(p.lookup_interval, Duration::from_millis(500));
         assert_eq!(p.agent_token.as_deref(), Some(TOKEN));

@@ -7,6 +7,7 @@ pub mod cmdline;
 pub mod commands;
 pub mod heartbeat;
 pub mod inventory;
+pub mod run;
 pub mod state;
 pub mod steps;
 pub mod system;

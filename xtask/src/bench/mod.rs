@@ -1,6 +1,8 @@
 //! `cargo xtask bench <name>`: each benchmark measures Ferrite and its baseline in the same
 //! run and writes target/bench/<name>.json as an array of [`Record`]s.
 
+mod agent;
+
 use std::path::PathBuf;
 
 use anyhow::bail;
@@ -55,7 +57,7 @@ impl Record {
 
 /// Benchmark names with the function that runs each.
 type Bench = fn() -> anyhow::Result<Vec<Record>>;
-pub const BENCHES: &[(&str, Bench)] = &[("ipmi", ipmi::run)];
+pub const BENCHES: &[(&str, Bench)] = &[("ipmi", ipmi::run), ("agent", agent::run)];
 
 pub fn run(name: &str) -> anyhow::Result<()> {
     let Some((_, bench)) = BENCHES.iter().find(|(n, _)| *n == name) else {

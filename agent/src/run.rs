@@ -1,0 +1,351 @@
+//! The ramdisk agent (`ferrite-agent` with no subcommand): kernel command line → inventory
+//! → agent API (automatic TLS) → inspection post → lookup → heartbeat until stopped.
+//! `--standalone` serves the API and talks to no conductor.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use ferrite_proto::inventory::Inventory;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cmdline::{self, KernelParams, Protocol};
+use crate::heartbeat::callback::{advertise_host, callback_url};
+use crate::heartbeat::heartbeat::{absorb_token, HeartbeatTiming, Heartbeater};
+use crate::heartbeat::inspect::{post_inventory, InspectTiming};
+use crate::heartbeat::lookup::{lookup, LookupTiming};
+use crate::heartbeat::token::TokenStore;
+use crate::heartbeat::{AgentLink, ConductorClient, MAX_API_VERSION};
+use crate::state::{AgentConfig, AgentState, RealSystemHooks};
+
+/// Flags of the ramdisk agent run mode.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RunConfig {
+    /// Kernel command line to use instead of /proc/cmdline: a file that holds it, or the
+    /// line itself.
+    #[arg(long, value_name = "FILE|LINE")]
+    pub cmdline: Option<String>,
+    /// Root of the sysfs/procfs/dev tree the inventory reads (a fixture in tests).
+    #[arg(long, default_value = "/")]
+    pub root: PathBuf,
+    /// Address the API listens on; overrides ipa-listen-host/ipa-listen-port.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Serve the API only: no inspection, lookup or heartbeat.
+    #[arg(long)]
+    pub standalone: bool,
+}
+
+impl AgentLink for AgentState {
+    fn set_token(&self, token: &str) {
+        if let Err(e) = self.set_agent_token(token) {
+            tracing::warn!(error = %e, "the agent API kept its token");
+        }
+    }
+
+    fn agent_status(&self) -> (Option<String>, Option<String>) {
+        let p = self.progress();
+        (p.agent_status, p.agent_status_message)
+    }
+
+    fn heartbeat_requested(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(AgentState::heartbeat_requested(self))
+    }
+}
+
+/// Sets up logging once per process (`ipa-debug` → debug, else `RUST_LOG` or info).
+fn init_logging(debug: bool) {
+    let filter = if debug {
+        tracing_subscriber::EnvFilter::new("debug")
+    } else {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The MACs to look up by: the PXE MAC first, then every interface's.
+pub fn lookup_macs(bootif: Option<&str>, inventory: Option<&Inventory>) -> Vec<String> {
+    let mut macs: Vec<String> = bootif.map(str::to_string).into_iter().collect();
+    for i in inventory.map(|inv| &inv.interfaces[..]).unwrap_or_default() {
+        if let Some(mac) = &i.mac_address {
+            let mac = mac.to_ascii_lowercase();
+            if !macs.contains(&mac) {
+                macs.push(mac);
+            }
+        }
+    }
+    macs
+}
+
+/// Runs the agent until `shutdown` resolves (or lookup gives up, which is an error, so
+/// the ramdisk's init can restart us as IPA's does).
+pub async fn run(
+    config: RunConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let line =
+        cmdline::load(config.cmdline.as_deref()).context("reading the kernel command line")?;
+    let params = cmdline::parse(&line)?;
+    init_logging(params.debug);
+    for w in &params.warnings {
+        tracing::warn!("kernel command line: {w}");
+    }
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "starting ferrite-agent"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let root = config.root.clone();
+    let inventory =
+        match tokio::task::spawn_blocking(move || crate::inventory::collect(&root)).await? {
+            Ok(inv) => Some(inv),
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "inventory failed; looking up by BOOTIF only"
+                );
+                None
+            }
+        };
+    let macs = lookup_macs(params.bootif.as_deref(), inventory.as_ref());
+
+    let mut client = match (&params.api_url, config.standalone) {
+        (Some(url), false) => Some(
+            ConductorClient::new(
+                url.clone(),
+                params.insecure,
+                params.global_request_id.clone(),
+            )
+            .context("building the HTTP client")?,
+        ),
+        _ => None,
+    };
+    let mut version = MAX_API_VERSION;
+    if let Some(c) = &mut client {
+        match c.negotiate_version().await {
+            Ok(v) => version = v,
+            Err(e) => tracing::warn!(error = %e, "version discovery failed; speaking 1.68"),
+        }
+    }
+
+    let listen = config
+        .listen
+        .unwrap_or_else(|| SocketAddr::new(params.listen_host, params.listen_port));
+    let listener = TcpListener::bind(listen).await.with_context(|| {
+        format!("binding the agent API to {listen} (ipa-listen-host/port, --listen)")
+    })?;
+    let port = listener.local_addr()?.port();
+
+    // Without a conductor there is nobody to call us back, so nothing to advertise or pin.
+    let advertised = match &client {
+        Some(_) => Some(advertise_host(&params, inventory.as_ref()).await?),
+        None => None,
+    };
+    let tls = match &advertised {
+        Some(host) if wants_tls(&params, version)? => Some(crate::tls::generate(host)?),
+        _ => None,
+    };
+    let protocol = if tls.is_some() {
+        Protocol::Https
+    } else {
+        Protocol::Http
+    };
+
+    let state = Arc::new(AgentState::new(
+        AgentConfig {
+            root: config.root.clone(),
+            ..AgentConfig::default()
+        },
+        Arc::new(RealSystemHooks::detect()),
+    ));
+    if let Some(token) = &params.agent_token {
+        state.set_agent_token(token).context("ipa-agent-token")?;
+    }
+    let api = tokio::spawn(crate::api::serve(
+        listener,
+        tls.as_ref().map(|t| t.server_config.clone()),
+        state.clone(),
+        stopped(),
+    ));
+    tracing::info!(%listen, port, tls = tls.is_some(), "agent API listening");
+
+    let outer = async {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = state.wait_locked_down() => {
+                let hooks = state.hooks.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || hooks.lockdown_network()).await {
+                    tracing::error!(error = %e, "lockdown: bringing the network down failed");
+                }
+            }
+        }
+    };
+    let work = talk_to_conductor(TalkArgs {
+        params: &params,
+        standalone: config.standalone,
+        client,
+        inventory: inventory.as_ref(),
+        macs,
+        callback_url: advertised
+            .as_deref()
+            .map(|h| callback_url(protocol, h, params.advertise_port.unwrap_or(port))),
+        verify_ca: tls.as_ref().map(|t| t.cert_pem.clone()),
+        state: state.clone(),
+        stopped: stopped(),
+    });
+    let result = tokio::select! {
+        _ = outer => Ok(()),
+        r = work => r,
+    };
+    let _ = stop_tx.send(true);
+    api.await?.context("serving the agent API")?;
+    result
+}
+
+/// Automatic TLS unless switched off (`ferrite-auto-tls=0`, `ipa-advertise-protocol=http`)
+/// or the conductor is too old to pin our certificate (before 1.68).
+fn wants_tls(params: &KernelParams, version: (u32, u32)) -> anyhow::Result<bool> {
+    let possible = params.auto_tls && version >= MAX_API_VERSION;
+    match params.advertise_protocol {
+        Some(Protocol::Http) => Ok(false),
+        Some(Protocol::Https) if !possible => bail!(
+            "ipa-advertise-protocol=https needs automatic TLS, which is off (ferrite-auto-tls=0 \
+             or a conductor older than API 1.68): drop one of them"
+        ),
+        _ => Ok(possible),
+    }
+}
+
+struct TalkArgs<'a, S> {
+    params: &'a KernelParams,
+    standalone: bool,
+    client: Option<ConductorClient>,
+    inventory: Option<&'a Inventory>,
+    macs: Vec<String>,
+    callback_url: Option<String>,
+    verify_ca: Option<String>,
+    state: Arc<AgentState>,
+    stopped: S,
+}
+
+/// Inspection, lookup and the heartbeat loop; returns when stopped or when lookup fails.
+async fn talk_to_conductor<S: Future<Output = ()>>(a: TalkArgs<'_, S>) -> anyhow::Result<()> {
+    let mut tokens = TokenStore::new(a.params.agent_token.clone());
+    let mut node_uuid = None;
+    if let (Some(url), false) = (&a.params.inspection_callback_url, a.standalone) {
+        match a.inventory {
+            None => tracing::error!("no inventory to post to the inspection callback"),
+            Some(inv) => {
+                let http = reqwest::Client::builder()
+                    .danger_accept_invalid_certs(a.params.insecure)
+                    .build()?;
+                match post_inventory(
+                    &http,
+                    url,
+                    inv,
+                    a.params.bootif.as_deref(),
+                    &InspectTiming::default(),
+                )
+                .await
+                {
+                    Ok(answer) => {
+                        tracing::info!(node = %answer.uuid, "inspection data accepted");
+                        let offered = answer
+                            .config
+                            .as_ref()
+                            .and_then(|c| c.agent_token.as_deref());
+                        absorb_token(&mut tokens, offered, &*a.state);
+                        node_uuid = Some(answer.uuid);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "inspection failed; going on to the lookup")
+                    }
+                }
+            }
+        }
+    }
+    let (Some(client), Some(callback_url)) = (a.client, a.callback_url) else {
+        if !a.standalone {
+            tracing::warn!("no ipa-api-url: serving the API without lookup or heartbeat");
+        }
+        a.stopped.await;
+        return Ok(());
+    };
+    let lookup_timing = LookupTiming {
+        timeout: a.params.lookup_timeout,
+        start: a.params.lookup_interval,
+        ..LookupTiming::default()
+    };
+    let found = lookup(&client, &a.macs, node_uuid.as_deref(), &lookup_timing).await?;
+    let mut hb = Heartbeater {
+        client,
+        node_uuid: String::new(),
+        heartbeat_timeout: std::time::Duration::ZERO,
+        tokens,
+        callback_url,
+        verify_ca: a.verify_ca,
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        timing: HeartbeatTiming::default(),
+        macs: a.macs,
+        lookup_timing,
+        link: a.state.clone(),
+    };
+    hb.absorb_lookup(&found);
+    tracing::info!(node = %hb.node_uuid, callback = %hb.callback_url, "heartbeating");
+    hb.run(a.stopped).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_start_with_bootif_and_are_unique() {
+        let mut inv = Inventory::default();
+        for (name, mac) in [("eth0", "52:54:00:00:00:01"), ("eth1", "52:54:00:00:00:02")] {
+            inv.interfaces.push(ferrite_proto::inventory::Interface {
+                name: name.into(),
+                mac_address: Some(mac.into()),
+                ..Default::default()
+            });
+        }
+        assert_eq!(
+            lookup_macs(Some("52:54:00:00:00:02"), Some(&inv)),
+            ["52:54:00:00:00:02", "52:54:00:00:00:01"]
+        );
+        assert_eq!(lookup_macs(None, None), Vec::<String>::new());
+    }
+
+    #[test]
+    fn tls_choice() {
+        let p = |line: &str| cmdline::parse(line).unwrap();
+        assert!(wants_tls(&p(""), (1, 68)).unwrap());
+        assert!(!wants_tls(&p(""), (1, 46)).unwrap());
+        assert!(!wants_tls(&p("ferrite-auto-tls=0"), (1, 68)).unwrap());
+        assert!(!wants_tls(&p("ipa-advertise-protocol=http"), (1, 68)).unwrap());
+        assert!(wants_tls(&p("ipa-advertise-protocol=https"), (1, 68)).unwrap());
+        let err = wants_tls(
+            &p("ipa-advertise-protocol=https ferrite-auto-tls=0"),
+            (1, 68),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("ipa-advertise-protocol"), "{err}");
+    }
+}

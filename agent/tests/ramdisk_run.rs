@@ -1,0 +1,360 @@
+//! The ramdisk run mode end to end on loopback: kernel command line → API with automatic
+//! TLS → inspection → lookup → heartbeats, against the conductor double; the conductor's
+//! side of the TLS pin done for real; and the real `ferrite-agent` binary.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Double, Reply, Script, NODE, TOKEN};
+use ferrite_agent::run::{run, RunConfig};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+const BOOTIF_MAC: &str = "52:54:00:aa:bb:01";
+
+fn fixture_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/inventory/debian-vm")
+}
+
+fn double_script() -> Script {
+    Script {
+        lookup_default: Reply::found(Some(TOKEN), 1.0),
+        ..Script::default()
+    }
+}
+
+/// A client that trusts only the PEM the agent sent (what the conductor does).
+fn pinned_client(pem: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
+        .build()
+        .unwrap()
+}
+
+struct Agent {
+    stop: Arc<Notify>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Agent {
+    fn start(cmdline: String, root: PathBuf, standalone: bool) -> Agent {
+        let stop = Arc::new(Notify::new());
+        let config = RunConfig {
+            cmdline: Some(cmdline),
+            root,
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            standalone,
+        };
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move { run(config, async move { stop.notified().await }).await }
+        });
+        Agent { stop, task }
+    }
+
+    async fn stop(mut self) -> anyhow::Result<()> {
+        self.stop.notify_one();
+        (&mut self.task).await.unwrap()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ramdisk_agent_looks_up_heartbeats_and_serves_pinned_tls() {
+    let d = Double::start(double_script()).await;
+    let line = format!(
+        "console=ttyS0 ipa-api-url={} BOOTIF=01-52-54-00-AA-BB-01 ipa-lookup-interval=0.05 foo=bar",
+        d.url()
+    );
+    let agent = Agent::start(line, fixture_root(), false);
+    d.wait_until("two heartbeats", Duration::from_secs(20), |s| {
+        s.iter().filter(|r| r.is_heartbeat()).count() >= 2
+    })
+    .await;
+
+    let lookup = &d.lookups()[0];
+    let addresses: Vec<&str> = lookup.query["addresses"].split(',').collect();
+    assert_eq!(addresses[0], BOOTIF_MAC, "BOOTIF goes first");
+    assert_eq!(lookup.headers["x-openstack-ironic-api-version"], "1.68");
+    if let Ok(inv) = ferrite_agent::inventory::collect(&fixture_root()) {
+        for i in inv
+            .interfaces
+            .iter()
+            .filter_map(|i| i.mac_address.as_deref())
+        {
+            assert!(
+                addresses.contains(&i),
+                "{i} from the inventory in {addresses:?}"
+            );
+        }
+    }
+
+    let beat = d.heartbeats()[0].body.clone();
+    assert_eq!(d.heartbeats()[0].path, format!("/v1/heartbeat/{NODE}"));
+    assert_eq!(beat["agent_token"], TOKEN);
+    assert_eq!(beat["agent_version"], env!("CARGO_PKG_VERSION"));
+    let callback = beat["callback_url"].as_str().unwrap().to_string();
+    assert!(
+        callback.starts_with("https://127.0.0.1:"),
+        "route source towards 127.0.0.1: {callback}"
+    );
+    let pem = beat["agent_verify_ca"]
+        .as_str()
+        .expect("agent_verify_ca sent")
+        .to_string();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    for h in d.heartbeats() {
+        assert_eq!(
+            h.body["agent_verify_ca"].as_str(),
+            Some(pem.as_str()),
+            "same cert every heartbeat"
+        );
+    }
+
+    // The conductor's side: pin the PEM and call the agent back at callback_url.
+    let client = pinned_client(&pem);
+    let status: Value = client
+        .get(format!("{callback}/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    // The token from the lookup now guards the commands.
+    let no_token = client
+        .get(format!("{callback}/v1/commands/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), 401);
+    let with_token = client
+        .get(format!("{callback}/v1/commands/?agent_token={TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_token.status(), 200);
+    // Without the pin the certificate is not trusted.
+    let unpinned = reqwest::Client::new()
+        .get(format!("{callback}/v1/status"))
+        .send()
+        .await;
+    assert!(
+        unpinned.is_err(),
+        "a self-signed cert must not pass public roots"
+    );
+    // Another agent's certificate does not open this one.
+    let other = ferrite_agent::tls::generate("127.0.0.1").unwrap();
+    assert!(pinned_client(&other.cert_pem)
+        .get(format!("{callback}/v1/status"))
+        .send()
+        .await
+        .is_err());
+
+    agent.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspection_is_posted_and_its_uuid_used_in_lookup() {
+    let d = Double::start(double_script()).await;
+    let line = format!(
+        "ipa-api-url={url} ipa-inspection-callback-url={url}/v1/continue_inspection \
+         ipa-advertise-host=192.0.2.44 ipa-advertise-port=4444 ferrite-auto-tls=0 \
+         BOOTIF=01-52-54-00-AA-BB-01",
+        url = d.url()
+    );
+    let agent = Agent::start(line, fixture_root(), false);
+    d.wait_until("a heartbeat", Duration::from_secs(20), |s| {
+        s.iter().any(|r| r.is_heartbeat())
+    })
+    .await;
+    agent.stop().await.unwrap();
+
+    let seen = d.seen();
+    let post = seen
+        .iter()
+        .find(|r| r.path == "/v1/continue_inspection")
+        .expect("inventory posted");
+    assert_eq!(post.method, "POST");
+    assert_eq!(post.body["boot_interface"], BOOTIF_MAC);
+    let expected = ferrite_agent::inventory::collect(&fixture_root()).unwrap();
+    assert_eq!(
+        serde_json::from_value::<ferrite_proto::inventory::Inventory>(
+            post.body["inventory"].clone()
+        )
+        .unwrap(),
+        expected
+    );
+    let order: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
+    let pos = |p: &str| order.iter().position(|x| *x == p).unwrap();
+    assert!(
+        pos("/v1/continue_inspection") < pos("/v1/lookup"),
+        "{order:?}"
+    );
+    assert_eq!(d.lookups()[0].query["node_uuid"], NODE);
+    let beat = &d.heartbeats()[0].body;
+    assert_eq!(beat["callback_url"], "http://192.0.2.44:4444");
+    assert!(
+        beat.get("agent_verify_ca").is_none(),
+        "no TLS, no CA: {beat}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_serves_plain_http_without_talking_to_the_conductor() {
+    let d = Double::start(double_script()).await;
+    let line = format!("ipa-api-url={}", d.url());
+    // Find the port by asking the OS for a free one first (the run API hides it).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let stop = Arc::new(Notify::new());
+    let config = RunConfig {
+        cmdline: Some(line),
+        root: fixture_root(),
+        listen: Some(format!("127.0.0.1:{port}").parse().unwrap()),
+        standalone: true,
+    };
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move { run(config, async move { stop.notified().await }).await }
+    });
+    let url = format!("http://127.0.0.1:{port}/v1/status");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        match reqwest::get(&url).await {
+            Ok(r) => break r,
+            Err(e) if std::time::Instant::now() > deadline => panic!("{url}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    assert_eq!(status.status(), 200);
+    stop.notify_one();
+    task.await.unwrap().unwrap();
+    assert!(
+        d.seen().is_empty(),
+        "standalone must not call the conductor: {:?}",
+        d.seen()
+    );
+}
+
+#[tokio::test]
+async fn bad_command_line_stops_the_agent_with_the_key_named() {
+    let err = run(
+        RunConfig {
+            cmdline: Some("ipa-api-url=http://127.0.0.1:1 ipa-advertise-port=eighty".into()),
+            root: fixture_root(),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            standalone: false,
+        },
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("ipa-advertise-port"), "{err:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_timeout_ends_the_run_with_an_error() {
+    let d = Double::start(Script {
+        lookup_default: Reply::status(404),
+        ..Script::default()
+    })
+    .await;
+    let line = format!(
+        "ipa-api-url={} BOOTIF=01-52-54-00-AA-BB-01 ipa-lookup-timeout=0.3 ipa-lookup-interval=0.05",
+        d.url()
+    );
+    let mut agent = Agent::start(line, fixture_root(), false);
+    let err = tokio::time::timeout(Duration::from_secs(10), &mut agent.task)
+        .await
+        .expect("run returns")
+        .unwrap()
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("ipa-lookup-timeout"), "{err:#}");
+}
+
+/// Kills the spawned agent even when the test fails.
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_binary_looks_up_and_heartbeats() {
+    let d = Double::start(double_script()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cmdline = dir.path().join("cmdline");
+    std::fs::write(
+        &cmdline,
+        format!(
+            "BOOT_IMAGE=/vmlinuz ipa-api-url={} BOOTIF=01-52-54-00-AA-BB-01\n",
+            d.url()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_ferrite-agent"))
+        .arg("--cmdline")
+        .arg(&cmdline)
+        .arg("--root")
+        .arg(fixture_root())
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut agent = Reap(child);
+    d.wait_until(
+        "a heartbeat from the binary",
+        Duration::from_secs(20),
+        |s| s.iter().any(|r| r.is_heartbeat()),
+    )
+    .await;
+    assert!(agent.0.try_wait().unwrap().is_none(), "still running");
+    assert!(d.lookups()[0].query["addresses"].starts_with(BOOTIF_MAC));
+    let beat = &d.heartbeats()[0].body;
+    let callback = beat["callback_url"].as_str().unwrap();
+    let pem = beat["agent_verify_ca"].as_str().unwrap();
+    let status = pinned_client(pem)
+        .get(format!("{callback}/v1/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 200);
+
+    // SIGTERM stops it cleanly.
+    let killed = Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = agent.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agent ignored SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}");
+}
