@@ -2,14 +2,14 @@
 //! TLS → inspection → lookup → heartbeats, against the conductor double; the conductor's
 //! side of the TLS pin done for real; and the real `ferrite-agent` binary.
 
-mod common;
+mod double;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Double, Reply, Script, NODE, TOKEN};
+use double::{Double, Reply, Script, NODE, TOKEN};
 use ferrite_agent::run::{run, RunConfig};
 use serde_json::Value;
 use tokio::sync::Notify;
