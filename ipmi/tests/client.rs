@@ -28,6 +28,7 @@ fn ipmitool(bmc: &SimBmc, args: &[&str]) -> String {
 
 fn config(bmc: &SimBmc) -> ClientConfig {
     let mut c = ClientConfig::new(bmc.addr(), bmc.username(), bmc.password());
+    c.cipher_suite = Some(CipherSuite::Suite3);
     c.timeout = Duration::from_millis(500);
     c.attempts = 2;
     c
@@ -157,7 +158,7 @@ async fn wrong_user_and_password_are_clear_errors() {
 async fn unsupported_cipher_suite_is_a_clear_error() {
     let bmc = SimBmc::builder().start().unwrap();
     let mut cfg = config(&bmc);
-    cfg.cipher_suite = CipherSuite::Suite17;
+    cfg.cipher_suite = Some(CipherSuite::Suite17);
     let err = Client::new(cfg).power_state().await.unwrap_err();
     assert!(matches!(err, ClientError::SessionRefused { .. }), "{err}");
     assert!(err.to_string().contains("cipher suite"), "{err}");
@@ -277,5 +278,20 @@ async fn session_reuse_and_reopen() {
     client.close().await.unwrap();
     assert_eq!(client.session_id().await, None);
     // After close, the next call opens a fresh session.
+    assert_eq!(client.power_state().await.unwrap(), PowerState::Off);
+}
+
+/// Without a configured suite, the client proposes 17, and on ipmi_sim's refusal falls back
+/// to 3, remembers it, and never asks Get Channel Cipher Suites.
+#[tokio::test]
+async fn automatic_suite_falls_back_to_3() {
+    let bmc = SimBmc::builder().start().unwrap();
+    let mut cfg = config(&bmc);
+    cfg.cipher_suite = None;
+    let client = Client::new(cfg);
+    assert_eq!(client.cipher_suite(), None);
+    assert_eq!(client.power_state().await.unwrap(), PowerState::Off);
+    assert_eq!(client.cipher_suite(), Some(CipherSuite::Suite3));
+    client.close().await.unwrap();
     assert_eq!(client.power_state().await.unwrap(), PowerState::Off);
 }

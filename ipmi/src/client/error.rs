@@ -77,6 +77,17 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The BMC refused the proposed cipher suite's algorithms.
+    pub fn is_unsupported_suite(&self) -> bool {
+        matches!(
+            self,
+            ClientError::SessionRefused {
+                code: 0x04 | 0x05 | 0x06 | 0x07 | 0x10 | 0x11,
+                ..
+            } | ClientError::AlgorithmMismatch { .. }
+        )
+    }
+
     /// Errors after which a reused session is presumed dead and worth one re-open.
     pub(crate) fn may_be_stale_session(&self) -> bool {
         matches!(

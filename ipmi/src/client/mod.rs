@@ -30,7 +30,9 @@ pub struct ClientConfig {
     pub password: String,
     /// The BMC key K_g for two-key logins; `None` for the usual one-key login.
     pub kg: Option<Vec<u8>>,
-    pub cipher_suite: CipherSuite,
+    /// `None`: try suite 17, fall back to 3 when the BMC refuses it (the choice is then
+    /// kept by the [`Client`]).
+    pub cipher_suite: Option<CipherSuite>,
     /// Maximum privilege requested for the session.
     pub privilege: Privilege,
     /// How long to wait for each reply before retransmitting.
@@ -54,14 +56,14 @@ impl std::fmt::Debug for ClientConfig {
 }
 
 impl ClientConfig {
-    /// Cipher suite 3, administrator, 1 s per attempt, 3 attempts.
+    /// Cipher suite 17 falling back to 3, administrator, 1 s per attempt, 3 attempts.
     pub fn new(addr: SocketAddr, username: &str, password: &str) -> ClientConfig {
         ClientConfig {
             addr,
             username: username.into(),
             password: password.into(),
             kg: None,
-            cipher_suite: CipherSuite::Suite3,
+            cipher_suite: None,
             privilege: Privilege::Administrator,
             timeout: Duration::from_secs(1),
             attempts: 3,
@@ -86,6 +88,8 @@ impl ClientConfig {
 pub struct Client {
     cfg: ClientConfig,
     session: Mutex<Option<Session>>,
+    /// The suite found by the first automatic negotiation, reused for later sessions.
+    learned_suite: std::sync::Mutex<Option<CipherSuite>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -102,11 +106,29 @@ impl Client {
         Client {
             cfg,
             session: Mutex::new(None),
+            learned_suite: std::sync::Mutex::new(None),
         }
     }
 
     pub fn config(&self) -> &ClientConfig {
         &self.cfg
+    }
+
+    async fn open_session(&self) -> Result<Session, ClientError> {
+        let learned = *self.learned_suite.lock().expect("not poisoned");
+        let session = match (self.cfg.cipher_suite, learned) {
+            (None, Some(suite)) => Session::open_with(&self.cfg, suite).await?,
+            _ => Session::open(&self.cfg).await?,
+        };
+        *self.learned_suite.lock().expect("not poisoned") = Some(session.cipher_suite());
+        Ok(session)
+    }
+
+    /// The cipher suite in use (after the first session opened).
+    pub fn cipher_suite(&self) -> Option<CipherSuite> {
+        self.cfg
+            .cipher_suite
+            .or(*self.learned_suite.lock().expect("not poisoned"))
     }
 
     /// Runs one command in the shared session, opening it if needed.
@@ -121,7 +143,7 @@ impl Client {
         let reused = guard.is_some();
         for attempt in 0..2 {
             if guard.is_none() {
-                *guard = Some(Session::open(&self.cfg).await?);
+                *guard = Some(self.open_session().await?);
             }
             let session = guard.as_mut().expect("just opened");
             let result = match session.ensure_privilege(privilege).await {
@@ -143,7 +165,7 @@ impl Client {
     pub async fn connect(&self) -> Result<(), ClientError> {
         let mut guard = self.session.lock().await;
         if guard.is_none() {
-            *guard = Some(Session::open(&self.cfg).await?);
+            *guard = Some(self.open_session().await?);
         }
         Ok(())
     }

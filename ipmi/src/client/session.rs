@@ -8,7 +8,7 @@ use crate::codec::crypto::{ct_eq, key_from_password, RakpInputs, SessionKeys};
 use crate::codec::message::{Request, Response};
 use crate::codec::rakp::{self, Reply};
 use crate::codec::session::{self, PayloadType};
-use crate::codec::{commands, Privilege};
+use crate::codec::{commands, CipherSuite, Privilege};
 
 /// RAKP 1 role byte flag: look the user up by name only.
 const NAME_ONLY_LOOKUP: u8 = 0x10;
@@ -39,8 +39,24 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// Opens a session: Open Session, RAKP 1/2, RAKP 3/4 (four datagrams, two round trips).
+    /// Opens a session with `cfg.cipher_suite`, or, when that is `None`, with suite 17 and
+    /// then suite 3 if the BMC refuses 17. No Get Channel Cipher Suites is needed (some BMCs,
+    /// ipmi_sim among them, never answer it).
     pub async fn open(cfg: &ClientConfig) -> Result<Session, ClientError> {
+        match cfg.cipher_suite {
+            Some(suite) => Session::open_with(cfg, suite).await,
+            None => match Session::open_with(cfg, CipherSuite::Suite17).await {
+                Err(e) if e.is_unsupported_suite() => {
+                    tracing::debug!(bmc = %cfg.addr, "cipher suite 17 refused, using 3");
+                    Session::open_with(cfg, CipherSuite::Suite3).await
+                }
+                other => other,
+            },
+        }
+    }
+
+    /// Opens a session with `suite`: Open Session, RAKP 1/2, RAKP 3/4 (two round trips).
+    pub async fn open_with(cfg: &ClientConfig, suite: CipherSuite) -> Result<Session, ClientError> {
         let addr = cfg.addr;
         let username = cfg.username.as_bytes();
         if username.len() > 16 {
@@ -48,7 +64,6 @@ impl Session {
         }
         let mut transport = Transport::connect(addr).await?;
         let retry = cfg.retry();
-        let suite = cfg.cipher_suite;
         // No RNG handle lives across an await: the futures stay Send.
         let console_session_id = rand::random::<u32>() | 1;
         let tag = rand::random::<u8>() & 0x3f;
@@ -334,6 +349,11 @@ impl Session {
     pub async fn close(mut self) -> Result<(), ClientError> {
         let req = commands::close_session(self.bmc_session_id);
         self.call("Close Session", &req, None).await.map(|_| ())
+    }
+
+    /// The cipher suite this session runs with.
+    pub fn cipher_suite(&self) -> CipherSuite {
+        self.keys.suite
     }
 
     pub fn bmc_session_id(&self) -> u32 {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use ferrite_ipmi::sim::SimBmc;
-use ferrite_ipmi::{Client, ClientConfig, PowerState};
+use ferrite_ipmi::{CipherSuite, Client, ClientConfig, PowerState};
 
 use super::Record;
 
@@ -37,6 +37,8 @@ fn check_ipmitool(out: &Output) -> anyhow::Result<()> {
 fn config(bmc: &SimBmc) -> ClientConfig {
     let mut c = ClientConfig::new(bmc.addr(), bmc.username(), bmc.password());
     c.timeout = Duration::from_secs(1);
+    // Same suite as the baseline's `-C 3` (no suite 17 attempt first).
+    c.cipher_suite = Some(CipherSuite::Suite3);
     c
 }
 
