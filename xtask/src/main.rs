@@ -22,6 +22,10 @@ enum Command {
     Deps,
     /// Build the static release agent into target/agent/ferrite-agent.
     Agent,
+    /// Build the deploy ramdisk: target/ramdisk/ferrite.{kernel,initramfs,manifest.json}.
+    Ramdisk,
+    /// Build the test OS image: target/test-image/ferrite-test-os.{raw,qcow2} + SHA256SUMS.
+    TestImage,
     /// fmt check, clippy -D warnings, the static agent, and every test.
     Test {
         /// Skip the QEMU VM tests (for a quick local loop; CI never passes this).
@@ -40,6 +44,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Deps => deps::install(),
         Command::Agent => build_agent().map(|_| ()),
+        Command::Ramdisk => build_ramdisk().map(|_| ()),
+        Command::TestImage => build_test_image().map(|_| ()),
         Command::Test { quick } => test(quick),
         Command::Bench { name } => bench::run(&name),
     };
@@ -97,6 +103,46 @@ pub fn build_agent() -> anyhow::Result<std::path::PathBuf> {
         anyhow::bail!("the agent is {size} bytes, over the {AGENT_SIZE_LIMIT}-byte budget");
     }
     Ok(out)
+}
+
+/// Builds the agent, then the deploy ramdisk; returns its manifest.
+pub fn build_ramdisk() -> anyhow::Result<ferrite_ramdisk_build::Manifest> {
+    let agent = build_agent()?;
+    let target = util::project_root().join("target");
+    let m = ferrite_ramdisk_build::RamdiskBuilder::new(agent, target.join("ramdisk"))
+        .cache_dir(target.join("ramdisk-cache"))
+        .build()?;
+    let mib = |b: u64| b as f64 / 1048576.0;
+    println!(
+        "ramdisk: target/ramdisk/{} {:.2} MiB (kernel {} {})",
+        m.kernel.file,
+        mib(m.kernel.bytes),
+        m.kernel_package.name,
+        m.kernel_package.version
+    );
+    println!(
+        "ramdisk: target/ramdisk/{} {:.2} MiB gzip ({:.2} MiB unpacked, budget {:.0} MiB), \
+         {} entries, {} modules, sha256 {}",
+        m.initramfs.file,
+        mib(m.initramfs.bytes),
+        mib(m.initramfs_uncompressed_bytes),
+        mib(m.initramfs_budget_bytes),
+        m.entries,
+        m.modules.len(),
+        m.initramfs.sha256
+    );
+    Ok(m)
+}
+
+/// Builds the test OS image (raw + qcow2) under target/test-image.
+pub fn build_test_image() -> anyhow::Result<ferrite_ramdisk_build::TestImage> {
+    let target = util::project_root().join("target");
+    let image = ferrite_ramdisk_build::TestImageBuilder::new(target.join("test-image"))
+        .cache_dir(target.join("ramdisk-cache"))
+        .build()?;
+    println!("test-image: {} sha256 {}", image.raw.display(), image.raw_sha256);
+    println!("test-image: {} sha256 {}", image.qcow2.display(), image.qcow2_sha256);
+    Ok(image)
 }
 
 fn test(quick: bool) -> anyhow::Result<()> {
