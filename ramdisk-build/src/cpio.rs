@@ -285,7 +285,7 @@ fn write_header(
 }
 
 fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
@@ -296,7 +296,8 @@ mod tests {
 
     fn sample() -> Archive {
         let mut a = Archive::new();
-        a.file("bin/busybox", b"\x7fELF...".to_vec(), 0o755).unwrap();
+        a.file("bin/busybox", b"\x7fELF...".to_vec(), 0o755)
+            .unwrap();
         a.symlink("bin/sh", "busybox").unwrap();
         a.char_dev("dev/console", 5, 1, 0o600).unwrap();
         a.file("init", b"#!/bin/sh\n".to_vec(), 0o755).unwrap();
@@ -322,7 +323,8 @@ mod tests {
         b.file("init", b"#!/bin/sh\n".to_vec(), 0o755).unwrap();
         b.char_dev("dev/console", 5, 1, 0o600).unwrap();
         b.symlink("bin/sh", "busybox").unwrap();
-        b.file("bin/busybox", b"\x7fELF...".to_vec(), 0o755).unwrap();
+        b.file("bin/busybox", b"\x7fELF...".to_vec(), 0o755)
+            .unwrap();
         assert_eq!(sample().to_bytes(7), b.to_bytes(7));
         assert_ne!(sample().to_bytes(7), b.to_bytes(8));
     }
@@ -346,7 +348,10 @@ mod tests {
     fn bad_paths_and_conflicts_are_refused() {
         let mut a = Archive::new();
         for p in ["", "/", "a/../b", "a//b", "a/", "./a"] {
-            assert!(matches!(a.dir(p, 0o755), Err(Error::BadArchivePath(_))), "{p}");
+            assert!(
+                matches!(a.dir(p, 0o755), Err(Error::BadArchivePath(_))),
+                "{p}"
+            );
         }
         a.file("etc/x", vec![], 0o644).unwrap();
         assert!(matches!(

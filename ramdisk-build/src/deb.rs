@@ -40,7 +40,11 @@ const STAMP: &str = ".ferrite-unpacked";
 fn unique(name: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -119,9 +123,8 @@ impl PinnedDeb {
         let deb = self.fetch(cache)?;
         let unpacked = cache.join("unpacked");
         let dir = unpacked.join(self.file_stem());
-        let complete = |d: &Path| {
-            std::fs::read_to_string(d.join(STAMP)).ok().as_deref() == Some(self.sha256)
-        };
+        let complete =
+            |d: &Path| std::fs::read_to_string(d.join(STAMP)).ok().as_deref() == Some(self.sha256);
         if complete(&dir) {
             return Ok(dir);
         }
@@ -147,8 +150,8 @@ impl PinnedDeb {
     fn unpack_into(&self, deb: &Path, dir: &Path) -> Result<(), Error> {
         let out = Command::new("dpkg-deb")
             .arg("-x")
-            .arg(&deb)
-            .arg(&dir)
+            .arg(deb)
+            .arg(dir)
             .output()
             .map_err(|e| Error::Tool {
                 tool: "dpkg-deb".into(),
@@ -188,7 +191,10 @@ mod tests {
         };
         let e = pin.fetch(cache.path()).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("busybox-static=0.0-ferrite-no-such-version"), "{msg}");
+        assert!(
+            msg.contains("busybox-static=0.0-ferrite-no-such-version"),
+            "{msg}"
+        );
         assert!(msg.contains("apt-get update"), "{msg}");
     }
 }

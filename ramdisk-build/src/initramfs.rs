@@ -17,9 +17,8 @@ pub const LOAD_LIST: &str = "etc/ferrite/modules";
 
 /// Adds busybox at `bin/busybox` and a link for each applet it reports.
 pub fn add_busybox(archive: &mut Archive, busybox: &Path) -> Result<(), Error> {
-    let bytes = std::fs::read(busybox).map_err(|e| {
-        Error::Io(format!("reading busybox {}", busybox.display()), e)
-    })?;
+    let bytes = std::fs::read(busybox)
+        .map_err(|e| Error::Io(format!("reading busybox {}", busybox.display()), e))?;
     let out = Command::new(busybox)
         .arg("--list-full")
         .output()
@@ -52,13 +51,27 @@ pub fn add_busybox(archive: &mut Archive, busybox: &Path) -> Result<(), Error> {
 
 /// Directories and the nodes the kernel opens before `/init` runs.
 pub fn add_skeleton(archive: &mut Archive) -> Result<(), Error> {
-    for d in ["proc", "sys", "dev", "run", "tmp", "mnt", "root", "var/log", "etc/ferrite"] {
+    for d in [
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "mnt",
+        "root",
+        "var/log",
+        "etc/ferrite",
+    ] {
         archive.dir(d, 0o755)?;
     }
     archive.dir("tmp", 0o1777)?;
     archive.char_dev("dev/console", 5, 1, 0o600)?;
     archive.char_dev("dev/null", 1, 3, 0o666)?;
-    archive.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n".to_vec(), 0o644)?;
+    archive.file(
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\n".to_vec(),
+        0o644,
+    )?;
     archive.file("etc/group", b"root:x:0:\n".to_vec(), 0o644)?;
     Ok(())
 }

@@ -94,7 +94,12 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 impl ModuleTree {
     /// Indexes `root` (a `lib/modules/<release>` directory).
     pub fn scan(root: &Path) -> Result<ModuleTree, Error> {
-        let io = |e| Error::Io(format!("reading kernel modules under {}", root.display()), e);
+        let io = |e| {
+            Error::Io(
+                format!("reading kernel modules under {}", root.display()),
+                e,
+            )
+        };
         let mut files = vec![];
         walk(&root.join("kernel"), &mut files).map_err(io)?;
         let mut by_name = BTreeMap::new();
@@ -251,14 +256,18 @@ mod tests {
         b[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
         b[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
         b[0x3e..0x40].copy_from_slice(&1u16.to_le_bytes());
-        let mut sh = |name: u32, off: usize, size: usize| {
+        let sh = |name: u32, off: usize, size: usize| {
             let mut h = vec![0u8; 64];
             h[..4].copy_from_slice(&name.to_le_bytes());
             h[0x18..0x20].copy_from_slice(&(off as u64).to_le_bytes());
             h[0x20..0x28].copy_from_slice(&(size as u64).to_le_bytes());
             h
         };
-        let headers = [sh(0, 0, 0), sh(1, shstr_off, shstr.len()), sh(11, info_off, info.len())];
+        let headers = [
+            sh(0, 0, 0),
+            sh(1, shstr_off, shstr.len()),
+            sh(11, info_off, info.len()),
+        ];
         for h in headers {
             b.extend_from_slice(&h);
         }
@@ -314,12 +323,18 @@ mod tests {
         let names: Vec<_> = mods.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(
             names,
-            ["virtio_ring", "virtio", "failover", "net_failover", "virtio_net", "t10_pi", "sd_mod"]
+            [
+                "virtio_ring",
+                "virtio",
+                "failover",
+                "net_failover",
+                "virtio_net",
+                "t10_pi",
+                "sd_mod"
+            ]
         );
         let dep = modules_dep(&mods);
-        assert!(dep.contains(
-            "kernel/drivers/net_failover.ko: kernel/drivers/failover.ko\n"
-        ));
+        assert!(dep.contains("kernel/drivers/net_failover.ko: kernel/drivers/failover.ko\n"));
         assert!(dep.contains("kernel/drivers/t10-pi.ko:\n"));
     }
 
@@ -329,6 +344,9 @@ mod tests {
         assert!(matches!(t.closure(&["a"]), Err(Error::ModuleCycle(_))));
         let e = t.closure(&["c"]).unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
-        assert!(matches!(t.closure(&["zzz"]), Err(Error::MissingModule { .. })));
+        assert!(matches!(
+            t.closure(&["zzz"]),
+            Err(Error::MissingModule { .. })
+        ));
     }
 }

@@ -157,7 +157,11 @@ impl RamdiskBuilder {
         initramfs::add_busybox(&mut archive, &busybox_dir.join("bin/busybox"))?;
         initramfs::add_modules(&mut archive, deb::KERNEL_RELEASE, &modules)?;
         archive.file("init", INIT.as_bytes().to_vec(), 0o755)?;
-        archive.file("etc/ferrite/udhcpc.script", UDHCPC_SCRIPT.as_bytes().to_vec(), 0o755)?;
+        archive.file(
+            "etc/ferrite/udhcpc.script",
+            UDHCPC_SCRIPT.as_bytes().to_vec(),
+            0o755,
+        )?;
         archive.file("bin/ferrite-agent", agent.clone(), 0o755)?;
         let cpio = archive.to_bytes(initramfs::MTIME);
         let initrd = initramfs::gzip(&cpio)?;

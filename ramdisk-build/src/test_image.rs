@@ -115,11 +115,19 @@ fn format_fat(image: &Path, p: &Partition, label: &str) -> Result<(), Error> {
 }
 
 /// Copies `files` (name in the filesystem, source path) into a FAT partition, creating dirs.
-fn copy_in(image: &Path, p: &Partition, dirs: &[&str], files: &[(&str, &Path)]) -> Result<(), Error> {
+fn copy_in(
+    image: &Path,
+    p: &Partition,
+    dirs: &[&str],
+    files: &[(&str, &Path)],
+) -> Result<(), Error> {
     let target = mtools_target(image, p.start as u64 * SECTOR);
     for d in dirs {
         run_tool(
-            Command::new("mmd").arg("-i").arg(&target).arg(format!("::{d}")),
+            Command::new("mmd")
+                .arg("-i")
+                .arg(&target)
+                .arg(format!("::{d}")),
             "mtools",
         )?;
     }

@@ -46,7 +46,11 @@ fn ramdisk_is_reproducible_complete_and_within_budget() {
     );
     assert_eq!(deb::sha256_hex(&initrd), a.initramfs.sha256);
     assert_eq!(initrd.len() as u64, a.initramfs.bytes);
-    assert!(a.initramfs.bytes <= 12 * 1024 * 1024, "{} bytes", a.initramfs.bytes);
+    assert!(
+        a.initramfs.bytes <= 12 * 1024 * 1024,
+        "{} bytes",
+        a.initramfs.bytes
+    );
     let kernel = std::fs::read(tmp.path().join("a").join(ramdisk::KERNEL_FILE)).unwrap();
     assert_eq!(kernel.len() as u64, a.kernel.bytes);
     assert_eq!(&kernel[0x202..0x206], b"HdrS", "not a bzImage");
@@ -76,7 +80,10 @@ fn ramdisk_is_reproducible_complete_and_within_budget() {
         archive.get("dev/console").unwrap().kind,
         Kind::CharDev { major: 5, minor: 1 }
     );
-    assert!(matches!(archive.get("sbin/udhcpc").unwrap().kind, Kind::Symlink(_)));
+    assert!(matches!(
+        archive.get("sbin/udhcpc").unwrap().kind,
+        Kind::Symlink(_)
+    ));
     // The load list puts dependencies first.
     let Kind::File(list) = &archive.get("etc/ferrite/modules").unwrap().kind else {
         panic!("no module list")
@@ -91,10 +98,21 @@ fn ramdisk_is_reproducible_complete_and_within_budget() {
     assert!(pos("net_failover") < pos("virtio_net"));
     assert!(pos("ipmi_msghandler") < pos("ipmi_si"));
     assert!(pos("scsi_mod") < pos("sd_mod"));
-    for m in ["e1000", "e1000e", "nvme", "ahci", "ipmi_devintf", "virtio_blk", "virtio_scsi"] {
+    for m in [
+        "e1000",
+        "e1000e",
+        "nvme",
+        "ahci",
+        "ipmi_devintf",
+        "virtio_blk",
+        "virtio_scsi",
+    ] {
         pos(m);
         let path = list.lines().nth(pos(m)).unwrap().trim_start_matches('/');
-        assert!(matches!(archive.get(path).unwrap().kind, Kind::File(_)), "{m}");
+        assert!(
+            matches!(archive.get(path).unwrap().kind, Kind::File(_)),
+            "{m}"
+        );
     }
     assert!(manifest.modules.contains(&"virtio_net".to_string()));
 }
@@ -115,7 +133,11 @@ fn missing_agent_and_tight_budget_are_clear_errors() {
         .build()
         .unwrap_err();
     assert!(matches!(e, Error::OverBudget { .. }), "{e}");
-    assert!(!tmp.path().join("out").join(ramdisk::INITRAMFS_FILE).exists());
+    assert!(!tmp
+        .path()
+        .join("out")
+        .join(ramdisk::INITRAMFS_FILE)
+        .exists());
 
     let e = RamdiskBuilder::new(stand_in_agent(tmp.path()), tmp.path().join("out"))
         .cache_dir(cache())
@@ -149,7 +171,11 @@ fn test_image_is_reproducible_and_takes_a_config_drive() {
     let parts = ferrite_ramdisk_build::mbr::read_table(&s0).unwrap();
     let p1 = parts[0].unwrap();
     assert!(p1.bootable);
-    assert_eq!(&raw[p1.start as usize * 512 + 3..][..8], b"SYSLINUX", "no syslinux VBR");
+    assert_eq!(
+        &raw[p1.start as usize * 512 + 3..][..8],
+        b"SYSLINUX",
+        "no syslinux VBR"
+    );
 
     let disk = tmp.path().join("disk.raw");
     std::fs::copy(&a.raw, &disk).unwrap();

@@ -18,7 +18,48 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "ipmitool",
         "IPMI cross-checks and the ipmi benchmark baseline",
     ),
+    (
+        "mtools",
+        "test OS image and config drives without root or loop devices",
+    ),
+    ("syslinux", "boot loader installer of the test OS image"),
+    (
+        "syslinux-common",
+        "MBR boot code and syslinux modules of the test OS image",
+    ),
+    (
+        "qemu-system-x86",
+        "the VMs of the end-to-end tests and the demo",
+    ),
+    (
+        "ipxe-qemu",
+        "iPXE NIC boot ROMs for PXE-booting the QEMU nodes",
+    ),
+    (QEMU_UTILS, "qemu-img: the test OS image as qcow2"),
 ];
+
+/// Installing qemu-system-x86 (7.2) removes the machine image's backported qemu-utils 10, so
+/// qemu-utils is installed afterwards, pinned to the installed qemu-system-x86's version.
+const QEMU_UTILS: &str = "qemu-utils";
+
+fn version_of(pkg: &str) -> Option<String> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", pkg])
+        .output()
+        .ok()?;
+    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !v.is_empty()).then_some(v)
+}
+
+fn apt_install(pkgs: &[&str]) -> anyhow::Result<()> {
+    util::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(pkgs)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .with_context(|| format!("apt-get install {}", pkgs.join(" ")))
+}
 
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
@@ -55,13 +96,21 @@ pub fn install() -> anyhow::Result<()> {
     }
     println!("deps: installing {}", missing.join(" "));
     util::run(Command::new("apt-get").args(["update", "-q"])).context("apt-get update")?;
-    util::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .context("apt-get install")?;
+    let first: Vec<&str> = missing
+        .iter()
+        .copied()
+        .filter(|p| *p != QEMU_UTILS)
+        .collect();
+    if !first.is_empty() {
+        apt_install(&first)?;
+    }
+    if !installed(QEMU_UTILS) {
+        let pinned = match version_of("qemu-system-x86") {
+            Some(v) => format!("{QEMU_UTILS}={v}"),
+            None => QEMU_UTILS.to_string(),
+        };
+        apt_install(&[&pinned])?;
+    }
     let still = self::missing();
     if !still.is_empty() {
         bail!(

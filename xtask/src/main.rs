@@ -140,8 +140,16 @@ pub fn build_test_image() -> anyhow::Result<ferrite_ramdisk_build::TestImage> {
     let image = ferrite_ramdisk_build::TestImageBuilder::new(target.join("test-image"))
         .cache_dir(target.join("ramdisk-cache"))
         .build()?;
-    println!("test-image: {} sha256 {}", image.raw.display(), image.raw_sha256);
-    println!("test-image: {} sha256 {}", image.qcow2.display(), image.qcow2_sha256);
+    println!(
+        "test-image: {} sha256 {}",
+        image.raw.display(),
+        image.raw_sha256
+    );
+    println!(
+        "test-image: {} sha256 {}",
+        image.qcow2.display(),
+        image.qcow2_sha256
+    );
     Ok(image)
 }
 
