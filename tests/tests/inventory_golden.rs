@@ -69,3 +69,120 @@ fn debian_vm() {
     assert_eq!(inv.hostname.as_deref(), Some("vm"));
     assert_eq!(inv.bmc_address, None);
 }
+
+/// Captured by tests/fixtures/capture-qemu.sh; the golden file is the output of the static
+/// agent run on the guest's live root, so this also proves the capture is faithful.
+#[test]
+fn qemu_q35() {
+    let inv = golden("qemu-q35");
+    assert_eq!(inv.cpu.count, 2);
+    assert_eq!(inv.cpu.socket_count, Some(1));
+    // 1 GiB guest: QEMU's SMBIOS type 17 records say 1024 MiB.
+    assert_eq!(inv.memory.physical_mb, Some(1024));
+    let nvme = disk(&inv, "/dev/nvme0n1");
+    assert_eq!(nvme.tran.as_deref(), Some("nvme"));
+    assert_eq!(nvme.serial.as_deref(), Some("NVME-0001"));
+    assert!(!nvme.rotational);
+    let sata = disk(&inv, "/dev/sda");
+    assert_eq!(sata.tran.as_deref(), Some("sata"));
+    assert_eq!(sata.wwn.as_deref(), Some("0x5000c500a1b2c3d4"));
+    assert_eq!(sata.hctl.as_deref(), Some("0:0:0:0"));
+    assert!(sata.rotational);
+    let vda = disk(&inv, "/dev/vda");
+    assert_eq!(vda.tran.as_deref(), Some("virtio"));
+    assert_eq!(vda.serial.as_deref(), Some("VIRTIO-0001"));
+    assert_eq!(vda.size, 64 << 20);
+    let eth0 = &inv.interfaces[0];
+    assert_eq!(eth0.mac_address.as_deref(), Some("52:54:00:12:34:56"));
+    assert_eq!(eth0.pci_address.as_deref(), Some("0000:00:05.0"));
+    assert_eq!(eth0.ipv4_address.as_deref(), Some("10.0.2.15"));
+    assert_eq!(inv.system_vendor.manufacturer.as_deref(), Some("Ferrite"));
+    assert_eq!(
+        inv.boot.pxe_interface.as_deref(),
+        Some("01-52-54-00-12-34-56")
+    );
+    assert_eq!(inv.hostname.as_deref(), Some("ferrite-q35"));
+}
+
+/// Hand-made by tests/fixtures/make-server-fixture.sh: two sockets, NVMe and SAS disks,
+/// bonded NICs, a virtual optical drive, LVM, and a BMC.
+#[test]
+fn server_2s() {
+    let inv = golden("server-2s");
+    assert_eq!(inv.cpu.count, 8);
+    assert_eq!(inv.cpu.socket_count, Some(2));
+    assert_eq!(inv.cpu.frequency.as_deref(), Some("3900.0000"));
+    // 12 populated DIMMs of 32 GiB, each encoded through SMBIOS Extended Size.
+    assert_eq!(inv.memory.physical_mb, Some(12 * 32 * 1024));
+    // sr0 (read-only optical), dm-0, loop0 and ram0 are not disks.
+    let disks: Vec<&str> = inv.disks.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(
+        disks,
+        ["/dev/nvme0n1", "/dev/nvme1n1", "/dev/sda", "/dev/sdb"]
+    );
+    let sda = disk(&inv, "/dev/sda");
+    assert_eq!(sda.tran.as_deref(), Some("sas"));
+    assert_eq!(
+        sda.by_path.as_deref(),
+        Some("/dev/disk/by-path/pci-0000:18:00.0-sas-phy0-lun-0")
+    );
+    assert_eq!(sda.serial.as_deref(), Some("ZC1A2B3C"));
+    // sdb has no udev entry: serial from VPD page 0x80, WWN from the sysfs wwid.
+    let sdb = disk(&inv, "/dev/sdb");
+    assert_eq!(sdb.serial.as_deref(), Some("X7A0A01BTXXA"));
+    assert_eq!(sdb.wwn.as_deref(), Some("0x50000397c8123456"));
+    assert_eq!(disk(&inv, "/dev/nvme1n1").logical_sectors, Some(4096));
+    // Physical NICs only; a bond slave reports its permanent MAC.
+    let names: Vec<&str> = inv.interfaces.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["eno1", "eno2", "ens1f0"]);
+    assert_eq!(
+        inv.interfaces[1].mac_address.as_deref(),
+        Some("b8:ce:f6:00:00:02")
+    );
+    assert_eq!(inv.interfaces[1].speed_mbps, None);
+    assert_eq!(inv.boot.current_boot_mode, "uefi");
+    assert_eq!(inv.bmc_address.as_deref(), Some("10.10.0.17"));
+    assert_eq!(inv.bmc_v6address.as_deref(), Some("2001:db8:100::17"));
+    assert_eq!(inv.bmc_mac.as_deref(), Some("0c:c4:7a:aa:bb:17"));
+}
+
+/// Garbage, dangling links and symlink loops in the tree give nulls, never a panic or error.
+#[test]
+fn garbage_tree_degrades_to_nulls() {
+    use std::fs;
+    use std::os::unix::fs::symlink;
+    let dir = std::env::temp_dir().join(format!("ferrite-garbage-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let w = |rel: &str, data: &[u8]| {
+        let p = dir.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, data).unwrap();
+    };
+    w("proc/cpuinfo", &[0xff, 0xfe, 0, 1, 2]);
+    w("proc/meminfo", b"MemTotal: many kB\n");
+    w("sys/devices/system/cpu/online", b"7-3");
+    w("sys/firmware/dmi/tables/DMI", &[17, 40, 0, 0, 1, 2, 3]);
+    w("sys/devices/system/memory/block_size_bytes", b"zz");
+    w("sys/devices/virtual/block/sdx/size", b"-12");
+    w("ferrite-fixture/addresses.json", b"{not json");
+    w("ferrite-fixture/bmc.json", b"[]");
+    fs::create_dir_all(dir.join("sys/block")).unwrap();
+    fs::create_dir_all(dir.join("sys/class/net")).unwrap();
+    symlink("../devices/virtual/block/sdx", dir.join("sys/block/sdx")).unwrap();
+    symlink("../devices/nowhere/sdy", dir.join("sys/block/sdy")).unwrap();
+    symlink("loop", dir.join("sys/class/net/loop")).unwrap();
+    fs::create_dir_all(dir.join("sys/class/net/eth9")).unwrap();
+    symlink("../../nowhere", dir.join("sys/class/net/eth9/device")).unwrap();
+    let inv = ferrite_agent::inventory::collect(&dir).unwrap();
+    fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(inv.cpu.count, 0);
+    assert_eq!(inv.memory.total, 0);
+    assert_eq!(inv.memory.physical_mb, None);
+    assert!(inv.disks.is_empty(), "{:?}", inv.disks);
+    // eth9 has a (dangling) device link: listed, with nothing known about it.
+    assert_eq!(inv.interfaces.len(), 1);
+    assert_eq!(inv.interfaces[0].name, "eth9");
+    assert_eq!(inv.interfaces[0].mac_address, None);
+    assert_eq!(inv.interfaces[0].pci_address, None);
+    assert_eq!(inv.bmc_address, None);
+}
