@@ -22,7 +22,7 @@ fn golden(name: &str) -> Inventory {
     let got = serde_json::to_value(&inv).unwrap();
     let expected_path = root.with_extension("expected.json");
     if std::env::var_os("FERRITE_BLESS").is_some() {
-        let text = serde_json::to_string_pretty(&got).unwrap() + "\n";
+        let text = serde_json::to_string_pretty(&inv).unwrap() + "\n";
         std::fs::write(&expected_path, text).unwrap();
     }
     let text = std::fs::read_to_string(&expected_path)
