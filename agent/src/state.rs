@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, Semaphore, SemaphorePermit};
 
 use crate::commands::{CommandStore, Registry};
 use crate::steps::HardwareManager;
@@ -84,7 +84,13 @@ pub struct AgentState {
     progress: watch::Sender<AgentProgress>,
     locked_down: watch::Sender<bool>,
     heartbeat_now: Notify,
+    /// KiB of request bodies that may be in memory at once (see `reserve_body`).
+    body_budget: Semaphore,
+    body_budget_kib: u32,
 }
+
+/// Request bodies held in memory at once may total this many times the body limit.
+const BODY_BUDGET_FACTOR: u64 = 2;
 
 impl AgentState {
     /// State with the standard commands and hardware managers.
@@ -104,6 +110,14 @@ impl AgentState {
         registry: Registry,
         managers: Vec<Arc<dyn HardwareManager>>,
     ) -> Self {
+        let body_budget_kib = u32::try_from(
+            (config.max_body_bytes as u64)
+                .div_ceil(1024)
+                .saturating_mul(BODY_BUDGET_FACTOR)
+                .max(1),
+        )
+        .unwrap_or(u32::MAX)
+        .min(Semaphore::MAX_PERMITS as u32);
         let started_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
@@ -120,7 +134,23 @@ impl AgentState {
             progress: watch::channel(AgentProgress::default()).0,
             locked_down: watch::channel(false).0,
             heartbeat_now: Notify::new(),
+            body_budget: Semaphore::new(body_budget_kib as usize),
+            body_budget_kib,
         }
+    }
+
+    /// Reserve memory for a request body of `bytes`; waits while other bodies use the
+    /// budget. `None` only if the budget was closed.
+    pub(crate) async fn reserve_body(&self, bytes: u64) -> Option<SemaphorePermit<'_>> {
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1))
+            .unwrap_or(u32::MAX)
+            .min(self.body_budget_kib);
+        self.body_budget.acquire_many(kib).await.ok()
+    }
+
+    /// KiB of body budget free now (tests observe the memory bound with it).
+    pub fn body_budget_available_kib(&self) -> usize {
+        self.body_budget.available_permits()
     }
 
     /// Unix time (seconds, fractional) the agent started.

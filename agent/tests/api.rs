@@ -199,6 +199,67 @@ async fn bodies_over_the_limit_get_413() {
 }
 
 #[tokio::test]
+async fn bodies_in_memory_at_once_are_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = AgentConfig {
+        max_body_bytes: 4096,
+        ..AgentConfig::default()
+    };
+    let agent = Agent::start_with(config, None, None).await;
+    let budget = agent.state.body_budget_available_kib();
+    assert_eq!(budget, 8, "twice the limit, in KiB");
+
+    // Two clients declare 4 KiB bodies and send only part: they hold the whole budget.
+    let body = json!({"name": "standby.sync", "params": {"pad": "x".repeat(3900)}}).to_string();
+    let body = format!("{body:<4096}");
+    let head = "POST /v1/commands/ HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\nConnection: close\r\n\r\n";
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut conn = tokio::net::TcpStream::connect(agent.addr).await.unwrap();
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.write_all(&body.as_bytes()[..100]).await.unwrap();
+        slow.push(conn);
+    }
+    common::poll_until(std::time::Duration::from_secs(10), || async {
+        (agent.state.body_budget_available_kib() == 0).then_some(())
+    })
+    .await;
+
+    // A third body waits for budget instead of adding to memory…
+    let third = {
+        let client = agent.client.clone();
+        let url = agent.url("/v1/commands/");
+        tokio::spawn(async move {
+            let body = json!({"name": "poll.get_hardware_info", "params": {"x": 1}}).to_string();
+            common::decode(client.post(url).body(body).send().await.unwrap()).await
+        })
+    };
+    tokio::pin!(third);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(100), &mut third)
+            .await
+            .is_err(),
+        "the third body must wait while the budget is used up"
+    );
+    // …and proceeds once a slow client finishes (its unknown param gives 400).
+    for conn in &mut slow {
+        conn.write_all(&body.as_bytes()[100..]).await.unwrap();
+        let mut answer = Vec::new();
+        conn.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("`pad`"), "{answer}");
+    }
+    assert_fault(&third.await.unwrap(), 400, "`x`");
+    assert_eq!(
+        agent.state.body_budget_available_kib(),
+        budget,
+        "all budget returned"
+    );
+    agent.assert_serving().await;
+}
+
+#[tokio::test]
 async fn malformed_requests_get_400_naming_the_field() {
     let agent = Agent::start().await;
     let cases: &[(&str, &str)] = &[

@@ -268,34 +268,53 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return too_large(limit);
     }
-    let body = match tokio::time::timeout(
-        BODY_READ_TIMEOUT,
-        Limited::new(req.into_body(), limit).collect(),
+    let deadline = tokio::time::Instant::now() + BODY_READ_TIMEOUT;
+    // Bounded memory: bodies being read at once share a budget of twice the limit;
+    // a request reserves its declared length (the full limit when it is chunked).
+    let budget = match tokio::time::timeout_at(
+        deadline,
+        state.reserve_body(declared.unwrap_or(limit as u64)),
     )
     .await
     {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(limit),
-        Ok(Err(e)) => {
+        Ok(Some(permit)) => permit,
+        Ok(None) | Err(_) => {
             return fault(
-                StatusCode::BAD_REQUEST,
-                format!("reading the request body failed: {e}"),
-            )
-        }
-        Err(_) => {
-            return fault(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the request body did not arrive within {} s",
-                    BODY_READ_TIMEOUT.as_secs()
-                ),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the agent is busy receiving other large requests; retry later",
             )
         }
     };
+    let body =
+        match tokio::time::timeout_at(deadline, Limited::new(req.into_body(), limit).collect())
+            .await
+        {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                return too_large(limit)
+            }
+            Ok(Err(e)) => {
+                return fault(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the request body failed: {e}"),
+                )
+            }
+            Err(_) => {
+                return fault(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {} s",
+                        BODY_READ_TIMEOUT.as_secs()
+                    ),
+                )
+            }
+        };
     let (name, params) = match parse_command_body(&body) {
         Ok(parsed) => parsed,
         Err(message) => return fault(StatusCode::BAD_REQUEST, message),
     };
+    drop(body);
+    drop(budget);
     match commands::execute(state, name, params).await {
         Ok(started) => {
             let result = if query.wait && started.mode == Mode::Async {

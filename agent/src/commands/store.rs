@@ -12,6 +12,24 @@ use super::CommandError;
 
 /// Finished entries beyond this many are forgotten, oldest first.
 const MAX_RESULTS: usize = 512;
+/// Stored params keep strings up to this size; longer ones (a config drive) are replaced
+/// by a note of their size, as IPA's `remove_large_keys` does for its logs.
+const MAX_KEPT_STRING: usize = 4096;
+
+fn without_large_strings(value: Value) -> Value {
+    match value {
+        Value::String(s) if s.len() > MAX_KEPT_STRING => {
+            Value::String(format!("<{} bytes omitted>", s.len()))
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(without_large_strings).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, without_large_strings(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
 
 /// One command's result, updated when it finishes.
 #[derive(Debug)]
@@ -24,7 +42,10 @@ impl CommandEntry {
         let result = CommandResult {
             id: uuid::Uuid::new_v4().to_string(),
             command_name: name.to_string(),
-            command_params: params,
+            command_params: params
+                .into_iter()
+                .map(|(k, v)| (k, without_large_strings(v)))
+                .collect(),
             command_status: CommandStatus::Running,
             command_error: None,
             command_result: None,
@@ -150,6 +171,24 @@ mod tests {
         assert!(store.running().is_none());
         assert_eq!(store.get(&entry.id()).unwrap().snapshot(), r);
         assert!(store.get("nope").is_none());
+    }
+
+    #[test]
+    fn large_params_are_not_kept() {
+        let params = serde_json::json!({
+            "configdrive": "x".repeat(10_000),
+            "image_info": {"urls": ["http://10.0.2.2/img"], "blob": ["y".repeat(5000)]},
+        });
+        let entry =
+            CommandEntry::running("standby.prepare_image", params.as_object().unwrap().clone());
+        let kept = Value::Object(entry.snapshot().command_params);
+        assert_eq!(
+            kept,
+            serde_json::json!({
+                "configdrive": "<10000 bytes omitted>",
+                "image_info": {"urls": ["http://10.0.2.2/img"], "blob": ["<5000 bytes omitted>"]},
+            })
+        );
     }
 
     #[test]
