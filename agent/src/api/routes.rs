@@ -472,4 +472,88 @@ mod tests {
             assert!(err.contains(needle), "{err:?} lacks {needle:?}");
         }
     }
+
+    /// Random methods, paths, queries and bodies: always an answer with a JSON fault or
+    /// result, never a panic, and nothing outside the documented status codes.
+    #[tokio::test]
+    async fn random_requests_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let state = Arc::new(AgentState::new(
+            crate::state::AgentConfig {
+                max_body_bytes: 512,
+                ..Default::default()
+            },
+            Arc::new(crate::state::RecordingHooks::new()),
+        ));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+        let pieces = [
+            "",
+            "/",
+            "v1",
+            "commands",
+            "status",
+            "%00",
+            "..",
+            "?",
+            "&",
+            "=",
+            "wait",
+            "agent_token",
+            "true",
+            "x",
+            "%C3%A9",
+        ];
+        let bodies = [
+            r#"{"name":"standby.sync","params":{}}"#,
+            "{",
+            "[]",
+            "null",
+            r#"{"name":"a.b","params":{"k":[1,{"z":null}]}}"#,
+        ];
+        let methods = [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::HEAD,
+        ];
+        for _ in 0..1500 {
+            let mut path = String::from("/");
+            for _ in 0..rng.random_range(0..6) {
+                path.push_str(pieces[rng.random_range(0..pieces.len())]);
+                if rng.random_bool(0.5) {
+                    path.push('/');
+                }
+            }
+            let Ok(uri) = path.parse::<http::Uri>() else {
+                continue;
+            };
+            let mut body = bodies[rng.random_range(0..bodies.len())]
+                .as_bytes()
+                .to_vec();
+            if rng.random_bool(0.3) {
+                let at = rng.random_range(0..=body.len());
+                body.insert(at, rng.random());
+            }
+            if rng.random_bool(0.05) {
+                body = vec![b'x'; 600];
+            }
+            let req = Request::builder()
+                .method(methods[rng.random_range(0..methods.len())].clone())
+                .uri(uri)
+                .body(Full::new(Bytes::from(body)))
+                .unwrap();
+            let resp = handle(req, state.clone(), Scheme::Http).await;
+            let code = resp.status().as_u16();
+            assert!(
+                [200, 202, 400, 404, 405, 409, 413].contains(&code),
+                "{path}: {code}"
+            );
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            let v: Value = serde_json::from_slice(&bytes).expect("every answer is JSON");
+            if code >= 400 {
+                assert!(v["faultstring"].is_string(), "{path}: {v}");
+            }
+        }
+    }
 }
