@@ -1,7 +1,10 @@
 //! The agent's HTTP API (CONTRACT.md §1) on hyper 1: takes its listener, optional TLS
 //! config and a shutdown future; stops accepting on shutdown or `system.lockdown`.
 
+mod body;
 mod routes;
+
+pub use body::parse_command_body;
 
 use std::convert::Infallible;
 use std::future::Future;
