@@ -1,0 +1,358 @@
+//! HTTP(S) image source: the `urls` tried in order with retries and backoff, connect and
+//! read timeouts, and resume with a Range request after a dropped connection.
+//! It is a blocking `Read` (the pipeline runs on a blocking thread) over reqwest's async
+//! client, driven through the agent's tokio runtime handle.
+
+use std::fmt::Write as _;
+use std::io::{self, Read};
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT_RANGES, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
+use reqwest::{Client, Response, StatusCode};
+use tokio::runtime::Handle;
+
+use super::decompress::TransportError;
+use super::qcow2::RangeRead;
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub connect_timeout: Duration,
+    /// Longest wait for the next bytes of a response.
+    pub read_timeout: Duration,
+    /// Tries per URL before moving to the next one.
+    pub attempts: u32,
+    /// First retry delay; doubles each time.
+    pub backoff: Duration,
+    /// Resumes in a row without progress before giving up.
+    pub max_resumes: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(60),
+            attempts: 4,
+            backoff: Duration::from_secs(2),
+            max_resumes: 8,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("could not download the image from any URL: {0}; check the URLs and the image server")]
+    AllFailed(String),
+    #[error("no image URL given: image_info.urls is empty")]
+    NoUrls,
+    #[error("could not build the HTTP client")]
+    Client(#[source] reqwest::Error),
+}
+
+/// The HTTP client the agent uses for images (rustls, no automatic decompression).
+pub fn client(cfg: &HttpConfig) -> Result<Client, HttpError> {
+    Client::builder()
+        .connect_timeout(cfg.connect_timeout)
+        .read_timeout(cfg.read_timeout)
+        .build()
+        .map_err(HttpError::Client)
+}
+
+fn backoff(cfg: &HttpConfig, attempt: u32) -> Duration {
+    cfg.backoff.saturating_mul(1 << attempt.min(6))
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        let _ = write!(s, ": {c}");
+        src = c.source();
+    }
+    s
+}
+
+/// Fetch a small document (a checksum file), at most `limit` bytes.
+pub fn fetch_text(rt: &Handle, client: &Client, url: &str, cfg: &HttpConfig, limit: usize) -> Result<String, HttpError> {
+    let mut src = HttpSource::open(rt, client, &[url.to_owned()], cfg)?;
+    let mut out = vec![];
+    (&mut src).take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| HttpError::AllFailed(format!("{url}: {e}")))?;
+    if out.len() > limit {
+        return Err(HttpError::AllFailed(format!("{url}: larger than {limit} bytes")));
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A download in progress.
+pub struct HttpSource {
+    rt: Handle,
+    client: Client,
+    cfg: HttpConfig,
+    pub url: String,
+    resp: Option<Response>,
+    chunk: Bytes,
+    pos: u64,
+    total: Option<u64>,
+    accepts_ranges: bool,
+    validator: Option<HeaderValue>,
+    failures: u32,
+    /// How many times the download was resumed, for reports and tests.
+    pub resumes: u32,
+}
+
+impl HttpSource {
+    /// Start downloading from the first URL that answers with 200.
+    pub fn open(rt: &Handle, client: &Client, urls: &[String], cfg: &HttpConfig) -> Result<HttpSource, HttpError> {
+        if urls.is_empty() {
+            return Err(HttpError::NoUrls);
+        }
+        let mut failures = vec![];
+        for url in urls {
+            match get(rt, client, url, cfg, HeaderMap::new()) {
+                Ok(resp) => {
+                    let headers = resp.headers();
+                    let accepts_ranges = headers.get(ACCEPT_RANGES).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"bytes"));
+                    let validator = headers
+                        .get(ETAG)
+                        .filter(|v| !v.as_bytes().starts_with(b"W/"))
+                        .or_else(|| headers.get(LAST_MODIFIED))
+                        .cloned();
+                    tracing::info!(url, length = ?resp.content_length(), accepts_ranges, "image download started");
+                    return Ok(HttpSource {
+                        rt: rt.clone(),
+                        client: client.clone(),
+                        cfg: cfg.clone(),
+                        url: url.clone(),
+                        total: resp.content_length(),
+                        resp: Some(resp),
+                        chunk: Bytes::new(),
+                        pos: 0,
+                        accepts_ranges,
+                        validator,
+                        failures: 0,
+                        resumes: 0,
+                    });
+                }
+                Err(why) => failures.push(format!("{url}: {why}")),
+            }
+        }
+        Err(HttpError::AllFailed(failures.join("; ")))
+    }
+
+    pub fn len(&self) -> Option<u64> {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == Some(0)
+    }
+
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Random access to the same resource, if the server announced Range support.
+    pub fn ranges(&self) -> Option<HttpRanges> {
+        self.accepts_ranges.then(|| HttpRanges {
+            rt: self.rt.clone(),
+            client: self.client.clone(),
+            cfg: self.cfg.clone(),
+            url: self.url.clone(),
+            validator: self.validator.clone(),
+        })
+    }
+
+    fn transport(&self, why: String) -> io::Error {
+        io::Error::other(TransportError(format!("downloading {}: {why}", self.url)))
+    }
+
+    /// Reconnect and continue at `self.pos`.
+    fn resume(&mut self, why: &str) -> io::Result<()> {
+        self.resp = None;
+        loop {
+            self.failures += 1;
+            if self.failures > self.cfg.max_resumes {
+                let of = self.total.map(|t| format!(" of {t}")).unwrap_or_default();
+                return Err(self.transport(format!(
+                    "the download stopped at byte {}{of} ({why}) and {} attempts to resume it failed",
+                    self.pos, self.cfg.max_resumes
+                )));
+            }
+            std::thread::sleep(backoff(&self.cfg, self.failures - 1).min(Duration::from_secs(30)));
+            self.resumes += 1;
+            tracing::warn!(url = self.url, pos = self.pos, why, "resuming image download");
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes={}-", self.pos)) {
+                h.insert(RANGE, v);
+            }
+            if let Some(v) = &self.validator {
+                h.insert(IF_RANGE, v.clone());
+            }
+            let resp = match self.rt.block_on(async { self.client.get(&self.url).headers(h).send().await }) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = describe(&e), "resume request failed");
+                    continue;
+                }
+            };
+            match resp.status() {
+                StatusCode::PARTIAL_CONTENT => {
+                    let start = resp
+                        .headers()
+                        .get(CONTENT_RANGE)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("bytes "))
+                        .and_then(|v| v.split('-').next())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if start != Some(self.pos) {
+                        return Err(self.transport(format!("the server resumed at {start:?}, not at byte {}", self.pos)));
+                    }
+                    self.resp = Some(resp);
+                    return Ok(());
+                }
+                StatusCode::OK => {
+                    // No Range support (or the resource changed): read past what we have.
+                    self.resp = Some(resp);
+                    return self.skip(self.pos);
+                }
+                s if s.is_server_error() => continue,
+                s => return Err(self.transport(format!("resuming got HTTP {s}"))),
+            }
+        }
+    }
+
+    fn skip(&mut self, mut n: u64) -> io::Result<()> {
+        while n > 0 {
+            let Some(resp) = self.resp.as_mut() else { return Ok(()) };
+            match next_chunk(&self.rt, self.cfg.read_timeout, resp) {
+                Ok(Ok(Some(b))) => {
+                    let k = (b.len() as u64).min(n);
+                    n -= k;
+                    if k < b.len() as u64 {
+                        self.chunk = b.slice(k as usize..);
+                    }
+                }
+                _ => return Err(self.transport("the restarted download broke before reaching the resume point".into())),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Read for HttpSource {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if !self.chunk.is_empty() {
+                let n = buf.len().min(self.chunk.len());
+                buf[..n].copy_from_slice(&self.chunk[..n]);
+                self.chunk = self.chunk.slice(n..);
+                self.pos += n as u64;
+                return Ok(n);
+            }
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            let Some(resp) = self.resp.as_mut() else {
+                self.resume("no connection")?;
+                continue;
+            };
+            let next = next_chunk(&self.rt, self.cfg.read_timeout, resp);
+            match next {
+                Ok(Ok(Some(b))) => {
+                    self.failures = 0;
+                    self.chunk = b;
+                }
+                Ok(Ok(None)) => match self.total {
+                    Some(t) if self.pos < t => self.resume("connection closed early")?,
+                    _ => return Ok(0),
+                },
+                Ok(Err(e)) => self.resume(&describe(&e))?,
+                Err(_) => self.resume("read timed out")?,
+            }
+        }
+    }
+}
+
+type Chunk = Result<Result<Option<Bytes>, reqwest::Error>, tokio::time::error::Elapsed>;
+
+/// The next piece of a response body, waiting at most `timeout`.
+fn next_chunk(rt: &Handle, timeout: Duration, resp: &mut Response) -> Chunk {
+    rt.block_on(async { tokio::time::timeout(timeout, resp.chunk()).await })
+}
+
+/// Send a GET, retrying connection errors and 5xx with backoff; other statuses fail.
+fn get(rt: &Handle, client: &Client, url: &str, cfg: &HttpConfig, headers: HeaderMap) -> Result<Response, String> {
+    let mut last = String::new();
+    for attempt in 0..cfg.attempts.max(1) {
+        if attempt > 0 {
+            std::thread::sleep(backoff(cfg, attempt - 1));
+        }
+        match rt.block_on(async { client.get(url).headers(headers.clone()).send().await }) {
+            Ok(r) if r.status().is_success() => return Ok(r),
+            Ok(r) if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS => {
+                last = format!("HTTP {}", r.status());
+            }
+            Ok(r) => return Err(format!("HTTP {}", r.status())),
+            Err(e) => last = describe(&e),
+        }
+    }
+    Err(format!("{last} (after {} attempts)", cfg.attempts.max(1)))
+}
+
+/// Range reads of an image whose server supports them.
+pub struct HttpRanges {
+    rt: Handle,
+    client: Client,
+    cfg: HttpConfig,
+    url: String,
+    validator: Option<HeaderValue>,
+}
+
+impl HttpRanges {
+    fn once(&mut self, offset: u64, len: usize, out: &mut Vec<u8>) -> io::Result<()> {
+        let mut h = HeaderMap::new();
+        let v = HeaderValue::from_str(&format!("bytes={}-{}", offset, offset + len as u64 - 1)).map_err(io::Error::other)?;
+        h.insert(RANGE, v);
+        if let Some(v) = &self.validator {
+            h.insert(IF_RANGE, v.clone());
+        }
+        let mut resp = get(&self.rt, &self.client, &self.url, &self.cfg, h)
+            .map_err(|why| io::Error::other(TransportError(format!("range read of {}: {why}", self.url))))?;
+        if resp.status() != StatusCode::PARTIAL_CONTENT {
+            return Err(io::Error::other(TransportError(format!(
+                "range read of {} got HTTP {} instead of 206",
+                self.url,
+                resp.status()
+            ))));
+        }
+        let want = out.len() + len;
+        while out.len() < want {
+            match next_chunk(&self.rt, self.cfg.read_timeout, &mut resp) {
+                Ok(Ok(Some(b))) => out.extend_from_slice(&b[..b.len().min(want - out.len())]),
+                Ok(Ok(None)) | Ok(Err(_)) | Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RangeRead for HttpRanges {
+    /// Read `len` bytes at `offset`; a cut response is continued where it stopped. Fewer
+    /// bytes come back only when the resource ends first.
+    fn read_range(&mut self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(len);
+        let mut stalls = 0;
+        while out.len() < len {
+            let before = out.len();
+            self.once(offset + before as u64, len - before, &mut out)?;
+            if out.len() == before {
+                stalls += 1;
+                if stalls >= self.cfg.attempts.max(1) {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
