@@ -42,17 +42,33 @@ fn info(url: &str, sha256: &str, format: &str) -> ImageInfo {
     }
 }
 
-fn deploy(rt: &tokio::runtime::Runtime, info: &ImageInfo, disk: &Path) -> Result<Deployed, DeployError> {
-    let target = TargetDisk { path: disk.to_owned(), choice: Choice::Explicit };
+fn deploy(
+    rt: &tokio::runtime::Runtime,
+    info: &ImageInfo,
+    disk: &Path,
+) -> Result<Deployed, DeployError> {
+    let target = TargetDisk {
+        path: disk.to_owned(),
+        choice: Choice::Explicit,
+    };
     deploy_whole_disk(rt.handle(), info, &target, &fast_http(), &Progress::new())
 }
 
 /// Deploy `served` (the transport bytes) and check the disk holds `raw`, with a GPT
 /// whose backup now sits at the end of the larger disk.
-fn deploy_and_check(rt: &tokio::runtime::Runtime, srv: &Server, name: &str, served: Vec<u8>, mode: Mode, format: &str, raw: &[u8], disk: &Path) -> Deployed {
+fn deploy_and_check(
+    f: &Fixture,
+    name: &str,
+    served: Vec<u8>,
+    mode: Mode,
+    format: &str,
+    disk: &Path,
+) -> Deployed {
+    let (rt, raw) = (&f.rt, &f.raw);
     let sha = sha256_hex(&served);
-    let url = srv.put(name, served, mode);
-    let d = deploy(rt, &info(&url, &sha, format), disk).unwrap_or_else(|e| panic!("{name}: {}", e.chain()));
+    let url = f.srv.put(name, served, mode);
+    let d = deploy(rt, &info(&url, &sha, format), disk)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.chain()));
     // The primary GPT header (LBA 1) changed when the backup moved; the image's old
     // backup in its last MiB is outside the compared range.
     let mut want = raw[..raw.len() - MIB as usize].to_vec();
@@ -60,12 +76,24 @@ fn deploy_and_check(rt: &tokio::runtime::Runtime, srv: &Server, name: &str, serv
     got.truncate(want.len());
     got[512..1024].fill(0);
     want[512..1024].fill(0);
-    assert!(got == want, "{name}: bytes differ at {:?}", got.iter().zip(&want).position(|(a, b)| a != b));
+    assert!(
+        got == want,
+        "{name}: bytes differ at {:?}",
+        got.iter().zip(&want).position(|(a, b)| a != b)
+    );
     let table = sfdisk_json(disk).unwrap_or_else(|| panic!("{name}: sfdisk finds no table"));
     let pt = &table["partitiontable"];
     assert_eq!(pt["label"], "gpt", "{name}");
-    assert_eq!(pt["partitions"].as_array().map(Vec::len), Some(2), "{name}: {table}");
-    assert_eq!(pt["lastlba"].as_u64().unwrap() + 34, DISK / 512, "{name}: backup GPT not at the end: {table}");
+    assert_eq!(
+        pt["partitions"].as_array().map(Vec::len),
+        Some(2),
+        "{name}: {table}"
+    );
+    assert_eq!(
+        pt["lastlba"].as_u64().unwrap() + 34,
+        DISK / 512,
+        "{name}: backup GPT not at the end: {table}"
+    );
     assert!(d.backup_gpt_moved, "{name}");
     d
 }
@@ -83,7 +111,13 @@ fn fixture(seed: u64) -> Fixture {
     let srv = Server::start(&rt);
     let dir = tempfile::tempdir().unwrap();
     let (raw_path, raw) = make_disk_image(dir.path(), "disk.raw", IMAGE, seed);
-    Fixture { rt, srv, dir, raw, raw_path }
+    Fixture {
+        rt,
+        srv,
+        dir,
+        raw,
+        raw_path,
+    }
 }
 
 #[test]
@@ -91,10 +125,20 @@ fn raw_image_with_and_without_range_support() {
     let f = fixture(1);
     for mode in [Mode::Range, Mode::NoRange] {
         let disk = sparse_disk(f.dir.path(), "t.img", DISK);
-        let d = deploy_and_check(&f.rt, &f.srv, &format!("raw-{mode:?}"), f.raw.clone(), mode, "raw", &f.raw, &disk);
+        let d = deploy_and_check(
+            &f,
+            &format!("raw-{mode:?}"),
+            f.raw.clone(),
+            mode,
+            "raw",
+            &disk,
+        );
         assert_eq!(d.outcome.format, "raw");
         assert_eq!(d.outcome.disk_bytes, IMAGE);
-        assert!(d.outcome.zero_bytes_skipped > 0, "zero runs are skipped on a fresh sparse file");
+        assert!(
+            d.outcome.zero_bytes_skipped > 0,
+            "zero runs are skipped on a fresh sparse file"
+        );
     }
 }
 
@@ -114,7 +158,7 @@ fn compressed_raw_images_gzip_xz_zstd() {
     let zst = zstd::encode_all(&f.raw[..], 1).unwrap();
     for (name, data, want) in [("gz", gz, "gzip"), ("xz", xz, "xz"), ("zst", zst, "zstd")] {
         let disk = sparse_disk(f.dir.path(), "t.img", DISK);
-        let d = deploy_and_check(&f.rt, &f.srv, name, data, Mode::NoRange, "raw", &f.raw, &disk);
+        let d = deploy_and_check(&f, name, data, Mode::NoRange, "raw", &disk);
         assert_eq!(d.outcome.compression, want);
     }
 }
@@ -127,12 +171,20 @@ fn qcow2_images_from_qemu_img_plain_and_compressed() {
         ("plain-norange", &[], Mode::NoRange),
         ("zlib-range", &["-c"], Mode::Range),
         ("zlib-norange", &["-c"], Mode::NoRange),
-        ("zstd-cut", &["-c", "-o", "compression_type=zstd"], Mode::Cut),
+        (
+            "zstd-cut",
+            &["-c", "-o", "compression_type=zstd"],
+            Mode::Cut,
+        ),
     ];
     for (name, opts, mode) in cases {
-        let q = to_qcow2(&f.raw_path, &f.dir.path().join(format!("{name}.qcow2")), opts);
+        let q = to_qcow2(
+            &f.raw_path,
+            &f.dir.path().join(format!("{name}.qcow2")),
+            opts,
+        );
         let disk = sparse_disk(f.dir.path(), "t.img", DISK);
-        let d = deploy_and_check(&f.rt, &f.srv, name, q, mode, "qcow2", &f.raw, &disk);
+        let d = deploy_and_check(&f, name, q, mode, "qcow2", &disk);
         let q = d.outcome.qcow2.expect("converted as qcow2");
         assert_eq!(q.virtual_size, IMAGE, "{name}");
         assert_eq!(q.used_ranges, mode != Mode::NoRange, "{name}");
@@ -146,10 +198,20 @@ fn qcow2_images_from_qemu_img_plain_and_compressed() {
 fn cut_connections_resume_with_range_and_give_identical_bytes() {
     let f = fixture(4);
     let disk = sparse_disk(f.dir.path(), "t.img", DISK);
-    let before = f.srv.range_requests.load(std::sync::atomic::Ordering::SeqCst);
-    deploy_and_check(&f.rt, &f.srv, "cut.raw", f.raw.clone(), Mode::Cut, "raw", &f.raw, &disk);
-    let resumed = f.srv.range_requests.load(std::sync::atomic::Ordering::SeqCst) - before;
-    assert!(resumed >= 2, "the server cut the download, so it must have resumed ({resumed})");
+    let before = f
+        .srv
+        .range_requests
+        .load(std::sync::atomic::Ordering::SeqCst);
+    deploy_and_check(&f, "cut.raw", f.raw.clone(), Mode::Cut, "raw", &disk);
+    let resumed = f
+        .srv
+        .range_requests
+        .load(std::sync::atomic::Ordering::SeqCst)
+        - before;
+    assert!(
+        resumed >= 2,
+        "the server cut the download, so it must have resumed ({resumed})"
+    );
 }
 
 #[test]
@@ -161,12 +223,16 @@ fn loop_device_target_gets_the_image_and_a_reread_table() {
     // so the holes must be written as zeroes.
     {
         use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new().write(true).open(&backing).unwrap();
-        f.write_all_at(&vec![0x5a; (IMAGE - 2 * MIB) as usize], MIB).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&backing)
+            .unwrap();
+        f.write_all_at(&vec![0x5a; (IMAGE - 2 * MIB) as usize], MIB)
+            .unwrap();
     }
     let lo = LoopDevice::attach(&backing);
     let q = to_qcow2(&f.raw_path, &f.dir.path().join("l.qcow2"), &["-c"]);
-    let d = deploy_and_check(&f.rt, &f.srv, "loop.qcow2", q, Mode::Range, "qcow2", &f.raw, &lo.dev);
+    let d = deploy_and_check(&f, "loop.qcow2", q, Mode::Range, "qcow2", &lo.dev);
     assert!(d.partitions_reread, "BLKRRPART on the loop device");
     let name = lo.dev.file_name().unwrap().to_str().unwrap().to_owned();
     // Some kernels (this one: no CONFIG_EFI_PARTITION) never create partition devices;
@@ -176,7 +242,12 @@ fn loop_device_target_gets_the_image_and_a_reread_table() {
         .status()
         .is_ok_and(|s| s.success());
     for p in [1, 2].into_iter().filter(|_| parses_gpt) {
-        let part = Path::new("/sys/block").join(&name).join(format!("{name}p{p}"));
-        assert!(part.exists(), "the kernel sees partition {p} after BLKRRPART");
+        let part = Path::new("/sys/block")
+            .join(&name)
+            .join(format!("{name}p{p}"));
+        assert!(
+            part.exists(),
+            "the kernel sees partition {p} after BLKRRPART"
+        );
     }
 }

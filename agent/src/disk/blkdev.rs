@@ -6,10 +6,22 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileTypeExt;
 
-nix::ioctl_write_ptr_bad!(ioctl_blkzeroout, nix::request_code_none!(0x12, 127), [u64; 2]);
-nix::ioctl_write_ptr_bad!(ioctl_blkdiscard, nix::request_code_none!(0x12, 119), [u64; 2]);
+nix::ioctl_write_ptr_bad!(
+    ioctl_blkzeroout,
+    nix::request_code_none!(0x12, 127),
+    [u64; 2]
+);
+nix::ioctl_write_ptr_bad!(
+    ioctl_blkdiscard,
+    nix::request_code_none!(0x12, 119),
+    [u64; 2]
+);
 nix::ioctl_none_bad!(ioctl_blkrrpart, nix::request_code_none!(0x12, 95));
-nix::ioctl_read_bad!(ioctl_blksszget, nix::request_code_none!(0x12, 104), libc::c_int);
+nix::ioctl_read_bad!(
+    ioctl_blksszget,
+    nix::request_code_none!(0x12, 104),
+    libc::c_int
+);
 
 /// True when `file` is a block device.
 pub fn is_block_device(file: &File) -> io::Result<bool> {

@@ -77,7 +77,13 @@ impl GptHeader {
     }
 
     /// Serialise with the given location fields, recomputing the header CRC.
-    pub fn encode(&self, my_lba: u64, alternate_lba: u64, last_usable: u64, entries_lba: u64) -> Vec<u8> {
+    pub fn encode(
+        &self,
+        my_lba: u64,
+        alternate_lba: u64,
+        last_usable: u64,
+        entries_lba: u64,
+    ) -> Vec<u8> {
         let mut b = self.raw.clone();
         b[24..32].copy_from_slice(&my_lba.to_le_bytes());
         b[32..40].copy_from_slice(&alternate_lba.to_le_bytes());
@@ -147,9 +153,15 @@ pub fn parse_entries(h: &GptHeader, entries: &[u8]) -> Vec<GptPartition> {
 /// What partition table a disk carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Table {
-    Gpt { header: GptHeader, partitions: Vec<GptPartition> },
+    Gpt {
+        header: GptHeader,
+        partitions: Vec<GptPartition>,
+    },
     /// MBR disk signature and the (number, type, start LBA, sectors) of used entries.
-    Mbr { signature: u32, partitions: Vec<(u32, u8, u32, u32)> },
+    Mbr {
+        signature: u32,
+        partitions: Vec<(u32, u8, u32, u32)>,
+    },
     None,
 }
 
@@ -165,7 +177,10 @@ pub fn read_table(file: &File, sector: u64) -> io::Result<Table> {
         file.read_exact_at(&mut entries, h.entries_lba * sector)?;
         if crc32fast::hash(&entries) == h.entries_crc {
             let partitions = parse_entries(&h, &entries);
-            return Ok(Table::Gpt { header: h, partitions });
+            return Ok(Table::Gpt {
+                header: h,
+                partitions,
+            });
         }
     }
     if head[510] == 0x55 && head[511] == 0xAA {
@@ -175,7 +190,10 @@ pub fn read_table(file: &File, sector: u64) -> io::Result<Table> {
                 (e[4] != 0).then(|| (i as u32 + 1, e[4], le32(e, 8), le32(e, 12)))
             })
             .collect();
-        return Ok(Table::Mbr { signature: le32(&head, 440), partitions });
+        return Ok(Table::Mbr {
+            signature: le32(&head, 440),
+            partitions,
+        });
     }
     Ok(Table::None)
 }
@@ -220,7 +238,8 @@ mod tests {
     fn guid_text_is_mixed_endian() {
         // EFI system partition type, as stored on disk.
         let esp = [
-            0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b,
+            0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e,
+            0xc9, 0x3b,
         ];
         assert_eq!(guid_string(&esp), "c12a7328-f81f-11d2-ba4b-00a0c93ec93b");
     }
@@ -236,7 +255,15 @@ mod tests {
         s[16..20].copy_from_slice(&crc.to_le_bytes());
         let h = GptHeader::parse(&s).unwrap();
         let moved = GptHeader::parse(&h.encode(100, 1, 60, 68)).unwrap();
-        assert_eq!((moved.my_lba, moved.alternate_lba, moved.last_usable, moved.entries_lba), (100, 1, 60, 68));
+        assert_eq!(
+            (
+                moved.my_lba,
+                moved.alternate_lba,
+                moved.last_usable,
+                moved.entries_lba
+            ),
+            (100, 1, 60, 68)
+        );
         let mut bad = s.clone();
         bad[40] ^= 1;
         assert!(GptHeader::parse(&bad).is_none());

@@ -21,7 +21,11 @@ pub enum SafetyError {
          is {rootfs}) and {why}; name a regular file or a /dev/loopN device explicitly, or run \
          the agent from the Ferrite ramdisk"
     )]
-    NotAllowed { path: PathBuf, rootfs: String, why: &'static str },
+    NotAllowed {
+        path: PathBuf,
+        rootfs: String,
+        why: &'static str,
+    },
     #[error("target {path} does not exist or cannot be inspected: {why}")]
     Missing { path: PathBuf, why: String },
 }
@@ -39,7 +43,7 @@ impl RootFs {
         const RAMFS_MAGIC: i64 = 0x8584_58f6;
         const TMPFS_MAGIC: i64 = 0x0102_1994;
         match nix::sys::statfs::statfs("/") {
-            Ok(s) => match s.filesystem_type().0 as i64 {
+            Ok(s) => match s.filesystem_type().0 {
                 RAMFS_MAGIC => RootFs::Ramfs,
                 TMPFS_MAGIC => RootFs::Tmpfs,
                 other => RootFs::Other(other),
@@ -89,7 +93,9 @@ pub fn check(path: &Path, choice: Choice, rootfs: RootFs) -> Result<(), SafetyEr
         why,
     };
     if choice == Choice::Discovered {
-        return Err(not_allowed("the disk was chosen by discovery, not named explicitly"));
+        return Err(not_allowed(
+            "the disk was chosen by discovery, not named explicitly",
+        ));
     }
     if meta.file_type().is_file() {
         return Ok(());
@@ -97,7 +103,9 @@ pub fn check(path: &Path, choice: Choice, rootfs: RootFs) -> Result<(), SafetyEr
     if meta.file_type().is_block_device() && is_loop_device(path) {
         return Ok(());
     }
-    Err(not_allowed("it is neither a regular file nor a loop device"))
+    Err(not_allowed(
+        "it is neither a regular file nor a loop device",
+    ))
 }
 
 /// `check` against the running system.
@@ -112,14 +120,20 @@ mod tests {
     #[test]
     fn files_named_explicitly_are_allowed_anywhere() {
         let f = tempfile::NamedTempFile::new().unwrap();
-        assert_eq!(check(f.path(), Choice::Explicit, RootFs::Other(0xef53)), Ok(()));
+        assert_eq!(
+            check(f.path(), Choice::Explicit, RootFs::Other(0xef53)),
+            Ok(())
+        );
     }
 
     #[test]
     fn discovered_disks_need_the_ramdisk() {
         let f = tempfile::NamedTempFile::new().unwrap();
         let e = check(f.path(), Choice::Discovered, RootFs::Other(0xef53)).unwrap_err();
-        assert!(e.to_string().contains("not running from its ramdisk"), "{e}");
+        assert!(
+            e.to_string().contains("not running from its ramdisk"),
+            "{e}"
+        );
         assert!(e.to_string().contains("ext2/3/4"), "{e}");
         assert_eq!(check(f.path(), Choice::Discovered, RootFs::Ramfs), Ok(()));
     }
@@ -127,8 +141,17 @@ mod tests {
     #[test]
     fn real_disks_are_refused_even_when_named() {
         // /dev/null is a character device: neither a file nor a loop device.
-        let e = check(Path::new("/dev/null"), Choice::Explicit, RootFs::Other(0xef53)).unwrap_err();
-        assert!(e.to_string().contains("neither a regular file nor a loop device"), "{e}");
+        let e = check(
+            Path::new("/dev/null"),
+            Choice::Explicit,
+            RootFs::Other(0xef53),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("neither a regular file nor a loop device"),
+            "{e}"
+        );
         assert!(!is_loop_device(Path::new("/dev/vda")));
         assert!(!is_loop_device(Path::new("/dev/loop-control")));
         assert!(is_loop_device(Path::new("/nonexistent/loop12")));
@@ -138,6 +161,8 @@ mod tests {
     fn the_host_running_these_tests_is_not_a_ramdisk() {
         // Tests run on a real root filesystem; if this fails, the gate would let
         // discovery-chosen disks through on a development machine.
-        assert!(!RootFs::current().is_ramdisk() || std::env::var_os("FERRITE_IN_RAMDISK").is_some());
+        assert!(
+            !RootFs::current().is_ramdisk() || std::env::var_os("FERRITE_IN_RAMDISK").is_some()
+        );
     }
 }

@@ -113,7 +113,11 @@ fn value_by_length(c: &str) -> Result<Spec, ChecksumError> {
 /// Finds the image's entry in a checksum file: `HASH  name`, `HASH *name`, BSD
 /// `SHA256 (name) = HASH`, or a file holding just one hash. The entry's name matches the
 /// image URL's file name, or its path when the entry names a path.
-pub fn from_checksum_file(text: &str, file_url: &str, image_url: &str) -> Result<Expected, ChecksumError> {
+pub fn from_checksum_file(
+    text: &str,
+    file_url: &str,
+    image_url: &str,
+) -> Result<Expected, ChecksumError> {
     let path = image_url
         .split(['?', '#'])
         .next()
@@ -259,12 +263,30 @@ mod tests {
     #[test]
     fn os_hash_wins_and_legacy_goes_by_length() {
         let s = spec(Some("sha256"), Some(SHA256_ABC), Some("ffff")).unwrap();
-        assert_eq!(s, Spec::Value(Expected { algo: Algo::Sha256, hex: SHA256_ABC.into() }));
+        assert_eq!(
+            s,
+            Spec::Value(Expected {
+                algo: Algo::Sha256,
+                hex: SHA256_ABC.into()
+            })
+        );
         let md5 = "900150983cd24fb0d6963f7d28e17f72";
         let s = spec(None, None, Some(md5)).unwrap();
-        assert_eq!(s, Spec::Value(Expected { algo: Algo::Md5, hex: md5.into() }));
+        assert_eq!(
+            s,
+            Spec::Value(Expected {
+                algo: Algo::Md5,
+                hex: md5.into()
+            })
+        );
         let s = spec(None, None, Some(&"A".repeat(128))).unwrap();
-        assert!(matches!(s, Spec::Value(Expected { algo: Algo::Sha512, .. })));
+        assert!(matches!(
+            s,
+            Spec::Value(Expected {
+                algo: Algo::Sha512,
+                ..
+            })
+        ));
         assert_eq!(
             spec(None, None, Some("https://h/SHA256SUMS")).unwrap(),
             Spec::Url("https://h/SHA256SUMS".into())
@@ -273,9 +295,18 @@ mod tests {
 
     #[test]
     fn bad_checksum_fields_are_named() {
-        assert_eq!(spec(Some("crc32"), Some("00"), None), Err(ChecksumError::UnknownAlgo("crc32".into())));
-        assert!(matches!(spec(None, None, Some("abc")), Err(ChecksumError::BadValue(_))));
-        assert!(matches!(spec(Some("md5"), Some(SHA256_ABC), None), Err(ChecksumError::BadValue(_))));
+        assert_eq!(
+            spec(Some("crc32"), Some("00"), None),
+            Err(ChecksumError::UnknownAlgo("crc32".into()))
+        );
+        assert!(matches!(
+            spec(None, None, Some("abc")),
+            Err(ChecksumError::BadValue(_))
+        ));
+        assert!(matches!(
+            spec(Some("md5"), Some(SHA256_ABC), None),
+            Err(ChecksumError::BadValue(_))
+        ));
         assert_eq!(spec(None, None, None), Err(ChecksumError::Missing));
         assert!(ChecksumError::Missing.to_string().contains("os_hash_value"));
     }
@@ -288,14 +319,30 @@ mod tests {
         );
         let e = from_checksum_file(&text, "u", "http://h:1/x/images/disk.qcow2?a=b").unwrap();
         assert_eq!(e.hex, SHA256_ABC);
-        let e = from_checksum_file(&format!("{SHA256_ABC}  disk.raw\n"), "u", "http://h/a/disk.raw").unwrap();
+        let e = from_checksum_file(
+            &format!("{SHA256_ABC}  disk.raw\n"),
+            "u",
+            "http://h/a/disk.raw",
+        )
+        .unwrap();
         assert_eq!(e.algo, Algo::Sha256);
         let bsd = format!("SHA256 (disk.raw) = {SHA256_ABC}\n");
-        assert_eq!(from_checksum_file(&bsd, "u", "http://h/disk.raw").unwrap().hex, SHA256_ABC);
+        assert_eq!(
+            from_checksum_file(&bsd, "u", "http://h/disk.raw")
+                .unwrap()
+                .hex,
+            SHA256_ABC
+        );
         let only = format!("{SHA256_ABC}\n");
-        assert_eq!(from_checksum_file(&only, "u", "http://h/any").unwrap().hex, SHA256_ABC);
+        assert_eq!(
+            from_checksum_file(&only, "u", "http://h/any").unwrap().hex,
+            SHA256_ABC
+        );
         let err = from_checksum_file(&text, "http://h/SUMS", "http://h/nope.img").unwrap_err();
-        assert!(err.to_string().contains("no entry for \"nope.img\""), "{err}");
+        assert!(
+            err.to_string().contains("no entry for \"nope.img\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -303,7 +350,10 @@ mod tests {
         let mut r = HashingReader::new(&b"abc"[..], Some(Algo::Sha256));
         let mut out = vec![];
         r.read_to_end(&mut out).unwrap();
-        let good = Expected { algo: Algo::Sha256, hex: SHA256_ABC.into() };
+        let good = Expected {
+            algo: Algo::Sha256,
+            hex: SHA256_ABC.into(),
+        };
         assert_eq!(r.verify(&good), Ok(()));
         let mut r = HashingReader::new(&b"abd"[..], Some(Algo::Sha256));
         r.read_to_end(&mut out).unwrap();

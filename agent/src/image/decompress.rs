@@ -54,9 +54,15 @@ impl<R: BufRead> DecompressReader<R> {
     pub fn new(inner: R, kind: Compression) -> io::Result<DecompressReader<R>> {
         Ok(match kind {
             Compression::None => DecompressReader::None(inner),
-            Compression::Gzip => DecompressReader::Gzip(flate2::bufread::MultiGzDecoder::new(inner)),
-            Compression::Xz => DecompressReader::Xz(xz2::bufread::XzDecoder::new_multi_decoder(inner)),
-            Compression::Zstd => DecompressReader::Zstd(zstd::stream::read::Decoder::with_buffer(inner)?),
+            Compression::Gzip => {
+                DecompressReader::Gzip(flate2::bufread::MultiGzDecoder::new(inner))
+            }
+            Compression::Xz => {
+                DecompressReader::Xz(xz2::bufread::XzDecoder::new_multi_decoder(inner))
+            }
+            Compression::Zstd => {
+                DecompressReader::Zstd(zstd::stream::read::Decoder::with_buffer(inner)?)
+            }
         })
     }
 
@@ -90,7 +96,10 @@ impl<R: BufRead> Read for DecompressReader<R> {
             io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::Other
                 if e.get_ref().is_none_or(|s| !s.is::<TransportError>()) =>
             {
-                io::Error::new(io::ErrorKind::InvalidData, format!("corrupt compressed image: {e}"))
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("corrupt compressed image: {e}"),
+                )
             }
             _ => e,
         })
@@ -138,7 +147,12 @@ mod tests {
     #[test]
     fn each_format_is_sniffed_and_decoded() {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 / 13) as u8).collect();
-        for kind in [Compression::None, Compression::Gzip, Compression::Xz, Compression::Zstd] {
+        for kind in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Xz,
+            Compression::Zstd,
+        ] {
             assert_eq!(roundtrip(kind, &data), data, "{kind:?}");
         }
     }

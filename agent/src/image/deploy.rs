@@ -30,7 +30,9 @@ pub enum DeployError {
     },
     #[error(transparent)]
     Image(#[from] ImageError),
-    #[error("image_info.image_type {0:?} is not supported by this command (whole-disk images only)")]
+    #[error(
+        "image_info.image_type {0:?} is not supported by this command (whole-disk images only)"
+    )]
     ImageType(String),
 }
 
@@ -69,8 +71,16 @@ pub struct Deployed {
 }
 
 /// The image's expected checksum, fetching a checksum file if `checksum` is a URL.
-pub fn expected_checksum(rt: &Handle, info: &ImageInfo, cfg: &HttpConfig) -> Result<Expected, ImageError> {
-    match checksum::spec(info.os_hash_algo.as_deref(), info.os_hash_value.as_deref(), info.checksum.as_deref())? {
+pub fn expected_checksum(
+    rt: &Handle,
+    info: &ImageInfo,
+    cfg: &HttpConfig,
+) -> Result<Expected, ImageError> {
+    match checksum::spec(
+        info.os_hash_algo.as_deref(),
+        info.os_hash_value.as_deref(),
+        info.checksum.as_deref(),
+    )? {
         Spec::Value(e) => Ok(e),
         Spec::Url(url) => {
             let client = http::client(cfg)?;
@@ -94,7 +104,12 @@ pub fn deploy_whole_disk(
         return Err(DeployError::ImageType(t.to_owned()));
     }
     safety::authorize(&target.path, target.choice)?;
-    let open = |p: &Path| Target::open(p).map_err(|source| DeployError::Open { path: p.to_owned(), source });
+    let open = |p: &Path| {
+        Target::open(p).map_err(|source| DeployError::Open {
+            path: p.to_owned(),
+            source,
+        })
+    };
     let disk = open(&target.path)?;
     let is_block = disk.is_block_device;
     // A file target becomes a fresh sparse file (reads back zeroes); a block device keeps
@@ -108,7 +123,11 @@ pub fn deploy_whole_disk(
         progress.set_phase(Phase::Failed);
         match wipe::wipe_partition_signatures(writer) {
             Ok(()) => e.into(),
-            Err(wipe) => ImageError::WipeFailed { error: Box::new(e), wipe }.into(),
+            Err(wipe) => ImageError::WipeFailed {
+                error: Box::new(e),
+                wipe,
+            }
+            .into(),
         }
     };
     let expected = match expected_checksum(rt, info, cfg) {
@@ -125,7 +144,9 @@ pub fn deploy_whole_disk(
     };
     let input = Input {
         len: source.len(),
-        ranges: source.ranges().map(|r| Box::new(r) as Box<dyn RangeRead + Send>),
+        ranges: source
+            .ranges()
+            .map(|r| Box::new(r) as Box<dyn RangeRead + Send>),
         declared_format: info.disk_format.clone(),
         reader: source,
     };
@@ -137,13 +158,19 @@ pub fn deploy_whole_disk(
         .map_err(|e| DeployError::Image(ImageError::Write(e)))?;
     let partitions_reread = is_block && blkdev::reread_partitions(file.file()).is_ok();
     progress.set_phase(Phase::Done);
-    Ok(Deployed { outcome, backup_gpt_moved, partitions_reread })
+    Ok(Deployed {
+        outcome,
+        backup_gpt_moved,
+        partitions_reread,
+    })
 }
 
 /// Logical sector size: the device's, or 512 for files.
 pub fn sector_size(t: &Target) -> u64 {
     if t.is_block_device {
-        blkdev::logical_sector_size(t.file()).map(u64::from).unwrap_or(512)
+        blkdev::logical_sector_size(t.file())
+            .map(u64::from)
+            .unwrap_or(512)
     } else {
         512
     }

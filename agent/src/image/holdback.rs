@@ -46,7 +46,7 @@ impl<S: BlockSink> BlockSink for HoldBack<S> {
     }
 
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        let end = offset.checked_add(buf.len() as u64).unwrap_or(u64::MAX);
+        let end = offset.saturating_add(buf.len() as u64);
         if end > self.inner.size() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -102,12 +102,19 @@ mod tests {
     #[test]
     fn head_reaches_the_target_only_on_commit() {
         let size = 3 << 20;
-        let img: Vec<u8> = (0..2 * HOLD_BACK as usize).map(|i| (i % 251) as u8 + 1).collect();
+        let img: Vec<u8> = (0..2 * HOLD_BACK as usize)
+            .map(|i| (i % 251) as u8 + 1)
+            .collect();
         let mut h = HoldBack::new(MemSink::new(size, false));
         h.write_at(0, &img[..1000]).unwrap();
         h.write_at(1000, &img[1000..]).unwrap();
-        assert!(h.inner.data[..HOLD_BACK as usize].iter().all(|&b| b == 0xAA));
-        assert_eq!(&h.inner.data[HOLD_BACK as usize..img.len()], &img[HOLD_BACK as usize..]);
+        assert!(h.inner.data[..HOLD_BACK as usize]
+            .iter()
+            .all(|&b| b == 0xAA));
+        assert_eq!(
+            &h.inner.data[HOLD_BACK as usize..img.len()],
+            &img[HOLD_BACK as usize..]
+        );
         h.commit(img.len() as u64).unwrap();
         assert_eq!(&h.inner.data[..img.len()], &img[..]);
     }
@@ -119,7 +126,9 @@ mod tests {
         h.commit(2 << 20).unwrap();
         assert!(h.inner.data[..4096].iter().all(|&b| b == 0));
         assert_eq!(&h.inner.data[4096..4608], &[7; 512][..]);
-        assert!(h.inner.data[4608..HOLD_BACK as usize].iter().all(|&b| b == 0));
+        assert!(h.inner.data[4608..HOLD_BACK as usize]
+            .iter()
+            .all(|&b| b == 0));
     }
 
     #[test]

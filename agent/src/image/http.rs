@@ -8,7 +8,9 @@ use std::io::{self, Read};
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT_RANGES, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT_RANGES, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE,
+};
 use reqwest::{Client, Response, StatusCode};
 use tokio::runtime::Handle;
 
@@ -74,12 +76,23 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 /// Fetch a small document (a checksum file), at most `limit` bytes.
-pub fn fetch_text(rt: &Handle, client: &Client, url: &str, cfg: &HttpConfig, limit: usize) -> Result<String, HttpError> {
+pub fn fetch_text(
+    rt: &Handle,
+    client: &Client,
+    url: &str,
+    cfg: &HttpConfig,
+    limit: usize,
+) -> Result<String, HttpError> {
     let mut src = HttpSource::open(rt, client, &[url.to_owned()], cfg)?;
     let mut out = vec![];
-    (&mut src).take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| HttpError::AllFailed(format!("{url}: {e}")))?;
+    (&mut src)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| HttpError::AllFailed(format!("{url}: {e}")))?;
     if out.len() > limit {
-        return Err(HttpError::AllFailed(format!("{url}: larger than {limit} bytes")));
+        return Err(HttpError::AllFailed(format!(
+            "{url}: larger than {limit} bytes"
+        )));
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
@@ -103,7 +116,12 @@ pub struct HttpSource {
 
 impl HttpSource {
     /// Start downloading from the first URL that answers with 200.
-    pub fn open(rt: &Handle, client: &Client, urls: &[String], cfg: &HttpConfig) -> Result<HttpSource, HttpError> {
+    pub fn open(
+        rt: &Handle,
+        client: &Client,
+        urls: &[String],
+        cfg: &HttpConfig,
+    ) -> Result<HttpSource, HttpError> {
         if urls.is_empty() {
             return Err(HttpError::NoUrls);
         }
@@ -112,7 +130,9 @@ impl HttpSource {
             match get(rt, client, url, cfg, HeaderMap::new()) {
                 Ok(resp) => {
                     let headers = resp.headers();
-                    let accepts_ranges = headers.get(ACCEPT_RANGES).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"bytes"));
+                    let accepts_ranges = headers
+                        .get(ACCEPT_RANGES)
+                        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"bytes"));
                     let validator = headers
                         .get(ETAG)
                         .filter(|v| !v.as_bytes().starts_with(b"W/"))
@@ -181,7 +201,12 @@ impl HttpSource {
             }
             std::thread::sleep(backoff(&self.cfg, self.failures - 1).min(Duration::from_secs(30)));
             self.resumes += 1;
-            tracing::warn!(url = self.url, pos = self.pos, why, "resuming image download");
+            tracing::warn!(
+                url = self.url,
+                pos = self.pos,
+                why,
+                "resuming image download"
+            );
             let mut h = HeaderMap::new();
             if let Ok(v) = HeaderValue::from_str(&format!("bytes={}-", self.pos)) {
                 h.insert(RANGE, v);
@@ -189,7 +214,10 @@ impl HttpSource {
             if let Some(v) = &self.validator {
                 h.insert(IF_RANGE, v.clone());
             }
-            let resp = match self.rt.block_on(async { self.client.get(&self.url).headers(h).send().await }) {
+            let resp = match self
+                .rt
+                .block_on(async { self.client.get(&self.url).headers(h).send().await })
+            {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = describe(&e), "resume request failed");
@@ -206,7 +234,10 @@ impl HttpSource {
                         .and_then(|v| v.split('-').next())
                         .and_then(|v| v.parse::<u64>().ok());
                     if start != Some(self.pos) {
-                        return Err(self.transport(format!("the server resumed at {start:?}, not at byte {}", self.pos)));
+                        return Err(self.transport(format!(
+                            "the server resumed at {start:?}, not at byte {}",
+                            self.pos
+                        )));
                     }
                     self.resp = Some(resp);
                     return Ok(());
@@ -224,7 +255,9 @@ impl HttpSource {
 
     fn skip(&mut self, mut n: u64) -> io::Result<()> {
         while n > 0 {
-            let Some(resp) = self.resp.as_mut() else { return Ok(()) };
+            let Some(resp) = self.resp.as_mut() else {
+                return Ok(());
+            };
             match next_chunk(&self.rt, self.cfg.read_timeout, resp) {
                 Ok(Ok(Some(b))) => {
                     let k = (b.len() as u64).min(n);
@@ -233,7 +266,11 @@ impl HttpSource {
                         self.chunk = b.slice(k as usize..);
                     }
                 }
-                _ => return Err(self.transport("the restarted download broke before reaching the resume point".into())),
+                _ => {
+                    return Err(self.transport(
+                        "the restarted download broke before reaching the resume point".into(),
+                    ))
+                }
             }
         }
         Ok(())
@@ -282,7 +319,13 @@ fn next_chunk(rt: &Handle, timeout: Duration, resp: &mut Response) -> Chunk {
 }
 
 /// Send a GET, retrying connection errors and 5xx with backoff; other statuses fail.
-fn get(rt: &Handle, client: &Client, url: &str, cfg: &HttpConfig, headers: HeaderMap) -> Result<Response, String> {
+fn get(
+    rt: &Handle,
+    client: &Client,
+    url: &str,
+    cfg: &HttpConfig,
+    headers: HeaderMap,
+) -> Result<Response, String> {
     let mut last = String::new();
     for attempt in 0..cfg.attempts.max(1) {
         if attempt > 0 {
@@ -290,7 +333,9 @@ fn get(rt: &Handle, client: &Client, url: &str, cfg: &HttpConfig, headers: Heade
         }
         match rt.block_on(async { client.get(url).headers(headers.clone()).send().await }) {
             Ok(r) if r.status().is_success() => return Ok(r),
-            Ok(r) if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS => {
+            Ok(r)
+                if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS =>
+            {
                 last = format!("HTTP {}", r.status());
             }
             Ok(r) => return Err(format!("HTTP {}", r.status())),
@@ -312,13 +357,15 @@ pub struct HttpRanges {
 impl HttpRanges {
     fn once(&mut self, offset: u64, len: usize, out: &mut Vec<u8>) -> io::Result<()> {
         let mut h = HeaderMap::new();
-        let v = HeaderValue::from_str(&format!("bytes={}-{}", offset, offset + len as u64 - 1)).map_err(io::Error::other)?;
+        let v = HeaderValue::from_str(&format!("bytes={}-{}", offset, offset + len as u64 - 1))
+            .map_err(io::Error::other)?;
         h.insert(RANGE, v);
         if let Some(v) = &self.validator {
             h.insert(IF_RANGE, v.clone());
         }
-        let mut resp = get(&self.rt, &self.client, &self.url, &self.cfg, h)
-            .map_err(|why| io::Error::other(TransportError(format!("range read of {}: {why}", self.url))))?;
+        let mut resp = get(&self.rt, &self.client, &self.url, &self.cfg, h).map_err(|why| {
+            io::Error::other(TransportError(format!("range read of {}: {why}", self.url)))
+        })?;
         if resp.status() != StatusCode::PARTIAL_CONTENT {
             return Err(io::Error::other(TransportError(format!(
                 "range read of {} got HTTP {} instead of 206",

@@ -31,14 +31,22 @@ pub enum ImageError {
     Read(#[source] io::Error),
     #[error(transparent)]
     Qcow2(#[from] ConvertError),
-    #[error("the image is larger than the {disk}-byte disk; choose a larger disk or a smaller image")]
+    #[error(
+        "the image is larger than the {disk}-byte disk; choose a larger disk or a smaller image"
+    )]
     TooLarge { disk: u64 },
     #[error("writing the disk")]
     Write(#[source] io::Error),
     #[error("image_info says disk_format {declared:?} but the image is {found}; fix disk_format or the image")]
-    FormatMismatch { declared: String, found: &'static str },
+    FormatMismatch {
+        declared: String,
+        found: &'static str,
+    },
     #[error("{error}; wiping the partition tables afterwards failed too ({wipe}): do not boot this disk")]
-    WipeFailed { error: Box<ImageError>, wipe: io::Error },
+    WipeFailed {
+        error: Box<ImageError>,
+        wipe: io::Error,
+    },
 }
 
 impl ImageError {
@@ -110,10 +118,16 @@ pub fn write_image<R: Read>(
         }
         Err(error) => {
             progress.set_phase(Phase::Failed);
-            tracing::error!(error = error.chain(), "image write failed; wiping partition tables");
+            tracing::error!(
+                error = error.chain(),
+                "image write failed; wiping partition tables"
+            );
             match wipe_partition_signatures(sink) {
                 Ok(()) => Err(error),
-                Err(wipe) => Err(ImageError::WipeFailed { error: Box::new(error), wipe }),
+                Err(wipe) => Err(ImageError::WipeFailed {
+                    error: Box::new(error),
+                    wipe,
+                }),
             }
         }
     }
@@ -125,7 +139,10 @@ fn run<R: Read>(
     sink: &mut dyn BlockSink,
     progress: &Progress,
 ) -> Result<Outcome, ImageError> {
-    let hashing = HashingReader::new(CountingReader::new(input.reader, progress.clone()), expected.map(|e| e.algo));
+    let hashing = HashingReader::new(
+        CountingReader::new(input.reader, progress.clone()),
+        expected.map(|e| e.algo),
+    );
     let mut outer = BufReader::with_capacity(READ_BUF, hashing);
     let kind = Compression::sniff(&peek(&mut outer, 8).map_err(classify)?);
     let disk = sink.size();
@@ -136,7 +153,10 @@ fn run<R: Read>(
         let ranges = ranges.as_mut().map(|r| &mut **r as &mut dyn RangeRead);
         convert_or_copy(&mut outer, ranges, input.len, &mut hold, disk, declared)?
     } else {
-        let mut dec = BufReader::with_capacity(READ_BUF, DecompressReader::new(&mut outer, kind).map_err(classify)?);
+        let mut dec = BufReader::with_capacity(
+            READ_BUF,
+            DecompressReader::new(&mut outer, kind).map_err(classify)?,
+        );
         convert_or_copy(&mut dec, None, None, &mut hold, disk, declared)?
     };
     // Hash what a decompressor left unread (padding after the last frame).
@@ -179,7 +199,10 @@ fn convert_or_copy<R: io::BufRead>(
         Some(d) if d == found => {}
         // IPA's format inspector: a declared raw image must not be qcow2 and vice versa.
         Some(d) => {
-            return Err(ImageError::FormatMismatch { declared: d.to_owned(), found });
+            return Err(ImageError::FormatMismatch {
+                declared: d.to_owned(),
+                found,
+            });
         }
     }
     if is_qcow2 {

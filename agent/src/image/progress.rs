@@ -89,7 +89,11 @@ impl Progress {
     pub fn snapshot(&self) -> Value {
         self.with(|s| {
             let secs = s.started.elapsed().as_secs_f64();
-            let rate = if secs > 0.0 { s.downloaded as f64 / secs } else { 0.0 };
+            let rate = if secs > 0.0 {
+                s.downloaded as f64 / secs
+            } else {
+                0.0
+            };
             json!({
                 "phase": s.phase.name(),
                 "bytes_done": s.downloaded,

@@ -111,7 +111,10 @@ mod tests {
         assert_eq!(s.inner.data, img);
         assert_eq!(
             s.inner.writes,
-            vec![(SPARSE_BLOCK as u64, SPARSE_BLOCK), (4 * SPARSE_BLOCK as u64, SPARSE_BLOCK)]
+            vec![
+                (SPARSE_BLOCK as u64, SPARSE_BLOCK),
+                (4 * SPARSE_BLOCK as u64, SPARSE_BLOCK)
+            ]
         );
         assert_eq!(s.skipped, 3 * SPARSE_BLOCK as u64);
 

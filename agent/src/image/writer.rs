@@ -93,7 +93,10 @@ impl Target {
             return Ok(());
         }
         if self.is_block_device {
-            if offset % 512 == 0 && len % 512 == 0 && blkdev::zero_out(&self.buffered, offset, len).is_ok() {
+            if offset.is_multiple_of(512)
+                && len.is_multiple_of(512)
+                && blkdev::zero_out(&self.buffered, offset, len).is_ok()
+            {
                 return Ok(());
             }
         } else {
@@ -120,7 +123,8 @@ impl Target {
         let mid_end = (end / ALIGN * ALIGN).max(mid_start);
         let idx = |o: u64| (o - offset) as usize;
         if mid_start > offset {
-            self.buffered.write_all_at(&data[..idx(mid_start)], offset)?;
+            self.buffered
+                .write_all_at(&data[..idx(mid_start)], offset)?;
         }
         if mid_end > mid_start {
             self.direct
@@ -134,8 +138,15 @@ impl Target {
 }
 
 enum Job {
-    Write { offset: u64, buf: AlignedBuf, len: usize },
-    Zero { offset: u64, len: u64 },
+    Write {
+        offset: u64,
+        buf: AlignedBuf,
+        len: usize,
+    },
+    Zero {
+        offset: u64,
+        len: u64,
+    },
     Sync(mpsc::Sender<io::Result<()>>),
 }
 
@@ -209,7 +220,11 @@ impl DirectWriter {
             if self.cur_len > 0 {
                 let len = self.cur_len;
                 self.cur_len = 0;
-                return self.send(Job::Write { offset: self.cur_off, buf, len });
+                return self.send(Job::Write {
+                    offset: self.cur_off,
+                    buf,
+                    len,
+                });
             }
             self.cur = Some(buf);
         }
@@ -217,7 +232,9 @@ impl DirectWriter {
     }
 
     fn take_buffer(&mut self) -> io::Result<AlignedBuf> {
-        self.free.recv().map_err(|_| self.errors.try_recv().unwrap_or_else(|_| Self::dead()))
+        self.free
+            .recv()
+            .map_err(|_| self.errors.try_recv().unwrap_or_else(|_| Self::dead()))
     }
 
     /// Wait until every job sent so far is done and synced.
@@ -237,7 +254,10 @@ impl BlockSink for DirectWriter {
 
     fn write_at(&mut self, mut offset: u64, mut data: &[u8]) -> io::Result<()> {
         self.check()?;
-        if offset.checked_add(data.len() as u64).is_none_or(|e| e > self.size) {
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|e| e > self.size)
+        {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -310,7 +330,8 @@ fn writer_thread(
             Job::Write { offset, buf, len } => {
                 if !failed {
                     let start = (offset % ALIGN) as usize;
-                    if let Err(e) = target.write_split(offset, &buf.as_slice()[start..start + len]) {
+                    if let Err(e) = target.write_split(offset, &buf.as_slice()[start..start + len])
+                    {
                         failed = true;
                         let _ = errors.send(with_path(e, &target.path, "writing"));
                     }
@@ -329,7 +350,10 @@ fn writer_thread(
                 let r = if failed {
                     Err(io::Error::other("an earlier write failed"))
                 } else {
-                    target.direct.sync_all().map_err(|e| with_path(e, &target.path, "syncing"))
+                    target
+                        .direct
+                        .sync_all()
+                        .map_err(|e| with_path(e, &target.path, "syncing"))
                 };
                 let _ = done.send(r);
             }

@@ -51,7 +51,9 @@ impl Drop for Server {
 
 impl Server {
     pub fn start(rt: &tokio::runtime::Runtime) -> Server {
-        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind loopback");
+        let listener = rt
+            .block_on(TcpListener::bind("127.0.0.1:0"))
+            .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let files = Arc::new(Files::default());
         let requests = Arc::new(AtomicU64::new(0));
@@ -60,7 +62,9 @@ impl Server {
         let task = rt.spawn(async move {
             let cuts = Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(42)));
             loop {
-                let Ok((sock, _)) = listener.accept().await else { continue };
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (f, r, rr, cuts) = (f.clone(), r.clone(), rr.clone(), cuts.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
@@ -73,7 +77,13 @@ impl Server {
                 });
             }
         });
-        Server { addr, files, requests, range_requests, task }
+        Server {
+            addr,
+            files,
+            requests,
+            range_requests,
+            task,
+        }
     }
 
     /// Serve `data` at `/name`; returns the URL.
@@ -98,18 +108,19 @@ fn full(status: StatusCode, body: Bytes) -> Response<Body> {
 /// is in flight, not the whole response).
 fn cut_body(data: Bytes) -> Body {
     let chunks: Vec<Bytes> = data.chunks(64 << 10).map(Bytes::copy_from_slice).collect();
-    let stream = futures_util::stream::unfold((chunks.into_iter(), false), |(mut it, done)| async move {
-        if done {
-            return None;
-        }
-        match it.next() {
-            Some(c) => Some((Ok(Frame::data(c)), (it, false))),
-            None => {
-                tokio::task::yield_now().await;
-                Some((Err(std::io::Error::other("cut")), (it, true)))
+    let stream =
+        futures_util::stream::unfold((chunks.into_iter(), false), |(mut it, done)| async move {
+            if done {
+                return None;
             }
-        }
-    });
+            match it.next() {
+                Some(c) => Some((Ok(Frame::data(c)), (it, false))),
+                None => {
+                    tokio::task::yield_now().await;
+                    Some((Err(std::io::Error::other("cut")), (it, true)))
+                }
+            }
+        });
     StreamBody::new(stream).boxed()
 }
 
@@ -133,21 +144,35 @@ fn serve(
         .and_then(|v| {
             let (a, b) = v.split_once('-')?;
             let a: u64 = a.parse().ok()?;
-            let b: u64 = if b.is_empty() { total.checked_sub(1)? } else { b.parse().ok()? };
+            let b: u64 = if b.is_empty() {
+                total.checked_sub(1)?
+            } else {
+                b.parse().ok()?
+            };
             (a <= b && b < total).then_some((a, b))
         });
     if range.is_some() {
         range_requests.fetch_add(1, Ordering::SeqCst);
     }
     let mut resp = match mode {
-        Mode::Status(s) => return full(StatusCode::from_u16(s).unwrap(), Bytes::from_static(b"nope")),
+        Mode::Status(s) => {
+            return full(
+                StatusCode::from_u16(s).unwrap(),
+                Bytes::from_static(b"nope"),
+            )
+        }
         Mode::Truncate if n > 0 && range.is_some() => {
-            return full(StatusCode::INTERNAL_SERVER_ERROR, Bytes::from_static(b"gone"))
+            return full(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Bytes::from_static(b"gone"),
+            )
         }
         Mode::Truncate => {
             let mut r = Response::new(cut_body(data.slice(..data.len() / 2)));
-            r.headers_mut().insert(hyper::header::ACCEPT_RANGES, "bytes".parse().unwrap());
-            r.headers_mut().insert(hyper::header::CONTENT_LENGTH, total.into());
+            r.headers_mut()
+                .insert(hyper::header::ACCEPT_RANGES, "bytes".parse().unwrap());
+            r.headers_mut()
+                .insert(hyper::header::CONTENT_LENGTH, total.into());
             return r;
         }
         Mode::NoRange => full(StatusCode::OK, data),
@@ -156,7 +181,11 @@ fn serve(
                 Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b),
                 None => (StatusCode::OK, 0, total.saturating_sub(1)),
             };
-            let body = if total == 0 { Bytes::new() } else { data.slice(a as usize..=b as usize) };
+            let body = if total == 0 {
+                Bytes::new()
+            } else {
+                data.slice(a as usize..=b as usize)
+            };
             let len = body.len() as u64;
             let mut r = if mode == Mode::Cut && len > 4096 {
                 let keep = cuts.lock().unwrap().random_range(1024..len.min(6 << 20)) as usize;
@@ -165,7 +194,8 @@ fn serve(
                 full(StatusCode::OK, body)
             };
             *r.status_mut() = status;
-            r.headers_mut().insert(hyper::header::CONTENT_LENGTH, len.into());
+            r.headers_mut()
+                .insert(hyper::header::CONTENT_LENGTH, len.into());
             if status == StatusCode::PARTIAL_CONTENT {
                 r.headers_mut().insert(
                     hyper::header::CONTENT_RANGE,
@@ -176,8 +206,10 @@ fn serve(
         }
     };
     if matches!(mode, Mode::Range | Mode::Cut) {
-        resp.headers_mut().insert(hyper::header::ACCEPT_RANGES, "bytes".parse().unwrap());
-        resp.headers_mut().insert(hyper::header::ETAG, "\"v1\"".parse().unwrap());
+        resp.headers_mut()
+            .insert(hyper::header::ACCEPT_RANGES, "bytes".parse().unwrap());
+        resp.headers_mut()
+            .insert(hyper::header::ETAG, "\"v1\"".parse().unwrap());
     }
     resp
 }

@@ -14,7 +14,9 @@ pub const MIB: u64 = 1 << 20;
 
 /// Run a command, panicking with its stderr if it fails (test setup only).
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}",
@@ -29,7 +31,9 @@ pub fn make_disk_image(dir: &Path, name: &str, size: u64, seed: u64) -> (PathBuf
     let path = dir.join(name);
     std::fs::File::create(&path).unwrap().set_len(size).unwrap();
     let mut sf = Command::new("sfdisk");
-    sf.arg("--quiet").arg(&path).stdin(std::process::Stdio::piped());
+    sf.arg("--quiet")
+        .arg(&path)
+        .stdin(std::process::Stdio::piped());
     let mut child = sf.spawn().expect("sfdisk");
     use std::io::Write;
     child
@@ -79,15 +83,27 @@ pub fn old_partition_table(disk: &Path) {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"label: gpt\n,,L\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: gpt\n,,L\n")
+        .unwrap();
     assert!(child.wait().unwrap().success());
-    assert!(sfdisk_json(disk).is_some(), "setup: the old table is readable");
+    assert!(
+        sfdisk_json(disk).is_some(),
+        "setup: the old table is readable"
+    );
 }
 
 /// The partition table as `sfdisk --json` reads it (an independent oracle), or None when
 /// sfdisk finds no table.
 pub fn sfdisk_json(disk: &Path) -> Option<serde_json::Value> {
-    let out = Command::new("sfdisk").arg("--json").arg(disk).output().unwrap();
+    let out = Command::new("sfdisk")
+        .arg("--json")
+        .arg(disk)
+        .output()
+        .unwrap();
     if !out.status.success() {
         return None;
     }
@@ -115,8 +131,12 @@ pub struct LoopDevice {
 
 impl LoopDevice {
     pub fn attach(file: &Path) -> LoopDevice {
-        let dev = run(Command::new("losetup").args(["--find", "--show", "--partscan"]).arg(file));
-        LoopDevice { dev: PathBuf::from(dev.trim()) }
+        let dev = run(Command::new("losetup")
+            .args(["--find", "--show", "--partscan"])
+            .arg(file));
+        LoopDevice {
+            dev: PathBuf::from(dev.trim()),
+        }
     }
 }
 

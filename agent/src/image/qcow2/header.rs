@@ -32,9 +32,13 @@ pub enum Qcow2Error {
     BadMagic,
     #[error("qcow2 version {0} is not supported (only 2 and 3)")]
     Version(u32),
-    #[error("qcow2 image has a backing file; refusing it: flatten it with `qemu-img convert` first")]
+    #[error(
+        "qcow2 image has a backing file; refusing it: flatten it with `qemu-img convert` first"
+    )]
     BackingFile,
-    #[error("qcow2 image uses an external data file; refusing it: convert it to a self-contained image")]
+    #[error(
+        "qcow2 image uses an external data file; refusing it: convert it to a self-contained image"
+    )]
     DataFile,
     #[error("qcow2 image is encrypted; refusing it: the agent deploys unencrypted images only")]
     Encrypted,
@@ -51,11 +55,19 @@ pub enum Qcow2Error {
     #[error("qcow2 virtual size {0} is absurd")]
     VirtualSize(u64),
     #[error("qcow2 L1 table of {entries} entries is absurd (limit {limit} bytes) or too small for the virtual size (needs {needed})")]
-    L1Size { entries: u64, needed: u64, limit: u64 },
+    L1Size {
+        entries: u64,
+        needed: u64,
+        limit: u64,
+    },
     #[error("qcow2 {what} at offset {offset:#x} is not aligned to the cluster size")]
     Misaligned { what: &'static str, offset: u64 },
     #[error("qcow2 {what} at offset {offset:#x} lies past the end of the {len}-byte image")]
-    PastEnd { what: &'static str, offset: u64, len: u64 },
+    PastEnd {
+        what: &'static str,
+        offset: u64,
+        len: u64,
+    },
     #[error("qcow2 header extension at {0:#x} is malformed")]
     BadExtension(usize),
     #[error("qcow2 L2 entry for guest offset {guest:#x} is invalid: {why}")]
@@ -156,15 +168,26 @@ impl Header {
         };
         let needed = virtual_size.div_ceil(h.l1_span());
         if l1_entries * 8 > MAX_L1_BYTES || l1_entries < needed {
-            return Err(Qcow2Error::L1Size { entries: l1_entries, needed, limit: MAX_L1_BYTES });
+            return Err(Qcow2Error::L1Size {
+                entries: l1_entries,
+                needed,
+                limit: MAX_L1_BYTES,
+            });
         }
         if l1_entries > 0 {
-            if l1_offset % cluster != 0 || l1_offset == 0 {
-                return Err(Qcow2Error::Misaligned { what: "L1 table", offset: l1_offset });
+            if !l1_offset.is_multiple_of(cluster) || l1_offset == 0 {
+                return Err(Qcow2Error::Misaligned {
+                    what: "L1 table",
+                    offset: l1_offset,
+                });
             }
             if let Some(len) = image_len {
                 if l1_offset.saturating_add(l1_entries * 8) > len {
-                    return Err(Qcow2Error::PastEnd { what: "L1 table", offset: l1_offset, len });
+                    return Err(Qcow2Error::PastEnd {
+                        what: "L1 table",
+                        offset: l1_offset,
+                        len,
+                    });
                 }
             }
         }
@@ -174,7 +197,11 @@ impl Header {
                 return Err(Qcow2Error::Truncated(buf.len()));
             }
             let incompat = be64(buf, 72);
-            let known = INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION | INCOMPAT_EXTL2;
+            let known = INCOMPAT_DIRTY
+                | INCOMPAT_CORRUPT
+                | INCOMPAT_DATA_FILE
+                | INCOMPAT_COMPRESSION
+                | INCOMPAT_EXTL2;
             if incompat & INCOMPAT_DATA_FILE != 0 {
                 return Err(Qcow2Error::DataFile);
             }
@@ -220,7 +247,9 @@ fn parse_extensions(buf: &[u8], mut at: usize) -> Result<(), Qcow2Error> {
         if kind == EXT_END {
             return Ok(());
         }
-        let end = (at + 8).checked_add(len).ok_or(Qcow2Error::BadExtension(at))?;
+        let end = (at + 8)
+            .checked_add(len)
+            .ok_or(Qcow2Error::BadExtension(at))?;
         if end > buf.len() {
             return Err(Qcow2Error::BadExtension(at));
         }
@@ -237,8 +266,11 @@ fn parse_extensions(buf: &[u8], mut at: usize) -> Result<(), Qcow2Error> {
 /// Offset of the L2 table an L1 entry points at (0 = unallocated).
 pub fn l1_entry(raw: u64, h: &Header) -> Result<u64, Qcow2Error> {
     let off = raw & 0x00ff_ffff_ffff_fe00;
-    if off % h.cluster_size() != 0 {
-        return Err(Qcow2Error::Misaligned { what: "L2 table", offset: off });
+    if !off.is_multiple_of(h.cluster_size()) {
+        return Err(Qcow2Error::Misaligned {
+            what: "L2 table",
+            offset: off,
+        });
     }
     Ok(off)
 }
@@ -264,7 +296,10 @@ pub fn l2_entry(raw: u64, h: &Header, guest: u64) -> Result<L2Entry, Qcow2Error>
         let sectors = ((raw >> shift) & ((1u64 << (h.cluster_bits - 8)) - 1)) + 1;
         let len = (sectors * 512).saturating_sub(offset & 511);
         if offset == 0 || len == 0 {
-            return Err(Qcow2Error::BadL2 { guest, why: "compressed cluster at offset 0" });
+            return Err(Qcow2Error::BadL2 {
+                guest,
+                why: "compressed cluster at offset 0",
+            });
         }
         return Ok(L2Entry::Compressed { offset, len });
     }
@@ -275,8 +310,11 @@ pub fn l2_entry(raw: u64, h: &Header, guest: u64) -> Result<L2Entry, Qcow2Error>
     if off == 0 {
         return Ok(L2Entry::Zero);
     }
-    if off % h.cluster_size() != 0 {
-        return Err(Qcow2Error::BadL2 { guest, why: "data cluster not aligned" });
+    if !off.is_multiple_of(h.cluster_size()) {
+        return Err(Qcow2Error::BadL2 {
+            guest,
+            why: "data cluster not aligned",
+        });
     }
     Ok(L2Entry::Data(off))
 }
@@ -290,7 +328,13 @@ pub fn table_u64(table: &[u8], i: usize) -> u64 {
 mod tests {
     use super::*;
 
-    pub(crate) fn header_bytes(version: u32, cluster_bits: u32, size: u64, l1_entries: u32, l1_offset: u64) -> Vec<u8> {
+    pub(crate) fn header_bytes(
+        version: u32,
+        cluster_bits: u32,
+        size: u64,
+        l1_entries: u32,
+        l1_offset: u64,
+    ) -> Vec<u8> {
         let mut b = vec![0u8; 1 << cluster_bits];
         b[..4].copy_from_slice(&MAGIC);
         b[4..8].copy_from_slice(&version.to_be_bytes());
@@ -309,7 +353,10 @@ mod tests {
     fn parses_a_v3_header() {
         let b = header_bytes(3, 16, 10 << 20, 1, 0x30000);
         let h = Header::parse(&b, Some(1 << 20)).unwrap();
-        assert_eq!((h.version, h.cluster_size(), h.virtual_size, h.l1_offset), (3, 65536, 10 << 20, 0x30000));
+        assert_eq!(
+            (h.version, h.cluster_size(), h.virtual_size, h.l1_offset),
+            (3, 65536, 10 << 20, 0x30000)
+        );
         assert_eq!(h.compression, CompressionType::Zlib);
     }
 
@@ -337,15 +384,30 @@ mod tests {
     #[test]
     fn refuses_absurd_tables() {
         let b = header_bytes(3, 16, 1 << 20, 8 << 20, 0x30000);
-        assert!(matches!(Header::parse(&b, None), Err(Qcow2Error::L1Size { .. })));
+        assert!(matches!(
+            Header::parse(&b, None),
+            Err(Qcow2Error::L1Size { .. })
+        ));
         let b = header_bytes(3, 16, 1 << 40, 1, 0x30000);
-        assert!(matches!(Header::parse(&b, None), Err(Qcow2Error::L1Size { .. })));
+        assert!(matches!(
+            Header::parse(&b, None),
+            Err(Qcow2Error::L1Size { .. })
+        ));
         let b = header_bytes(3, 16, 1 << 20, 1, 0x30000);
-        assert!(matches!(Header::parse(&b, Some(0x20000)), Err(Qcow2Error::PastEnd { .. })));
+        assert!(matches!(
+            Header::parse(&b, Some(0x20000)),
+            Err(Qcow2Error::PastEnd { .. })
+        ));
         let b = header_bytes(3, 16, 1 << 20, 1, 0x30001);
-        assert!(matches!(Header::parse(&b, None), Err(Qcow2Error::Misaligned { .. })));
-        let b = header_bytes(3, 30, 1 << 20, 1, 0x30000 as u64);
-        assert!(matches!(Header::parse(&b[..4096], None), Err(Qcow2Error::ClusterBits(30))));
+        assert!(matches!(
+            Header::parse(&b, None),
+            Err(Qcow2Error::Misaligned { .. })
+        ));
+        let b = header_bytes(3, 30, 1 << 20, 1, 0x30000_u64);
+        assert!(matches!(
+            Header::parse(&b[..4096], None),
+            Err(Qcow2Error::ClusterBits(30))
+        ));
     }
 
     #[test]
@@ -353,14 +415,20 @@ mod tests {
         let h = Header::parse(&header_bytes(3, 16, 1 << 20, 1, 0x30000), None).unwrap();
         assert_eq!(l2_entry(0, &h, 0), Ok(L2Entry::Zero));
         assert_eq!(l2_entry(1, &h, 0), Ok(L2Entry::Zero));
-        assert_eq!(l2_entry((1 << 63) | 0x50000, &h, 0), Ok(L2Entry::Data(0x50000)));
+        assert_eq!(
+            l2_entry((1 << 63) | 0x50000, &h, 0),
+            Ok(L2Entry::Data(0x50000))
+        );
         assert!(l2_entry(0x50200, &h, 0).is_err());
         // compressed: 3 extra sectors at byte 0x50123
         let shift = 62 - 8;
         let raw = (1 << 62) | (3u64 << shift) | 0x50123;
         assert_eq!(
             l2_entry(raw, &h, 0),
-            Ok(L2Entry::Compressed { offset: 0x50123, len: 4 * 512 - 0x123 })
+            Ok(L2Entry::Compressed {
+                offset: 0x50123,
+                len: 4 * 512 - 0x123
+            })
         );
     }
 

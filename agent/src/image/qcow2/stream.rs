@@ -101,7 +101,9 @@ pub fn convert(
     // the header itself are reported once the full cluster is in.
     let cluster_bits = match bits_probe {
         Ok(h) => h.cluster_bits,
-        Err(Qcow2Error::Truncated(_)) if n >= 24 => u32::from_be_bytes([probe[20], probe[21], probe[22], probe[23]]),
+        Err(Qcow2Error::Truncated(_)) if n >= 24 => {
+            u32::from_be_bytes([probe[20], probe[21], probe[22], probe[23]])
+        }
         Err(e) => return Err(e.into()),
     };
     if !(9..=21).contains(&cluster_bits) {
@@ -110,11 +112,18 @@ pub fn convert(
     let cs = 1u64 << cluster_bits;
     let mut first = probe[..n].to_vec();
     first.resize(cs as usize, 0);
-    let got = if n == Header::PROBE { read_full(src, &mut first[n..]).map_err(ConvertError::Read)? } else { 0 };
+    let got = if n == Header::PROBE {
+        read_full(src, &mut first[n..]).map_err(ConvertError::Read)?
+    } else {
+        0
+    };
     first.truncate(n + got);
     let h = Header::parse(&first, image_len)?;
     if h.virtual_size > out.size() {
-        return Err(ConvertError::TooLarge { virtual_size: h.virtual_size, disk: out.size() });
+        return Err(ConvertError::TooLarge {
+            virtual_size: h.virtual_size,
+            disk: out.size(),
+        });
     }
     let mut w = Walker {
         cs,
@@ -132,7 +141,10 @@ pub fn convert(
         tail: vec![],
         tail_base: 0,
         pos: first.len() as u64,
-        stats: Converted { virtual_size: h.virtual_size, ..Converted::default() },
+        stats: Converted {
+            virtual_size: h.virtual_size,
+            ..Converted::default()
+        },
         scratch: vec![0u8; cs as usize],
         h,
     };
@@ -168,7 +180,9 @@ impl Walker<'_> {
     }
 
     fn prefetch(&mut self, r: &mut dyn RangeRead) -> Result<(), ConvertError> {
-        let l1 = r.read_range(self.h.l1_offset, self.l1_len() as usize).map_err(ConvertError::Read)?;
+        let l1 = r
+            .read_range(self.h.l1_offset, self.l1_len() as usize)
+            .map_err(ConvertError::Read)?;
         if l1.len() as u64 != self.l1_len() {
             return Err(self.past_end("L1 table", self.h.l1_offset));
         }
@@ -185,7 +199,9 @@ impl Walker<'_> {
         self.l1_known = true;
         for (off, guest_base) in tables {
             self.check_in_image("L2 table", off, self.cs)?;
-            let t = r.read_range(off, self.cs as usize).map_err(ConvertError::Read)?;
+            let t = r
+                .read_range(off, self.cs as usize)
+                .map_err(ConvertError::Read)?;
             if t.len() as u64 != self.cs {
                 return Err(self.past_end("L2 table", off));
             }
@@ -202,7 +218,8 @@ impl Walker<'_> {
             let cluster = at / self.cs * self.cs;
             let start = (at - cluster) as usize;
             let len = piece.len().min(self.cs as usize - start);
-            self.fetched.insert(cluster, (start, len, fingerprint(&piece[..len])));
+            self.fetched
+                .insert(cluster, (start, len, fingerprint(&piece[..len])));
             at += len as u64;
         }
     }
@@ -210,14 +227,26 @@ impl Walker<'_> {
     fn l1_iter(&self) -> impl Iterator<Item = (usize, u64)> {
         let span = self.h.l1_span();
         let vsize = self.h.virtual_size;
-        (0..self.h.l1_entries as usize).map(move |i| (i, i as u64 * span)).take_while(move |(_, g)| *g < vsize)
+        (0..self.h.l1_entries as usize)
+            .map(move |i| (i, i as u64 * span))
+            .take_while(move |(_, g)| *g < vsize)
     }
 
     fn past_end(&self, what: &'static str, offset: u64) -> ConvertError {
-        Qcow2Error::PastEnd { what, offset, len: self.image_len.unwrap_or(self.pos) }.into()
+        Qcow2Error::PastEnd {
+            what,
+            offset,
+            len: self.image_len.unwrap_or(self.pos),
+        }
+        .into()
     }
 
-    fn check_in_image(&self, what: &'static str, offset: u64, len: u64) -> Result<(), ConvertError> {
+    fn check_in_image(
+        &self,
+        what: &'static str,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), ConvertError> {
         match self.image_len {
             Some(l) if offset.saturating_add(len) > l => Err(self.past_end(what, offset)),
             _ => Ok(()),
@@ -233,7 +262,9 @@ impl Walker<'_> {
         if len == 0 || self.out.reads_zero() {
             return Ok(());
         }
-        self.out.write_zeroes(guest, len).map_err(ConvertError::Write)
+        self.out
+            .write_zeroes(guest, len)
+            .map_err(ConvertError::Write)
     }
 
     fn l1(&mut self, l1: &[u8]) -> Result<(), ConvertError> {
@@ -247,13 +278,19 @@ impl Walker<'_> {
             } else {
                 self.check_in_image("L2 table", off, self.cs)?;
                 if self.pending_l2.insert(off, guest_base).is_some() {
-                    return Err(ConvertError::Layout(format!("L1 entries share the L2 table at {off:#x}")));
+                    return Err(ConvertError::Layout(format!(
+                        "L1 entries share the L2 table at {off:#x}"
+                    )));
                 }
             }
         }
         self.l1_known = true;
         for (off, guest_base) in late {
-            let t = self.held.get(&off).cloned().ok_or_else(|| self.lost("L2 table", off))?;
+            let t = self
+                .held
+                .get(&off)
+                .cloned()
+                .ok_or_else(|| self.lost("L2 table", off))?;
             self.l2(&t, guest_base)?;
         }
         Ok(())
@@ -298,7 +335,11 @@ impl Walker<'_> {
                 L2Entry::Data(off) => {
                     self.check_in_image("data cluster", off, self.cs)?;
                     if off < self.pos {
-                        let c = self.held.get(&off).cloned().ok_or_else(|| self.lost("data cluster", off))?;
+                        let c = self
+                            .held
+                            .get(&off)
+                            .cloned()
+                            .ok_or_else(|| self.lost("data cluster", off))?;
                         self.emit(guest, &c)?;
                     } else {
                         self.data.insert((off, guest));
@@ -309,10 +350,15 @@ impl Walker<'_> {
                         return Err(self.past_end("compressed cluster", offset));
                     }
                     if offset < self.pos {
-                        let bytes = self.gather_held(offset, len).ok_or_else(|| self.lost("compressed cluster", offset))?;
+                        let bytes = self
+                            .gather_held(offset, len)
+                            .ok_or_else(|| self.lost("compressed cluster", offset))?;
                         self.inflate_emit(guest, &bytes)?;
                     } else {
-                        self.compressed.entry(offset).or_default().push((guest, len));
+                        self.compressed
+                            .entry(offset)
+                            .or_default()
+                            .push((guest, len));
                     }
                 }
             }
@@ -329,7 +375,9 @@ impl Walker<'_> {
         let end = offset + len;
         while at < end {
             let cluster = at / self.cs * self.cs;
-            let Some(c) = self.held.get(&cluster) else { break };
+            let Some(c) = self.held.get(&cluster) else {
+                break;
+            };
             let from = (at - cluster) as usize;
             let to = ((end - cluster) as usize).min(c.len());
             out.extend_from_slice(&c[from..to]);
@@ -341,17 +389,24 @@ impl Walker<'_> {
     fn emit(&mut self, guest: u64, cluster: &[u8]) -> Result<(), ConvertError> {
         let n = (self.h.virtual_size - guest).min(cluster.len() as u64) as usize;
         self.stats.data_clusters += 1;
-        self.out.write_at(guest, &cluster[..n]).map_err(ConvertError::Write)
+        self.out
+            .write_at(guest, &cluster[..n])
+            .map_err(ConvertError::Write)
     }
 
     fn inflate_emit(&mut self, guest: u64, input: &[u8]) -> Result<(), ConvertError> {
         let mut out = std::mem::take(&mut self.scratch);
-        let r = inflate(self.h.compression, input, &mut out)
-            .map_err(|why| ConvertError::Layout(format!("compressed cluster for guest offset {guest:#x} is corrupt: {why}")));
+        let r = inflate(self.h.compression, input, &mut out).map_err(|why| {
+            ConvertError::Layout(format!(
+                "compressed cluster for guest offset {guest:#x} is corrupt: {why}"
+            ))
+        });
         let r = r.and_then(|()| {
             let n = (self.h.virtual_size - guest).min(out.len() as u64) as usize;
             self.stats.compressed_clusters += 1;
-            self.out.write_at(guest, &out[..n]).map_err(ConvertError::Write)
+            self.out
+                .write_at(guest, &out[..n])
+                .map_err(ConvertError::Write)
         });
         self.scratch = out;
         r
@@ -403,7 +458,11 @@ impl Walker<'_> {
         }
         is_meta |= self.metadata.remove(&at);
 
-        let guests: Vec<u64> = self.data.range((at, 0)..(at + 1, 0)).map(|&(_, g)| g).collect();
+        let guests: Vec<u64> = self
+            .data
+            .range((at, 0)..(at + 1, 0))
+            .map(|&(_, g)| g)
+            .collect();
         for g in &guests {
             self.data.remove(&(at, *g));
             if c.len() as u64 != self.cs {
@@ -444,7 +503,9 @@ impl Walker<'_> {
             .map(|(&off, _)| off)
             .collect();
         for off in ready {
-            let Some(entries) = self.compressed.remove(&off) else { continue };
+            let Some(entries) = self.compressed.remove(&off) else {
+                continue;
+            };
             for (guest, len) in entries {
                 if off < self.tail_base {
                     return Err(self.lost("compressed cluster", off));
@@ -455,7 +516,13 @@ impl Walker<'_> {
                 self.inflate_emit(guest, &input)?;
             }
         }
-        let keep_from = self.compressed.keys().next().copied().unwrap_or(self.pos).min(self.pos);
+        let keep_from = self
+            .compressed
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.pos)
+            .min(self.pos);
         if keep_from > self.tail_base {
             let drop = ((keep_from - self.tail_base) as usize).min(self.tail.len());
             self.tail.drain(..drop);
@@ -488,14 +555,20 @@ pub fn inflate(kind: CompressionType, input: &[u8], out: &mut [u8]) -> Result<()
     match kind {
         CompressionType::Zlib => {
             let mut d = flate2::Decompress::new(false);
-            d.decompress(input, out, flate2::FlushDecompress::Finish).map_err(|e| e.to_string())?;
+            d.decompress(input, out, flate2::FlushDecompress::Finish)
+                .map_err(|e| e.to_string())?;
             if d.total_out() as usize != out.len() {
-                return Err(format!("inflated to {} of {} bytes", d.total_out(), out.len()));
+                return Err(format!(
+                    "inflated to {} of {} bytes",
+                    d.total_out(),
+                    out.len()
+                ));
             }
             Ok(())
         }
         CompressionType::Zstd => {
-            let mut d = zstd::stream::read::Decoder::with_buffer(input).map_err(|e| e.to_string())?;
+            let mut d =
+                zstd::stream::read::Decoder::with_buffer(input).map_err(|e| e.to_string())?;
             d.read_exact(out).map_err(|e| e.to_string())
         }
     }
