@@ -9,13 +9,13 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use imaging::httpd::{Mode, Server};
-use imaging::*;
 use ferrite_agent::disk::safety::Choice;
 use ferrite_agent::image::deploy::{deploy_whole_disk, DeployError, Deployed, TargetDisk};
 use ferrite_agent::image::http::HttpConfig;
 use ferrite_agent::image::Progress;
 use ferrite_proto::image::ImageInfo;
+use imaging::httpd::{Mode, Server};
+use imaging::*;
 
 const IMAGE: u64 = 24 * MIB;
 const DISK: u64 = 40 * MIB;

@@ -35,7 +35,15 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "ipxe-qemu",
         "iPXE NIC boot ROMs for PXE-booting the QEMU nodes",
     ),
-    (QEMU_UTILS, "qemu-img: the test OS image as qcow2"),
+    (
+        QEMU_UTILS,
+        "qemu-img: the test OS image as qcow2; qcow2 oracle of the image tests; image-write bench baseline",
+    ),
+    (
+        "fdisk",
+        "sfdisk: writes test partition tables and reads them back as an oracle",
+    ),
+    ("curl", "image-write benchmark baseline (curl | dd)"),
 ];
 
 /// Installing qemu-system-x86 (7.2) removes the machine image's backported qemu-utils 10, so
