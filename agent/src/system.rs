@@ -160,11 +160,11 @@ fn set_interface_down(name: &str) -> std::io::Result<()> {
         None,
     )?;
     let mut req = ifreq_for(name)?;
-    ioctl_ifreq(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req)?;
+    ioctl_ifreq(sock.as_raw_fd(), SIOCGIFFLAGS, &mut req)?;
     // SAFETY: SIOCGIFFLAGS filled the `ifru_flags` member of the union.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
     req.ifr_ifru.ifru_flags = flags & !(libc::IFF_UP as libc::c_short);
-    ioctl_ifreq(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &mut req)
+    ioctl_ifreq(sock.as_raw_fd(), SIOCSIFFLAGS, &mut req)
 }
 
 fn ifreq_for(name: &str) -> std::io::Result<libc::ifreq> {
@@ -182,6 +182,13 @@ fn ifreq_for(name: &str) -> std::io::Result<libc::ifreq> {
     }
     Ok(req)
 }
+
+// The ioctl request type is `c_ulong` on glibc and `c_int` on musl (the agent's target),
+// while the libc constants are `c_ulong` on both.
+#[allow(clippy::unnecessary_cast)]
+const SIOCGIFFLAGS: libc::Ioctl = libc::SIOCGIFFLAGS as libc::Ioctl;
+#[allow(clippy::unnecessary_cast)]
+const SIOCSIFFLAGS: libc::Ioctl = libc::SIOCSIFFLAGS as libc::Ioctl;
 
 fn ioctl_ifreq(
     fd: libc::c_int,
