@@ -43,7 +43,9 @@ impl RootFs {
         const RAMFS_MAGIC: i64 = 0x8584_58f6;
         const TMPFS_MAGIC: i64 = 0x0102_1994;
         match nix::sys::statfs::statfs("/") {
-            Ok(s) => match s.filesystem_type().0 {
+            // f_type is i64 on glibc and u64 on musl; the magics fit either way.
+            #[allow(clippy::unnecessary_cast)]
+            Ok(s) => match s.filesystem_type().0 as i64 {
                 RAMFS_MAGIC => RootFs::Ramfs,
                 TMPFS_MAGIC => RootFs::Tmpfs,
                 other => RootFs::Other(other),
