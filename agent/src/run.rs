@@ -68,6 +68,7 @@ fn init_logging(debug: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -147,9 +148,7 @@ pub async fn run(
     let listen = config
         .listen
         .unwrap_or_else(|| SocketAddr::new(params.listen_host, params.listen_port));
-    let listener = TcpListener::bind(listen).await.with_context(|| {
-        format!("binding the agent API to {listen} (ipa-listen-host/port, --listen)")
-    })?;
+    let listener = bind(listen).await?;
     let port = listener.local_addr()?.port();
 
     // Without a conductor there is nobody to call us back, so nothing to advertise or pin.
@@ -216,6 +215,24 @@ pub async fn run(
     let _ = stop_tx.send(true);
     api.await?.context("serving the agent API")?;
     result
+}
+
+/// Binds the API listener. The default `[::]` falls back to `0.0.0.0` on kernels booted
+/// without IPv6 (`ipv6.disable=1`), which ramdisks sometimes are.
+async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
+    let context = || format!("binding the agent API to {listen} (ipa-listen-host/port, --listen)");
+    match TcpListener::bind(listen).await {
+        Ok(l) => Ok(l),
+        Err(e)
+            if listen.ip() == std::net::Ipv6Addr::UNSPECIFIED
+                && e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+        {
+            tracing::warn!("no IPv6 in this kernel; listening on 0.0.0.0");
+            let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), listen.port());
+            TcpListener::bind(v4).await.with_context(context)
+        }
+        Err(e) => Err(e).with_context(context),
+    }
 }
 
 /// Automatic TLS unless switched off (`ferrite-auto-tls=0`, `ipa-advertise-protocol=http`)

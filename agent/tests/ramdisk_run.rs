@@ -358,3 +358,21 @@ async fn the_real_binary_looks_up_and_heartbeats() {
     };
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn the_real_binary_refuses_a_bad_command_line_naming_the_key() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrite-agent"))
+        .args([
+            "--cmdline",
+            "quiet ipa-api-url=http://127.0.0.1:1 ipa-lookup-timeout=forever",
+        ])
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ipa-lookup-timeout") && stderr.contains("seconds"),
+        "{stderr}"
+    );
+}

@@ -76,9 +76,9 @@ impl Backoff {
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
     #[error(
-        "the conductor did not find a node for MACs [{macs}] within {timeout:?} \
-         (ipa-lookup-timeout): check that the node's ports carry these addresses and that \
-         it is in a state that waits for an agent"
+        "no node found for MACs [{macs}] within {timeout:?} (ipa-lookup-timeout): check that \
+         the conductor is reachable, that the node's ports carry these addresses and that the \
+         node is in a state that waits for an agent"
     )]
     TimedOut {
         macs: String,
