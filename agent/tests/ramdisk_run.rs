@@ -287,6 +287,12 @@ async fn lookup_timeout_ends_the_run_with_an_error() {
     assert!(format!("{err:#}").contains("ipa-lookup-timeout"), "{err:#}");
 }
 
+fn sigterm(pid: u32) {
+    // SAFETY: kill(2) on a child we spawned and have not reaped; no memory is involved.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+}
+
 /// Kills the spawned agent even when the test fails.
 struct Reap(Child);
 
@@ -340,11 +346,7 @@ async fn the_real_binary_looks_up_and_heartbeats() {
     assert_eq!(status.status(), 200);
 
     // SIGTERM stops it cleanly.
-    let killed = Command::new("kill")
-        .args(["-TERM", &agent.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    sigterm(agent.0.id());
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(s) = agent.0.try_wait().unwrap() {

@@ -10,6 +10,7 @@ use crate::util;
 pub const PACKAGES: &[(&str, &str)] = &[
     ("musl-tools", "C parts of crates for the static musl agent"),
     ("lshw", "inventory benchmark baseline"),
+    ("iproute2", "inventory benchmark baseline (ip -j addr)"),
     (
         "openipmi",
         "ipmi_sim: the simulated BMC of the IPMI tests and VM harness",
