@@ -1,0 +1,284 @@
+//! The agent's BMC addresses on a live machine: a QEMU q35 guest whose KCS interface is wired
+//! to ipmi_sim (OpenIPMI) runs `ferrite-agent inventory` on its real root, so the request goes
+//! through the kernel's ipmi_si/ipmi_devintf drivers and `/dev/ipmi0`. ipmi_sim's LAN channel
+//! takes its address and MAC from a lan_config_program this test writes; ipmitool over
+//! lanplus reads the same values back as the cross-check.
+//!
+//! Needs the static agent (`cargo xtask agent`), qemu-system-x86, openipmi and ipmitool.
+//! Skipped by `cargo xtask test --quick` (FERRITE_SKIP_VM_TESTS).
+
+use std::fs;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferrite_proto::inventory::Inventory;
+use ferrite_ramdisk_build::cpio::Archive;
+use ferrite_ramdisk_build::{deb, initramfs, kmod::ModuleTree};
+
+const BMC_IP: &str = "192.0.2.77";
+const BMC_MAC: &str = "52:54:00:aa:bb:77";
+const BEGIN: &str = "FERRITE-INVENTORY-BEGIN";
+const END: &str = "FERRITE-INVENTORY-END";
+
+/// Kills and reaps a child process when the test ends, passed or failed.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `cond` every 50 ms until it holds or `limit` passes.
+fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kernel + initramfs whose init loads the IPMI drivers, prints the inventory between markers
+/// on the console and powers off.
+fn build_guest(dir: &Path, agent: &Path) -> (PathBuf, PathBuf) {
+    let cache = project_root().join("target/ramdisk-cache");
+    let kernel_dir = deb::KERNEL.unpack(&cache).expect("Debian kernel package");
+    let busybox_dir = deb::BUSYBOX.unpack(&cache).expect("busybox-static package");
+    let tree = ModuleTree::scan(&kernel_dir.join("lib/modules").join(deb::KERNEL_RELEASE))
+        .expect("kernel modules");
+    let modules = tree
+        .closure(&["ipmi_msghandler", "ipmi_devintf", "ipmi_si"])
+        .expect("IPMI modules");
+    let init = format!(
+        "#!/bin/sh\nexport PATH=/bin:/sbin:/usr/bin:/usr/sbin\n\
+         mount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs devtmpfs /dev\n\
+         while read -r ko; do insmod \"$ko\"; done </{list}\n\
+         i=0; while [ ! -e /dev/ipmi0 ] && [ $i -lt 200 ]; do usleep 100000; i=$((i+1)); done\n\
+         ls -l /dev/ipmi0; dmesg | grep -i -E \"ipmi|kcs\" | tail -20\necho {BEGIN}\n/bin/ferrite-agent inventory\necho {END}\npoweroff -f\n",
+        list = initramfs::LOAD_LIST
+    );
+    let mut archive = Archive::new();
+    initramfs::add_skeleton(&mut archive).unwrap();
+    initramfs::add_busybox(&mut archive, &busybox_dir.join("bin/busybox")).unwrap();
+    initramfs::add_modules(&mut archive, deb::KERNEL_RELEASE, &modules).unwrap();
+    archive.file("init", init.into_bytes(), 0o755).unwrap();
+    archive
+        .file("bin/ferrite-agent", fs::read(agent).unwrap(), 0o755)
+        .unwrap();
+    let initrd = dir.join("initrd.gz");
+    fs::write(
+        &initrd,
+        initramfs::gzip(&archive.to_bytes(initramfs::MTIME)).unwrap(),
+    )
+    .unwrap();
+    let kernel = kernel_dir.join(format!("boot/vmlinuz-{}", deb::KERNEL_RELEASE));
+    (kernel, initrd)
+}
+
+/// Starts ipmi_sim with LAN channel 1 on `lan_port` and the VM (KCS) socket on `kcs_port`.
+fn start_ipmi_sim(dir: &Path, lan_port: u16, kcs_port: u16) -> Reaped {
+    let program = dir.join("lancontrol.sh");
+    fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\n# ipmi_sim calls: lancontrol.sh get PARM...\n[ \"$1\" = get ] || exit 0\n\
+             shift\nfor p in \"$@\"; do case $p in\n\
+             ip_addr) echo \"ip_addr: {BMC_IP}\";;\n\
+             mac_addr) echo \"mac_addr: {BMC_MAC}\";;\n\
+             ip_addr_src) echo \"ip_addr_src: static\";;\n\
+             subnet_mask) echo \"subnet_mask: 255.255.255.0\";;\n\
+             *_ip_addr) echo \"$p: 0.0.0.0\";;\n\
+             *_mac_addr) echo \"$p: 00:00:00:00:00:00\";;\n\
+             esac; done\n"
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&program)
+        .status()
+        .unwrap();
+    fs::write(
+        dir.join("lan.conf"),
+        format!(
+            "name \"inventory\"\nset_working_mc 0x20\n  startlan 1\n    addr 127.0.0.1 {lan_port}\n\
+             priv_limit admin\n    allowed_auths_admin none md2 md5 straight\n\
+             guid a123456789abcdefa123456789abcdef\n    lan_config_program \"{}\"\n  endlan\n\
+             serial kcs 127.0.0.1 {kcs_port} codec VM\n\
+             user 2 true \"admin\" \"password\" admin 10 none md2 md5 straight\n",
+            program.display()
+        ),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("bmc.emu"),
+        "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\n\
+         mc_enable 0x20\n",
+    )
+    .unwrap();
+    fs::create_dir_all(dir.join("state")).unwrap();
+    let log = fs::File::create(dir.join("ipmi_sim.log")).unwrap();
+    let child = Command::new("ipmi_sim")
+        .arg("-c")
+        .arg(dir.join("lan.conf"))
+        .arg("-f")
+        .arg(dir.join("bmc.emu"))
+        .arg("-s")
+        .arg(dir.join("state"))
+        .arg("-n")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("ipmi_sim (Debian package openipmi) must be installed");
+    let sim = Reaped(child);
+    // Probing with a connection would take the single VM slot ipmi_sim offers: look for the
+    // listening socket in /proc/net/tcp instead.
+    wait_until(Duration::from_secs(20), "ipmi_sim's KCS socket", || {
+        listening(kcs_port)
+    });
+    sim
+}
+
+/// True when a TCP socket listens on 127.0.0.1:`port` (state 0A in /proc/net/tcp).
+fn listening(port: u16) -> bool {
+    let want = format!("0100007F:{port:04X}");
+    fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1] == want && f[3] == "0A"
+        })
+}
+
+/// `ipmitool lan print 1` over lanplus: (IP address, MAC address).
+fn ipmitool_lan_print(lan_port: u16) -> (String, String) {
+    let out = Command::new("ipmitool")
+        .args(["-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-U", "admin"])
+        .args([
+            "-P",
+            "password",
+            "-p",
+            &lan_port.to_string(),
+            "lan",
+            "print",
+            "1",
+        ])
+        .output()
+        .expect("ipmitool must be installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.split(':').next().map(str::trim) == Some(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name:?} in ipmitool output:\n{text}"))
+    };
+    (field("IP Address"), field("MAC Address"))
+}
+
+#[test]
+fn agent_reads_bmc_addresses_through_dev_ipmi0() {
+    if ferrite_tests::skip_vm_tests() {
+        eprintln!("skipped: FERRITE_SKIP_VM_TESTS is set");
+        return;
+    }
+    let agent = project_root().join("target/agent/ferrite-agent");
+    assert!(
+        agent.exists(),
+        "{} is missing: build the static agent first with `cargo xtask agent`",
+        agent.display()
+    );
+    let dir = std::env::temp_dir().join(format!("ferrite-bmc-vm-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let (kernel, initrd) = build_guest(&dir, &agent);
+    let (lan_port, kcs_port) = (free_udp_port(), free_tcp_port());
+    let _sim = start_ipmi_sim(&dir, lan_port, kcs_port);
+
+    let console = dir.join("console.log");
+    let qemu = Command::new("qemu-system-x86_64")
+        .args(["-M", "q35", "-accel", "tcg", "-m", "512", "-smp", "1"])
+        .args(["-display", "none", "-no-reboot", "-net", "none"])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .arg("-kernel")
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0 loglevel=1 panic=-1"])
+        .arg("-chardev")
+        .arg(format!(
+            "socket,id=ipmi0,host=127.0.0.1,port={kcs_port},reconnect=10"
+        ))
+        .args(["-device", "ipmi-bmc-extern,chardev=ipmi0,id=bmc0"])
+        .args(["-device", "isa-ipmi-kcs,bmc=bmc0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qemu-system-x86_64 (Debian package qemu-system-x86) must be installed");
+    let mut qemu = Reaped(qemu);
+    let read_console = || fs::read_to_string(&console).unwrap_or_default();
+    wait_until(
+        Duration::from_secs(300),
+        "the inventory on the console",
+        || {
+            if let Ok(Some(status)) = qemu.0.try_wait() {
+                panic!("QEMU exited ({status}) early; console:\n{}", read_console());
+            }
+            read_console().contains(END)
+        },
+    );
+    let text = read_console();
+    let json = text
+        .split_once(BEGIN)
+        .and_then(|(_, rest)| rest.split_once(END))
+        .map(|(json, _)| json.trim())
+        .unwrap_or_else(|| panic!("no inventory between the markers:\n{text}"));
+    let inv: Inventory = serde_json::from_str(json)
+        .unwrap_or_else(|e| panic!("inventory is not CONTRACT JSON ({e}):\n{json}"));
+
+    let (ip, mac) = ipmitool_lan_print(lan_port);
+    assert_eq!((ip.as_str(), mac.as_str()), (BMC_IP, BMC_MAC));
+    assert_eq!(inv.bmc_address.as_deref(), Some(BMC_IP), "{json}");
+    assert_eq!(inv.bmc_mac.as_deref(), Some(BMC_MAC), "{json}");
+    // ipmi_sim has no IPv6 LAN parameters: unknown, so null.
+    assert_eq!(inv.bmc_v6address, None);
+    // The rest is the guest's live root: one CPU, 512 MiB, QEMU's SMBIOS strings.
+    assert_eq!(inv.cpu.count, 1);
+    assert_eq!(inv.memory.physical_mb, Some(512));
+    assert_eq!(inv.system_vendor.manufacturer.as_deref(), Some("QEMU"));
+    drop(qemu);
+    let _ = fs::remove_dir_all(&dir);
+}
