@@ -13,6 +13,8 @@ pub enum PacketError {
     Unterminated(&'static str),
     #[error("TFTP {0} is not valid UTF-8")]
     NotUtf8(&'static str),
+    #[error("TFTP {0} has an option name without a value")]
+    OddOptions(&'static str),
 }
 
 /// TFTP error codes (RFC 1350 §5, RFC 2347).
@@ -71,11 +73,14 @@ fn strings(mut b: &[u8], what: &'static str) -> Result<Vec<String>, PacketError>
     Ok(out)
 }
 
-fn pairs(list: &[String]) -> Vec<(String, String)> {
-    list.chunks(2)
-        .filter(|c| c.len() == 2)
+fn pairs(list: &[String], what: &'static str) -> Result<Vec<(String, String)>, PacketError> {
+    if !list.len().is_multiple_of(2) {
+        return Err(PacketError::OddOptions(what));
+    }
+    Ok(list
+        .chunks(2)
         .map(|c| (c[0].to_ascii_lowercase(), c[1].clone()))
-        .collect()
+        .collect())
 }
 
 impl Packet {
@@ -97,7 +102,7 @@ impl Packet {
                     Packet::Rrq {
                         filename,
                         mode,
-                        options: pairs(&s[2..]),
+                        options: pairs(&s[2..], "request")?,
                     }
                 } else {
                     Packet::Wrq { filename, mode }
@@ -115,9 +120,12 @@ impl Packet {
                     .next()
                     .unwrap_or_default(),
             },
-            6 => Packet::Oack {
-                options: pairs(&strings(rest, "option acknowledgment")?),
-            },
+            6 => {
+                const WHAT: &str = "option acknowledgment";
+                Packet::Oack {
+                    options: pairs(&strings(rest, WHAT)?, WHAT)?,
+                }
+            }
             other => return Err(PacketError::Opcode(other)),
         })
     }
@@ -227,6 +235,15 @@ mod tests {
         assert!(Packet::decode(b"\x00\x01file\x00octet").is_err());
         assert!(Packet::decode(b"\x00\x01file\x00").is_err());
         assert!(Packet::decode(b"\x00\x01\xff\xfe\x00octet\x00").is_err());
+        // Found by the fuzz target: a lone option name (it re-encoded to a shorter packet).
+        assert_eq!(
+            Packet::decode(b"\x00\x01f\x00octet\x00blksize\x00"),
+            Err(PacketError::OddOptions("request"))
+        );
+        assert_eq!(
+            Packet::decode(b"\x00\x06a\x00"),
+            Err(PacketError::OddOptions("option acknowledgment"))
+        );
         for n in 0..40u8 {
             let junk: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37)).collect();
             let _ = Packet::decode(&junk);
