@@ -153,3 +153,24 @@ fn release_agent_inventory_within_50_ms() {
     eprintln!("release agent inventory: best of 5 = {best:?}");
     assert!(best <= Duration::from_millis(50), "took {best:?}");
 }
+
+/// A wrong `--root` is a clear error on stderr and a failing exit status, not a panic.
+#[test]
+fn release_agent_rejects_a_missing_root() {
+    let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/agent/ferrite-agent");
+    assert!(
+        agent.exists(),
+        "{} is missing: build the static agent first with `cargo xtask agent`",
+        agent.display()
+    );
+    let out = Command::new(&agent)
+        .args(["inventory", "--root", "/nonexistent/ferrite-root"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/ferrite-root"), "{err}");
+    assert!(err.contains("--root"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -71,7 +71,7 @@ pub fn parse_cpu_list(list: &str) -> Option<u32> {
                 if b < a {
                     return None;
                 }
-                count = count.checked_add(b - a + 1)?;
+                count = count.checked_add((b - a).checked_add(1)?)?;
             }
             None => {
                 part.trim().parse::<u32>().ok()?;
@@ -199,5 +199,6 @@ mod tests {
         assert_eq!(parse_cpu_list("3-1"), None);
         assert_eq!(parse_cpu_list("a-b"), None);
         assert_eq!(parse_cpu_list("0,,1"), None);
+        assert_eq!(parse_cpu_list("0-4294967295"), None);
     }
 }

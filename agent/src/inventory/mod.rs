@@ -147,6 +147,52 @@ mod tests {
     }
 
     #[test]
+    fn a_file_as_root_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        fs::write(&file, "x").unwrap();
+        let msg = format!("{:#}", collect(&file).unwrap_err());
+        assert!(msg.contains("not a directory"), "{msg}");
+    }
+
+    /// Pseudo-random bytes (xorshift64, fixed seed): the parsers return errors or values for
+    /// any input, never panic. A cheap stand-in for a fuzzer that runs in every CI build.
+    #[test]
+    fn parsers_survive_random_input() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..2000 {
+            let len = (next() % 300) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Bias half the rounds towards plausible SMBIOS headers.
+            if round % 2 == 0 && bytes.len() > 2 {
+                bytes[0] = 17;
+                bytes[1] = (bytes[1] % 0x30).max(4);
+            }
+            let _ = memory::dimm_sizes_mb(&bytes);
+            let _ = bmc::decode_ip4(&bytes);
+            let _ = bmc::decode_mac(&bytes);
+            let _ = bmc::decode_ip6_address(&bytes, round % 3 == 0);
+            let _ = bmc::decode_ipv6_slots(&bytes);
+            let _ = disks::decode_vpd_serial(&bytes);
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = cpu::parse_cpuinfo(&text);
+            let _ = cpu::parse_cpu_list(&text);
+            let _ = memory::parse_meminfo_total(&text);
+            let _ = udev::parse_udev_db(&text);
+            let _ = nics::parse_addresses_json(&bytes);
+            let _ = disks::wwn_from_wwid(&text, round % 2 == 0);
+            let _ = disks::transport(&text, &text);
+            let _ = system::cmdline_value(&text, "BOOTIF");
+        }
+    }
+
+    #[test]
     fn read_trimmed_drops_blank_and_nul_padding() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
