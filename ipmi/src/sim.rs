@@ -71,6 +71,7 @@ pub struct SimBuilder {
     chassis: Chassis,
     startcmd: Option<String>,
     serial_kcs_port: Option<u16>,
+    lan_address: Option<(std::net::Ipv4Addr, [u8; 6])>,
     extra_lines: Vec<String>,
     startup_timeout: Duration,
     program: String,
@@ -83,6 +84,7 @@ impl Default for SimBuilder {
             chassis: Chassis::FileState,
             startcmd: None,
             serial_kcs_port: None,
+            lan_address: None,
             extra_lines: Vec::new(),
             startup_timeout: Duration::from_secs(10),
             program: std::env::var("FERRITE_IPMI_SIM").unwrap_or_else(|_| "ipmi_sim".into()),
@@ -137,6 +139,13 @@ impl SimBuilder {
     /// chardev connects.
     pub fn serial_kcs_port(mut self, port: u16) -> Self {
         self.serial_kcs_port = Some(port);
+        self
+    }
+
+    /// What the BMC reports as its own LAN address and MAC (Get LAN Configuration
+    /// Parameters 3 and 5), through a `lan_config_program` the builder writes.
+    pub fn lan_address(mut self, ip: std::net::Ipv4Addr, mac: [u8; 6]) -> Self {
+        self.lan_address = Some((ip, mac));
         self
     }
 
@@ -195,9 +204,17 @@ impl SimBuilder {
             Chassis::Program(p) => Some(p.clone()),
             Chassis::None => None,
         };
+        let lan_program = match self.lan_address {
+            Some((ip, mac)) => {
+                let script = dir.path().join("lan-config");
+                write_lan_script(&script, ip, mac).map_err(SimError::Io)?;
+                Some(script.display().to_string())
+            }
+            None => None,
+        };
         let lan_conf = dir.path().join("lan.conf");
-        std::fs::write(&lan_conf, self.lan_conf(port, chassis_program.as_deref()))
-            .map_err(SimError::Io)?;
+        let text = self.lan_conf(port, chassis_program.as_deref(), lan_program.as_deref());
+        std::fs::write(&lan_conf, text).map_err(SimError::Io)?;
         let emu = dir.path().join("bmc.emu");
         std::fs::write(&emu, EMU).map_err(SimError::Io)?;
         let log = dir.path().join("ipmi_sim.log");
@@ -232,7 +249,12 @@ impl SimBuilder {
         Ok(bmc)
     }
 
-    fn lan_conf(&self, port: u16, chassis_program: Option<&str>) -> String {
+    fn lan_conf(
+        &self,
+        port: u16,
+        chassis_program: Option<&str>,
+        lan_program: Option<&str>,
+    ) -> String {
         let mut c = String::new();
         c.push_str("name \"ferrite-sim\"\nset_working_mc 0x20\n");
         c.push_str("  startlan 1\n");
@@ -241,7 +263,11 @@ impl SimBuilder {
         for role in ["callback", "user", "operator", "admin"] {
             let _ = writeln!(c, "    allowed_auths_{role} none md2 md5 straight");
         }
-        c.push_str("    guid a123456789abcdefa123456789abcdef\n  endlan\n");
+        c.push_str("    guid a123456789abcdefa123456789abcdef\n");
+        if let Some(program) = lan_program {
+            let _ = writeln!(c, "    lan_config_program \"{program}\"");
+        }
+        c.push_str("  endlan\n");
         if let Some(program) = chassis_program {
             let _ = writeln!(c, "  chassis_control \"{program}\"");
         }
@@ -302,6 +328,35 @@ set)
   done ;;
 *) exit 1 ;;
 esac
+"#
+    );
+    std::fs::write(path, script)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
+/// ipmi_sim calls `PROGRAM get PARM…` and reads `PARM: value` lines.
+fn write_lan_script(path: &Path, ip: std::net::Ipv4Addr, mac: [u8; 6]) -> std::io::Result<()> {
+    let mac = mac
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let script = format!(
+        r#"#!/bin/sh
+# ipmi_sim lan_config_program written by ferrite_ipmi::sim.
+[ "$1" = get ] || exit 0
+shift
+for p in "$@"; do
+  case "$p" in
+    ip_addr) echo "ip_addr: {ip}" ;;
+    mac_addr) echo "mac_addr: {mac}" ;;
+    ip_addr_src) echo "ip_addr_src: static" ;;
+    subnet_mask) echo "subnet_mask: 255.255.255.0" ;;
+    *_ip_addr) echo "$p: 0.0.0.0" ;;
+    *_mac_addr) echo "$p: 00:00:00:00:00:00" ;;
+  esac
+done
 "#
     );
     std::fs::write(path, script)?;

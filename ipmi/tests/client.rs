@@ -295,3 +295,38 @@ async fn automatic_suite_falls_back_to_3() {
     client.close().await.unwrap();
     assert_eq!(client.power_state().await.unwrap(), PowerState::Off);
 }
+
+#[tokio::test]
+async fn lan_config_agrees_with_ipmitool() {
+    let bmc = SimBmc::builder()
+        .lan_address(
+            "192.0.2.17".parse().unwrap(),
+            [0x52, 0x54, 0x00, 0xab, 0xcd, 0xef],
+        )
+        .start()
+        .unwrap();
+    let client = Client::new(config(&bmc));
+    let ip = client.lan_ip(1).await.unwrap();
+    let mac = client.lan_mac(1).await.unwrap();
+    assert_eq!(ip.to_string(), "192.0.2.17");
+    let lan = ipmitool(&bmc, &["lan", "print", "1"]);
+    assert!(
+        lan.contains(&format!("IP Address              : {ip}")),
+        "{lan}"
+    );
+    let mac_text = ferrite_ipmi::codec::commands::mac_text(&mac);
+    assert_eq!(mac_text, "52:54:00:ab:cd:ef");
+    assert!(
+        lan.contains(&format!("MAC Address             : {mac_text}")),
+        "{lan}"
+    );
+    let gw = client
+        .lan_config(1, ferrite_ipmi::codec::commands::LanParam::DefaultGateway)
+        .await
+        .unwrap();
+    let gw = ferrite_ipmi::codec::commands::decode_ipv4(&gw).unwrap();
+    assert!(
+        lan.contains(&format!("Default Gateway IP      : {gw}")),
+        "{lan}"
+    );
+}
