@@ -354,3 +354,13 @@ async fn version_negotiation_takes_the_lower_of_both() {
         "1.68"
     );
 }
+
+#[tokio::test]
+async fn global_request_id_is_sent_with_every_call() {
+    let d = Double::start(Script::default()).await;
+    let id = "req-1b2c3d4e-1111-2222-3333-444455556666";
+    let c = ConductorClient::new(Url::parse(&d.url()).unwrap(), false, Some(id.into())).unwrap();
+    c.lookup(&[MAC.into()], None).await.unwrap();
+    assert_eq!(d.lookups()[0].headers["x-openstack-request-id"], id);
+    assert_eq!(d.lookups()[0].headers["accept"], "application/json");
+}
