@@ -82,6 +82,8 @@ pub struct AgentState {
     /// Hardware managers offering clean/deploy steps, best first.
     pub managers: Vec<Arc<dyn HardwareManager>>,
     progress: watch::Sender<AgentProgress>,
+    /// What `standby.get_partition_uuids` answers: set by the last image write.
+    pub partition_uuids: std::sync::Mutex<Option<serde_json::Value>>,
     locked_down: watch::Sender<bool>,
     heartbeat_now: Notify,
     /// KiB of request bodies that may be in memory at once (see `reserve_body`).
@@ -132,6 +134,7 @@ impl AgentState {
             commands: CommandStore::default(),
             managers,
             progress: watch::channel(AgentProgress::default()).0,
+            partition_uuids: std::sync::Mutex::new(None),
             locked_down: watch::channel(false).0,
             heartbeat_now: Notify::new(),
             body_budget: Semaphore::new(body_budget_kib as usize),

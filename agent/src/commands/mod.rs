@@ -7,6 +7,7 @@ mod store;
 
 pub mod clean;
 pub mod deploy;
+pub mod image;
 pub mod log;
 pub mod poll;
 pub mod standby;

@@ -1,5 +1,5 @@
-//! `standby.*`: sync, power off and reboot (`run_image`). Image preparation arrives with
-//! the image writer.
+//! `standby.*`: sync, power off and reboot (`run_image`); image preparation lives in
+//! `commands::image`.
 
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ pub fn register(r: &mut Registry) {
     r.register("standby.sync", Mode::Sync, sync);
     r.register("standby.power_off", Mode::Async, power_off);
     r.register("standby.run_image", Mode::Async, run_image);
+    super::image::register(r);
 }
 
 async fn sync(_: NoParams, state: Arc<AgentState>) -> Result<Value, CommandError> {

@@ -67,6 +67,16 @@ impl CommandEntry {
         self.result.borrow().command_status == CommandStatus::Running
     }
 
+    /// Show interim output while the command runs (progress of a long command); ignored
+    /// once it finished.
+    pub fn set_running_result(&self, value: Value) {
+        self.result.send_modify(|r| {
+            if r.command_status == CommandStatus::Running {
+                r.command_result = Some(value);
+            }
+        });
+    }
+
     /// Record the outcome. Bare strings become `{"result": "<name>: <text>"}` as in IPA.
     pub(crate) fn finish(&self, outcome: Result<Value, CommandError>) {
         self.result.send_modify(|r| match outcome {

@@ -1,6 +1,9 @@
 //! Disks: block device ioctls, the safety gate for destructive work, signature wiping.
 
 pub mod blkdev;
+pub mod configdrive;
 pub mod gpt;
+pub mod hints;
+pub mod probe;
 pub mod safety;
 pub mod wipe;

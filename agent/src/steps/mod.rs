@@ -1,6 +1,8 @@
 //! Hardware managers offering clean and deploy steps (IPA's model): a list of managers,
 //! best first; a step runs on the first manager that implements it.
 
+pub mod disk;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -50,8 +52,8 @@ pub trait HardwareManager: Send + Sync + 'static {
     }
 }
 
-/// IPA's generic manager: disk erasure (clean) and image writing (deploy). The steps
-/// are advertised here; their implementation arrives with the image writer.
+/// IPA's generic manager: disk erasure (clean) and image writing (deploy), implemented
+/// in `steps::disk`.
 #[derive(Debug, Default)]
 pub struct GenericHardwareManager;
 
@@ -93,6 +95,15 @@ impl HardwareManager for GenericHardwareManager {
             // priority (CONTRACT.md §8), so the agent states the real priority.
             StepKind::Deploy => vec![step("write_image", 80, false)],
         }
+    }
+    fn execute_step(
+        &self,
+        kind: StepKind,
+        step: &str,
+        args: Map<String, Value>,
+        state: Arc<AgentState>,
+    ) -> Option<CommandFuture> {
+        disk::execute(kind, step, args, state)
     }
 }
 

@@ -51,15 +51,20 @@ impl Drop for Server {
 
 impl Server {
     pub fn start(rt: &tokio::runtime::Runtime) -> Server {
-        let listener = rt
-            .block_on(TcpListener::bind("127.0.0.1:0"))
-            .expect("bind loopback");
-        let addr = listener.local_addr().expect("local addr");
+        Self::start_on(rt.handle())
+    }
+
+    /// Start on `handle` (works from inside async tests too).
+    pub fn start_on(handle: &tokio::runtime::Handle) -> Server {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().expect("local addr");
         let files = Arc::new(Files::default());
         let requests = Arc::new(AtomicU64::new(0));
         let range_requests = Arc::new(AtomicU64::new(0));
         let (f, r, rr) = (files.clone(), requests.clone(), range_requests.clone());
-        let task = rt.spawn(async move {
+        let task = handle.spawn(async move {
+            let listener = TcpListener::from_std(std_listener).expect("tokio listener");
             let cuts = Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(42)));
             loop {
                 let Ok((sock, _)) = listener.accept().await else {

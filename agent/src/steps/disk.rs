@@ -1,0 +1,124 @@
+//! The generic manager's disk steps: `erase_devices_metadata`, `erase_devices` (clean)
+//! and `write_image` (deploy). They act only on disks the safety gate lets through.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ferrite_proto::image::ImageInfo;
+use serde_json::{json, Map, Value};
+
+use super::StepKind;
+use crate::commands::{image, CommandError, CommandFuture};
+use crate::disk::probe;
+use crate::disk::safety::{self, Choice};
+use crate::disk::wipe;
+use crate::image::writer::{DirectWriter, Target};
+use crate::image::BlockSink;
+use crate::state::AgentState;
+
+/// Start one of the generic disk steps; `None` for other steps.
+pub fn execute(
+    kind: StepKind,
+    step: &str,
+    args: Map<String, Value>,
+    state: Arc<AgentState>,
+) -> Option<CommandFuture> {
+    match (kind, step) {
+        (StepKind::Clean, "erase_devices_metadata") => Some(Box::pin(erase(state, args, false))),
+        (StepKind::Clean, "erase_devices") => Some(Box::pin(erase(state, args, true))),
+        (StepKind::Deploy, "write_image") => Some(Box::pin(write_image(state, args))),
+        _ => None,
+    }
+}
+
+/// The disks a clean step works on: the named target, or every disk in the ramdisk.
+fn disks(state: &AgentState) -> Result<Vec<(PathBuf, Choice)>, CommandError> {
+    if let Some(p) = &state.config.target_disk {
+        return Ok(vec![(p.clone(), Choice::Explicit)]);
+    }
+    let inv = crate::inventory::collect(&state.config.root)
+        .map_err(|e| CommandError::failed_msg(format!("cannot list the disks: {e:#}")))?;
+    Ok(inv
+        .disks
+        .into_iter()
+        .map(|d| (PathBuf::from(d.name), Choice::Discovered))
+        .collect())
+}
+
+/// Erase one disk: metadata only (both ends) or all of it (zero-out / punch / overwrite).
+pub fn erase_disk(
+    path: &std::path::Path,
+    choice: Choice,
+    full: bool,
+    force: bool,
+) -> Result<Value, CommandError> {
+    safety::authorize(path, choice).map_err(|e| CommandError::failed("refusing to erase", e))?;
+    let t = Target::open(path)
+        .map_err(|e| CommandError::failed(format!("cannot open {}", path.display()), e))?;
+    let found = probe::probe_file(t.file(), t.size)
+        .map_err(|e| CommandError::failed(format!("cannot read {}", path.display()), e))?;
+    let names: Vec<&str> = found.iter().map(|s| s.name()).collect();
+    if !force {
+        if let Some(s) = found.iter().find(|s| s.is_shared_storage()) {
+            return Err(CommandError::failed_msg(format!(
+                "{} holds a {} signature (shared storage); refusing to erase it: pass the step argument force=true to erase anyway",
+                path.display(),
+                s.name()
+            )));
+        }
+    }
+    let size = t.size;
+    let mut w = DirectWriter::new(t, false);
+    let method = if full {
+        // BLKZEROOUT (offloaded where the device can, else the kernel writes zeroes), or a
+        // punched hole for files: either way the disk reads back zeroes.
+        w.write_zeroes(0, size)
+            .map_err(|e| CommandError::failed(format!("erasing {}", path.display()), e))?;
+        "zeroed"
+    } else {
+        "metadata wiped"
+    };
+    wipe::wipe_partition_signatures(&mut w)
+        .map_err(|e| CommandError::failed(format!("wiping {}", path.display()), e))?;
+    w.flush()
+        .map_err(|e| CommandError::failed(format!("syncing {}", path.display()), e))?;
+    Ok(json!({"device": path.display().to_string(), "signatures": names, "method": method}))
+}
+
+async fn erase(
+    state: Arc<AgentState>,
+    args: Map<String, Value>,
+    full: bool,
+) -> Result<Value, CommandError> {
+    let force = args.get("force").and_then(Value::as_bool).unwrap_or(false);
+    let targets = disks(&state)?;
+    let done = crate::commands::blocking("erasing disks", move || {
+        targets
+            .iter()
+            .map(|(p, c)| erase_disk(p, *c, full, force))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?;
+    Ok(json!({ "erased": done }))
+}
+
+async fn write_image(
+    state: Arc<AgentState>,
+    args: Map<String, Value>,
+) -> Result<Value, CommandError> {
+    let info: ImageInfo = match args.get("image_info") {
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| CommandError::invalid_params("step.args.image_info", e.to_string()))?,
+        None => {
+            return Err(CommandError::invalid_params(
+                "step.args.image_info",
+                "missing",
+            ))
+        }
+    };
+    let configdrive = args
+        .get("configdrive")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    image::write_image(state, info, configdrive, None).await
+}
