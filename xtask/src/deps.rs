@@ -45,6 +45,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "sfdisk: writes test partition tables and reads them back as an oracle",
     ),
     ("curl", "image-write benchmark baseline (curl | dd)"),
+    ("dosfstools", "mkfs.vfat: config drives of the agent's image tests"),
 ];
 
 /// Installing qemu-system-x86 (7.2) removes the machine image's backported qemu-utils 10, so
