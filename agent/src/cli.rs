@@ -30,6 +30,8 @@ pub enum Command {
         #[arg(long, default_value = "/")]
         root: PathBuf,
     },
+    /// Serve a file or block device as an iSCSI target (LUN 0) until SIGINT/SIGTERM.
+    IscsiTarget(crate::iscsi_target::IscsiTargetArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -43,6 +45,13 @@ pub fn main() -> ExitCode {
                 );
                 ExitCode::SUCCESS
             }
+            Err(e) => {
+                eprintln!("ferrite-agent: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::IscsiTarget(args)) => match crate::iscsi_target::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ferrite-agent: {e:#}");
                 ExitCode::FAILURE

@@ -1,0 +1,361 @@
+//! The SCSI half of a target connection: Data-In for reads and generated pages, R2T and
+//! Data-Out collection for writes, SCSI Response with sense and residuals.
+
+use std::io::Write;
+
+use bytes::Bytes;
+
+use super::{residual, Conn, IoError, MAX_PENDING};
+use crate::crc32c::crc32c;
+use crate::pdu::{self, Bhs, DataIn, Pdu, R2t, ScsiCmd, ScsiResp};
+use crate::scsi::{sense, DataOutOp, Plan, Sense};
+
+impl Conn<'_> {
+    fn respond(
+        &mut self,
+        c: &ScsiCmd,
+        status: u8,
+        sense: Option<Sense>,
+        spdtl: u64,
+    ) -> Result<(), IoError> {
+        let (over, under, res) = residual(c.edtl, spdtl);
+        let r = ScsiResp {
+            overflow: over,
+            underflow: under,
+            status,
+            itt: c.itt,
+            stat_sn: self.next_stat_sn(),
+            exp_cmd_sn: self.exp_cmd_sn,
+            max_cmd_sn: self.max_cmd_sn(),
+            residual: res,
+            ..Default::default()
+        };
+        let data = sense.map(|s| s.response_data()).unwrap_or_default();
+        self.send(&Pdu::with_data(Bhs::ScsiResp(r), data))
+    }
+
+    fn check(&mut self, c: &ScsiCmd, s: Sense, spdtl: u64) -> Result<(), IoError> {
+        self.respond(c, sense::CHECK_CONDITION, Some(s), spdtl)
+    }
+
+    pub(super) fn scsi(&mut self, c: ScsiCmd, immediate: Bytes) -> Result<(), IoError> {
+        self.data_sn = 0;
+        if c.lun != 0 {
+            return match c.cdb[0] {
+                0x12 if c.cdb[1] & 1 == 0 => {
+                    let mut v = crate::scsi::pages::standard_inquiry();
+                    v[0] = 0x7f;
+                    let alloc = u16::from_be_bytes([c.cdb[3], c.cdb[4]]) as usize;
+                    v.truncate(alloc);
+                    self.data_in_vec(&c, v)
+                }
+                0xa0 => self.scsi_lun0(c, immediate),
+                _ => self.check(&c, Sense::LUN_NOT_SUPPORTED, 0),
+            };
+        }
+        self.scsi_lun0(c, immediate)
+    }
+
+    fn scsi_lun0(&mut self, c: ScsiCmd, immediate: Bytes) -> Result<(), IoError> {
+        let lun = &self.t.lun;
+        match lun.plan(&c.cdb) {
+            // A zero-block COMPARE AND WRITE that still carries data: CDB and transfer disagree.
+            Plan::Good if c.cdb[0] == 0x89 && c.edtl > 0 => {
+                self.check(&c, Sense::INVALID_FIELD_IN_CDB, 0)
+            }
+            Plan::Good => self.respond(&c, sense::GOOD, None, 0),
+            Plan::Check(s) => self.check(&c, s, 0),
+            Plan::Sync => match lun.sync() {
+                Ok(()) => self.respond(&c, sense::GOOD, None, 0),
+                Err(s) => self.check(&c, s, 0),
+            },
+            Plan::DataIn(v) => self.data_in_vec(&c, v),
+            Plan::Read { lba, blocks } => self.read(&c, lba, blocks),
+            Plan::DataOut { len, op } => {
+                if c.edtl == len {
+                    return self.data_out(&c, immediate, len, len, op);
+                }
+                if let DataOutOp::Write { .. } = op {
+                    // FCP-4/SAM residual rules: transfer the smaller of EDTL and the CDB's
+                    // length, write that much, and report the difference as a residual.
+                    return self.data_out(&c, immediate, c.edtl.min(len), len, op);
+                }
+                self.check(&c, Sense::INVALID_FIELD_IN_IU, len as u64)
+            }
+        }
+    }
+
+    fn data_in_vec(&mut self, c: &ScsiCmd, v: Vec<u8>) -> Result<(), IoError> {
+        let spdtl = v.len() as u64;
+        let n = (c.edtl as usize).min(v.len());
+        if n == 0 {
+            return self.respond(c, sense::GOOD, None, spdtl);
+        }
+        self.send_data_in(c, &v[..n], 0, true, spdtl)
+    }
+
+    /// Sends `data` (at buffer offset `offset`) as Data-In PDUs; `last` puts the status in
+    /// the final PDU.
+    fn send_data_in(
+        &mut self,
+        c: &ScsiCmd,
+        data: &[u8],
+        offset: u32,
+        last: bool,
+        spdtl: u64,
+    ) -> Result<(), IoError> {
+        let mrdsl = self.params.peer_max_recv_data as usize;
+        let burst = self.params.max_burst as usize;
+        let mut at = 0usize;
+        while at < data.len() {
+            let abs = offset as usize + at;
+            // A PDU never crosses a MaxBurstLength boundary; F ends each burst.
+            let to_boundary = burst - abs % burst;
+            let n = mrdsl.min(data.len() - at).min(to_boundary);
+            let end_of_all = last && at + n == data.len();
+            let end_of_burst = n == to_boundary;
+            let (over, under, res) = residual(c.edtl, spdtl);
+            let d = DataIn {
+                final_: end_of_all || end_of_burst,
+                has_status: end_of_all,
+                status: sense::GOOD,
+                overflow: end_of_all && over,
+                underflow: end_of_all && under,
+                residual: if end_of_all { res } else { 0 },
+                lun: 0,
+                itt: c.itt,
+                ttt: 0xffff_ffff,
+                stat_sn: if end_of_all { self.next_stat_sn() } else { 0 },
+                exp_cmd_sn: self.exp_cmd_sn,
+                max_cmd_sn: self.max_cmd_sn(),
+                data_sn: self.data_sn,
+                offset: abs as u32,
+                ack: false,
+            };
+            self.data_sn = self.data_sn.wrapping_add(1);
+            self.send_raw(&Bhs::DataIn(d), &data[at..at + n])?;
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// Writes a PDU whose data is a borrowed slice (the READ hot path).
+    fn send_raw(&mut self, bhs: &Bhs, data: &[u8]) -> Result<(), IoError> {
+        let h = pdu::header_for(bhs, data.len());
+        self.w.write_all(&h)?;
+        if self.tx.header_digest {
+            self.w.write_all(&crc32c(&h).to_le_bytes())?;
+        }
+        let pad = pdu::pad4(data.len()) - data.len();
+        self.w.write_all(data)?;
+        self.w.write_all(&[0u8; 3][..pad])?;
+        if self.tx.data_digest && !data.is_empty() {
+            let mut cr = crate::crc32c::Crc32c::new();
+            cr.update(data);
+            cr.update(&[0u8; 3][..pad]);
+            self.w.write_all(&cr.finish().to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, c: &ScsiCmd, lba: u64, blocks: u32) -> Result<(), IoError> {
+        let lun = &self.t.lun;
+        let bs = lun.block_size() as u64;
+        let spdtl = blocks as u64 * bs;
+        let total = spdtl.min(c.edtl as u64) as usize;
+        if total == 0 {
+            return self.respond(c, sense::GOOD, None, spdtl);
+        }
+        let mut done = 0usize;
+        let mut buf = std::mem::replace(&mut self.buf, crate::scsi::backing::AlignedBuf::zeroed(0));
+        let result = (|| {
+            while done < total {
+                let n = (total - done).min(buf.len());
+                if let Err(s) = lun.read(lba, done as u64, &mut buf.as_mut()[..n]) {
+                    return self.check(c, s, spdtl);
+                }
+                self.send_data_in(c, &buf.as_ref()[..n], done as u32, done + n == total, spdtl)?;
+                done += n;
+            }
+            Ok(())
+        })();
+        self.buf = buf;
+        result
+    }
+
+    /// Collects `len` bytes of data-out (of the `spdtl` the CDB describes) and runs `op`.
+    fn data_out(
+        &mut self,
+        c: &ScsiCmd,
+        immediate: Bytes,
+        len: u32,
+        spdtl: u32,
+        op: DataOutOp,
+    ) -> Result<(), IoError> {
+        let lun = &self.t.lun;
+        if immediate.len() > c.edtl as usize || immediate.len() > self.params.first_burst as usize {
+            return self.check(c, Sense::INVALID_FIELD_IN_IU, spdtl as u64);
+        }
+        let immediate = immediate.slice(..immediate.len().min(len as usize));
+        let streaming = matches!(op, DataOutOp::Write { .. });
+        let mut whole: Vec<u8> = if streaming {
+            Vec::new()
+        } else {
+            Vec::with_capacity(len as usize)
+        };
+        let mut received = 0u32;
+        let mut burst_buf: Vec<u8> = Vec::new();
+        if !immediate.is_empty() {
+            if streaming {
+                if let Err(s) = self.write_part(&op, 0, &immediate) {
+                    return self.check(c, s, spdtl as u64);
+                }
+            } else {
+                whole.extend_from_slice(&immediate);
+            }
+            received = immediate.len() as u32;
+        }
+        let mut r2t_sn = 0u32;
+        while received < len {
+            let n = (len - received).min(self.params.max_burst);
+            burst_buf.clear();
+            burst_buf.resize(n as usize, 0);
+            match self.solicit(c, received, &mut burst_buf, r2t_sn)? {
+                Solicit::Done => {}
+                Solicit::Aborted => return Ok(()),
+                Solicit::Failed(s) => return self.check(c, s, spdtl as u64),
+            }
+            r2t_sn += 1;
+            if streaming {
+                if let Err(s) = self.write_part(&op, received, &burst_buf) {
+                    return self.check(c, s, spdtl as u64);
+                }
+            } else {
+                whole.extend_from_slice(&burst_buf);
+            }
+            received += n;
+        }
+        let res = if streaming {
+            match op {
+                DataOutOp::Write { fua: true, .. } => lun.sync(),
+                _ => Ok(()),
+            }
+        } else {
+            lun.finish(&op, &whole)
+        };
+        match res {
+            Ok(()) => self.respond(c, sense::GOOD, None, spdtl as u64),
+            Err(s) => self.check(c, s, spdtl as u64),
+        }
+    }
+
+    fn write_part(&self, op: &DataOutOp, at: u32, data: &[u8]) -> Result<(), Sense> {
+        let DataOutOp::Write { lba, .. } = *op else {
+            return Ok(());
+        };
+        let bs = self.t.lun.block_size() as u64;
+        // Immediate data may end mid-block; Backing handles any byte range inside the LUN.
+        let off = lba * bs + at as u64;
+        self.t.lun.store.write_at(data, off).map_err(|e| {
+            tracing::warn!(error = %e, "LUN write failed");
+            Sense::WRITE_ERROR
+        })
+    }
+
+    /// Sends one R2T for `buf.len()` bytes at `offset` and collects the Data-Out PDUs.
+    fn solicit(
+        &mut self,
+        c: &ScsiCmd,
+        offset: u32,
+        buf: &mut [u8],
+        r2t_sn: u32,
+    ) -> Result<Solicit, IoError> {
+        let ttt = self.next_ttt;
+        self.next_ttt = self.next_ttt.wrapping_add(1).max(1);
+        let r = R2t {
+            lun: c.lun,
+            itt: c.itt,
+            ttt,
+            stat_sn: self.stat_sn,
+            exp_cmd_sn: self.exp_cmd_sn,
+            max_cmd_sn: self.max_cmd_sn(),
+            r2t_sn,
+            offset,
+            length: buf.len() as u32,
+        };
+        self.send(&Pdu::new(Bhs::R2t(r)))?;
+        self.w.flush()?;
+        let mut got = 0usize;
+        let mut failed: Option<Sense> = None;
+        let mut data_sn = 0u32;
+        loop {
+            let Some(p) = self.recv()? else { continue };
+            match p.bhs {
+                Bhs::DataOut(d) if d.itt == c.itt && d.ttt == ttt => {
+                    if d.data_sn != data_sn {
+                        // ERL 0 cannot recover a lost or reordered Data-Out: fail the task.
+                        failed.get_or_insert(Sense::new(sense::key::ABORTED_COMMAND, 0x4b, 0x00));
+                    }
+                    data_sn = data_sn.wrapping_add(1);
+                    let start = d.offset.wrapping_sub(offset) as usize;
+                    let end = start.checked_add(p.data.len());
+                    match end {
+                        Some(end) if d.offset >= offset && end <= buf.len() => {
+                            buf[start..end].copy_from_slice(&p.data);
+                            got += p.data.len();
+                        }
+                        _ => {
+                            failed.get_or_insert(Sense::new(
+                                sense::key::ABORTED_COMMAND,
+                                0x0c,
+                                0x0d,
+                            ));
+                        }
+                    }
+                    if d.final_ {
+                        if got != buf.len() && failed.is_none() {
+                            failed = Some(Sense::new(sense::key::ABORTED_COMMAND, 0x0c, 0x0d));
+                        }
+                        return Ok(match failed {
+                            Some(s) => Solicit::Failed(s),
+                            None => Solicit::Done,
+                        });
+                    }
+                }
+                Bhs::DataOut(_) => {}
+                Bhs::TaskMgmt(t) if p.immediate || t.cmd_sn == self.exp_cmd_sn => {
+                    let aborts_us = match t.function {
+                        1 => t.ref_itt == c.itt,
+                        2 | 3 | 5 | 6 | 7 => true,
+                        _ => false,
+                    };
+                    if aborts_us {
+                        self.accept_cmd_sn(t.cmd_sn, p.immediate);
+                        let (resp, _close) = self.task_mgmt(&t, Some(c.itt));
+                        self.tmf_reply(t.itt, resp)?;
+                        return Ok(Solicit::Aborted);
+                    }
+                    self.queue(p)?;
+                }
+                Bhs::NopOut(_) if p.immediate => {
+                    self.dispatch(p)?;
+                }
+                _ => self.queue(p)?,
+            }
+        }
+    }
+
+    fn queue(&mut self, p: Pdu) -> Result<(), IoError> {
+        if self.pending.len() >= MAX_PENDING {
+            return Err(IoError::TooManyPending(MAX_PENDING));
+        }
+        self.pending.push_back(p);
+        Ok(())
+    }
+}
+
+enum Solicit {
+    Done,
+    Aborted,
+    Failed(Sense),
+}
