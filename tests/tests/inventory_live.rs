@@ -49,9 +49,8 @@ fn cpu_memory_and_hostname_match_the_system_tools() {
     assert_eq!(inv.hostname.as_deref(), Some(run("hostname", &[]).trim()));
 }
 
-#[test]
-fn disks_match_lsblk() {
-    let inv = live();
+/// lsblk's whole disks, by `/dev` path, with the filters CONTRACT §4 sets.
+fn lsblk_disks() -> BTreeMap<String, Value> {
     let report: Value = serde_json::from_str(&run(
         "lsblk",
         &["-bdJ", "-o", "NAME,SIZE,ROTA,TYPE,RO,LOG-SEC,PHY-SEC"],
@@ -71,6 +70,28 @@ fn disks_match_lsblk() {
         }
         expected.insert(format!("/dev/{name}"), dev.clone());
     }
+    expected
+}
+
+#[test]
+fn disks_match_lsblk() {
+    // Other tests may attach block devices meanwhile: take both views again (a few times)
+    // until they list the same devices, then compare the details.
+    let mut attempt = 0;
+    let (inv, expected) = loop {
+        let snapshot = (live(), lsblk_disks());
+        attempt += 1;
+        let same = snapshot
+            .0
+            .disks
+            .iter()
+            .map(|d| d.name.as_str())
+            .eq(snapshot.1.keys().map(String::as_str));
+        if same || attempt == 5 {
+            break snapshot;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let ours: Vec<&str> = inv.disks.iter().map(|d| d.name.as_str()).collect();
     let theirs: Vec<&str> = expected.keys().map(String::as_str).collect();
     assert_eq!(ours, theirs, "disks differ from lsblk");
