@@ -1,0 +1,256 @@
+//! A small HTTP/1.1 server on 127.0.0.1 for tests and the demo: serves files from a directory
+//! (iPXE script, kernel, initramfs, images), records every request, and answers other paths
+//! with a fixed status and body so agent calls can be captured before a conductor exists.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::Error;
+
+/// One request as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// Path and query, as sent.
+    pub target: String,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+struct Reply {
+    status: u16,
+    body: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    requests: Mutex<Vec<Request>>,
+    replies: Mutex<BTreeMap<String, Reply>>,
+    stop: AtomicBool,
+}
+
+/// The running server; stops (and joins its thread) on drop.
+#[derive(Debug)]
+pub struct HttpServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+impl HttpServer {
+    /// Serves `root` on a free port of 127.0.0.1.
+    pub fn start(root: impl Into<PathBuf>) -> Result<HttpServer, Error> {
+        let root = root.into();
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| Error::Io("binding the HTTP server".into(), e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Io("reading the HTTP server's address".into(), e))?;
+        let shared = Arc::new(Shared::default());
+        let s = shared.clone();
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (s, root) = (s.clone(), root.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(conn, &root, &s);
+                });
+            }
+        });
+        Ok(HttpServer {
+            addr,
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Answers requests whose path (without query) is `path` with `status` and `body`.
+    pub fn reply(&self, path: &str, status: u16, body: &str) {
+        self.shared.replies.lock().expect("lock").insert(
+            path.into(),
+            Reply {
+                status,
+                body: body.as_bytes().to_vec(),
+            },
+        );
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared.requests.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(conn: TcpStream, root: &Path, shared: &Shared) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut conn = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let mut parts = line.split_whitespace();
+        let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+            return respond(&mut conn, 400, b"bad request line", false);
+        };
+        let (method, target) = (method.to_string(), target.to_string());
+        let mut length = 0usize;
+        let mut close = false;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h)? == 0 {
+                return Ok(());
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "content-length" => length = v.trim().parse().unwrap_or(0),
+                    "connection" => close = v.trim().eq_ignore_ascii_case("close"),
+                    _ => {}
+                }
+            }
+        }
+        if length > MAX_BODY {
+            return respond(&mut conn, 413, b"body too large", false);
+        }
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body)?;
+        shared.requests.lock().expect("lock").push(Request {
+            method: method.clone(),
+            target: target.clone(),
+            body,
+        });
+        let path = target.split('?').next().unwrap_or("/").to_string();
+        let reply = shared.replies.lock().expect("lock").get(&path).cloned();
+        let head = method == "HEAD";
+        match reply {
+            Some(r) => respond_head(&mut conn, r.status, &r.body, !close, head)?,
+            None => match file_under(root, &path).and_then(|p| std::fs::read(p).ok()) {
+                Some(bytes) => respond_head(&mut conn, 200, &bytes, !close, head)?,
+                None => respond_head(&mut conn, 404, b"not found", !close, head)?,
+            },
+        }
+        if close {
+            return Ok(());
+        }
+    }
+}
+
+/// `root/<path>` when `path` has only normal components (no `..`).
+fn file_under(root: &Path, path: &str) -> Option<PathBuf> {
+    let rel = Path::new(path.trim_start_matches('/'));
+    if rel.as_os_str().is_empty() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return None;
+    }
+    Some(root.join(rel))
+}
+
+fn respond(conn: &mut TcpStream, status: u16, body: &[u8], keep: bool) -> std::io::Result<()> {
+    respond_head(conn, status, body, keep, false)
+}
+
+fn respond_head(
+    conn: &mut TcpStream,
+    status: u16,
+    body: &[u8],
+    keep: bool,
+    head_only: bool,
+) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        404 => "Not Found",
+        413 => "Payload Too Large",
+        _ => "Status",
+    };
+    let header = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nContent-Type: \
+         application/octet-stream\r\nConnection: {}\r\n\r\n",
+        body.len(),
+        if keep { "keep-alive" } else { "close" }
+    );
+    conn.write_all(header.as_bytes())?;
+    if !head_only {
+        conn.write_all(body)?;
+    }
+    conn.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(addr: SocketAddr, req: &str) -> String {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn serves_files_replies_and_records() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("boot.ipxe"), "#!ipxe\n").unwrap();
+        let s = HttpServer::start(dir.path()).unwrap();
+        s.reply("/v1/lookup", 404, "{}");
+        let r = get(
+            s.addr(),
+            "GET /boot.ipxe HTTP/1.1\r\nConnection: close\r\n\r\n",
+        );
+        assert!(
+            r.starts_with("HTTP/1.1 200") && r.ends_with("#!ipxe\n"),
+            "{r}"
+        );
+        let r = get(
+            s.addr(),
+            "GET /v1/lookup?addresses=aa HTTP/1.1\r\nConnection: close\r\n\r\n",
+        );
+        assert!(r.starts_with("HTTP/1.1 404") && r.ends_with("{}"), "{r}");
+        let r = get(
+            s.addr(),
+            "GET /../etc/passwd HTTP/1.1\r\nConnection: close\r\n\r\n",
+        );
+        assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+        get(
+            s.addr(),
+            "POST /x HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+        );
+        let reqs = s.requests();
+        assert_eq!(reqs[1].target, "/v1/lookup?addresses=aa");
+        assert_eq!(reqs[3].body, b"abc");
+    }
+}
