@@ -13,6 +13,13 @@ fn skip() -> bool {
     std::env::var_os("FERRITE_SKIP_VM_TESTS").is_some()
 }
 
+/// TCG is CPU-bound: VMs booting side by side on a 2-core machine slow each other down past
+/// any sensible deadline, so these tests take turns.
+fn one_vm_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn target() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target")
 }
@@ -22,6 +29,7 @@ fn test_image_boots_and_prints_its_config_drive() {
     if skip() {
         return;
     }
+    let _turn = one_vm_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let image = TestImageBuilder::new(tmp.path().join("image"))
         .cache_dir(target().join("ramdisk-cache"))
@@ -62,6 +70,7 @@ fn node_pxe_boots_the_ramdisk_when_its_bmc_powers_it_on() {
     if skip() {
         return;
     }
+    let _turn = one_vm_at_a_time();
     let agent = target().join("agent/ferrite-agent");
     assert!(
         agent.exists(),
