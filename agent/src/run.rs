@@ -21,6 +21,7 @@ use crate::heartbeat::lookup::{lookup, LookupTiming};
 use crate::heartbeat::token::TokenStore;
 use crate::heartbeat::{AgentLink, ConductorClient, MAX_API_VERSION};
 use crate::state::{AgentConfig, AgentState, RealSystemHooks};
+use crate::system::SystemHooks;
 
 /// Flags of the ramdisk agent run mode.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -90,6 +91,16 @@ pub fn lookup_macs(bootif: Option<&str>, inventory: Option<&Inventory>) -> Vec<S
 /// the ramdisk's init can restart us as IPA's does).
 pub async fn run(
     config: RunConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    run_with_hooks(config, Arc::new(RealSystemHooks::detect()), shutdown).await
+}
+
+/// [`run`] with the machine-wide actions (power, reboot, network lockdown) injected, so
+/// tests can run the whole agent without touching the host.
+pub async fn run_with_hooks(
+    config: RunConfig,
+    hooks: Arc<dyn SystemHooks>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let line =
@@ -171,7 +182,7 @@ pub async fn run(
             root: config.root.clone(),
             ..AgentConfig::default()
         },
-        Arc::new(RealSystemHooks::detect()),
+        hooks,
     ));
     if let Some(token) = &params.agent_token {
         state.set_agent_token(token).context("ipa-agent-token")?;

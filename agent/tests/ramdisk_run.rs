@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use double::{Double, Reply, Script, NODE, TOKEN};
-use ferrite_agent::run::{run, RunConfig};
+use ferrite_agent::run::{run_with_hooks, RunConfig};
+use ferrite_agent::state::{RecordingHooks, SystemAction};
 use serde_json::Value;
 use tokio::sync::Notify;
 
@@ -36,8 +37,17 @@ fn pinned_client(pem: &str) -> reqwest::Client {
         .unwrap()
 }
 
+/// The whole agent in-process, with recording system hooks (never the host's).
+fn run(
+    config: RunConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> impl std::future::Future<Output = anyhow::Result<()>> {
+    run_with_hooks(config, Arc::new(RecordingHooks::new()), shutdown)
+}
+
 struct Agent {
     stop: Arc<Notify>,
+    hooks: Arc<RecordingHooks>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -50,11 +60,13 @@ impl Agent {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             standalone,
         };
+        let hooks = Arc::new(RecordingHooks::new());
         let task = tokio::spawn({
             let stop = stop.clone();
-            async move { run(config, async move { stop.notified().await }).await }
+            let hooks = hooks.clone();
+            async move { run_with_hooks(config, hooks, async move { stop.notified().await }).await }
         });
-        Agent { stop, task }
+        Agent { stop, hooks, task }
     }
 
     async fn stop(mut self) -> anyhow::Result<()> {
@@ -291,6 +303,73 @@ fn sigterm(pid: u32) {
     // SAFETY: kill(2) on a child we spawned and have not reaped; no memory is involved.
     let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_inspection_still_goes_on_to_the_lookup() {
+    let d = Double::start(Script {
+        inspection: Reply::status(500),
+        ..double_script()
+    })
+    .await;
+    let line = format!(
+        "ipa-api-url={url} ipa-inspection-callback-url={url}/v1/continue_inspection \
+         ferrite-auto-tls=0 BOOTIF=01-52-54-00-AA-BB-01",
+        url = d.url()
+    );
+    let agent = Agent::start(line, fixture_root(), false);
+    d.wait_until("a heartbeat", Duration::from_secs(20), |s| {
+        s.iter().any(|r| r.is_heartbeat())
+    })
+    .await;
+    agent.stop().await.unwrap();
+    assert_eq!(
+        d.seen()[1].path,
+        "/v1/continue_inspection",
+        "{:?}",
+        d.seen()
+    );
+    assert!(!d.lookups()[0].query.contains_key("node_uuid"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockdown_stops_heartbeats_and_the_agent() {
+    let d = Double::start(double_script()).await;
+    let line = format!("ipa-api-url={} BOOTIF=01-52-54-00-AA-BB-01", d.url());
+    let mut agent = Agent::start(line, fixture_root(), false);
+    d.wait_until("a heartbeat", Duration::from_secs(20), |s| {
+        s.iter().any(|r| r.is_heartbeat())
+    })
+    .await;
+    let beat = d.heartbeats()[0].body.clone();
+    let callback = beat["callback_url"].as_str().unwrap();
+    let client = pinned_client(beat["agent_verify_ca"].as_str().unwrap());
+    let res = client
+        .post(format!(
+            "{callback}/v1/commands/?wait=true&agent_token={TOKEN}"
+        ))
+        .json(&serde_json::json!({"name": "system.lockdown", "params": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    tokio::time::timeout(Duration::from_secs(15), &mut agent.task)
+        .await
+        .expect("the agent ends after lockdown")
+        .unwrap()
+        .unwrap();
+    assert!(agent.hooks.calls().contains(&SystemAction::LockdownNetwork));
+    // The loop is gone: no heartbeat can follow.
+    let before = d.heartbeats().len();
+    assert!(
+        client
+            .get(format!("{callback}/v1/status"))
+            .send()
+            .await
+            .is_err(),
+        "API stopped"
+    );
+    assert_eq!(d.heartbeats().len(), before);
 }
 
 /// Kills the spawned agent even when the test fails.
