@@ -1,0 +1,198 @@
+//! The files behind the conductor's `/boot/` URL: one script per port MAC
+//! (`<aa-bb-…>.ipxe`), the deploy kernel and ramdisk staged per node (`<uuid>/deploy_kernel`),
+//! written when a step needs them and removed on cleanup. Every request path is checked:
+//! nothing outside the root is ever served.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::ipxe;
+use crate::mac::Mac;
+
+/// The names a node's staged files may have.
+pub const STAGED_NAMES: [&str; 2] = ["deploy_kernel", "deploy_ramdisk"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error("boot file directory {path:?} is not usable")]
+    Root {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path:?}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0:?} is not a node UUID")]
+    BadNode(String),
+    #[error(
+        "{name} source {source_ref:?} is neither an http(s) URL nor a readable local file \
+         (file:///path or /path); fix the node's driver_info"
+    )]
+    BadSource { name: String, source_ref: String },
+}
+
+/// What to answer for a request under `/boot/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Served {
+    /// A file inside the root.
+    File(PathBuf),
+    /// A generated script (the chain script, or the "not managed" answer).
+    Script(String),
+    NotFound,
+    /// The path tried to leave the root or is malformed: answer 400/403, never a file.
+    Refused(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct BootFiles {
+    root: PathBuf,
+    base_url: String,
+}
+
+fn valid_uuid(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+impl BootFiles {
+    /// `root` is created if missing; `base_url` is the conductor as servers reach it (the
+    /// chain script fetches `{base_url}/boot/<mac>.ipxe`).
+    pub fn new(root: impl Into<PathBuf>, base_url: &str) -> Result<BootFiles, FilesError> {
+        let path = root.into();
+        let err = |source| FilesError::Root {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&path).map_err(err)?;
+        let root = path.canonicalize().map_err(err)?;
+        Ok(BootFiles {
+            root,
+            base_url: base_url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The URL of a path under `/boot/`.
+    pub fn url(&self, rel: &str) -> String {
+        format!("{}/boot/{rel}", self.base_url)
+    }
+
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), FilesError> {
+        let err = |source| FilesError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp).map_err(err)?;
+        f.write_all(bytes).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        std::fs::rename(&tmp, path).map_err(err)
+    }
+
+    /// Installs `script` as the boot script of every MAC in `macs`.
+    pub fn write_node_script(&self, macs: &[Mac], script: &str) -> Result<(), FilesError> {
+        for mac in macs {
+            let path = self.root.join(format!("{}.ipxe", mac.hexhyp()));
+            self.write_atomic(&path, script.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Removes the boot scripts of `macs` (missing ones are fine).
+    pub fn remove_node_scripts(&self, macs: &[Mac]) {
+        for mac in macs {
+            let _ = std::fs::remove_file(self.root.join(format!("{}.ipxe", mac.hexhyp())));
+        }
+    }
+
+    /// The URL iPXE should fetch `name` (deploy_kernel/deploy_ramdisk) from: http(s)
+    /// sources are used as they are; a local file (`file:///p` or `/p`) is staged under the
+    /// node's directory (hard link, or copy across file systems) and served by us.
+    pub fn deploy_url(
+        &self,
+        node_uuid: &str,
+        name: &str,
+        source: &str,
+    ) -> Result<String, FilesError> {
+        if source.starts_with("http://") || source.starts_with("https://") {
+            return Ok(source.to_string());
+        }
+        if !valid_uuid(node_uuid) {
+            return Err(FilesError::BadNode(node_uuid.into()));
+        }
+        let bad = || FilesError::BadSource {
+            name: name.into(),
+            source_ref: source.into(),
+        };
+        if !STAGED_NAMES.contains(&name) {
+            return Err(bad());
+        }
+        let local = Path::new(source.strip_prefix("file://").unwrap_or(source));
+        if !local.is_absolute() || !local.is_file() {
+            return Err(bad());
+        }
+        let dir = self.root.join(node_uuid);
+        std::fs::create_dir_all(&dir).map_err(|source| FilesError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        let dest = dir.join(name);
+        let _ = std::fs::remove_file(&dest);
+        if std::fs::hard_link(local, &dest).is_err() {
+            std::fs::copy(local, &dest).map_err(|source| FilesError::Write {
+                path: dest.clone(),
+                source,
+            })?;
+        }
+        Ok(self.url(&format!("{node_uuid}/{name}")))
+    }
+
+    /// Removes everything staged for a node.
+    pub fn remove_node_files(&self, node_uuid: &str) {
+        if valid_uuid(node_uuid) {
+            let _ = std::fs::remove_dir_all(self.root.join(node_uuid));
+        }
+    }
+
+    /// Maps a request path (relative to `/boot/`, as the HTTP layer got it) to an answer.
+    pub fn serve(&self, rel: &str) -> Served {
+        let rel = rel.trim_start_matches('/');
+        if rel.contains("..") || rel.contains('\\') || rel.contains('\0') {
+            return Served::Refused(format!("{rel:?} tries to leave /boot/"));
+        }
+        if rel == "boot.ipxe" {
+            return Served::Script(ipxe::chain_script(&self.base_url));
+        }
+        let parts: Vec<&str> = rel.split('/').collect();
+        match parts.as_slice() {
+            [file] if file.ends_with(".ipxe") => {
+                let Ok(mac) = file.trim_end_matches(".ipxe").parse::<Mac>() else {
+                    return Served::NotFound;
+                };
+                let path = self.root.join(format!("{}.ipxe", mac.hexhyp()));
+                if path.is_file() {
+                    Served::File(path)
+                } else {
+                    Served::Script(ipxe::not_managed_script(&mac))
+                }
+            }
+            [node, name] if valid_uuid(node) && STAGED_NAMES.contains(name) => {
+                let path = self.root.join(node).join(name);
+                match path.canonicalize() {
+                    Ok(real) if real.starts_with(&self.root) && real.is_file() => {
+                        Served::File(real)
+                    }
+                    Ok(_) => Served::Refused(format!("{rel:?} is not a boot file")),
+                    Err(_) => Served::NotFound,
+                }
+            }
+            _ => Served::NotFound,
+        }
+    }
+}

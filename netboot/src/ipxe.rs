@@ -1,0 +1,119 @@
+//! iPXE scripts: the chain script every server fetches first, the per-node deploy-ramdisk
+//! script with the agent's kernel parameters (CONTRACT.md §3), local-disk boot, and the
+//! answer for MACs Ferrite does not manage.
+
+use crate::mac::Mac;
+
+/// The agent's kernel command line, in CONTRACT.md §3 terms.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KernelParams {
+    /// `ipa-api-url`: the conductor's API as the server reaches it.
+    pub api_url: String,
+    /// `ipa-inspection-callback-url`, only while inspecting.
+    pub inspection_callback_url: Option<String>,
+    /// `ipa-advertise-host` / `ipa-advertise-port`, when the agent must announce an address
+    /// other than its own (NAT, QEMU user networking).
+    pub advertise: Option<(String, u16)>,
+    /// Extra parameters appended verbatim (e.g. `console=ttyS0`), from configuration.
+    pub extra: Vec<String>,
+}
+
+impl KernelParams {
+    /// The command line; `BOOTIF` uses iPXE's own idea of the booting MAC.
+    pub fn render(&self) -> String {
+        let mut p = vec![format!("ipa-api-url={}", self.api_url)];
+        if let Some(url) = &self.inspection_callback_url {
+            p.push(format!("ipa-inspection-callback-url={url}"));
+        }
+        if let Some((host, port)) = &self.advertise {
+            p.push(format!("ipa-advertise-host={host}"));
+            p.push(format!("ipa-advertise-port={port}"));
+        }
+        p.push("BOOTIF=01-${mac:hexhyp}".into());
+        p.extend(self.extra.iter().cloned());
+        p.join(" ")
+    }
+}
+
+/// Where the deploy kernel and ramdisk come from (URLs as the server's iPXE fetches them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployBoot {
+    pub node_uuid: String,
+    pub kernel_url: String,
+    pub ramdisk_url: String,
+    pub params: KernelParams,
+}
+
+/// `/boot/boot.ipxe`: chains to the MAC-named script of each NIC in turn; a NIC whose MAC
+/// no node owns gets [`not_managed_script`], which fails, so the next NIC is tried.
+pub fn chain_script(base_url: &str) -> String {
+    let base = base_url.trim_end_matches('/');
+    format!(
+        "#!ipxe
+# Ferrite: chain to the boot script of the first NIC whose MAC the conductor knows.
+set netid:int32 -1
+:next_nic
+inc netid
+isset ${{net${{netid}}/mac}} || goto no_script
+chain --autofree {base}/boot/${{net${{netid}}/mac:hexhyp}}.ipxe || goto next_nic
+:no_script
+echo Ferrite: no boot script for any NIC of this machine
+sleep 10
+exit 1
+"
+    )
+}
+
+/// The per-node script while the node expects an agent: boot the deploy ramdisk, retrying
+/// downloads a few times, and power off if they never succeed.
+pub fn deploy_script(boot: &DeployBoot) -> String {
+    format!(
+        "#!ipxe
+# Ferrite: deploy ramdisk for node {uuid}
+set attempts:int32 10
+set i:int32 0
+:deploy
+imgfree
+kernel --name kernel {kernel} initrd=ramdisk {params} || goto retry
+initrd --name ramdisk {ramdisk} || goto retry
+boot || goto retry
+:retry
+iseq ${{i}} ${{attempts}} && goto fail ||
+inc i
+echo Ferrite: download failed, retry ${{i}} of ${{attempts}}
+sleep ${{i}}
+goto deploy
+:fail
+echo Ferrite: cannot load the deploy ramdisk of node {uuid}; powering off in 30 s
+sleep 30
+poweroff
+",
+        uuid = boot.node_uuid,
+        kernel = boot.kernel_url,
+        ramdisk = boot.ramdisk_url,
+        params = boot.params.render(),
+    )
+}
+
+/// The per-node script once the node is deployed: boot the first local disk.
+pub fn local_boot_script(node_uuid: &str) -> String {
+    format!(
+        "#!ipxe
+# Ferrite: node {node_uuid} is deployed; boot from its local disk
+sanboot --no-describe --drive 0x80 || exit
+"
+    )
+}
+
+/// The answer for a MAC no node owns: say so on the console, then let the firmware go on
+/// with its next boot device.
+pub fn not_managed_script(mac: &Mac) -> String {
+    format!(
+        "#!ipxe
+# Ferrite: {mac} belongs to no enrolled node
+echo Ferrite: this machine ({mac}) is not managed by Ferrite: enroll it with a port for this MAC
+sleep 10
+exit 1
+"
+    )
+}
