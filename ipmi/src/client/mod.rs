@@ -141,24 +141,35 @@ impl Client {
     ) -> Result<Vec<u8>, ClientError> {
         let mut guard = self.session.lock().await;
         let reused = guard.is_some();
-        for attempt in 0..2 {
-            if guard.is_none() {
-                *guard = Some(self.open_session().await?);
+        let first = self
+            .call_in(&mut guard, command, &req, privilege, cmd_specific)
+            .await;
+        match first {
+            Err(e) if reused && e.may_be_stale_session() => {
+                tracing::debug!(bmc = %self.cfg.addr, error = %e, "re-opening stale session");
+                *guard = None;
+                self.call_in(&mut guard, command, &req, privilege, cmd_specific)
+                    .await
             }
-            let session = guard.as_mut().expect("just opened");
-            let result = match session.ensure_privilege(privilege).await {
-                Ok(()) => session.call(command, &req, cmd_specific).await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Err(e) if attempt == 0 && reused && e.may_be_stale_session() => {
-                    tracing::debug!(bmc = %self.cfg.addr, error = %e, "re-opening stale session");
-                    *guard = None;
-                }
-                other => return other,
-            }
+            other => other,
         }
-        unreachable!("the second attempt always returns")
+    }
+
+    /// One attempt in the session held by `slot`, opening one if it is empty.
+    async fn call_in(
+        &self,
+        slot: &mut Option<Session>,
+        command: &'static str,
+        req: &Request,
+        privilege: Privilege,
+        cmd_specific: Option<&'static str>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let session = match slot {
+            Some(s) => s,
+            None => slot.insert(self.open_session().await?),
+        };
+        session.ensure_privilege(privilege).await?;
+        session.call(command, req, cmd_specific).await
     }
 
     /// Opens the session now (validates address and credentials).
