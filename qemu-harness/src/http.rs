@@ -209,6 +209,59 @@ fn respond_head(
     conn.flush()
 }
 
+/// A one-shot HTTP/1.1 client call (Connection: close): returns status and body.
+pub fn call(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    json_body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    let mut c = TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))?;
+    c.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    let body = json_body.unwrap_or("");
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: \
+         application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    c.write_all(req.as_bytes())?;
+    let mut out = vec![];
+    c.read_to_end(&mut out)?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {text:?}")))?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    Ok((
+        status,
+        if chunked {
+            unchunk(body)
+        } else {
+            body.to_string()
+        },
+    ))
+}
+
+fn unchunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +302,9 @@ mod tests {
             s.addr(),
             "POST /x HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
         );
+        let (status, body) = call(s.addr(), "GET", "/boot.ipxe", None).unwrap();
+        assert_eq!((status, body.as_str()), (200, "#!ipxe\n"));
+        assert_eq!(unchunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "abcde");
         let reqs = s.requests();
         assert_eq!(reqs[1].target, "/v1/lookup?addresses=aa");
         assert_eq!(reqs[3].body, b"abc");

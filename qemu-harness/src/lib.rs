@@ -10,6 +10,7 @@ pub mod http;
 pub mod process;
 pub mod spec;
 pub mod vm;
+pub mod walk;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -49,6 +50,12 @@ pub enum Error {
     BadState { path: PathBuf, why: String },
     #[error("bad chassis_control call `{args}`: {why}")]
     BadChassisCall { args: String, why: String },
+    #[error("{phase} failed: {why}\nlast console lines:\n{console_tail}")]
+    Walk {
+        phase: String,
+        why: String,
+        console_tail: String,
+    },
     #[error("starting the simulated BMC")]
     Bmc(#[source] ferrite_ipmi::sim::SimError),
 }

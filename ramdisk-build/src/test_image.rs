@@ -342,6 +342,35 @@ pub fn add_config_drive(image: &Path, meta_data_json: &str) -> Result<(), Error>
     result
 }
 
+/// Writes a standalone config drive image: a FAT filesystem labelled `config-2` with
+/// `openstack/latest/meta_data.json`, as the agent accepts from an http(s) URL.
+pub fn config_drive_image(path: &Path, meta_data_json: &str) -> Result<(), Error> {
+    let part = Partition {
+        bootable: false,
+        kind: mbr::FAT16_LBA,
+        start: 0,
+        sectors: 8 * 2048, // 8 MiB
+    };
+    std::fs::File::create(path)
+        .and_then(|f| f.set_len(part.sectors as u64 * SECTOR))
+        .map_err(|e| Error::Io(format!("creating {}", path.display()), e))?;
+    format_fat(path, &part, "config-2")?;
+    let dir = tempdir_near(path)?;
+    let meta = dir.join("meta_data.json");
+    let result = std::fs::write(&meta, meta_data_json)
+        .map_err(|e| Error::Io(format!("writing {}", meta.display()), e))
+        .and_then(|_| {
+            copy_in(
+                path,
+                &part,
+                &["openstack", "openstack/latest"],
+                &[("openstack/latest/meta_data.json", &meta)],
+            )
+        });
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
 fn tempdir_near(image: &Path) -> Result<PathBuf, Error> {
     let dir = image.with_extension(format!("cfgdrive-{}", std::process::id()));
     std::fs::create_dir_all(&dir)

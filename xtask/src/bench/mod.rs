@@ -2,6 +2,7 @@
 //! run and writes target/bench/<name>.json as an array of [`Record`]s.
 
 mod agent;
+mod e2e;
 
 use std::path::PathBuf;
 
@@ -57,7 +58,11 @@ impl Record {
 
 /// Benchmark names with the function that runs each.
 type Bench = fn() -> anyhow::Result<Vec<Record>>;
-pub const BENCHES: &[(&str, Bench)] = &[("ipmi", ipmi::run), ("agent", agent::run)];
+pub const BENCHES: &[(&str, Bench)] = &[
+    ("ipmi", ipmi::run),
+    ("agent", agent::run),
+    ("e2e", e2e::run),
+];
 
 pub fn run(name: &str) -> anyhow::Result<()> {
     let Some((_, bench)) = BENCHES.iter().find(|(n, _)| *n == name) else {

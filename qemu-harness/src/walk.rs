@@ -1,0 +1,274 @@
+//! The deploy walk without a conductor, as the end-to-end tests and `cargo xtask bench e2e`
+//! run it: a node behind its BMC PXE-boots the real ramdisk, the agent posts its inventory
+//! and looks itself up (answered 404 by a stand-in), is told over its API to write the test
+//! OS image with a config drive, and the BMC boots the disk until the OS prints its marker.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ferrite_ramdisk_build::{test_image, RamdiskBuilder, TestImageBuilder};
+use serde_json::{json, Value};
+
+use crate::http::{self, HttpServer};
+use crate::spec::DiskFormat;
+use crate::vm::{create_disk, free_tcp_port, Node, VmBuilder, AGENT_PORT};
+use crate::Error;
+
+/// What to build and boot.
+#[derive(Debug, Clone)]
+pub struct WalkConfig {
+    /// The static agent (`target/agent/ferrite-agent`).
+    pub agent: PathBuf,
+    /// Download cache of the pinned Debian packages.
+    pub cache_dir: PathBuf,
+    /// Everything else goes here (boot files, images, the node's disk and console).
+    pub work_dir: PathBuf,
+    pub memory_mib: u32,
+    pub disk_gib: u64,
+    pub mac: String,
+    pub disk_serial: String,
+    pub node_serial: String,
+    /// Written into the config drive's meta_data.json.
+    pub uuid: String,
+    pub hostname: String,
+    /// Replaces the image's real sha256 (to provoke a checksum failure).
+    pub wrong_checksum: Option<String>,
+    /// The BMC's chassis program (default: see [`VmBuilder::chassis_program`]).
+    pub chassis_program: Option<PathBuf>,
+}
+
+impl WalkConfig {
+    pub fn new(agent: PathBuf, cache_dir: PathBuf, work_dir: PathBuf) -> WalkConfig {
+        WalkConfig {
+            agent,
+            cache_dir,
+            work_dir,
+            memory_mib: 256,
+            disk_gib: 5,
+            mac: "52:54:00:fe:00:01".into(),
+            disk_serial: "FERRITE-DISK-0".into(),
+            node_serial: "FERRITE-NODE-0".into(),
+            uuid: "00000000-0000-4000-8000-000000000001".into(),
+            hostname: "ferrite-node-0".into(),
+            wrong_checksum: None,
+            chassis_program: None,
+        }
+    }
+}
+
+/// What happened, with the time each phase took.
+#[derive(Debug)]
+pub struct WalkReport {
+    pub phases: Vec<(&'static str, Duration)>,
+    pub kernel_bytes: u64,
+    pub initramfs_bytes: u64,
+    /// The `inventory` the agent posted to the inspection callback.
+    pub inventory: Value,
+    /// The first `GET /v1/lookup?…` target.
+    pub lookup: String,
+    /// The final `standby.prepare_image` result (`command_status`, `command_error`, …).
+    pub deploy: Value,
+    /// The deployed OS's `FERRITE-DEPLOYED …` line; None when the deploy failed.
+    pub marker: Option<String>,
+    /// The node's disk image (for inspecting what the agent left on it).
+    pub disk: PathBuf,
+    /// The node, still up (powered on or off), for further checks; dropping it stops all.
+    pub node: Node,
+}
+
+fn fail(phase: &str, why: impl std::fmt::Display, node: Option<&Node>) -> Error {
+    Error::Walk {
+        phase: phase.into(),
+        why: why.to_string(),
+        console_tail: node.map(|n| n.console().tail(30)).unwrap_or_default(),
+    }
+}
+
+fn poll<T>(
+    phase: &str,
+    timeout: Duration,
+    node: &Node,
+    mut f: impl FnMut() -> Option<T>,
+) -> Result<T, Error> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if node.console().contents().contains("ferrite-agent exited") {
+            return Err(fail(phase, "the agent exited", Some(node)));
+        }
+        if Instant::now() >= deadline {
+            return Err(fail(
+                phase,
+                format!("nothing after {timeout:?}"),
+                Some(node),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs the walk; see the module docs.
+pub fn run(cfg: &WalkConfig) -> Result<WalkReport, Error> {
+    let www = cfg.work_dir.join("www");
+    let manifest = RamdiskBuilder::new(&cfg.agent, &www)
+        .cache_dir(&cfg.cache_dir)
+        .build()
+        .map_err(|e| fail("building the ramdisk", e, None))?;
+    let image = TestImageBuilder::new(cfg.work_dir.join("image"))
+        .cache_dir(&cfg.cache_dir)
+        .build()
+        .map_err(|e| fail("building the test image", e, None))?;
+    let io = |what: &str, e: std::io::Error| fail(what, e, None);
+    std::fs::copy(&image.qcow2, www.join("os.qcow2")).map_err(|e| io("serving the image", e))?;
+    let meta = json!({"uuid": cfg.uuid, "hostname": cfg.hostname, "name": cfg.hostname});
+    test_image::config_drive_image(&www.join("configdrive.vfat"), &meta.to_string())
+        .map_err(|e| fail("building the config drive", e, None))?;
+
+    let server = HttpServer::start(&www)?;
+    let base = format!("http://10.0.2.2:{}", server.port());
+    std::fs::write(
+        www.join("boot.ipxe"),
+        format!(
+            "#!ipxe\nkernel {base}/{} console=ttyS0 quiet ipa-api-url={base} \
+             ipa-inspection-callback-url={base}/v1/continue_inspection ferrite-auto-tls=0\n\
+             initrd {base}/{}\nboot\n",
+            manifest.kernel.file, manifest.initramfs.file
+        ),
+    )
+    .map_err(|e| io("writing boot.ipxe", e))?;
+    server.reply("/v1/continue_inspection", 202, r#"{"uuid": "walk"}"#);
+    server.reply(
+        "/v1/lookup",
+        404,
+        r#"{"error_message": "no conductor here"}"#,
+    );
+
+    let disk = cfg.work_dir.join("disk0.raw");
+    create_disk(&disk, cfg.disk_gib << 30)?;
+    let agent_port = free_tcp_port()?;
+    let mut builder = VmBuilder::new("walk-node")
+        .memory_mib(cfg.memory_mib)
+        .dir(cfg.work_dir.join("node"))
+        .disk(&disk, DiskFormat::Raw, &cfg.disk_serial)
+        .smbios("Ferrite", "QEMU bare-metal node", &cfg.node_serial)
+        .nic(&cfg.mac)
+        .hostfwd(agent_port, AGENT_PORT)
+        .pxe_bootfile(&format!("{base}/boot.ipxe"));
+    if let Some(p) = &cfg.chassis_program {
+        builder = builder.chassis_program(p);
+    }
+    let mut node = builder.start_with_bmc()?;
+    let mut phases = vec![];
+
+    node.ipmitool(&["chassis", "bootdev", "pxe"])?;
+    let t0 = Instant::now();
+    node.ipmitool(&["power", "on"])?;
+    node.wait_for(
+        "ferrite-ramdisk: starting ferrite-agent",
+        Duration::from_secs(120),
+    )
+    .map_err(|e| fail("PXE boot of the ramdisk", e, None))?;
+    phases.push(("power on -> agent started", t0.elapsed()));
+    let lookup = poll("first lookup", Duration::from_secs(60), &node, || {
+        server
+            .requests()
+            .into_iter()
+            .find(|r| r.target.starts_with("/v1/lookup"))
+            .map(|r| r.target)
+    })?;
+    phases.push(("power on -> first lookup", t0.elapsed()));
+    let inventory = server
+        .requests()
+        .into_iter()
+        .find(|r| r.target == "/v1/continue_inspection")
+        .and_then(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .map(|v| v["inventory"].clone())
+        .ok_or_else(|| fail("inspection", "no inventory was posted", Some(&node)))?;
+
+    let agent = std::net::SocketAddr::from(([127, 0, 0, 1], agent_port));
+    let sha256 = cfg
+        .wrong_checksum
+        .clone()
+        .unwrap_or(image.qcow2_sha256.clone());
+    let command = json!({
+        "name": "standby.prepare_image",
+        "params": {
+            "image_info": {
+                "id": "ferrite-test-os",
+                "urls": [format!("{base}/os.qcow2")],
+                "disk_format": "qcow2",
+                "image_type": "whole-disk",
+                "os_hash_algo": "sha256",
+                "os_hash_value": sha256,
+            },
+            "configdrive": format!("{base}/configdrive.vfat"),
+        }
+    });
+    let t1 = Instant::now();
+    let (status, body) = http::call(
+        agent,
+        "POST",
+        "/v1/commands/?wait=false",
+        Some(&command.to_string()),
+    )
+    .map_err(|e| fail("asking the agent to write the image", e, Some(&node)))?;
+    if !(200..300).contains(&status) {
+        return Err(fail(
+            "asking the agent to write the image",
+            format!("HTTP {status}: {body}"),
+            Some(&node),
+        ));
+    }
+    let id = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v["id"].as_str().map(String::from))
+        .ok_or_else(|| {
+            fail(
+                "asking the agent to write the image",
+                format!("no command id in {body}"),
+                Some(&node),
+            )
+        })?;
+    let deploy = poll("image write", Duration::from_secs(300), &node, || {
+        let (s, b) = http::call(agent, "GET", &format!("/v1/commands/{id}"), None).ok()?;
+        let v: Value = serde_json::from_str(&b).ok()?;
+        (s == 200 && v["command_status"] != "RUNNING").then_some(v)
+    })?;
+    phases.push(("image write (agent command)", t1.elapsed()));
+    if deploy["command_status"] != "SUCCEEDED" {
+        return Ok(WalkReport {
+            phases,
+            kernel_bytes: manifest.kernel.bytes,
+            initramfs_bytes: manifest.initramfs.bytes,
+            inventory,
+            lookup,
+            deploy,
+            marker: None,
+            disk,
+            node,
+        });
+    }
+
+    node.ipmitool(&["chassis", "bootdev", "disk"])?;
+    node.ipmitool(&["power", "off"])?;
+    let t2 = Instant::now();
+    node.ipmitool(&["power", "on"])?;
+    let marker = node
+        .wait_for("FERRITE-DEPLOYED", Duration::from_secs(180))
+        .map_err(|e| fail("booting the deployed disk", e, None))?;
+    phases.push(("power on -> deployed OS marker", t2.elapsed()));
+    phases.push(("total", t0.elapsed()));
+    Ok(WalkReport {
+        phases,
+        kernel_bytes: manifest.kernel.bytes,
+        initramfs_bytes: manifest.initramfs.bytes,
+        inventory,
+        lookup,
+        deploy,
+        marker: Some(marker),
+        disk,
+        node,
+    })
+}
