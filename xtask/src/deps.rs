@@ -50,6 +50,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("dosfstools", "mkfs.vfat: config drives of the agent's image tests"),
     ("tgt", "iSCSI interop tests and benchmark baseline (tgtd, tgtadm)"),
     ("libiscsi-bin", "iSCSI conformance tests and benchmark client (iscsi-test-cu, iscsi-inq, iscsi-ls, iscsi-perf)"),
+    (
+        "postgresql",
+        "conductor tests and bench on a throwaway PostgreSQL server",
+    ),
 ];
 
 /// Installing qemu-system-x86 (7.2) removes the machine image's backported qemu-utils 10, so

@@ -1,0 +1,138 @@
+//! Version discovery (`/`, `/v1`), drivers and conductors.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::{
+    base_url, fmt_version, json_ok, ApiError, ApiResult, Shared, MAX_VERSION, MIN_VERSION,
+};
+
+fn version_doc(base: &str) -> Value {
+    json!({
+        "id": "v1",
+        "links": [{"href": format!("{base}/v1/"), "rel": "self"}],
+        "status": "CURRENT",
+        "min_version": fmt_version(MIN_VERSION),
+        "version": fmt_version(MAX_VERSION),
+    })
+}
+
+pub async fn root(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let base = base_url(&state, &headers);
+    json_ok(json!({
+        "name": "OpenStack Ironic API",
+        "description": "Ferrite conductor: Ironic-compatible bare metal provisioning.",
+        "default_version": version_doc(&base),
+        "versions": [version_doc(&base)],
+    }))
+}
+
+pub async fn v1(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let base = base_url(&state, &headers);
+    let link = |k: &str| {
+        json!([{"href": format!("{base}/v1/{k}/"), "rel": "self"},
+               {"href": format!("{base}/{k}/"), "rel": "bookmark"}])
+    };
+    json_ok(json!({
+        "id": "v1",
+        "links": [{"href": format!("{base}/v1/"), "rel": "self"}],
+        "media_types": [{"base": "application/json", "type": "application/vnd.openstack.ironic.v1+json"}],
+        "nodes": link("nodes"),
+        "ports": link("ports"),
+        "drivers": link("drivers"),
+        "conductors": link("conductors"),
+        "lookup": link("lookup"),
+        "heartbeat": link("heartbeat"),
+        "version": version_doc(&base),
+    }))
+}
+
+fn driver_doc(state: &Shared, base: &str, name: &str, detail: bool) -> Value {
+    let mut d = json!({
+        "name": name,
+        "hosts": [state.engine.cfg.host],
+        "type": "dynamic",
+        "links": [{"href": format!("{base}/v1/drivers/{name}"), "rel": "self"},
+                  {"href": format!("{base}/drivers/{name}"), "rel": "bookmark"}],
+    });
+    if detail {
+        if let Some(hw) = state.engine.drivers.get(name) {
+            for (iface, names) in hw.interfaces() {
+                d[format!("default_{iface}_interface")] = json!(names[0]);
+                d[format!("enabled_{iface}_interfaces")] = json!(names);
+            }
+        }
+    }
+    d
+}
+
+pub async fn drivers(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let base = base_url(&state, &headers);
+    let list: Vec<Value> = state
+        .engine
+        .drivers
+        .names()
+        .into_iter()
+        .map(|n| driver_doc(&state, &base, n, false))
+        .collect();
+    json_ok(json!({"drivers": list}))
+}
+
+pub async fn driver(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    if state.engine.drivers.get(&name).is_none() {
+        return Err(ApiError::not_found(format!(
+            "Driver {name} could not be found."
+        )));
+    }
+    Ok(json_ok(driver_doc(
+        &state,
+        &base_url(&state, &headers),
+        &name,
+        true,
+    )))
+}
+
+async fn conductor_docs(state: &Shared, base: &str) -> ApiResult<Vec<Value>> {
+    Ok(state
+        .engine
+        .db
+        .conductors()
+        .await?
+        .into_iter()
+        .map(|(hostname, drivers, alive, created, updated)| {
+            json!({
+                "hostname": hostname,
+                "conductor_group": "",
+                "alive": alive,
+                "drivers": drivers,
+                "created_at": created,
+                "updated_at": updated,
+                "links": [{"href": format!("{base}/v1/conductors/{hostname}"), "rel": "self"},
+                          {"href": format!("{base}/conductors/{hostname}"), "rel": "bookmark"}],
+            })
+        })
+        .collect())
+}
+
+pub async fn conductors(State(state): State<Shared>, headers: HeaderMap) -> ApiResult<Response> {
+    let docs = conductor_docs(&state, &base_url(&state, &headers)).await?;
+    Ok(json_ok(json!({"conductors": docs})))
+}
+
+pub async fn conductor(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let docs = conductor_docs(&state, &base_url(&state, &headers)).await?;
+    docs.into_iter()
+        .find(|d| d["hostname"] == json!(name))
+        .map(json_ok)
+        .ok_or_else(|| ApiError::not_found(format!("Conductor {name} could not be found.")))
+}

@@ -1,0 +1,726 @@
+//! `/v1/nodes`: create, list (detail, fields, filters, markers), show by UUID or name,
+//! JSON Patch, delete, states, provision and power requests, validate, boot device,
+//! maintenance, inventory.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::patch::{self, Operation};
+use super::{
+    base_url, json_ok, parse_bool, parse_fields, parse_json, parse_limit, ApiError, ApiResult,
+    JsonBody, Shared, Version,
+};
+use crate::db::NodeFilter;
+use crate::engine::{EngineError, ProvisionRequest};
+use crate::model::{is_uuid_like, now, Node, Obj, NODE_FIELDS, NODE_SHORT_FIELDS};
+use crate::state::State as PState;
+
+const LIST_PARAMS: &[&str] = &[
+    "detail",
+    "fields",
+    "limit",
+    "marker",
+    "sort_key",
+    "sort_dir",
+    "provision_state",
+    "maintenance",
+    "driver",
+    "resource_class",
+    "associated",
+    "instance_uuid",
+];
+
+/// Fields a user may set at creation or patch.
+const WRITABLE: &[&str] = &[
+    "uuid",
+    "name",
+    "driver",
+    "driver_info",
+    "properties",
+    "instance_info",
+    "instance_uuid",
+    "extra",
+    "resource_class",
+    "boot_interface",
+    "deploy_interface",
+    "power_interface",
+    "management_interface",
+    "inspect_interface",
+    "maintenance",
+    "maintenance_reason",
+];
+
+fn check_name(name: &str) -> ApiResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+        && !is_uuid_like(name);
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad(format!(
+            "Expected a logical name but received {name:?}: use letters, digits and -._~ (not a UUID)"
+        )))
+    }
+}
+
+fn want_str(k: &str, v: &Value) -> ApiResult<Option<String>> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        other => Err(ApiError::bad(format!(
+            "Invalid type for field {k}: expected a string, got {other}"
+        ))),
+    }
+}
+
+fn want_obj(k: &str, v: &Value) -> ApiResult<Obj> {
+    match v {
+        Value::Null => Ok(Obj::new()),
+        Value::Object(o) => Ok(o.clone()),
+        other => Err(ApiError::bad(format!(
+            "Invalid type for field {k}: expected an object, got {other}"
+        ))),
+    }
+}
+
+/// Writes the user-settable fields of `doc` into `node`, validating each.
+fn apply_fields(state: &Shared, node: &mut Node, doc: &Obj, creating: bool) -> ApiResult<()> {
+    if let Some(k) = doc.keys().find(|k| !WRITABLE.contains(&k.as_str())) {
+        let what = if NODE_FIELDS.contains(&k.as_str()) {
+            "read-only"
+        } else {
+            "unknown"
+        };
+        return Err(ApiError::bad(format!(
+            "Field {k:?} is {what}: settable fields are {}",
+            WRITABLE.join(", ")
+        )));
+    }
+    let old_driver = node.driver.clone();
+    for (k, v) in doc {
+        match k.as_str() {
+            "uuid" => {
+                let u = want_str(k, v)?.unwrap_or_default();
+                if !creating && u != node.uuid {
+                    return Err(ApiError::bad("Field \"uuid\" cannot be changed"));
+                }
+                if !is_uuid_like(&u) {
+                    return Err(ApiError::bad(format!(
+                        "Expected a UUID for uuid but received {u:?}"
+                    )));
+                }
+                node.uuid = u.to_ascii_lowercase();
+            }
+            "name" => {
+                node.name = want_str(k, v)?;
+                if let Some(n) = &node.name {
+                    check_name(n)?;
+                }
+            }
+            "driver" => {
+                node.driver = want_str(k, v)?.ok_or_else(|| {
+                    ApiError::bad("Field \"driver\" is mandatory: e.g. fake-hardware")
+                })?
+            }
+            "driver_info" => node.driver_info = want_obj(k, v)?,
+            "properties" => node.properties = want_obj(k, v)?,
+            "instance_info" => node.instance_info = want_obj(k, v)?,
+            "extra" => node.extra = want_obj(k, v)?,
+            "instance_uuid" => {
+                node.instance_uuid = want_str(k, v)?;
+                if let Some(u) = &node.instance_uuid {
+                    if !is_uuid_like(u) {
+                        return Err(ApiError::bad(format!(
+                            "Expected a UUID for instance_uuid but received {u:?}"
+                        )));
+                    }
+                }
+            }
+            "resource_class" => {
+                node.resource_class = want_str(k, v)?;
+                if node.resource_class.as_ref().is_some_and(|r| r.len() > 80) {
+                    return Err(ApiError::bad("resource_class is longer than 80 characters"));
+                }
+            }
+            "maintenance" => {
+                node.maintenance = v.as_bool().ok_or_else(|| {
+                    ApiError::bad(format!(
+                        "Invalid type for field maintenance: expected a boolean, got {v}"
+                    ))
+                })?
+            }
+            "maintenance_reason" => node.maintenance_reason = want_str(k, v)?,
+            iface => {
+                let val = want_str(k, v)?;
+                let slot = match iface {
+                    "boot_interface" => &mut node.boot_interface,
+                    "deploy_interface" => &mut node.deploy_interface,
+                    "power_interface" => &mut node.power_interface,
+                    "management_interface" => &mut node.management_interface,
+                    _ => &mut node.inspect_interface,
+                };
+                *slot = val.unwrap_or_default();
+            }
+        }
+    }
+    let hw = state.engine.drivers.get(&node.driver).ok_or_else(|| {
+        ApiError::bad(format!(
+            "Driver {:?} is not loaded: available drivers are {}",
+            node.driver,
+            state.engine.drivers.names().join(", ")
+        ))
+    })?;
+    // Interfaces not given (or emptied, or from another driver) take the defaults.
+    for (field, default) in hw.defaults() {
+        let explicit = doc.get(field).is_some_and(|v| !v.is_null());
+        let slot = match field {
+            "boot_interface" => &mut node.boot_interface,
+            "deploy_interface" => &mut node.deploy_interface,
+            "power_interface" => &mut node.power_interface,
+            "management_interface" => &mut node.management_interface,
+            _ => &mut node.inspect_interface,
+        };
+        if slot.is_empty() || (!explicit && (creating || old_driver != node.driver)) {
+            *slot = default.to_string();
+        }
+    }
+    hw.for_node(node)
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    Ok(())
+}
+
+fn blank_node() -> Node {
+    Node {
+        id: 0,
+        uuid: uuid::Uuid::new_v4().to_string(),
+        name: None,
+        driver: String::new(),
+        driver_info: Obj::new(),
+        properties: Obj::new(),
+        instance_info: Obj::new(),
+        instance_uuid: None,
+        extra: Obj::new(),
+        provision_state: PState::Enroll,
+        target_provision_state: None,
+        power_state: None,
+        target_power_state: None,
+        last_error: None,
+        maintenance: false,
+        maintenance_reason: None,
+        reservation: None,
+        conductor: None,
+        driver_internal_info: Obj::new(),
+        clean_step: Obj::new(),
+        deploy_step: Obj::new(),
+        resource_class: None,
+        boot_interface: String::new(),
+        deploy_interface: String::new(),
+        power_interface: String::new(),
+        management_interface: String::new(),
+        inspect_interface: String::new(),
+        created_at: now(),
+        updated_at: None,
+        provision_updated_at: None,
+        inspection_started_at: None,
+        inspection_finished_at: None,
+        agent_token: None,
+        agent_url: None,
+        agent_verify_ca: None,
+        agent_last_heartbeat: None,
+    }
+}
+
+pub async fn create(
+    State(state): State<Shared>,
+    Extension(version): Extension<Version>,
+    headers: HeaderMap,
+    JsonBody(doc): JsonBody<Obj>,
+) -> ApiResult<Response> {
+    if !doc.contains_key("driver") {
+        return Err(ApiError::bad(
+            "Field \"driver\" is mandatory: e.g. {\"driver\": \"fake-hardware\"}",
+        ));
+    }
+    let mut node = blank_node();
+    apply_fields(&state, &mut node, &doc, true)?;
+    // Before 1.11 new nodes started `available` (Ironic's rule).
+    node.provision_state = if version >= Version(1, 11) {
+        PState::Enroll
+    } else {
+        PState::Available
+    };
+    node.conductor = Some(state.engine.cfg.host.clone());
+    if let Some(n) = &node.name {
+        if state.engine.db.get_node(n).await?.is_some() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("A node with name {n} already exists."),
+            ));
+        }
+    }
+    if state.engine.db.get_node(&node.uuid).await?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("A node with UUID {} already exists.", node.uuid),
+        ));
+    }
+    let node = state.engine.db.insert_node(&node).await?;
+    let base = base_url(&state, &headers);
+    let mut resp = (
+        StatusCode::CREATED,
+        axum::Json(Value::Object(node.to_api(&base))),
+    )
+        .into_response();
+    if let Ok(h) = format!("{base}/v1/nodes/{}", node.uuid).parse() {
+        resp.headers_mut().insert(header::LOCATION, h);
+    }
+    Ok(resp)
+}
+
+async fn list_inner(
+    state: &Shared,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    detail_path: bool,
+) -> ApiResult<Value> {
+    if let Some(k) = q.keys().find(|k| !LIST_PARAMS.contains(&k.as_str())) {
+        return Err(ApiError::bad(format!(
+            "Unknown argument {k:?}: supported are {}",
+            LIST_PARAMS.join(", ")
+        )));
+    }
+    let detail = match q.get("detail") {
+        Some(v) => parse_bool("detail", v)?,
+        None => detail_path,
+    };
+    if detail && q.contains_key("fields") {
+        return Err(ApiError::bad(
+            "Can not specify ?detail=True and fields in the same request.",
+        ));
+    }
+    if let Some(d) = q.get("sort_dir") {
+        if d != "asc" {
+            return Err(ApiError::bad(format!(
+                "Invalid sort_dir {d:?}: only \"asc\" is supported"
+            )));
+        }
+    }
+    if let Some(k) = q.get("sort_key") {
+        if k != "id" && k != "created_at" {
+            return Err(ApiError::bad(format!(
+                "Invalid sort_key {k:?}: only id and created_at are supported"
+            )));
+        }
+    }
+    let limit = parse_limit(q.get("limit").map(String::as_str))?;
+    let mut f = NodeFilter {
+        provision_state: q.get("provision_state").cloned(),
+        driver: q.get("driver").cloned(),
+        resource_class: q.get("resource_class").cloned(),
+        instance_uuid: q.get("instance_uuid").cloned(),
+        limit: Some(limit),
+        ..Default::default()
+    };
+    if let Some(ps) = &f.provision_state {
+        ps.parse::<PState>()
+            .map_err(|e| ApiError::bad(e.to_string()))?;
+    }
+    if let Some(m) = q.get("maintenance") {
+        f.maintenance = Some(parse_bool("maintenance", m)?);
+    }
+    if let Some(a) = q.get("associated") {
+        f.associated = Some(parse_bool("associated", a)?);
+    }
+    if let Some(m) = q.get("marker") {
+        let n = state
+            .engine
+            .db
+            .get_node(m)
+            .await?
+            .ok_or_else(|| ApiError::bad(format!("Invalid marker {m:?}: no such node")))?;
+        f.after_id = Some(n.id);
+    }
+    let fields = match q.get("fields") {
+        Some(fl) => Some(parse_fields(fl, NODE_FIELDS)?),
+        None => None,
+    };
+    let nodes = state.engine.db.list_nodes(&f).await?;
+    let base = base_url(state, headers);
+    let list: Vec<Value> = nodes
+        .iter()
+        .map(|n| {
+            Value::Object(match (&fields, detail) {
+                (Some(fl), _) => n.to_api_fields(&base, fl),
+                (None, true) => n.to_api(&base),
+                (None, false) => n.to_api_fields(&base, NODE_SHORT_FIELDS),
+            })
+        })
+        .collect();
+    let mut out = json!({"nodes": list});
+    if nodes.len() as i64 == limit {
+        if let Some(last) = nodes.last() {
+            let mut params: Vec<String> = q
+                .iter()
+                .filter(|(k, _)| k.as_str() != "marker" && k.as_str() != "limit")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            params.sort();
+            params.push(format!("limit={limit}"));
+            params.push(format!("marker={}", last.uuid));
+            let path = if detail_path { "nodes/detail" } else { "nodes" };
+            out["next"] = json!(format!("{base}/v1/{path}?{}", params.join("&")));
+        }
+    }
+    Ok(out)
+}
+
+pub async fn list(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    list_inner(&state, &headers, &q, false).await.map(json_ok)
+}
+
+pub async fn list_detail(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    if q.contains_key("detail") {
+        return Err(ApiError::bad("detail is implied by /nodes/detail"));
+    }
+    list_inner(&state, &headers, &q, true).await.map(json_ok)
+}
+
+pub async fn show(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(ident): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    if let Some(k) = q.keys().find(|k| k.as_str() != "fields") {
+        return Err(ApiError::bad(format!(
+            "Unknown argument {k:?}: only fields is supported"
+        )));
+    }
+    let node = state.engine.node(&ident).await?;
+    let base = base_url(&state, &headers);
+    let body = match q.get("fields") {
+        Some(f) => node.to_api_fields(&base, &parse_fields(f, NODE_FIELDS)?),
+        None => node.to_api(&base),
+    };
+    Ok(json_ok(Value::Object(body)))
+}
+
+/// The user-settable view of a node, unmasked, that a patch applies to.
+fn patch_doc(n: &Node) -> Value {
+    json!({
+        "uuid": n.uuid, "name": n.name, "driver": n.driver, "driver_info": n.driver_info,
+        "properties": n.properties, "instance_info": n.instance_info,
+        "instance_uuid": n.instance_uuid, "extra": n.extra, "resource_class": n.resource_class,
+        "boot_interface": n.boot_interface, "deploy_interface": n.deploy_interface,
+        "power_interface": n.power_interface, "management_interface": n.management_interface,
+        "inspect_interface": n.inspect_interface, "maintenance": n.maintenance,
+        "maintenance_reason": n.maintenance_reason,
+    })
+}
+
+/// Checks that each operation targets a patchable field.
+pub fn check_paths(ops: &[Operation], writable: &[&str]) -> ApiResult<()> {
+    for op in ops {
+        for path in std::iter::once(&op.path).chain(op.from.as_ref()) {
+            let tokens = patch::pointer(path).map_err(|e| ApiError::bad(e.to_string()))?;
+            let first = tokens.first().map(String::as_str).unwrap_or("");
+            if first == "uuid" || first == "id" || !writable.contains(&first) {
+                return Err(ApiError::bad(format!(
+                    "Cannot patch {path:?}: it is read-only or unknown; patchable: /{}",
+                    writable
+                        .iter()
+                        .filter(|w| **w != "uuid")
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", /")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn update(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(ident): Path<String>,
+    JsonBody(ops): JsonBody<Vec<Operation>>,
+) -> ApiResult<Response> {
+    if ops.is_empty() {
+        return Err(ApiError::bad(
+            "The patch is empty: send a list of JSON Patch operations",
+        ));
+    }
+    check_paths(&ops, WRITABLE)?;
+    let st = state.clone();
+    let node = state
+        .engine
+        .update(&ident, move |node| {
+            let mut doc = patch_doc(node);
+            patch::apply(&mut doc, &ops).map_err(|e| EngineError::Invalid(e.to_string()))?;
+            let mut obj = match doc {
+                Value::Object(o) => o,
+                _ => {
+                    return Err(EngineError::Invalid(
+                        "The patch replaced the whole node".into(),
+                    ))
+                }
+            };
+            // A removed top-level field returns to its empty value.
+            for k in WRITABLE {
+                obj.entry(k.to_string()).or_insert(Value::Null);
+            }
+            obj.insert("uuid".into(), json!(node.uuid));
+            if obj.get("maintenance").is_some_and(Value::is_null) {
+                obj.insert("maintenance".into(), json!(false));
+            }
+            apply_fields(&st, node, &obj, false).map_err(|e| EngineError::Invalid(e.message))?;
+            Ok(())
+        })
+        .await?;
+    Ok(json_ok(Value::Object(
+        node.to_api(&base_url(&state, &headers)),
+    )))
+}
+
+const DELETABLE: &[PState] = &[
+    PState::Enroll,
+    PState::Manageable,
+    PState::Available,
+    PState::InspectFailed,
+    PState::CleanFailed,
+];
+
+pub async fn delete(State(state): State<Shared>, Path(ident): Path<String>) -> ApiResult<Response> {
+    let node = state.engine.node(&ident).await?;
+    let ps = node.provision_state;
+    if !(DELETABLE.contains(&ps) || (node.maintenance && !ps.is_working())) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "Node {} can not be deleted while it is in state \"{ps}\": move it to manageable \
+                 or available first, or set maintenance",
+                node.uuid
+            ),
+        ));
+    }
+    if let Some(i) = &node.instance_uuid {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "Node {} is associated with instance {i}: remove instance_uuid first",
+                node.uuid
+            ),
+        ));
+    }
+    let node = state.engine.lock(&node).await?;
+    state.engine.db.delete_node(&node.uuid).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn states(State(state): State<Shared>, Path(ident): Path<String>) -> ApiResult<Response> {
+    let n = state.engine.node(&ident).await?;
+    Ok(json_ok(json!({
+        "power_state": n.power_state,
+        "target_power_state": n.target_power_state,
+        "provision_state": n.provision_state.as_str(),
+        "target_provision_state": n.target_provision_state.map(|s| s.as_str()),
+        "provision_updated_at": n.provision_updated_at,
+        "last_error": n.last_error,
+        "console_enabled": false,
+        "raid_config": {},
+        "target_raid_config": {},
+    })))
+}
+
+fn accepted(base: &str, uuid: &str) -> Response {
+    let mut r = StatusCode::ACCEPTED.into_response();
+    if let Ok(h) = format!("{base}/v1/nodes/{uuid}/states").parse() {
+        r.headers_mut().insert(header::LOCATION, h);
+    }
+    r
+}
+
+pub async fn provision(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(ident): Path<String>,
+    JsonBody(req): JsonBody<ProvisionRequest>,
+) -> ApiResult<Response> {
+    let node = state.engine.provision(&ident, req).await?;
+    Ok(accepted(&base_url(&state, &headers), &node.uuid))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerRequest {
+    target: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    timeout: Option<u64>,
+}
+
+pub async fn power(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(ident): Path<String>,
+    JsonBody(req): JsonBody<PowerRequest>,
+) -> ApiResult<Response> {
+    let node = state.engine.node(&ident).await?;
+    state.engine.set_power(&node.uuid, &req.target).await?;
+    Ok(accepted(&base_url(&state, &headers), &node.uuid))
+}
+
+pub async fn validate(
+    State(state): State<Shared>,
+    Path(ident): Path<String>,
+) -> ApiResult<Response> {
+    let node = state.engine.node(&ident).await?;
+    let d = state
+        .engine
+        .drivers
+        .for_node(&node)
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    let r = |res: Result<(), crate::drivers::DriverError>| match res {
+        Ok(()) => json!({"result": true}),
+        Err(e) => json!({"result": false, "reason": e.to_string()}),
+    };
+    let unsupported = json!({"result": null, "reason": "not supported"});
+    Ok(json_ok(json!({
+        "power": r(d.power.validate(&node)),
+        "management": r(d.management.validate(&node)),
+        "boot": r(d.boot.validate(&node)),
+        "deploy": r(d.deploy.validate(&node)),
+        "inspect": r(d.inspect.validate(&node)),
+        "network": {"result": true},
+        "console": unsupported,
+        "raid": unsupported,
+        "rescue": unsupported,
+        "bios": unsupported,
+        "storage": {"result": true},
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootDeviceRequest {
+    boot_device: String,
+    #[serde(default)]
+    persistent: bool,
+}
+
+pub async fn set_boot_device(
+    State(state): State<Shared>,
+    Path(ident): Path<String>,
+    JsonBody(req): JsonBody<BootDeviceRequest>,
+) -> ApiResult<Response> {
+    state
+        .engine
+        .set_boot_device(&ident, &req.boot_device, req.persistent)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn get_boot_device(
+    State(state): State<Shared>,
+    Path(ident): Path<String>,
+) -> ApiResult<Response> {
+    let n = state.engine.node(&ident).await?;
+    let v = n
+        .driver_internal_info
+        .get("boot_device")
+        .cloned()
+        .unwrap_or(json!({"boot_device": null, "persistent": null}));
+    Ok(json_ok(v))
+}
+
+pub async fn supported_boot_devices(
+    State(state): State<Shared>,
+    Path(ident): Path<String>,
+) -> ApiResult<Response> {
+    let n = state.engine.node(&ident).await?;
+    let d = state
+        .engine
+        .drivers
+        .for_node(&n)
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    Ok(json_ok(
+        json!({"supported_boot_devices": d.management.supported_boot_devices()}),
+    ))
+}
+
+pub async fn maintenance_on(
+    State(state): State<Shared>,
+    Path(ident): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let reason = if body.is_empty() {
+        None
+    } else {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct M {
+            #[serde(default)]
+            reason: Option<String>,
+        }
+        parse_json::<M>(&body)?.reason
+    };
+    state
+        .engine
+        .update(&ident, move |n| {
+            n.maintenance = true;
+            n.maintenance_reason = reason;
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+pub async fn maintenance_off(
+    State(state): State<Shared>,
+    Path(ident): Path<String>,
+) -> ApiResult<Response> {
+    state
+        .engine
+        .update(&ident, |n| {
+            n.maintenance = false;
+            n.maintenance_reason = None;
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+pub async fn inventory(
+    State(state): State<Shared>,
+    Path(ident): Path<String>,
+) -> ApiResult<Response> {
+    let n = state.engine.node(&ident).await?;
+    let (inv, plugin) = state.engine.db.inventory(&n.uuid).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "Node {} has no inventory: inspect it first",
+            n.uuid
+        ))
+    })?;
+    let inv: Value = serde_json::from_str(&inv).unwrap_or(Value::Null);
+    let plugin: Value = serde_json::from_str(&plugin).unwrap_or(Value::Null);
+    Ok(json_ok(json!({"inventory": inv, "plugin_data": plugin})))
+}

@@ -1,0 +1,239 @@
+//! Hardware interfaces as traits (STYLE.md §4): power, management, boot, deploy, inspect.
+//! A hardware type (`fake-hardware`) names the implementations a node may use.
+
+pub mod fake;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ferrite_proto::steps::Step;
+
+use crate::model::Node;
+
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DriverError(pub String);
+
+pub type DResult<T> = Result<T, DriverError>;
+
+pub const POWER_ON: &str = "power on";
+pub const POWER_OFF: &str = "power off";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerTarget {
+    On,
+    Off,
+    Reboot,
+}
+
+impl PowerTarget {
+    pub fn parse(s: &str) -> Option<PowerTarget> {
+        match s {
+            "power on" => Some(PowerTarget::On),
+            "power off" => Some(PowerTarget::Off),
+            "rebooting" | "reboot" => Some(PowerTarget::Reboot),
+            _ => None,
+        }
+    }
+    /// The power state a node is in once this target is reached.
+    pub fn result(self) -> &'static str {
+        match self {
+            PowerTarget::Off => POWER_OFF,
+            _ => POWER_ON,
+        }
+    }
+}
+
+pub trait Power: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn validate(&self, node: &Node) -> DResult<()>;
+    fn get_state<'a>(&'a self, node: &'a Node) -> BoxFut<'a, DResult<String>>;
+    fn set_state<'a>(&'a self, node: &'a Node, target: PowerTarget) -> BoxFut<'a, DResult<()>>;
+}
+
+pub trait Management: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn validate(&self, node: &Node) -> DResult<()>;
+    fn supported_boot_devices(&self) -> &'static [&'static str];
+    fn set_boot_device<'a>(
+        &'a self,
+        node: &'a Node,
+        device: &'a str,
+        persistent: bool,
+    ) -> BoxFut<'a, DResult<()>>;
+}
+
+pub trait Boot: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn validate(&self, node: &Node) -> DResult<()>;
+    /// Makes the next network boot load the agent ramdisk.
+    fn prepare_ramdisk<'a>(&'a self, node: &'a Node) -> BoxFut<'a, DResult<()>>;
+    fn clean_up_ramdisk<'a>(&'a self, node: &'a Node) -> BoxFut<'a, DResult<()>>;
+    /// Makes the next boot start the deployed instance.
+    fn prepare_instance<'a>(&'a self, node: &'a Node) -> BoxFut<'a, DResult<()>>;
+}
+
+pub trait Deploy: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn validate(&self, node: &Node) -> DResult<()>;
+    /// Whether deploy and clean run through the agent ramdisk.
+    fn uses_agent(&self) -> bool;
+    /// The conductor's own deploy steps (agent steps are merged in later).
+    fn deploy_steps(&self) -> Vec<Step>;
+    /// The conductor's own clean steps.
+    fn clean_steps(&self) -> Vec<Step>;
+}
+
+pub trait Inspect: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn validate(&self, node: &Node) -> DResult<()>;
+    /// Whether inspection boots the agent and waits for its inventory.
+    fn uses_agent(&self) -> bool;
+}
+
+/// A hardware type: which implementations of each interface a node may pick, with defaults
+/// first.
+pub struct HardwareType {
+    pub name: &'static str,
+    pub power: Vec<Arc<dyn Power>>,
+    pub management: Vec<Arc<dyn Management>>,
+    pub boot: Vec<Arc<dyn Boot>>,
+    pub deploy: Vec<Arc<dyn Deploy>>,
+    pub inspect: Vec<Arc<dyn Inspect>>,
+}
+
+/// The interfaces one node uses.
+pub struct NodeDrivers {
+    pub power: Arc<dyn Power>,
+    pub management: Arc<dyn Management>,
+    pub boot: Arc<dyn Boot>,
+    pub deploy: Arc<dyn Deploy>,
+    pub inspect: Arc<dyn Inspect>,
+}
+
+fn pick<T: ?Sized>(
+    list: &[Arc<T>],
+    wanted: &str,
+    name: impl Fn(&T) -> &'static str,
+    kind: &str,
+) -> DResult<Arc<T>> {
+    list.iter()
+        .find(|i| name(i) == wanted)
+        .cloned()
+        .ok_or_else(|| {
+            let names: Vec<&str> = list.iter().map(|i| name(i)).collect();
+            DriverError(format!(
+                "{kind} interface {wanted:?} is not supported by this hardware type; \
+                 choose one of: {}",
+                names.join(", ")
+            ))
+        })
+}
+
+impl HardwareType {
+    pub fn defaults(&self) -> [(&'static str, &'static str); 5] {
+        [
+            ("power_interface", self.power[0].name()),
+            ("management_interface", self.management[0].name()),
+            ("boot_interface", self.boot[0].name()),
+            ("deploy_interface", self.deploy[0].name()),
+            ("inspect_interface", self.inspect[0].name()),
+        ]
+    }
+
+    /// The implementations `node` names, or which one is unknown.
+    pub fn for_node(&self, node: &Node) -> DResult<NodeDrivers> {
+        Ok(NodeDrivers {
+            power: pick(&self.power, &node.power_interface, |i| i.name(), "power")?,
+            management: pick(
+                &self.management,
+                &node.management_interface,
+                |i| i.name(),
+                "management",
+            )?,
+            boot: pick(&self.boot, &node.boot_interface, |i| i.name(), "boot")?,
+            deploy: pick(&self.deploy, &node.deploy_interface, |i| i.name(), "deploy")?,
+            inspect: pick(
+                &self.inspect,
+                &node.inspect_interface,
+                |i| i.name(),
+                "inspect",
+            )?,
+        })
+    }
+
+    /// Interface name lists, for `GET /v1/drivers/{name}`.
+    pub fn interfaces(&self) -> BTreeMap<&'static str, Vec<&'static str>> {
+        let mut m = BTreeMap::new();
+        m.insert("power", self.power.iter().map(|i| i.name()).collect());
+        m.insert(
+            "management",
+            self.management.iter().map(|i| i.name()).collect(),
+        );
+        m.insert("boot", self.boot.iter().map(|i| i.name()).collect());
+        m.insert("deploy", self.deploy.iter().map(|i| i.name()).collect());
+        m.insert("inspect", self.inspect.iter().map(|i| i.name()).collect());
+        m
+    }
+}
+
+/// Every hardware type this conductor offers.
+pub struct Registry {
+    pub types: Vec<HardwareType>,
+}
+
+impl Registry {
+    pub fn standard() -> Registry {
+        Registry {
+            types: vec![fake::hardware_type()],
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&HardwareType> {
+        self.types.iter().find(|t| t.name == name)
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.types.iter().map(|t| t.name).collect()
+    }
+
+    pub fn for_node(&self, node: &Node) -> DResult<NodeDrivers> {
+        let hw = self.get(&node.driver).ok_or_else(|| {
+            DriverError(format!(
+                "driver {:?} is not loaded; available: {}",
+                node.driver,
+                self.names().join(", ")
+            ))
+        })?;
+        hw.for_node(node)
+    }
+}
+
+/// The conductor-side deploy steps of an agent-based deploy (CONTRACT.md §8).
+pub fn agent_deploy_steps() -> Vec<Step> {
+    [
+        ("deploy", 100),
+        ("write_image", 80),
+        ("prepare_instance_boot", 60),
+        ("tear_down_agent", 40),
+        ("boot_instance", 20),
+    ]
+    .into_iter()
+    .map(|(name, priority)| step("deploy", name, priority))
+    .collect()
+}
+
+pub fn step(interface: &str, name: &str, priority: i32) -> Step {
+    Step {
+        interface: interface.into(),
+        step: name.into(),
+        priority,
+        args: Default::default(),
+        abortable: false,
+        reboot_requested: false,
+    }
+}

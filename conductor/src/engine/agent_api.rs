@@ -1,0 +1,357 @@
+//! Agent-facing operations (CONTRACT.md §2): lookup hands out the token once per boot,
+//! heartbeats are checked against it and resume waiting nodes, inspection data is stored.
+
+use std::sync::Arc;
+
+use ferrite_proto::agent::CommandStatus;
+use ferrite_proto::lookup::{Heartbeat, InspectionData, LookupConfig, LookupNode, LookupResponse};
+use serde_json::{json, Map, Value};
+
+use super::{Conductor, EResult, EngineError};
+use crate::drivers::{PowerTarget, POWER_OFF};
+use crate::model::{normalize_mac, now, Node, Port};
+use crate::state::{Event, State};
+
+/// `POST /v1/continue_inspection` answer.
+pub struct ContinueInspection {
+    pub uuid: String,
+}
+
+/// Constant-time comparison of tokens.
+fn same_token(a: &str, b: &str) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.bytes()
+        .zip(b.bytes())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+fn new_token() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn valid_callback(url: &str) -> bool {
+    match reqwest::Url::parse(url) {
+        Ok(u) => matches!(u.scheme(), "http" | "https") && u.host().is_some(),
+        Err(_) => false,
+    }
+}
+
+impl Conductor {
+    /// `GET /v1/lookup`.
+    pub async fn lookup(
+        &self,
+        addresses: &str,
+        node_uuid: Option<&str>,
+    ) -> EResult<LookupResponse> {
+        let node = match node_uuid {
+            Some(u) => {
+                if !crate::model::is_uuid_like(u) {
+                    return Err(EngineError::Invalid(format!(
+                        "node_uuid {u:?} is not a UUID"
+                    )));
+                }
+                self.node(u).await?
+            }
+            None => {
+                let mut macs = vec![];
+                for a in addresses.split(',').filter(|a| !a.is_empty()) {
+                    macs.push(normalize_mac(a).map_err(EngineError::Invalid)?);
+                }
+                if macs.is_empty() {
+                    return Err(EngineError::Invalid(
+                        "lookup needs addresses=<mac>[,<mac>] or node_uuid=<uuid>".into(),
+                    ));
+                }
+                let found = self.db.nodes_by_macs(&macs).await?;
+                match found.as_slice() {
+                    [one] => self.node(one).await?,
+                    [] => {
+                        return Err(EngineError::NotFound(format!(
+                            "No node has a port with any of the MAC addresses {}",
+                            macs.join(", ")
+                        )))
+                    }
+                    _ => {
+                        return Err(EngineError::NotFound(format!(
+                            "The MAC addresses {} belong to several nodes",
+                            macs.join(", ")
+                        )))
+                    }
+                }
+            }
+        };
+        if !node.provision_state.expects_agent() {
+            return Err(EngineError::NotFound(format!(
+                "Node {} is in state \"{}\", which does not expect an agent",
+                node.uuid, node.provision_state
+            )));
+        }
+        let token = new_token();
+        let handed = if self.db.issue_agent_token(&node.uuid, &token).await? {
+            token
+        } else {
+            ferrite_proto::MASKED_SECRET.to_string()
+        };
+        let mut other = Map::new();
+        other.insert("agent_token_required".into(), json!(true));
+        other.insert("metrics".into(), json!({"backend": "noop"}));
+        Ok(LookupResponse {
+            node: LookupNode {
+                uuid: node.uuid.clone(),
+                properties: node.properties.clone(),
+                instance_info: match crate::model::mask(&node.instance_info) {
+                    Value::Object(o) => o,
+                    _ => Map::new(),
+                },
+                driver_internal_info: node.driver_internal_info.clone(),
+            },
+            config: LookupConfig {
+                heartbeat_timeout: Some(self.cfg.heartbeat_timeout as f64),
+                agent_token: Some(handed),
+                other,
+            },
+        })
+    }
+
+    /// `POST /v1/heartbeat/{node}`: checks the token, records the agent, resumes work.
+    pub async fn heartbeat(self: &Arc<Self>, ident: &str, hb: Heartbeat) -> EResult<()> {
+        let node = self.node(ident).await?;
+        let Some(expected) = node.agent_token.as_deref() else {
+            return Err(EngineError::Forbidden(format!(
+                "No agent token was issued for node {}: the agent must look the node up first",
+                node.uuid
+            )));
+        };
+        if !same_token(expected, &hb.agent_token) {
+            return Err(EngineError::Forbidden(format!(
+                "Invalid or missing agent token received for node {}",
+                node.uuid
+            )));
+        }
+        if !valid_callback(&hb.callback_url) {
+            return Err(EngineError::Invalid(format!(
+                "callback_url {:?} is not an http(s) URL with a host",
+                hb.callback_url
+            )));
+        }
+        self.db
+            .record_heartbeat(
+                &node.uuid,
+                &hb.callback_url,
+                hb.agent_verify_ca.as_deref(),
+                &now(),
+            )
+            .await?;
+        if !matches!(node.provision_state, State::CleanWait | State::WaitCallBack)
+            || node.reservation.is_some()
+        {
+            return Ok(());
+        }
+        let waiting = node
+            .driver_internal_info
+            .get("waiting")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !matches!(waiting, "agent_boot" | "agent_command") {
+            return Ok(());
+        }
+        let me = self.clone();
+        let uuid = node.uuid.clone();
+        self.tracker.spawn(async move {
+            if let Err(e) = me.continue_after_heartbeat(&uuid).await {
+                tracing::error!(node = %uuid, error = %crate::error_chain(&e), "heartbeat work failed");
+            }
+        });
+        Ok(())
+    }
+
+    async fn continue_after_heartbeat(self: &Arc<Self>, uuid: &str) -> EResult<()> {
+        let node = self.node(uuid).await?;
+        let polled = if Self::pending_command(&node).is_some() {
+            match self.poll_command(&node).await {
+                Ok(Some(r)) if r.command_status == CommandStatus::Running => return Ok(()),
+                Ok(r) => r,
+                // Resumed under the lock, where a failed poll fails the node.
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        let node = match self.lock(&node).await {
+            Ok(n) => n,
+            Err(EngineError::Locked { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let r = async {
+            if !matches!(node.provision_state, State::CleanWait | State::WaitCallBack) {
+                return Ok(());
+            }
+            let d = self.drivers.for_node(&node)?;
+            self.resume(node, &d, polled).await
+        }
+        .await;
+        self.unlock(uuid).await;
+        r
+    }
+
+    /// `POST /v1/continue_inspection`: stores the inventory and finishes inspection.
+    pub async fn continue_inspection(
+        &self,
+        data: InspectionData,
+        raw: Value,
+    ) -> EResult<ContinueInspection> {
+        let mut macs: Vec<String> = data
+            .inventory
+            .interfaces
+            .iter()
+            .filter_map(|i| i.mac_address.as_deref())
+            .filter_map(|m| normalize_mac(m).ok())
+            .collect();
+        if let Some(b) = data
+            .boot_interface
+            .as_deref()
+            .and_then(|m| normalize_mac(m.trim_start_matches("01-")).ok())
+        {
+            macs.insert(0, b);
+        }
+        let mut found = self.db.nodes_by_macs(&macs).await?;
+        if found.is_empty() {
+            if let Some(bmc) = data.inventory.bmc_address.as_deref() {
+                for n in self.db.nodes_in_states(&[State::InspectWait]).await? {
+                    let addr = n.driver_info.get("ipmi_address").and_then(Value::as_str);
+                    if addr == Some(bmc) {
+                        found.push(n.uuid);
+                    }
+                }
+            }
+        }
+        let uuid = match found.as_slice() {
+            [one] => one.clone(),
+            [] => {
+                return Err(EngineError::NotFound(format!(
+                    "No node matches the inspected MAC addresses ({}) or BMC address",
+                    macs.join(", ")
+                )))
+            }
+            _ => {
+                return Err(EngineError::NotFound(
+                    "The inspected MAC addresses match several nodes".into(),
+                ))
+            }
+        };
+        let node = self.node(&uuid).await?;
+        if node.provision_state != State::InspectWait {
+            return Err(EngineError::Conflict(format!(
+                "Node {uuid} is in state \"{}\", not \"inspect wait\": inspection data is not expected",
+                node.provision_state
+            )));
+        }
+        let mut node = self.lock(&node).await?;
+        let r = self.finish_inspection(&mut node, &data, raw, &macs).await;
+        self.unlock(&uuid).await;
+        r.map(|_| ContinueInspection { uuid })
+    }
+
+    async fn finish_inspection(
+        &self,
+        node: &mut Node,
+        data: &InspectionData,
+        raw: Value,
+        macs: &[String],
+    ) -> EResult<()> {
+        let inv = &data.inventory;
+        let inventory = raw.get("inventory").cloned().unwrap_or(Value::Null);
+        let plugin = json!({"boot_interface": data.boot_interface, "ferrite": data.ferrite});
+        self.db
+            .save_inventory(&node.uuid, &inventory.to_string(), &plugin.to_string())
+            .await?;
+        let p = &mut node.properties;
+        p.insert("cpus".into(), json!(inv.cpu.count));
+        p.insert("cpu_arch".into(), json!(inv.cpu.architecture));
+        let memory_mb = inv
+            .memory
+            .physical_mb
+            .unwrap_or(inv.memory.total / (1024 * 1024));
+        p.insert("memory_mb".into(), json!(memory_mb));
+        // Ironic's rule: the root disk (largest here) in GiB, minus one for partitioning.
+        if let Some(d) = inv.disks.iter().max_by_key(|d| d.size) {
+            let gb = (d.size / (1024 * 1024 * 1024)).saturating_sub(1);
+            p.insert("local_gb".into(), json!(gb));
+        }
+        let pxe = data
+            .boot_interface
+            .as_deref()
+            .and_then(|m| normalize_mac(m.trim_start_matches("01-")).ok());
+        for mac in macs {
+            let existing = self
+                .db
+                .list_ports(&crate::db::PortFilter {
+                    address: Some(mac.clone()),
+                    ..Default::default()
+                })
+                .await?;
+            if existing.is_empty() {
+                let port = Port {
+                    id: 0,
+                    uuid: uuid::Uuid::new_v4().to_string(),
+                    address: mac.clone(),
+                    node_uuid: node.uuid.clone(),
+                    pxe_enabled: pxe.as_deref().is_none_or(|p| p == mac),
+                    extra: Map::new(),
+                    local_link_connection: Map::new(),
+                    physical_network: None,
+                    created_at: now(),
+                    updated_at: None,
+                };
+                self.db.insert_port(&port).await?;
+            }
+        }
+        let d = self.drivers.for_node(node)?;
+        let off = async {
+            d.power.set_state(node, PowerTarget::Off).await?;
+            d.boot.clean_up_ramdisk(node).await
+        }
+        .await;
+        if let Err(e) = off {
+            return self
+                .fail(
+                    node,
+                    format!("Inspection data stored, but powering off failed: {e}"),
+                )
+                .await;
+        }
+        node.power_state = Some(POWER_OFF.into());
+        node.inspection_finished_at = Some(now());
+        node.driver_internal_info.remove("waiting");
+        node.last_error = None;
+        self.db.clear_agent(&node.uuid).await?;
+        self.transition(node, Event::Done).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_exactly() {
+        let t = new_token();
+        assert!(t.len() >= 32);
+        assert!(same_token(&t, &t.clone()));
+        assert!(!same_token(&t, &new_token()));
+        assert!(!same_token(&t, "short"));
+    }
+
+    #[test]
+    fn callback_urls_must_be_http() {
+        assert!(valid_callback("http://127.0.0.1:9999"));
+        assert!(valid_callback("https://[::1]:9999"));
+        assert!(!valid_callback("ftp://x"));
+        assert!(!valid_callback("not a url"));
+    }
+}

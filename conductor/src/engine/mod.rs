@@ -1,0 +1,416 @@
+//! The conductor's single owner of node state: provision requests, heartbeats and timers
+//! become [`Event`]s here; every transition is persisted before its work starts, under the
+//! node's `reservation` lock.
+
+mod agent_api;
+mod periodic;
+mod steps;
+mod work;
+
+pub use agent_api::ContinueInspection;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio_util::task::TaskTracker;
+
+use crate::agent_client::AgentClient;
+use crate::db::{Db, DbError};
+use crate::drivers::{DriverError, PowerTarget, Registry};
+use crate::model::{now, Node};
+use crate::state::{self, Event, NotAllowed, State};
+
+/// Engine settings (a part of the conductor's configuration).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Conductor name: the value written into `reservation`.
+    pub host: String,
+    /// How long a `clean wait`/`wait call-back` node may go without a heartbeat.
+    pub callback_timeout: Duration,
+    /// How long `inspect wait` may last.
+    pub inspect_timeout: Duration,
+    /// How long one asynchronous agent step may run.
+    pub step_timeout: Duration,
+    /// How often timeouts are checked.
+    pub periodic_interval: Duration,
+    /// Seconds the agent is told to heartbeat within.
+    pub heartbeat_timeout: u64,
+    /// Timeout of one HTTP call to an agent.
+    pub agent_timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            host: "localhost".into(),
+            callback_timeout: Duration::from_secs(1800),
+            inspect_timeout: Duration::from_secs(1800),
+            step_timeout: Duration::from_secs(3600),
+            periodic_interval: Duration::from_secs(10),
+            heartbeat_timeout: 300,
+            agent_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("Node {node} is locked by host {host}, please retry after the current operation is completed.")]
+    Locked { node: String, host: String },
+    #[error(transparent)]
+    NotAllowed(#[from] NotAllowed),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    #[error("storage error")]
+    Db(#[from] DbError),
+}
+
+pub type EResult<T> = Result<T, EngineError>;
+
+/// `PUT /v1/nodes/{id}/states/provision` body.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionRequest {
+    pub target: String,
+    #[serde(default)]
+    pub configdrive: Option<Value>,
+    #[serde(default)]
+    pub clean_steps: Option<Vec<Value>>,
+    #[serde(default)]
+    pub deploy_steps: Option<Vec<Value>>,
+    #[serde(default)]
+    pub disable_ramdisk: Option<bool>,
+    #[serde(default)]
+    pub rescue_password: Option<String>,
+}
+
+/// The config drive limit of CONTRACT.md §5 (base64 of gzip, so the text may be larger).
+pub const CONFIGDRIVE_MAX: usize = 64 * 1024 * 1024 * 4 / 3 + 4;
+
+pub struct Conductor {
+    pub db: Db,
+    pub cfg: EngineConfig,
+    pub drivers: Registry,
+    pub agent: AgentClient,
+    pub tracker: TaskTracker,
+}
+
+impl Conductor {
+    pub fn new(
+        db: Db,
+        cfg: EngineConfig,
+    ) -> Result<Arc<Conductor>, crate::agent_client::AgentError> {
+        let agent = AgentClient::new(cfg.agent_timeout)?;
+        Ok(Arc::new(Conductor {
+            db,
+            cfg,
+            drivers: Registry::standard(),
+            agent,
+            tracker: TaskTracker::new(),
+        }))
+    }
+
+    pub async fn node(&self, ident: &str) -> EResult<Node> {
+        self.db
+            .get_node(ident)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("Node {ident} could not be found.")))
+    }
+
+    /// Takes the node's lock, or says who holds it.
+    pub async fn lock(&self, node: &Node) -> EResult<Node> {
+        if !self.db.reserve(&node.uuid, &self.cfg.host).await? {
+            let holder = self
+                .db
+                .get_node(&node.uuid)
+                .await?
+                .and_then(|n| n.reservation)
+                .unwrap_or_else(|| "another conductor".into());
+            return Err(EngineError::Locked {
+                node: node.uuid.clone(),
+                host: holder,
+            });
+        }
+        self.node(&node.uuid).await
+    }
+
+    pub async fn unlock(&self, uuid: &str) {
+        if let Err(e) = self.db.release(uuid, &self.cfg.host).await {
+            tracing::error!(node = uuid, error = %e, "cannot release the node's lock");
+        }
+    }
+
+    /// Applies `event` and persists the new state before any work happens.
+    pub async fn transition(&self, node: &mut Node, event: Event) -> EResult<()> {
+        let manual = node.manual_clean();
+        let to = state::next_with(node.provision_state, event, manual)?;
+        tracing::info!(node = %node.uuid, from = %node.provision_state, %event, %to, "transition");
+        node.provision_state = to;
+        node.target_provision_state = state::target_of(to, event, manual);
+        let t = now();
+        node.provision_updated_at = Some(t.clone());
+        node.updated_at = Some(t);
+        self.db.save_node(node).await?;
+        Ok(())
+    }
+
+    /// Moves a working or waiting node to its failed state with `last_error`.
+    pub async fn fail(&self, node: &mut Node, message: String) -> EResult<()> {
+        tracing::warn!(node = %node.uuid, state = %node.provision_state, %message, "failing node");
+        node.last_error = Some(message);
+        node.driver_internal_info.remove("agent_command");
+        node.driver_internal_info.remove("waiting");
+        let event = if matches!(node.provision_state, State::CleanHold | State::DeployHold) {
+            Event::Abort
+        } else {
+            Event::Fail
+        };
+        self.transition(node, event).await
+    }
+
+    /// Runs `f` on the locked node in a background task that releases the lock at the end.
+    pub fn spawn_locked<F, Fut>(self: &Arc<Self>, uuid: String, f: F)
+    where
+        F: FnOnce(Arc<Conductor>, String) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = EResult<()>> + Send + 'static,
+    {
+        let me = self.clone();
+        self.tracker.spawn(async move {
+            if let Err(e) = f(me.clone(), uuid.clone()).await {
+                tracing::error!(node = %uuid, error = %crate::error_chain(&e), "background work failed");
+            }
+            me.unlock(&uuid).await;
+        });
+    }
+
+    /// `PUT /v1/nodes/{id}/states/provision`.
+    pub async fn provision(self: &Arc<Self>, ident: &str, req: ProvisionRequest) -> EResult<Node> {
+        let node = self.node(ident).await?;
+        let event = Event::from_target(&req.target)
+            .filter(|e| e.is_user_verb())
+            .ok_or_else(|| {
+                EngineError::Invalid(format!(
+                    "Invalid provision target {:?}: use one of manage, provide, clean, inspect, \
+                     adopt, active, deleted, rebuild, abort, unhold",
+                    req.target
+                ))
+            })?;
+        state::next(node.provision_state, event)?;
+        self.check_request(&node, event, &req)?;
+        let mut node = self.lock(&node).await?;
+        let result = self.start(&mut node, event, req).await;
+        match result {
+            Ok(true) => {
+                let uuid = node.uuid.clone();
+                self.spawn_locked(uuid, |me, uuid| async move { me.drive(&uuid).await });
+            }
+            Ok(false) => self.unlock(&node.uuid).await,
+            Err(e) => {
+                self.unlock(&node.uuid).await;
+                return Err(e);
+            }
+        }
+        Ok(node)
+    }
+
+    fn check_request(&self, node: &Node, event: Event, req: &ProvisionRequest) -> EResult<()> {
+        if req.clean_steps.is_some() && event != Event::Clean {
+            return Err(EngineError::Invalid(
+                "clean_steps is only allowed with target \"clean\"".into(),
+            ));
+        }
+        if req.deploy_steps.is_some() && !matches!(event, Event::Deploy | Event::Rebuild) {
+            return Err(EngineError::Invalid(
+                "deploy_steps is only allowed with targets \"active\" and \"rebuild\"".into(),
+            ));
+        }
+        if req.configdrive.is_some() && !matches!(event, Event::Deploy | Event::Rebuild) {
+            return Err(EngineError::Invalid(
+                "configdrive is only allowed with targets \"active\" and \"rebuild\"".into(),
+            ));
+        }
+        if event == Event::Clean {
+            let steps = req.clean_steps.as_ref().ok_or_else(|| {
+                EngineError::Invalid(
+                    "clean_steps is required for manual cleaning: give a list like \
+                     [{\"interface\": \"deploy\", \"step\": \"erase_devices_metadata\"}]"
+                        .into(),
+                )
+            })?;
+            steps::parse_user_steps(steps, "clean_steps")?;
+        }
+        if let Some(s) = &req.deploy_steps {
+            steps::parse_user_steps(s, "deploy_steps")?;
+        }
+        match &req.configdrive {
+            None | Some(Value::Object(_)) => {}
+            Some(Value::String(s)) if s.len() <= CONFIGDRIVE_MAX => {}
+            Some(Value::String(_)) => {
+                return Err(EngineError::Invalid(
+                    "configdrive is larger than 64 MiB: use an http(s) URL instead".into(),
+                ))
+            }
+            Some(_) => {
+                return Err(EngineError::Invalid(
+                    "configdrive must be a string (base64 gzip or URL) or an object with \
+                     meta_data, user_data, network_data, vendor_data"
+                        .into(),
+                ))
+            }
+        }
+        if matches!(event, Event::Deploy | Event::Rebuild) {
+            let d = self.drivers.for_node(node)?;
+            d.deploy.validate(node)?;
+            d.power.validate(node)?;
+            d.boot.validate(node)?;
+        }
+        Ok(())
+    }
+
+    /// Applies a user verb to the locked node; true when background work must follow.
+    async fn start(&self, node: &mut Node, event: Event, req: ProvisionRequest) -> EResult<bool> {
+        // The state may have moved between the first check and the lock.
+        state::next(node.provision_state, event)?;
+        let dii = &mut node.driver_internal_info;
+        match event {
+            Event::Abort => {
+                let what = match node.provision_state {
+                    State::InspectWait => "Inspection",
+                    State::CleanWait | State::CleanHold => "Cleaning",
+                    _ => "Deployment",
+                };
+                dii.remove("agent_command");
+                dii.remove("waiting");
+                node.last_error = Some(format!("{what} was aborted by request."));
+                self.transition(node, event).await?;
+                return Ok(false);
+            }
+            Event::Unhold => {
+                self.transition(node, event).await?;
+                // The hold step is finished: resume the steps without waiting for the agent.
+                return Ok(true);
+            }
+            Event::Clean => {
+                dii.insert("manual_clean".into(), json!(true));
+                dii.insert("user_clean_steps".into(), json!(req.clean_steps));
+                steps::reset(dii, steps::Kind::Clean);
+            }
+            Event::Provide => {
+                dii.insert("manual_clean".into(), json!(false));
+                dii.remove("user_clean_steps");
+                steps::reset(dii, steps::Kind::Clean);
+            }
+            Event::Deploy | Event::Rebuild => {
+                match req.deploy_steps {
+                    Some(s) => dii.insert("user_deploy_steps".into(), json!(s)),
+                    None => dii.remove("user_deploy_steps"),
+                };
+                steps::reset(dii, steps::Kind::Deploy);
+                match req.configdrive {
+                    Some(cd) => node.instance_info.insert("configdrive".into(), cd),
+                    None => node.instance_info.remove("configdrive"),
+                };
+            }
+            _ => {}
+        }
+        node.last_error = None;
+        self.transition(node, event).await?;
+        Ok(node.provision_state.is_working())
+    }
+
+    /// `PUT /v1/nodes/{id}/states/power`.
+    pub async fn set_power(self: &Arc<Self>, ident: &str, target: &str) -> EResult<()> {
+        let t = PowerTarget::parse(target).ok_or_else(|| {
+            EngineError::Invalid(format!(
+                "Invalid power target {target:?}: use \"power on\", \"power off\" or \"rebooting\""
+            ))
+        })?;
+        let node = self.node(ident).await?;
+        let mut node = self.lock(&node).await?;
+        node.target_power_state = Some(t.result().into());
+        if let Err(e) = self.db.save_node(&node).await {
+            self.unlock(&node.uuid).await;
+            return Err(e.into());
+        }
+        self.spawn_locked(node.uuid.clone(), move |me, uuid| async move {
+            let mut node = me.node(&uuid).await?;
+            let result = match me.drivers.for_node(&node) {
+                Ok(d) => d.power.set_state(&node, t).await,
+                Err(e) => Err(e),
+            };
+            node.target_power_state = None;
+            match result {
+                Ok(()) => node.power_state = Some(t.result().into()),
+                Err(e) => node.last_error = Some(format!("Failed to change power state: {e}")),
+            }
+            node.updated_at = Some(now());
+            me.db.save_node(&node).await?;
+            Ok(())
+        });
+        Ok(())
+    }
+
+    /// `PUT /v1/nodes/{id}/management/boot_device`.
+    pub async fn set_boot_device(
+        &self,
+        ident: &str,
+        device: &str,
+        persistent: bool,
+    ) -> EResult<()> {
+        let node = self.node(ident).await?;
+        let mut node = self.lock(&node).await?;
+        let r = async {
+            let d = self.drivers.for_node(&node)?;
+            d.management
+                .set_boot_device(&node, device, persistent)
+                .await?;
+            node.driver_internal_info.insert(
+                "boot_device".into(),
+                json!({"boot_device": device, "persistent": persistent}),
+            );
+            self.db.save_node(&node).await?;
+            Ok(())
+        }
+        .await;
+        self.unlock(&node.uuid).await;
+        r
+    }
+
+    /// Locks, edits with `f`, saves and unlocks.
+    pub async fn update<F>(&self, ident: &str, f: F) -> EResult<Node>
+    where
+        F: FnOnce(&mut Node) -> EResult<()>,
+    {
+        let node = self.node(ident).await?;
+        let mut node = self.lock(&node).await?;
+        let r = async {
+            f(&mut node)?;
+            node.updated_at = Some(now());
+            self.db.save_node(&node).await?;
+            Ok(())
+        }
+        .await;
+        self.unlock(&node.uuid).await;
+        r.map(|_| node)
+    }
+
+    /// Waits for background work to finish (graceful shutdown).
+    pub async fn drain(&self, timeout: Duration) {
+        self.tracker.close();
+        if tokio::time::timeout(timeout, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutting down with work in progress; those nodes fail on restart");
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The work each working state stands for: verify, inspect, delete; clean and deploy go to
+//! the steps engine. Runs under the node's lock.
+
+use std::sync::Arc;
+
+use super::steps::Kind;
+use super::{Conductor, EResult};
+use crate::drivers::{NodeDrivers, PowerTarget};
+use crate::model::{now, Node};
+use crate::state::{Event, State};
+
+impl Conductor {
+    /// Does the work of the node's current state until it waits or settles.
+    pub(crate) async fn drive(self: &Arc<Self>, uuid: &str) -> EResult<()> {
+        loop {
+            let mut node = self.node(uuid).await?;
+            let drivers = match self.drivers.for_node(&node) {
+                Ok(d) => d,
+                Err(e) => {
+                    if node.provision_state.failure().is_some() {
+                        self.fail(&mut node, e.to_string()).await?;
+                    }
+                    return Ok(());
+                }
+            };
+            match node.provision_state {
+                State::Verifying => return self.verify(node, &drivers).await,
+                State::Inspecting => return self.inspect(node, &drivers).await,
+                State::Adopting => return self.transition(&mut node, Event::Done).await,
+                State::Cleaning => return self.run_steps(node, &drivers, Kind::Clean).await,
+                State::Deploying => return self.run_steps(node, &drivers, Kind::Deploy).await,
+                State::CleanWait | State::WaitCallBack => {
+                    // After unhold: the hold step is over, continue with the next one.
+                    return self.resume(node, &drivers, None).await;
+                }
+                State::Deleting => {
+                    if let Err(e) = self.tear_down(&mut node, &drivers).await {
+                        return self.fail(&mut node, format!("Undeploy failed: {e}")).await;
+                    }
+                    self.transition(&mut node, Event::Clean).await?;
+                    // Loop: automated cleaning follows.
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    async fn verify(&self, mut node: Node, d: &NodeDrivers) -> EResult<()> {
+        let r = async {
+            d.power.validate(&node)?;
+            d.management.validate(&node)?;
+            d.power.get_state(&node).await
+        }
+        .await;
+        match r {
+            Ok(ps) => {
+                node.power_state = Some(ps);
+                node.last_error = None;
+                self.transition(&mut node, Event::Done).await
+            }
+            Err(e) => {
+                self.fail(&mut node, format!("Failed to verify node: {e}"))
+                    .await
+            }
+        }
+    }
+
+    async fn inspect(&self, mut node: Node, d: &NodeDrivers) -> EResult<()> {
+        node.inspection_started_at = Some(now());
+        node.inspection_finished_at = None;
+        if !d.inspect.uses_agent() {
+            node.inspection_finished_at = Some(now());
+            return self.transition(&mut node, Event::Done).await;
+        }
+        if let Err(e) = self.boot_agent(&mut node, d).await {
+            return self
+                .fail(
+                    &mut node,
+                    format!("Failed to boot the inspection ramdisk: {e}"),
+                )
+                .await;
+        }
+        self.transition(&mut node, Event::Wait).await
+    }
+
+    /// Makes the node PXE-boot the agent: forget the last agent, prepare, power cycle.
+    pub(crate) async fn boot_agent(
+        &self,
+        node: &mut Node,
+        d: &NodeDrivers,
+    ) -> Result<(), crate::drivers::DriverError> {
+        self.db
+            .clear_agent(&node.uuid)
+            .await
+            .map_err(|e| crate::drivers::DriverError(format!("storage: {e}")))?;
+        d.boot.prepare_ramdisk(node).await?;
+        d.management.set_boot_device(node, "pxe", false).await?;
+        let target = if node.power_state.as_deref() == Some(crate::drivers::POWER_ON) {
+            PowerTarget::Reboot
+        } else {
+            PowerTarget::On
+        };
+        d.power.set_state(node, target).await?;
+        node.power_state = Some(crate::drivers::POWER_ON.into());
+        node.driver_internal_info
+            .insert("waiting".into(), serde_json::json!("agent_boot"));
+        Ok(())
+    }
+
+    /// Powers off and removes the instance (the `deleting` work).
+    async fn tear_down(
+        &self,
+        node: &mut Node,
+        d: &NodeDrivers,
+    ) -> Result<(), crate::drivers::DriverError> {
+        d.power.set_state(node, PowerTarget::Off).await?;
+        node.power_state = Some(crate::drivers::POWER_OFF.into());
+        d.boot.clean_up_ramdisk(node).await?;
+        node.instance_info.clear();
+        node.instance_uuid = None;
+        node.deploy_step.clear();
+        node.driver_internal_info.remove("user_deploy_steps");
+        node.driver_internal_info
+            .insert("manual_clean".into(), serde_json::json!(false));
+        node.driver_internal_info.remove("user_clean_steps");
+        super::steps::reset(&mut node.driver_internal_info, Kind::Deploy);
+        super::steps::reset(&mut node.driver_internal_info, Kind::Clean);
+        Ok(())
+    }
+}

@@ -1,0 +1,365 @@
+//! Nodes and ports as the conductor keeps them, and their Ironic JSON views.
+
+use serde_json::{json, Map, Value};
+
+use crate::state::State;
+
+pub type Obj = Map<String, Value>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Database row id: the order of listings and pagination markers.
+    pub id: i64,
+    pub uuid: String,
+    pub name: Option<String>,
+    pub driver: String,
+    pub driver_info: Obj,
+    pub properties: Obj,
+    pub instance_info: Obj,
+    pub instance_uuid: Option<String>,
+    pub extra: Obj,
+    pub provision_state: State,
+    pub target_provision_state: Option<State>,
+    pub power_state: Option<String>,
+    pub target_power_state: Option<String>,
+    pub last_error: Option<String>,
+    pub maintenance: bool,
+    pub maintenance_reason: Option<String>,
+    pub reservation: Option<String>,
+    pub conductor: Option<String>,
+    pub driver_internal_info: Obj,
+    pub clean_step: Obj,
+    pub deploy_step: Obj,
+    pub resource_class: Option<String>,
+    pub boot_interface: String,
+    pub deploy_interface: String,
+    pub power_interface: String,
+    pub management_interface: String,
+    pub inspect_interface: String,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+    pub provision_updated_at: Option<String>,
+    pub inspection_started_at: Option<String>,
+    pub inspection_finished_at: Option<String>,
+    pub agent_token: Option<String>,
+    pub agent_url: Option<String>,
+    pub agent_verify_ca: Option<String>,
+    pub agent_last_heartbeat: Option<String>,
+}
+
+/// Node fields the API shows, in Ironic's order; `fields=` must name these.
+pub const NODE_FIELDS: &[&str] = &[
+    "uuid",
+    "name",
+    "driver",
+    "driver_info",
+    "properties",
+    "instance_info",
+    "instance_uuid",
+    "extra",
+    "provision_state",
+    "target_provision_state",
+    "power_state",
+    "target_power_state",
+    "last_error",
+    "maintenance",
+    "maintenance_reason",
+    "reservation",
+    "conductor",
+    "driver_internal_info",
+    "clean_step",
+    "deploy_step",
+    "resource_class",
+    "boot_interface",
+    "deploy_interface",
+    "power_interface",
+    "management_interface",
+    "inspect_interface",
+    "network_interface",
+    "console_interface",
+    "raid_interface",
+    "rescue_interface",
+    "storage_interface",
+    "vendor_interface",
+    "bios_interface",
+    "console_enabled",
+    "chassis_uuid",
+    "protected",
+    "owner",
+    "lessee",
+    "description",
+    "conductor_group",
+    "automated_clean",
+    "fault",
+    "created_at",
+    "updated_at",
+    "provision_updated_at",
+    "inspection_started_at",
+    "inspection_finished_at",
+    "links",
+    "ports",
+];
+
+/// Fields of the short (non-detail) listing, as Ironic shows them.
+pub const NODE_SHORT_FIELDS: &[&str] = &[
+    "uuid",
+    "name",
+    "instance_uuid",
+    "power_state",
+    "provision_state",
+    "maintenance",
+    "links",
+];
+
+/// `driver_info`/`instance_info` keys whose values never leave the conductor.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password") || k.contains("secret") || k.ends_with("token") || k == "configdrive"
+}
+
+pub fn mask(obj: &Obj) -> Value {
+    let mut out = Obj::new();
+    for (k, v) in obj {
+        if is_secret_key(k) && !v.is_null() {
+            out.insert(
+                k.clone(),
+                Value::String(ferrite_proto::MASKED_SECRET.into()),
+            );
+        } else {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+fn obj_or_null(o: &Obj) -> Value {
+    if o.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(o.clone())
+    }
+}
+
+impl Node {
+    /// The full API view with secrets masked and links under `base` (e.g. `http://h:6385`).
+    pub fn to_api(&self, base: &str) -> Obj {
+        let mut dii = self.driver_internal_info.clone();
+        if self.agent_token.is_some() {
+            dii.insert(
+                "agent_secret_token".into(),
+                json!(ferrite_proto::MASKED_SECRET),
+            );
+        }
+        if let Some(u) = &self.agent_url {
+            dii.insert("agent_url".into(), json!(u));
+        }
+        if let Some(t) = &self.agent_last_heartbeat {
+            dii.insert("agent_last_heartbeat".into(), json!(t));
+        }
+        let v = json!({
+            "uuid": self.uuid,
+            "name": self.name,
+            "driver": self.driver,
+            "driver_info": mask(&self.driver_info),
+            "properties": self.properties,
+            "instance_info": mask(&self.instance_info),
+            "instance_uuid": self.instance_uuid,
+            "extra": self.extra,
+            "provision_state": self.provision_state.as_str(),
+            "target_provision_state": self.target_provision_state.map(|s| s.as_str()),
+            "power_state": self.power_state,
+            "target_power_state": self.target_power_state,
+            "last_error": self.last_error,
+            "maintenance": self.maintenance,
+            "maintenance_reason": self.maintenance_reason,
+            "reservation": self.reservation,
+            "conductor": self.conductor,
+            "driver_internal_info": dii,
+            "clean_step": obj_or_null(&self.clean_step),
+            "deploy_step": obj_or_null(&self.deploy_step),
+            "resource_class": self.resource_class,
+            "boot_interface": self.boot_interface,
+            "deploy_interface": self.deploy_interface,
+            "power_interface": self.power_interface,
+            "management_interface": self.management_interface,
+            "inspect_interface": self.inspect_interface,
+            "network_interface": "noop",
+            "console_interface": "no-console",
+            "raid_interface": "no-raid",
+            "rescue_interface": "no-rescue",
+            "storage_interface": "noop",
+            "vendor_interface": "no-vendor",
+            "bios_interface": "no-bios",
+            "console_enabled": false,
+            "chassis_uuid": null,
+            "protected": false,
+            "owner": null,
+            "lessee": null,
+            "description": null,
+            "conductor_group": "",
+            "automated_clean": null,
+            "fault": null,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "provision_updated_at": self.provision_updated_at,
+            "inspection_started_at": self.inspection_started_at,
+            "inspection_finished_at": self.inspection_finished_at,
+            "links": links(base, "nodes", &self.uuid),
+            "ports": [
+                {"href": format!("{base}/v1/nodes/{}/ports", self.uuid), "rel": "self"},
+                {"href": format!("{base}/nodes/{}/ports", self.uuid), "rel": "bookmark"},
+            ],
+        });
+        match v {
+            Value::Object(o) => o,
+            _ => Obj::new(),
+        }
+    }
+
+    /// The view restricted to `fields` (already validated against [`NODE_FIELDS`]).
+    pub fn to_api_fields(&self, base: &str, fields: &[&str]) -> Obj {
+        let mut all = self.to_api(base);
+        let mut out = Obj::new();
+        for f in fields {
+            if let Some(v) = all.remove(*f) {
+                out.insert((*f).to_string(), v);
+            }
+        }
+        out
+    }
+
+    /// Whether this node's current clean is a manual one.
+    pub fn manual_clean(&self) -> bool {
+        self.driver_internal_info
+            .get("manual_clean")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+}
+
+pub fn links(base: &str, kind: &str, uuid: &str) -> Value {
+    json!([
+        {"href": format!("{base}/v1/{kind}/{uuid}"), "rel": "self"},
+        {"href": format!("{base}/{kind}/{uuid}"), "rel": "bookmark"},
+    ])
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Port {
+    pub id: i64,
+    pub uuid: String,
+    pub address: String,
+    pub node_uuid: String,
+    pub pxe_enabled: bool,
+    pub extra: Obj,
+    pub local_link_connection: Obj,
+    pub physical_network: Option<String>,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+}
+
+pub const PORT_FIELDS: &[&str] = &[
+    "uuid",
+    "address",
+    "node_uuid",
+    "pxe_enabled",
+    "extra",
+    "local_link_connection",
+    "physical_network",
+    "internal_info",
+    "is_smartnic",
+    "portgroup_uuid",
+    "created_at",
+    "updated_at",
+    "links",
+];
+
+impl Port {
+    pub fn to_api(&self, base: &str) -> Obj {
+        let v = json!({
+            "uuid": self.uuid,
+            "address": self.address,
+            "node_uuid": self.node_uuid,
+            "pxe_enabled": self.pxe_enabled,
+            "extra": self.extra,
+            "local_link_connection": self.local_link_connection,
+            "physical_network": self.physical_network,
+            "internal_info": {},
+            "is_smartnic": false,
+            "portgroup_uuid": null,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "links": links(base, "ports", &self.uuid),
+        });
+        match v {
+            Value::Object(o) => o,
+            _ => Obj::new(),
+        }
+    }
+}
+
+/// Normalises a MAC address to lower-case colon form, or says why it is not one.
+pub fn normalize_mac(s: &str) -> Result<String, String> {
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
+    if !ok {
+        return Err(format!(
+            "Expected a MAC address but received {s}: use six hex octets like 52:54:00:12:34:56"
+        ));
+    }
+    Ok(parts.join(":").to_ascii_lowercase())
+}
+
+pub fn is_uuid_like(s: &str) -> bool {
+    uuid::Uuid::parse_str(s).is_ok() && s.len() == 36
+}
+
+/// Now as Ironic formats timestamps (ISO 8601 with offset).
+pub fn now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Seconds since `ts` (an RFC 3339 string), or `None` when unparsable.
+pub fn age_secs(ts: &str) -> Option<f64> {
+    let t = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).ok()?;
+    Some((time::OffsetDateTime::now_utc() - t).as_seconds_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_normalise_or_explain() {
+        assert_eq!(
+            normalize_mac("52-54-00-AB-cd-01").unwrap(),
+            "52:54:00:ab:cd:01"
+        );
+        assert!(normalize_mac("52:54:00:ab:cd")
+            .unwrap_err()
+            .contains("Expected a MAC"));
+        assert!(normalize_mac("zz:54:00:ab:cd:01").is_err());
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let mut o = Obj::new();
+        o.insert("ipmi_password".into(), json!("hunter2"));
+        o.insert("ipmi_username".into(), json!("admin"));
+        let m = mask(&o);
+        assert_eq!(m["ipmi_password"], "******");
+        assert_eq!(m["ipmi_username"], "admin");
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        let n = now();
+        assert!(age_secs(&n).unwrap() < 5.0);
+        assert!(age_secs("garbage").is_none());
+    }
+}

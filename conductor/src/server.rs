@@ -1,0 +1,194 @@
+//! `ferrite conductor`: one config struct for flags and file, and the server that takes
+//! its listener and a shutdown future (STYLE.md §8).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use crate::api::{self, AppState, Htpasswd};
+use crate::db::Db;
+use crate::engine::{Conductor, EngineConfig};
+
+/// Conductor settings; keys of the `--config` file (JSON) equal the long flags.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConductorConfig {
+    /// Address to serve the API on [default: 127.0.0.1:6385].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the SQLite database and other state [default: ./ferrite-state].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// JSON file with these settings; flags override it.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// `postgres://user@host:port/db` to use PostgreSQL instead of SQLite.
+    #[arg(long, env = "FERRITE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// htpasswd file (bcrypt) enabling HTTP basic auth; required off loopback.
+    #[arg(long)]
+    pub htpasswd: Option<PathBuf>,
+    /// This conductor's name in `reservation` and `/v1/conductors` [default: hostname].
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Base URL written into links [default: from the Host header].
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Seconds a waiting node may go without agent heartbeat [default: 1800].
+    #[arg(long)]
+    pub callback_timeout: Option<f64>,
+    /// Seconds inspection may wait for the agent's data [default: 1800].
+    #[arg(long)]
+    pub inspect_timeout: Option<f64>,
+    /// Seconds one asynchronous agent step may run [default: 3600].
+    #[arg(long)]
+    pub step_timeout: Option<f64>,
+    /// Seconds between timeout checks [default: 10].
+    #[arg(long)]
+    pub periodic_interval: Option<f64>,
+    /// Seconds the agent is told to heartbeat within [default: 300].
+    #[arg(long)]
+    pub heartbeat_timeout: Option<u64>,
+}
+
+impl ConductorConfig {
+    /// Reads `--config` (if any) and lays the flags over it.
+    pub fn resolve(self) -> anyhow::Result<ConductorConfig> {
+        let Some(path) = &self.config else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        let file: ConductorConfig = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "parsing config file {} (JSON; keys are the long flags)",
+                path.display()
+            )
+        })?;
+        macro_rules! over {
+            ($($f:ident),*) => { ConductorConfig { $($f: self.$f.clone().or(file.$f.clone()),)* } };
+        }
+        Ok(over!(
+            listen,
+            state_dir,
+            config,
+            database_url,
+            htpasswd,
+            host,
+            public_url,
+            callback_timeout,
+            inspect_timeout,
+            step_timeout,
+            periodic_interval,
+            heartbeat_timeout
+        ))
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 6385)))
+    }
+
+    fn engine(&self) -> EngineConfig {
+        let d = EngineConfig::default();
+        let secs = |v: Option<f64>, dflt: Duration| v.map(Duration::from_secs_f64).unwrap_or(dflt);
+        EngineConfig {
+            host: self.host.clone().unwrap_or_else(hostname),
+            callback_timeout: secs(self.callback_timeout, d.callback_timeout),
+            inspect_timeout: secs(self.inspect_timeout, d.inspect_timeout),
+            step_timeout: secs(self.step_timeout, d.step_timeout),
+            periodic_interval: secs(self.periodic_interval, d.periodic_interval),
+            heartbeat_timeout: self.heartbeat_timeout.unwrap_or(d.heartbeat_timeout),
+            agent_timeout: d.agent_timeout,
+        }
+    }
+
+    fn database_url(&self) -> anyhow::Result<String> {
+        if let Some(u) = &self.database_url {
+            if !(u.starts_with("postgres://")
+                || u.starts_with("postgresql://")
+                || u.starts_with("sqlite:"))
+            {
+                bail!("--database-url {u:?} is not supported: use postgres://… or sqlite://…");
+            }
+            return Ok(u.clone());
+        }
+        let dir = self
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("ferrite-state"));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating state directory {}", dir.display()))?;
+        let dir = dir
+            .canonicalize()
+            .with_context(|| format!("resolving {}", dir.display()))?;
+        Ok(format!("sqlite://{}", dir.join("ferrite.db").display()))
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight work finish (up to 30 s).
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    cfg: ConductorConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let local = listener
+        .local_addr()
+        .context("reading the listener's address")?;
+    let auth = match &cfg.htpasswd {
+        Some(p) => Some(Htpasswd::load(p)?),
+        None => None,
+    };
+    if auth.is_none() && !local.ip().is_loopback() {
+        bail!(
+            "refusing to serve without authentication on {local}: listen on 127.0.0.1 or pass \
+             --htpasswd FILE (bcrypt, made with `htpasswd -B`)"
+        );
+    }
+    let url = cfg.database_url()?;
+    let db = Db::open(&url).await.context("opening the database")?;
+    let engine_cfg = cfg.engine();
+    let conductor = Conductor::new(db.clone(), engine_cfg).context("creating the agent client")?;
+    let failed = conductor
+        .recover()
+        .await
+        .context("recovering after restart")?;
+    if failed > 0 {
+        tracing::warn!(failed, "nodes interrupted by the last shutdown were failed");
+    }
+    db.register_conductor(&conductor.cfg.host, &conductor.drivers.names())
+        .await
+        .context("registering the conductor")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let periodic = tokio::spawn(conductor.clone().run_periodic(stop_rx));
+    let state = Arc::new(AppState {
+        engine: conductor.clone(),
+        auth,
+        public_url: cfg.public_url.clone(),
+    });
+    tracing::info!(%local, "ferrite conductor serving");
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving the API")?;
+    let _ = stop_tx.send(true);
+    let _ = periodic.await;
+    conductor.drain(Duration::from_secs(30)).await;
+    let _ = db.unregister_conductor(&conductor.cfg.host).await;
+    db.close().await;
+    Ok(())
+}

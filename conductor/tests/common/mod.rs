@@ -1,0 +1,323 @@
+//! Test support: a conductor on a real loopback socket over a real SQLite file or a
+//! throwaway PostgreSQL (Debian's binaries, run as `postgres`), and small HTTP helpers.
+#![allow(dead_code)]
+
+use std::net::TcpListener as StdListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferrite_conductor::server::ConductorConfig;
+use serde_json::Value;
+
+pub const VERSION: &str = "1.68";
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on loopback")
+}
+
+fn pg_bin() -> PathBuf {
+    for v in ["17", "16", "15"] {
+        let p = PathBuf::from(format!("/usr/lib/postgresql/{v}/bin"));
+        if p.join("postgres").exists() {
+            return p;
+        }
+    }
+    panic!("PostgreSQL server binaries not found under /usr/lib/postgresql: run `cargo xtask deps` (Debian package postgresql)");
+}
+
+fn postgres_ids() -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("reading /etc/passwd");
+    for line in passwd.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.first() == Some(&"postgres") && f.len() > 3 {
+            return (f[2].parse().unwrap(), f[3].parse().unwrap());
+        }
+    }
+    panic!("no postgres user: install the Debian package postgresql");
+}
+
+/// A throwaway PostgreSQL server in a temp dir on a free port; stopped on drop.
+pub struct Postgres {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let (uid, gid) = postgres_ids();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        let data = dir.path().join("data");
+        let bin = pg_bin();
+        let out = Command::new(bin.join("initdb"))
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&data)
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .expect("running initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let child = Command::new(bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ])
+            .arg("-k")
+            .arg(dir.path())
+            .uid(uid)
+            .gid(gid)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting postgres");
+        let pg = Postgres {
+            child,
+            _dir: dir,
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not start listening within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pg
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGQUIT: immediate shutdown; the data is thrown away anyway.
+        unsafe_kill(self.child.id(), libc::SIGQUIT);
+        let _ = self.child.wait();
+    }
+}
+
+pub fn unsafe_kill(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a pid this process spawned and has not reaped yet.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// An in-process conductor on 127.0.0.1:<free port>; shut down on drop.
+pub struct Server {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _pg: Option<Postgres>,
+}
+
+impl Server {
+    pub async fn start(backend: Backend, tweak: impl FnOnce(&mut ConductorConfig)) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(tokio::task::spawn_blocking(Postgres::start).await.unwrap()),
+        };
+        let mut cfg = ConductorConfig {
+            state_dir: Some(dir.path().to_path_buf()),
+            database_url: pg.as_ref().map(|p| p.url.clone()),
+            host: Some("test-conductor".into()),
+            periodic_interval: Some(0.2),
+            ..Default::default()
+        };
+        tweak(&mut cfg);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(ferrite_conductor::server::run(listener, cfg, async move {
+            let _ = rx.await;
+        }));
+        let s = Server {
+            url,
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+            _pg: pg,
+        };
+        wait_until("the API answers", Duration::from_secs(30), || async {
+            reqwest::get(format!("{}/v1", s.url)).await.is_ok()
+        })
+        .await;
+        s
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Polls `f` until it is true or the deadline passes (never a bare sleep).
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !f().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A small API client that sends the microversion header.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        Api {
+            base: base.into(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut rb = self
+            .http
+            .request(m, format!("{}{path}", self.base))
+            .header("X-OpenStack-Ironic-API-Version", VERSION);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let r = rb.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, v)
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = self
+            .http
+            .request(m, format!("{}{path}", self.base))
+            .header("X-OpenStack-Ironic-API-Version", VERSION)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, None).await
+    }
+
+    pub async fn node(&self, ident: &str) -> Value {
+        let (s, v) = self.get(&format!("/v1/nodes/{ident}")).await;
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
+    pub async fn provision(&self, ident: &str, body: Value) -> (u16, Value) {
+        self.call(
+            "PUT",
+            &format!("/v1/nodes/{ident}/states/provision"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Waits until the node reaches `state`; panics (with last_error) on another stable one.
+    pub async fn wait_state(&self, ident: &str, state: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let n = self.node(ident).await;
+            if n["provision_state"] == state && n["reservation"].is_null() {
+                return n;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {ident} did not reach {state}: {} (last_error {})",
+                n["provision_state"],
+                n["last_error"]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The faultstring inside Ironic's error body, asserting the format on the way.
+pub fn fault(v: &Value) -> String {
+    let inner = v["error_message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an Ironic error: {v}"));
+    let inner: Value = serde_json::from_str(inner).expect("error_message holds JSON");
+    assert!(inner.get("faultcode").is_some(), "{inner}");
+    inner["faultstring"].as_str().unwrap().to_string()
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}

@@ -1,0 +1,195 @@
+//! Kill the conductor process (SIGKILL) during deploys, start it again, and check that
+//! every node ends active or failed with `last_error`, on SQLite and on PostgreSQL.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{free_port, unsafe_kill, wait_until, Api, Postgres};
+use serde_json::json;
+
+/// A `ferrite conductor` process; killed and reaped on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        unsafe_kill(self.0.id(), libc::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+fn start(port: u16, dir: &std::path::Path, db: Option<&str>, extra: &[&str]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrite"));
+    cmd.args([
+        "conductor",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--host",
+        "restart-test",
+        "--periodic-interval",
+        "0.2",
+    ])
+    .arg("--state-dir")
+    .arg(dir)
+    .args(extra)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    if let Some(url) = db {
+        cmd.args(["--database-url", url]);
+    }
+    Proc(cmd.spawn().expect("starting ferrite conductor"))
+}
+
+async fn scenario(db: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let api = Api::new(&format!("http://127.0.0.1:{port}"));
+    let proc = start(port, dir.path(), db, &[]);
+    wait_until("the conductor answers", Duration::from_secs(30), || async {
+        api.http
+            .get(format!("{}/v1", api.base))
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+    let nodes = [
+        ("quick", json!({})),
+        ("slow", json!({})),
+        (
+            "waiting",
+            json!({"image_source": "http://127.0.0.1:9/image.raw"}),
+        ),
+    ];
+    for (name, ii) in &nodes {
+        let mut body = json!({"driver": "fake-hardware", "name": name, "instance_info": ii});
+        if *name == "waiting" {
+            body["deploy_interface"] = json!("direct");
+        }
+        assert_eq!(api.call("POST", "/v1/nodes", Some(body)).await.0, 201);
+        assert_eq!(
+            api.provision(name, json!({"target": "manage"})).await.0,
+            202
+        );
+        api.wait_state(name, "manageable").await;
+    }
+    // `waiting` uses the agent deploy interface, so it would clean through an agent:
+    // provide the two fake ones, move `waiting` through a fake-deploy provide.
+    assert_eq!(
+        api.call(
+            "PATCH",
+            "/v1/nodes/waiting",
+            Some(json!([{"op": "replace", "path": "/deploy_interface", "value": "fake"}]))
+        )
+        .await
+        .0,
+        200
+    );
+    for (name, _) in &nodes {
+        assert_eq!(
+            api.provision(name, json!({"target": "provide"})).await.0,
+            202
+        );
+        api.wait_state(name, "available").await;
+    }
+    assert_eq!(
+        api.call(
+            "PATCH",
+            "/v1/nodes/waiting",
+            Some(json!([{"op": "replace", "path": "/deploy_interface", "value": "direct"}]))
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        api.call(
+            "PATCH",
+            "/v1/nodes/slow",
+            Some(json!([{"op": "add", "path": "/driver_info/fake_delay", "value": 60}]))
+        )
+        .await
+        .0,
+        200
+    );
+    for (name, _) in &nodes {
+        let (s, v) = api.provision(name, json!({"target": "active"})).await;
+        assert_eq!(s, 202, "{name}: {v}");
+    }
+    api.wait_state("quick", "active").await;
+    wait_until(
+        "slow is mid-step and waiting is waiting",
+        Duration::from_secs(30),
+        || async {
+            let slow = api.node("slow").await;
+            let waiting = api.node("waiting").await;
+            slow["provision_state"] == "deploying"
+                && slow["deploy_step"]["step"] == "deploy"
+                && waiting["provision_state"] == "wait call-back"
+        },
+    )
+    .await;
+    drop(proc); // SIGKILL: no graceful shutdown
+    let _proc = start(port, dir.path(), db, &["--callback-timeout", "1"]);
+    wait_until(
+        "the restarted conductor answers",
+        Duration::from_secs(30),
+        || async {
+            api.http
+                .get(format!("{}/v1", api.base))
+                .send()
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+    let slow = api.wait_state("slow", "deploy failed").await;
+    let err = slow["last_error"].as_str().unwrap();
+    assert!(
+        err.contains("restarted") && err.contains("deploy.deploy"),
+        "{err}"
+    );
+    let waiting = api.wait_state("waiting", "deploy failed").await;
+    assert!(
+        waiting["last_error"].as_str().unwrap().contains("Timeout"),
+        "{}",
+        waiting["last_error"]
+    );
+    let quick = api.node("quick").await;
+    assert_eq!(quick["provision_state"], "active");
+    for (name, _) in &nodes {
+        let n = api.node(name).await;
+        assert!(n["reservation"].is_null(), "{name} still locked");
+        let ok = n["provision_state"] == "active"
+            || (n["provision_state"] == "deploy failed" && n["last_error"].is_string());
+        assert!(ok, "{name}: {} {}", n["provision_state"], n["last_error"]);
+    }
+    // A failed node can be deployed again once fixed.
+    assert_eq!(
+        api.call(
+            "PATCH",
+            "/v1/nodes/slow",
+            Some(json!([{"op": "remove", "path": "/driver_info/fake_delay"}]))
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        api.provision("slow", json!({"target": "active"})).await.0,
+        202
+    );
+    api.wait_state("slow", "active").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_on_sqlite() {
+    scenario(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_on_postgres() {
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    scenario(Some(&pg.url)).await;
+}
