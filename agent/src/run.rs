@@ -19,7 +19,7 @@ use crate::heartbeat::heartbeat::{absorb_token, HeartbeatTiming, Heartbeater};
 use crate::heartbeat::inspect::{post_inventory, InspectTiming};
 use crate::heartbeat::lookup::{lookup, LookupTiming};
 use crate::heartbeat::token::TokenStore;
-use crate::heartbeat::{AgentLink, ConductorClient, MAX_API_VERSION};
+use crate::heartbeat::{AgentLink, ConductorClient, FALLBACK_API_VERSION, VERIFY_CA_API_VERSION};
 use crate::state::{AgentConfig, AgentState, RealSystemHooks};
 use crate::system::SystemHooks;
 
@@ -148,7 +148,7 @@ pub async fn run_with_hooks(
         ),
         _ => None,
     };
-    let mut version = MAX_API_VERSION;
+    let mut version = FALLBACK_API_VERSION;
     if let Some(c) = &mut client {
         match c.negotiate_version().await {
             Ok(v) => version = v,
@@ -249,7 +249,7 @@ async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
 /// Automatic TLS unless switched off (`ferrite-auto-tls=0`, `ipa-advertise-protocol=http`)
 /// or the conductor is too old to pin our certificate (before 1.68).
 fn wants_tls(params: &KernelParams, version: (u32, u32)) -> anyhow::Result<bool> {
-    let possible = params.auto_tls && version >= MAX_API_VERSION;
+    let possible = params.auto_tls && version >= VERIFY_CA_API_VERSION;
     match params.advertise_protocol {
         Some(Protocol::Http) => Ok(false),
         Some(Protocol::Https) if !possible => bail!(

@@ -59,7 +59,8 @@ fn fast_heartbeat() -> HeartbeatTiming {
 
 /// Looks up through the double and starts a heartbeater on the answer.
 async fn heartbeater(d: &Double, pinned: Option<&str>, link: Arc<TestLink>) -> Heartbeater {
-    let c = client(d);
+    let mut c = client(d);
+    c.negotiate_version().await.unwrap();
     let found = lookup(&c, &[MAC.into()], None, &fast_lookup())
         .await
         .unwrap();
@@ -276,7 +277,7 @@ async fn heartbeat_interval_is_timeout_times_0_3_to_0_6() {
     assert_eq!(b["agent_version"], "test");
     assert_eq!(b["agent_status"], "deploying");
     assert_eq!(b["agent_status_message"], "writing image");
-    assert_eq!(beats[0].headers["x-openstack-ironic-api-version"], "1.68");
+    assert_eq!(beats[0].headers["x-openstack-ironic-api-version"], "1.72");
 }
 
 #[tokio::test]
@@ -345,13 +346,34 @@ async fn version_negotiation_takes_the_lower_of_both() {
     .await;
     let mut c = client(&d);
     assert_eq!(c.negotiate_version().await.unwrap(), (1, 46));
-    assert_eq!(c.api_version(), "1.46");
+    assert_eq!(c.api_version(), (1, 46));
     d.script.lock().unwrap().max_version = "1.99".into();
-    assert_eq!(c.negotiate_version().await.unwrap(), (1, 68));
+    assert_eq!(c.negotiate_version().await.unwrap(), (1, 72));
     c.lookup(&[MAC.into()], None).await.unwrap();
     assert_eq!(
         d.lookups()[0].headers["x-openstack-ironic-api-version"],
-        "1.68"
+        "1.72"
+    );
+}
+
+#[tokio::test]
+async fn status_is_left_out_for_conductors_before_1_72() {
+    let d = Double::start(Script {
+        max_version: "1.68".into(),
+        ..Script::default()
+    })
+    .await;
+    let link = Arc::new(TestLink::default());
+    *link.status.lock().unwrap() = (Some("deploying".into()), Some("writing image".into()));
+    let mut hb = heartbeater(&d, None, link).await;
+    hb.beat().await.unwrap();
+    let beat = &d.heartbeats()[0];
+    assert_eq!(beat.headers["x-openstack-ironic-api-version"], "1.68");
+    assert!(beat.body.get("agent_status").is_none(), "{}", beat.body);
+    assert!(beat.body.get("agent_status_message").is_none());
+    assert_eq!(
+        beat.body["agent_verify_ca"], "PEM",
+        "1.68 still takes the CA"
     );
 }
 

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 
 use super::lookup::{lookup, LookupError, LookupTiming};
 use super::token::{TokenEvent, TokenStore};
-use super::{jitter, AgentLink, ConductorClient};
+use super::{jitter, AgentLink, ConductorClient, STATUS_API_VERSION};
 
 /// `heartbeat_timeout` when the conductor does not say (Ironic's default).
 pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -66,7 +66,12 @@ impl Heartbeater {
     }
 
     fn body(&self) -> Heartbeat {
-        let (status, message) = self.link.agent_status();
+        // Older conductors refuse heartbeats that carry a status they do not know.
+        let (status, message) = if self.client.api_version() >= STATUS_API_VERSION {
+            self.link.agent_status()
+        } else {
+            (None, None)
+        };
         Heartbeat {
             callback_url: self.callback_url.clone(),
             agent_token: self.tokens.get().unwrap_or_default().to_string(),

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use ferrite_proto::lookup::{Heartbeat, LookupResponse};
-use ferrite_proto::{API_VERSION_HEADER, IRONIC_API_VERSION};
+use ferrite_proto::API_VERSION_HEADER;
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
@@ -30,8 +30,15 @@ pub trait AgentLink: Send + Sync + 'static {
     fn heartbeat_requested(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
-/// The newest microversion this agent speaks (agent_verify_ca needs 1.68).
-pub const MAX_API_VERSION: (u32, u32) = (1, 68);
+/// The newest microversion this agent speaks: 1.72 lets heartbeats carry `agent_status`.
+pub const MAX_API_VERSION: (u32, u32) = (1, 72);
+/// Spoken when the conductor does not say what it supports (CONTRACT.md §2's 1.68).
+pub const FALLBACK_API_VERSION: (u32, u32) = (1, 68);
+/// `agent_verify_ca` (automatic TLS) needs this.
+pub const VERIFY_CA_API_VERSION: (u32, u32) = (1, 68);
+/// `agent_status` and `agent_status_message` in heartbeats need this; Ironic refuses
+/// them (400) below it.
+pub const STATUS_API_VERSION: (u32, u32) = (1, 72);
 
 /// How an answer from the conductor went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +77,7 @@ impl ConductorError {
 pub struct ConductorClient {
     http: reqwest::Client,
     base: Url,
-    api_version: String,
+    api_version: (u32, u32),
     request_id: Option<String>,
 }
 
@@ -89,7 +96,7 @@ impl ConductorClient {
         Ok(ConductorClient {
             http,
             base,
-            api_version: IRONIC_API_VERSION.into(),
+            api_version: FALLBACK_API_VERSION,
             request_id,
         })
     }
@@ -99,8 +106,8 @@ impl ConductorClient {
     }
 
     /// The microversion sent with lookups and heartbeats.
-    pub fn api_version(&self) -> &str {
-        &self.api_version
+    pub fn api_version(&self) -> (u32, u32) {
+        self.api_version
     }
 
     fn url(&self, path: &str) -> Url {
@@ -115,7 +122,10 @@ impl ConductorClient {
             .http
             .request(method, url)
             .header(reqwest::header::ACCEPT, "application/json")
-            .header(API_VERSION_HEADER, &self.api_version);
+            .header(
+                API_VERSION_HEADER,
+                format!("{}.{}", self.api_version.0, self.api_version.1),
+            );
         if let Some(id) = &self.request_id {
             rb = rb.header("X-OpenStack-Request-ID", id);
         }
@@ -123,8 +133,8 @@ impl ConductorClient {
     }
 
     /// Asks `GET /` for the conductor's newest microversion and settles on the highest
-    /// both sides support. Returns it; when the conductor cannot tell, keeps 1.68 (what
-    /// Ferrite's conductor speaks) and says so in the error.
+    /// both sides support. Returns it; when the conductor cannot tell, the client keeps
+    /// [`FALLBACK_API_VERSION`] and the error says why.
     pub async fn negotiate_version(&mut self) -> Result<(u32, u32), ConductorError> {
         let url = self.url("/");
         let res = self
@@ -150,7 +160,7 @@ impl ConductorClient {
                 message: "no default_version.version in the version document".into(),
             })?;
         let chosen = theirs.min(MAX_API_VERSION);
-        self.api_version = format!("{}.{}", chosen.0, chosen.1);
+        self.api_version = chosen;
         Ok(chosen)
     }
 
@@ -279,7 +289,7 @@ mod tests {
             c.url("/v1/heartbeat/x").as_str(),
             "http://c:6385/v1/heartbeat/x"
         );
-        assert_eq!(c.api_version(), "1.68");
+        assert_eq!(c.api_version(), (1, 68));
     }
 
     #[test]
