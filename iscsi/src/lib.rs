@@ -4,6 +4,8 @@
 
 pub mod chap;
 pub mod crc32c;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod initiator;
 pub mod io;
 pub mod pdu;

@@ -229,7 +229,7 @@ impl Bhs {
             }
             Bhs::Other(r) => {
                 *b = r.bytes;
-                b[0] = (b[0] & 0x40) | (r.opcode & 0x3f);
+                b[0] = r.opcode & 0x3f;
             }
         }
     }
@@ -396,7 +396,13 @@ impl Bhs {
                 max_cmd_sn: u32_at(b, 32),
                 data_sn: u32_at(b, 36),
             }),
-            op::SNACK | op::ASYNC => Bhs::Other(Raw { opcode, bytes: *b }),
+            op::SNACK | op::ASYNC => {
+                // Keep the opcode-specific bytes; flags and lengths live elsewhere in Pdu.
+                let mut bytes = *b;
+                bytes[0] = opcode;
+                bytes[4..8].fill(0);
+                Bhs::Other(Raw { opcode, bytes })
+            }
             other => return Err(PduError::UnknownOpcode(other)),
         })
     }

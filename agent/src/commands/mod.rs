@@ -8,6 +8,7 @@ mod store;
 pub mod clean;
 pub mod deploy;
 pub mod image;
+pub mod iscsi;
 pub mod log;
 pub mod poll;
 pub mod standby;
@@ -83,6 +84,7 @@ impl Registry {
         deploy::register(&mut r);
         system::register(&mut r);
         log::register(&mut r);
+        iscsi::register(&mut r);
         r
     }
 

@@ -3,7 +3,7 @@
 //! which keeps the command path simple and fast; the server itself is async so callers
 //! hand it a listener and a shutdown future.
 
-mod login;
+pub(crate) mod login;
 mod session;
 
 use std::collections::HashMap;

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::util;
 
 mod ipmi;
+mod iscsi;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
@@ -62,6 +63,7 @@ pub const BENCHES: &[(&str, Bench)] = &[
     ("ipmi", ipmi::run),
     ("agent", agent::run),
     ("e2e", e2e::run),
+    ("iscsi", iscsi::run),
 ];
 
 pub fn run(name: &str) -> anyhow::Result<()> {

@@ -1,0 +1,124 @@
+//! `iscsi.start_iscsi_target` (CONTRACT.md §1): exports the install disk as LUN 0 of an
+//! iSCSI target on the advertised address, so the conductor can write the image with its
+//! initiator. Ferrite extensions: CHAP credentials (`ferrite_chap_user`/`_secret`) and
+//! `iscsi.stop_iscsi_target`.
+
+use std::net::{Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use ferrite_iscsi::{Credentials, Target, TargetConfig};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{CommandError, Mode, NoParams, Registry};
+use crate::disk::safety;
+use crate::state::AgentState;
+
+pub fn register(r: &mut Registry) {
+    r.register("iscsi.start_iscsi_target", Mode::Sync, start);
+    r.register("iscsi.stop_iscsi_target", Mode::Sync, stop);
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartParams {
+    pub iqn: String,
+    #[serde(default = "default_port")]
+    pub portal_port: u16,
+    #[serde(default)]
+    pub wipe_disk_metadata: bool,
+    #[serde(default)]
+    pub ferrite_chap_user: Option<String>,
+    #[serde(default)]
+    pub ferrite_chap_secret: Option<String>,
+}
+
+fn default_port() -> u16 {
+    3260
+}
+
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+    iqn: String,
+}
+
+/// The one target this agent serves at a time.
+static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
+
+async fn start(p: StartParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
+    if !ferrite_iscsi::target::valid_name(&p.iqn) {
+        return Err(CommandError::invalid_params(
+            "iqn",
+            format!("{:?} is not an iSCSI name (iqn.YYYY-MM.domain:name)", p.iqn),
+        ));
+    }
+    let chap = match (p.ferrite_chap_user, p.ferrite_chap_secret) {
+        (Some(user), Some(secret)) => Some(Credentials { user, secret }),
+        (None, None) => None,
+        _ => {
+            return Err(CommandError::invalid_params(
+                "ferrite_chap_secret",
+                "ferrite_chap_user and ferrite_chap_secret go together",
+            ))
+        }
+    };
+    stop_running().await;
+    let disk = super::image::target_disk(&state, None)?;
+    safety::authorize(&disk.path, disk.choice)
+        .map_err(|e| CommandError::failed("exporting the disk is not allowed", e))?;
+    if p.wipe_disk_metadata {
+        let path = disk.path.clone();
+        super::blocking("wiping disk metadata", move || {
+            let target = crate::image::writer::Target::open(&path)
+                .map_err(|e| CommandError::failed("opening the disk failed", e))?;
+            let mut sink = crate::image::writer::DirectWriter::new(target, false);
+            crate::disk::wipe::wipe_partition_signatures(&mut sink)
+                .map_err(|e| CommandError::failed("wiping partition signatures failed", e))
+        })
+        .await?;
+    }
+    let mut cfg = TargetConfig::new(p.iqn.clone(), disk.path.clone());
+    cfg.chap = chap;
+    let target = Target::new(cfg)
+        .map_err(|e| CommandError::failed("starting the iSCSI target failed", e))?;
+    let addr = SocketAddr::from((Ipv6Addr::UNSPECIFIED, p.portal_port));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| CommandError::failed(format!("cannot listen on port {}", p.portal_port), e))?;
+    let port = listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or(p.portal_port);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let done = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = target.serve(listener, shutdown).await {
+            tracing::warn!(error = %e, "iSCSI target stopped");
+        }
+    });
+    *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running {
+        stop,
+        done,
+        iqn: p.iqn.clone(),
+    });
+    tracing::info!(iqn = %p.iqn, port, disk = %disk.path.display(), "iSCSI target started");
+    Ok(
+        json!({ "iscsi_target_iqn": p.iqn, "ferrite_portal_port": port,
+               "ferrite_device": disk.path.display().to_string() }),
+    )
+}
+
+async fn stop_running() -> Option<String> {
+    let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let r = running?;
+    let _ = r.stop.send(());
+    let _ = r.done.await;
+    Some(r.iqn)
+}
+
+async fn stop(_: NoParams, _state: Arc<AgentState>) -> Result<Value, CommandError> {
+    Ok(json!({ "ferrite_stopped": stop_running().await }))
+}

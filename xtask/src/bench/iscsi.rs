@@ -1,0 +1,325 @@
+//! `cargo xtask bench iscsi`: sequential 1 GiB write and read over loopback against our
+//! target (the static agent's `iscsi-target`) and against tgtd, on the same backing file,
+//! in the same run, alternating rounds.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use ferrite_iscsi::{Initiator, LoginOptions};
+
+use super::Record;
+
+const GIB: u64 = 1 << 30;
+const ROUNDS: usize = 2;
+/// Bytes per WRITE/READ command of our initiator.
+const CHUNK: usize = 1 << 20;
+/// iscsi-perf: requests in flight, blocks per request, seconds per run.
+const PERF_DEPTH: &str = "16";
+const PERF_BLOCKS: &str = "256";
+const PERF_SECS: u64 = 8;
+const OUR_IQN: &str = "iqn.2026-01.org.ferrite:bench";
+const TGT_IQN: &str = "iqn.2026-01.org.ferrite:bench-tgtd";
+const INITIATOR: &str = "iqn.2026-01.org.ferrite:bench-initiator";
+
+struct Results {
+    write: Vec<f64>,
+    read: Vec<f64>,
+    perf: Vec<f64>,
+}
+
+pub fn run() -> anyhow::Result<Vec<Record>> {
+    let agent = crate::build_agent()?;
+    for tool in ["tgtd", "tgtadm", "iscsi-perf"] {
+        if Command::new("which")
+            .arg(tool)
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
+            bail!("{tool} is missing: run `cargo xtask deps` (Debian packages tgt, libiscsi-bin)");
+        }
+    }
+    let dir = crate::util::project_root().join("target/bench/iscsi");
+    std::fs::create_dir_all(&dir)?;
+    let lun = dir.join("lun.img");
+    let _ = std::fs::remove_file(&lun);
+    std::fs::File::create(&lun)?.set_len(GIB)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+
+    let mut ours = Results {
+        write: vec![],
+        read: vec![],
+        perf: vec![],
+    };
+    let mut tgt = Results {
+        write: vec![],
+        read: vec![],
+        perf: vec![],
+    };
+    for round in 0..ROUNDS {
+        println!("iscsi bench: round {} of {ROUNDS}", round + 1);
+        {
+            let s = OurTarget::start(&agent, &lun)?;
+            measure(&rt, &mut ours, s.addr, OUR_IQN, 0)?;
+        }
+        {
+            let s = Tgtd::start(&lun)?;
+            measure(&rt, &mut tgt, s.addr, TGT_IQN, 1)?;
+        }
+    }
+    let _ = std::fs::remove_file(&lun);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let rec = |metric: &str, unit: &str, o: &[f64], t: &[f64], notes: &str| {
+        Record::new(metric, unit, mean(o), "higher")
+            .baseline("tgtd 1.0.85 (Debian tgt), same file, same run", mean(t))
+            .notes(format!(
+                "{notes}; mean of {ROUNDS} alternating rounds; ours {o:.0?}, tgtd {t:.0?}"
+            ))
+    };
+    Ok(vec![
+        rec(
+            "sequential write 1 GiB",
+            "MiB/s",
+            &ours.write,
+            &tgt.write,
+            "ferrite initiator, 1 MiB WRITE(16) commands one at a time, then SYNCHRONIZE CACHE; \
+             1 GiB sparse file on this machine's disk",
+        ),
+        rec(
+            "sequential read 1 GiB",
+            "MiB/s",
+            &ours.read,
+            &tgt.read,
+            "ferrite initiator, 1 MiB READ(16) commands one at a time",
+        ),
+        rec(
+            "sequential read, libiscsi iscsi-perf",
+            "MB/s",
+            &ours.perf,
+            &tgt.perf,
+            &format!(
+                "iscsi-perf -m {PERF_DEPTH} -b {PERF_BLOCKS} for {PERF_SECS} s (its own average; it wraps at the LUN's end)"
+            ),
+        ),
+    ])
+}
+
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    r: &mut Results,
+    addr: SocketAddr,
+    iqn: &str,
+    lun: u8,
+) -> anyhow::Result<()> {
+    let (w, rd) = rt.block_on(async {
+        let opts = LoginOptions::new(INITIATOR, iqn);
+        let mut s = Initiator::connect_lun(addr, &opts, lun)
+            .await
+            .context("login")?;
+        let bs = s.block_size() as u64;
+        let data: Vec<u8> = (0..CHUNK).map(|i| (i % 251) as u8 | 1).collect();
+        let t0 = Instant::now();
+        for i in 0..(GIB as usize / CHUNK) {
+            s.write((i * CHUNK) as u64 / bs, &data)
+                .await
+                .context("write")?;
+        }
+        s.sync().await.context("sync")?;
+        let w = GIB as f64 / 1048576.0 / t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        for i in 0..(GIB as usize / CHUNK) {
+            let got = s
+                .read((i * CHUNK) as u64 / bs, (CHUNK as u64 / bs) as u32)
+                .await
+                .context("read")?;
+            if got != data {
+                bail!("read back different data at chunk {i}");
+            }
+        }
+        let rd = GIB as f64 / 1048576.0 / t0.elapsed().as_secs_f64();
+        s.logout().await?;
+        anyhow::Ok((w, rd))
+    })?;
+    r.write.push(w);
+    r.read.push(rd);
+    r.perf
+        .push(iscsi_perf(&format!("iscsi://{addr}/{iqn}/{lun}"))?);
+    Ok(())
+}
+
+/// Runs iscsi-perf for PERF_SECS and returns its final average MB/s.
+fn iscsi_perf(url: &str) -> anyhow::Result<f64> {
+    let mut child = Command::new("iscsi-perf")
+        .args(["-m", PERF_DEPTH, "-b", PERF_BLOCKS, url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting iscsi-perf")?;
+    let guard = Instant::now();
+    while guard.elapsed() < Duration::from_secs(PERF_SECS) {
+        if child.try_wait()?.is_some() {
+            bail!("iscsi-perf exited early against {url}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: kill(2) on our own child's pid with SIGINT, which iscsi-perf handles by
+    // printing its summary.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.rsplit("iops average").next().unwrap_or("");
+    let mbs = last
+        .split('(')
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse::<f64>().ok());
+    mbs.with_context(|| format!("no average in iscsi-perf output: {text}"))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        if t0.elapsed() > Duration::from_secs(15) {
+            bail!("nothing listens on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+struct OurTarget {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl OurTarget {
+    fn start(agent: &Path, lun: &Path) -> anyhow::Result<OurTarget> {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let child = Command::new(agent)
+            .args([
+                "iscsi-target",
+                "--iqn",
+                OUR_IQN,
+                "--listen",
+                &addr.to_string(),
+                "--backing",
+            ])
+            .arg(lun)
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting ferrite-agent iscsi-target")?;
+        let t = OurTarget { child, addr };
+        wait_listening(addr)?;
+        Ok(t)
+    }
+}
+
+impl Drop for OurTarget {
+    fn drop(&mut self) {
+        // SAFETY: SIGTERM to our own child; it then closes sessions and exits.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+struct Tgtd {
+    child: Child,
+    control: String,
+    addr: SocketAddr,
+}
+
+impl Tgtd {
+    fn adm(&self, args: &[&str]) -> anyhow::Result<()> {
+        let out = Command::new("tgtadm")
+            .args(["-C", &self.control])
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!("tgtadm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    fn start(lun: &Path) -> anyhow::Result<Tgtd> {
+        let port = free_port()?;
+        let control = (10000 + std::process::id() % 20000).to_string();
+        let child = Command::new("tgtd")
+            .args([
+                "-f",
+                "-C",
+                &control,
+                "--iscsi",
+                &format!("portal=127.0.0.1:{port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting tgtd")?;
+        let t = Tgtd {
+            child,
+            control,
+            addr: format!("127.0.0.1:{port}").parse()?,
+        };
+        let t0 = Instant::now();
+        while t
+            .adm(&["--lld", "iscsi", "--op", "show", "--mode", "target"])
+            .is_err()
+        {
+            if t0.elapsed() > Duration::from_secs(15) {
+                bail!("tgtd did not come up");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let lun = lun.to_str().context("path is not UTF-8")?;
+        t.adm(&[
+            "--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "1", "-T", TGT_IQN,
+        ])?;
+        t.adm(&[
+            "--lld",
+            "iscsi",
+            "--op",
+            "new",
+            "--mode",
+            "logicalunit",
+            "--tid",
+            "1",
+            "--lun",
+            "1",
+            "-b",
+            lun,
+        ])?;
+        t.adm(&[
+            "--lld", "iscsi", "--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL",
+        ])?;
+        wait_listening(t.addr)?;
+        Ok(t)
+    }
+}
+
+impl Drop for Tgtd {
+    fn drop(&mut self) {
+        // tgtd ignores SIGTERM while targets exist: take it offline and delete the system.
+        let _ = self.adm(&[
+            "--op", "update", "--mode", "sys", "--name", "State", "-v", "offline",
+        ]);
+        let _ = self.adm(&["--lld", "iscsi", "--op", "delete", "--mode", "system"]);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
