@@ -35,6 +35,9 @@ pub struct WalkConfig {
     pub wrong_checksum: Option<String>,
     /// The BMC's chassis program (default: see [`VmBuilder::chassis_program`]).
     pub chassis_program: Option<PathBuf>,
+    /// After the deployed OS is up, PXE-boot the ramdisk again and run the clean step
+    /// `erase_devices_metadata` (what undeploy → cleaning does).
+    pub clean_after: bool,
 }
 
 impl WalkConfig {
@@ -52,6 +55,7 @@ impl WalkConfig {
             hostname: "ferrite-node-0".into(),
             wrong_checksum: None,
             chassis_program: None,
+            clean_after: false,
         }
     }
 }
@@ -70,6 +74,8 @@ pub struct WalkReport {
     pub deploy: Value,
     /// The deployed OS's `FERRITE-DEPLOYED …` line; None when the deploy failed.
     pub marker: Option<String>,
+    /// The `erase_devices_metadata` result when [`WalkConfig::clean_after`] was set.
+    pub cleaned: Option<Value>,
     /// The node's disk image (for inspecting what the agent left on it).
     pub disk: PathBuf,
     /// The node, still up (powered on or off), for further checks; dropping it stops all.
@@ -246,6 +252,7 @@ pub fn run(cfg: &WalkConfig) -> Result<WalkReport, Error> {
             lookup,
             deploy,
             marker: None,
+            cleaned: None,
             disk,
             node,
         });
@@ -260,6 +267,44 @@ pub fn run(cfg: &WalkConfig) -> Result<WalkReport, Error> {
         .map_err(|e| fail("booting the deployed disk", e, None))?;
     phases.push(("power on -> deployed OS marker", t2.elapsed()));
     phases.push(("total", t0.elapsed()));
+
+    let mut cleaned = None;
+    if cfg.clean_after {
+        let lookups = |s: &HttpServer| {
+            s.requests()
+                .iter()
+                .filter(|r| r.target.starts_with("/v1/lookup"))
+                .count()
+        };
+        let before = lookups(&server);
+        node.ipmitool(&["chassis", "bootdev", "pxe"])?;
+        node.ipmitool(&["power", "off"])?;
+        let t3 = Instant::now();
+        node.ipmitool(&["power", "on"])?;
+        poll(
+            "ramdisk boot for cleaning",
+            Duration::from_secs(120),
+            &node,
+            || (lookups(&server) > before).then_some(()),
+        )?;
+        phases.push(("power on -> first lookup (cleaning boot)", t3.elapsed()));
+        let step = json!({
+            "name": "clean.execute_clean_step",
+            "params": {
+                "step": {"interface": "deploy", "step": "erase_devices_metadata", "args": {}},
+                "node": {},
+                "ports": [],
+            }
+        });
+        let t4 = Instant::now();
+        cleaned = Some(agent_command(
+            &node,
+            agent,
+            "erase_devices_metadata",
+            &step,
+        )?);
+        phases.push(("erase_devices_metadata", t4.elapsed()));
+    }
     Ok(WalkReport {
         phases,
         kernel_bytes: manifest.kernel.bytes,
@@ -268,7 +313,36 @@ pub fn run(cfg: &WalkConfig) -> Result<WalkReport, Error> {
         lookup,
         deploy,
         marker: Some(marker),
+        cleaned,
         disk,
         node,
+    })
+}
+
+/// Posts an asynchronous agent command and polls it until it is no longer RUNNING.
+fn agent_command(
+    node: &Node,
+    agent: std::net::SocketAddr,
+    phase: &str,
+    command: &Value,
+) -> Result<Value, Error> {
+    let (status, body) = http::call(
+        agent,
+        "POST",
+        "/v1/commands/?wait=false",
+        Some(&command.to_string()),
+    )
+    .map_err(|e| fail(phase, e, Some(node)))?;
+    if !(200..300).contains(&status) {
+        return Err(fail(phase, format!("HTTP {status}: {body}"), Some(node)));
+    }
+    let id = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v["id"].as_str().map(String::from))
+        .ok_or_else(|| fail(phase, format!("no command id in {body}"), Some(node)))?;
+    poll(phase, Duration::from_secs(300), node, || {
+        let (s, b) = http::call(agent, "GET", &format!("/v1/commands/{id}"), None).ok()?;
+        let v: Value = serde_json::from_str(&b).ok()?;
+        (s == 200 && v["command_status"] != "RUNNING").then_some(v)
     })
 }

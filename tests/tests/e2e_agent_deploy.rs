@@ -2,7 +2,8 @@
 //! real ramdisk, the agent reports the VM's hardware, writes the test OS image and config
 //! drive when told over its API, and the BMC boots the disk into the OS, which prints the
 //! config drive's uuid and hostname. A wrong checksum fails the write and leaves the disk
-//! without a partition table. Skipped with FERRITE_SKIP_VM_TESTS.
+//! without a partition table; cleaning (`erase_devices_metadata` after a second PXE boot)
+//! wipes a deployed disk's partition table. Skipped with FERRITE_SKIP_VM_TESTS.
 
 use std::path::PathBuf;
 
@@ -42,6 +43,7 @@ fn agent_deploys_the_test_image_and_the_os_reads_its_config_drive() {
     let mut cfg = config(&tmp);
     cfg.uuid = format!("3f1c0000-0000-4000-8000-{:012x}", std::process::id());
     cfg.hostname = "deployed-by-ferrite".into();
+    cfg.clean_after = true;
     let r = walk::run(&cfg).unwrap();
     for (phase, took) in &r.phases {
         eprintln!("{:>8.1} s  {phase}", took.as_secs_f64());

@@ -31,6 +31,7 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
         work.path().to_path_buf(),
     );
     cfg.hostname = "bench-node".into();
+    cfg.clean_after = true;
     cfg.chassis_program = Some(target.join("debug/ferrite-qemu-harness"));
     let report = ferrite_qemu_harness::walk::run(&cfg)?;
     anyhow::ensure!(
