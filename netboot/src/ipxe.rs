@@ -86,7 +86,8 @@ goto deploy
 :fail
 echo Ferrite: cannot load the deploy ramdisk of node {uuid}; powering off in 30 s
 sleep 30
-poweroff
+# Not every iPXE build has poweroff (Debian's ROMs lack it): then leave to the firmware.
+poweroff || exit 1
 ",
         uuid = boot.node_uuid,
         kernel = boot.kernel_url,

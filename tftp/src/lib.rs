@@ -7,4 +7,4 @@ pub mod packet;
 pub mod path;
 pub mod server;
 
-pub use server::{Server, ServerConfig};
+pub use server::{Server, ServerConfig, TransferLog, TransferRecord};

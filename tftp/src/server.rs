@@ -59,7 +59,22 @@ pub enum ServerError {
 
 pub struct Server {
     cfg: Arc<ServerConfig>,
+    log: TransferLog,
 }
+
+/// One completed transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRecord {
+    pub peer: SocketAddr,
+    /// The name as the client asked for it.
+    pub filename: String,
+    /// Bytes sent on the wire (after netascii conversion).
+    pub bytes: u64,
+    pub blksize: usize,
+}
+
+/// The completed transfers of a server, shared with whoever wants to look (tests, metrics).
+pub type TransferLog = Arc<std::sync::Mutex<Vec<TransferRecord>>>;
 
 impl Server {
     /// Checks the root directory (and makes it canonical for confinement checks).
@@ -76,7 +91,15 @@ impl Server {
             )));
         }
         cfg.root = root;
-        Ok(Server { cfg: Arc::new(cfg) })
+        Ok(Server {
+            cfg: Arc::new(cfg),
+            log: TransferLog::default(),
+        })
+    }
+
+    /// A handle on the list of completed transfers (keeps filling while the server runs).
+    pub fn transfers(&self) -> TransferLog {
+        self.log.clone()
     }
 
     pub fn root(&self) -> &Path {
@@ -108,10 +131,17 @@ impl Server {
                     let reply = match Packet::decode(&buf[..n]) {
                         Ok(Packet::Rrq { filename, mode, options }) => {
                             let cfg = self.cfg.clone();
+                            let log = self.log.clone();
                             transfers.spawn(async move {
                                 let req = Request { peer, filename, mode, options };
-                                if let Err(e) = transfer(&cfg, local_ip, &req).await {
-                                    tracing::info!(peer = %req.peer, file = %req.filename, error = %e, "TFTP transfer failed");
+                                match transfer(&cfg, local_ip, &req).await {
+                                    Ok((bytes, blksize)) => log.lock().expect("not poisoned").push(TransferRecord {
+                                        peer,
+                                        filename: req.filename,
+                                        bytes,
+                                        blksize,
+                                    }),
+                                    Err(e) => tracing::info!(peer = %req.peer, file = %req.filename, error = %e, "TFTP transfer failed"),
                                 }
                             });
                             None
@@ -156,11 +186,12 @@ enum TransferError {
     Io(#[from] std::io::Error),
 }
 
+/// Serves one read request; returns the bytes sent and the block size used.
 async fn transfer(
     cfg: &ServerConfig,
     local_ip: std::net::IpAddr,
     req: &Request,
-) -> Result<(), TransferError> {
+) -> Result<(u64, usize), TransferError> {
     let sock = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?;
     sock.connect(req.peer).await?;
     let netascii = match req.mode.as_str() {
@@ -218,6 +249,7 @@ async fn transfer(
     }
 
     let mut block: u16 = 0;
+    let mut sent: u64 = 0;
     let mut pending = Vec::new();
     let mut raw = vec![0u8; blksize];
     let mut eof = false;
@@ -237,16 +269,17 @@ async fn transfer(
         let data: Vec<u8> = pending.drain(..take).collect();
         block = block.wrapping_add(1);
         let last = data.len() < blksize;
+        sent += data.len() as u64;
         let packet = Packet::Data { block, data }.encode();
         send_until_ack(&sock, &packet, block, wait, attempts, &mut buf).await?;
         if last {
-            return Ok(());
+            return Ok((sent, blksize));
         }
     }
 }
 
 /// Tells the client why its request is refused, and ends the transfer.
-async fn refuse(sock: &UdpSocket, code: ErrorCode, msg: String) -> Result<(), TransferError> {
+async fn refuse<T>(sock: &UdpSocket, code: ErrorCode, msg: String) -> Result<T, TransferError> {
     let _ = sock.send(&Packet::error(code, &msg).encode()).await;
     Err(TransferError::Refused(msg))
 }

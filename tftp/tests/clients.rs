@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ferrite_tftp::packet::Packet;
-use ferrite_tftp::{Server, ServerConfig};
+use ferrite_tftp::{Server, ServerConfig, TransferLog};
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
@@ -17,6 +17,7 @@ struct Fixture {
     out: PathBuf,
     addr: SocketAddr,
     big: Vec<u8>,
+    log: TransferLog,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -47,6 +48,7 @@ impl Fixture {
         let mut cfg = ServerConfig::new(&root);
         cfg.timeout = Duration::from_millis(500);
         let server = Server::new(cfg).unwrap();
+        let log = server.transfers();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(async move {
             server
@@ -62,9 +64,31 @@ impl Fixture {
             out,
             addr,
             big,
+            log,
             stop: Some(tx),
             task: Some(task),
         }
+    }
+
+    /// Waits (bounded) until the server has recorded a finished transfer with `blksize`.
+    async fn wait_recorded(&self, blksize: usize, bytes: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let found = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|r| r.blksize == blksize && r.bytes == bytes);
+            if found {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "no transfer with blksize {blksize}: {:?}",
+            self.log.lock().unwrap()
+        );
     }
 
     async fn stop(mut self) {
@@ -153,6 +177,7 @@ async fn busybox_and_curl_negotiate_blksize_on_10_mib() {
     let out = run(c).await;
     assert!(out.status.success(), "{out:?}");
     assert!(std::fs::read(&local).unwrap() == f.big, "curl copy differs");
+    f.wait_recorded(8192, f.big.len() as u64).await;
     f.stop().await;
 }
 
