@@ -32,6 +32,9 @@ pub enum Command {
     },
     /// Serve a file or block device as an iSCSI target (LUN 0) until SIGINT/SIGTERM.
     IscsiTarget(crate::iscsi_target::IscsiTargetArgs),
+    /// Write a whole-disk image from URLs to a disk named explicitly (a file or loop
+    /// device outside the ramdisk), verifying its checksum; prints the outcome as JSON.
+    WriteImage(crate::image::standalone::WriteImageArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -57,6 +60,7 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::WriteImage(args)) => crate::image::standalone::run(args),
         None => run_agent(cli.run),
     }
 }

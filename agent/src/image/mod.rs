@@ -19,3 +19,4 @@ pub use pipeline::{write_image, ImageError, Input, Outcome};
 pub use progress::{Phase, Progress};
 pub use sink::BlockSink;
 pub mod deploy;
+pub mod standalone;

@@ -3,6 +3,8 @@
 
 mod agent;
 mod e2e;
+mod fileserver;
+mod image_write;
 
 use std::path::PathBuf;
 
@@ -64,6 +66,7 @@ pub const BENCHES: &[(&str, Bench)] = &[
     ("agent", agent::run),
     ("e2e", e2e::run),
     ("iscsi", iscsi::run),
+    ("image-write", image_write::run),
 ];
 
 pub fn run(name: &str) -> anyhow::Result<()> {

@@ -573,3 +573,127 @@ pub fn inflate(kind: CompressionType, input: &[u8], out: &mut [u8]) -> Result<()
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::sink::MemSink;
+    use rand::{Rng, SeedableRng};
+
+    struct Ranges(Vec<u8>);
+    impl RangeRead for Ranges {
+        fn read_range(&mut self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+            let s = (offset as usize).min(self.0.len());
+            Ok(self.0[s..(s + len).min(self.0.len())].to_vec())
+        }
+    }
+
+    const CS: usize = 512;
+
+    /// A v3 qcow2 with 512-byte clusters: header, L1 at cluster 1, data clusters placed
+    /// *before* the L2 table (so the no-Range path needs its look-behind), one
+    /// zlib-compressed cluster, one zero-flagged cluster. Returns (image, guest bytes).
+    fn image() -> (Vec<u8>, Vec<u8>) {
+        let vsize = 16 * CS; // 16 guest clusters, one L2 table (64 entries) covers them
+        let mut guest = vec![0u8; vsize];
+        let mut img = vec![0u8; 2 * CS];
+        img[..4].copy_from_slice(&super::super::MAGIC);
+        img[4..8].copy_from_slice(&3u32.to_be_bytes());
+        img[20..24].copy_from_slice(&9u32.to_be_bytes());
+        img[24..32].copy_from_slice(&(vsize as u64).to_be_bytes());
+        img[36..40].copy_from_slice(&1u32.to_be_bytes());
+        img[40..48].copy_from_slice(&(CS as u64).to_be_bytes());
+        img[96..100].copy_from_slice(&4u32.to_be_bytes());
+        img[100..104].copy_from_slice(&104u32.to_be_bytes());
+        let mut l2 = vec![0u8; CS];
+        // guest clusters 3 and 7: plain data at host clusters 2 and 3
+        for (i, (g, h)) in [(3usize, 2usize), (7, 3)].into_iter().enumerate() {
+            let data: Vec<u8> = (0..CS).map(|j| (j * (i + 3) % 251) as u8 + 1).collect();
+            guest[g * CS..(g + 1) * CS].copy_from_slice(&data);
+            img.extend_from_slice(&data);
+            l2[g * 8..g * 8 + 8].copy_from_slice(&((1u64 << 63) | (h * CS) as u64).to_be_bytes());
+        }
+        // guest cluster 9: compressed (raw deflate) at host cluster 4
+        let data: Vec<u8> = (0..CS).map(|j| (j / 7) as u8).collect();
+        guest[9 * CS..10 * CS].copy_from_slice(&data);
+        let mut c = flate2::Compress::new(flate2::Compression::best(), false);
+        let mut packed = vec![0u8; CS];
+        c.compress(&data, &mut packed, flate2::FlushCompress::Finish)
+            .unwrap();
+        packed.truncate(c.total_out() as usize);
+        let host = (4 * CS) as u64;
+        img.extend_from_slice(&packed);
+        img.resize(5 * CS, 0);
+        let sectors = (packed.len() as u64).div_ceil(512) - 1;
+        let shift = 62 - (9 - 8);
+        l2[72..80].copy_from_slice(&((1u64 << 62) | (sectors << shift) | host).to_be_bytes());
+        // guest cluster 11: zero flag
+        l2[88..96].copy_from_slice(&1u64.to_be_bytes());
+        // L2 table at host cluster 5, pointed at by the L1 in cluster 1
+        img[CS..CS + 8].copy_from_slice(&((1u64 << 63) | (5 * CS) as u64).to_be_bytes());
+        img.extend_from_slice(&l2);
+        (img, guest)
+    }
+
+    #[test]
+    fn converts_with_and_without_ranges() {
+        let (img, guest) = image();
+        for zeroed in [true, false] {
+            let mut disk = MemSink::new(guest.len() + CS, zeroed);
+            let c = convert(&mut &img[..], None, Some(img.len() as u64), &mut disk).unwrap();
+            assert_eq!(
+                &disk.data[..guest.len()],
+                &guest[..],
+                "no ranges, zeroed={zeroed}"
+            );
+            assert_eq!(
+                (c.data_clusters, c.compressed_clusters, c.used_ranges),
+                (2, 1, false)
+            );
+            let mut disk = MemSink::new(guest.len(), zeroed);
+            let mut r = Ranges(img.clone());
+            let c = convert(
+                &mut &img[..],
+                Some(&mut r),
+                Some(img.len() as u64),
+                &mut disk,
+            )
+            .unwrap();
+            assert_eq!(disk.data, guest, "ranges, zeroed={zeroed}");
+            assert!(c.used_ranges);
+        }
+    }
+
+    #[test]
+    fn a_table_changed_between_range_read_and_stream_is_caught() {
+        let (img, guest) = image();
+        let mut other = img.clone();
+        other[5 * CS + 30 * 8] = 0x80; // an extra entry only in the stream's copy
+        let mut disk = MemSink::new(guest.len(), true);
+        let mut r = Ranges(img);
+        let e = convert(&mut &other[..], Some(&mut r), None, &mut disk).unwrap_err();
+        assert!(
+            e.to_string().contains("image changed during the download"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn mutated_images_never_panic() {
+        let (img, guest) = image();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for _ in 0..3000 {
+            let mut m = img.clone();
+            for _ in 0..rng.random_range(1..6) {
+                let at = rng.random_range(0..m.len());
+                m[at] = rng.random();
+            }
+            m.truncate(rng.random_range(0..=m.len()));
+            let mut disk = MemSink::new(guest.len() * 2, rng.random());
+            let _ = convert(&mut &m[..], None, None, &mut disk);
+            let mut r = Ranges(m.clone());
+            let mut disk = MemSink::new(guest.len() * 2, true);
+            let _ = convert(&mut &m[..], Some(&mut r), Some(m.len() as u64), &mut disk);
+        }
+    }
+}
