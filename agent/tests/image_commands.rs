@@ -309,3 +309,52 @@ async fn write_image_deploy_step_and_erase_clean_steps() {
         "erase_devices zeroes the whole disk"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_visible_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_on(&tokio::runtime::Handle::current());
+    let (_, raw) = make_disk_image(dir.path(), "disk.raw", IMAGE, 14);
+    // 8 MiB in 64 KiB pieces every 20 ms: about 2.5 s of download.
+    let url = srv.put("slow.raw", raw.clone(), Mode::Slow(20));
+    let disk = sparse_disk(dir.path(), "target", DISK);
+    let agent = agent_for(&disk).await;
+    let (code, started) = agent
+        .command(
+            "?wait=false",
+            "standby.prepare_image",
+            json!({"image_info": image_info(&url, &raw)}),
+        )
+        .await;
+    assert_eq!(code, 202, "{started}");
+    let id = started["id"].as_str().unwrap().to_owned();
+    let seen = common::poll_until(std::time::Duration::from_secs(30), || {
+        let (agent, id) = (&agent, &id);
+        async move {
+            let (_, r) = agent.get(&format!("/v1/commands/{id}")).await;
+            let p = &r["command_result"]["ferrite_progress"];
+            (r["command_status"] == "RUNNING" && p["bytes_done"].as_u64().unwrap_or(0) > 0)
+                .then(|| r.clone())
+        }
+    })
+    .await;
+    let p = &seen["command_result"]["ferrite_progress"];
+    assert_eq!(p["bytes_total"], IMAGE, "{seen}");
+    assert_eq!(p["phase"], "downloading", "{seen}");
+    let status = agent.state.progress();
+    assert_eq!(status.agent_status.as_deref(), Some("start"));
+    assert!(status
+        .agent_status_message
+        .unwrap()
+        .starts_with("writing image: downloading"));
+    let done = common::poll_until(std::time::Duration::from_secs(60), || {
+        let (agent, id) = (&agent, &id);
+        async move {
+            let (_, r) = agent.get(&format!("/v1/commands/{id}")).await;
+            (r["command_status"] != "RUNNING").then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(done["command_status"], "SUCCEEDED", "{done}");
+    assert_eq!(agent.state.progress().agent_status.as_deref(), Some("end"));
+}

@@ -103,7 +103,8 @@ pub struct HttpSource {
     client: Client,
     cfg: HttpConfig,
     pub url: String,
-    resp: Option<Response>,
+    /// Batches of the response body, read ahead by a task on the runtime.
+    body: Option<Body>,
     chunk: Bytes,
     pos: u64,
     total: Option<u64>,
@@ -145,7 +146,7 @@ impl HttpSource {
                         cfg: cfg.clone(),
                         url: url.clone(),
                         total: resp.content_length(),
-                        resp: Some(resp),
+                        body: Some(pump(rt, resp, cfg.read_timeout)),
                         chunk: Bytes::new(),
                         pos: 0,
                         accepts_ranges,
@@ -189,7 +190,7 @@ impl HttpSource {
 
     /// Reconnect and continue at `self.pos`.
     fn resume(&mut self, why: &str) -> io::Result<()> {
-        self.resp = None;
+        self.body = None;
         loop {
             self.failures += 1;
             if self.failures > self.cfg.max_resumes {
@@ -239,12 +240,12 @@ impl HttpSource {
                             self.pos
                         )));
                     }
-                    self.resp = Some(resp);
+                    self.body = Some(pump(&self.rt, resp, self.cfg.read_timeout));
                     return Ok(());
                 }
                 StatusCode::OK => {
                     // No Range support (or the resource changed): read past what we have.
-                    self.resp = Some(resp);
+                    self.body = Some(pump(&self.rt, resp, self.cfg.read_timeout));
                     return self.skip(self.pos);
                 }
                 s if s.is_server_error() => continue,
@@ -255,11 +256,11 @@ impl HttpSource {
 
     fn skip(&mut self, mut n: u64) -> io::Result<()> {
         while n > 0 {
-            let Some(resp) = self.resp.as_mut() else {
+            let Some(body) = self.body.as_mut() else {
                 return Ok(());
             };
-            match next_chunk(&self.rt, self.cfg.read_timeout, resp) {
-                Ok(Ok(Some(b))) => {
+            match body.blocking_recv() {
+                Some(Ok(b)) => {
                     let k = (b.len() as u64).min(n);
                     n -= k;
                     if k < b.len() as u64 {
@@ -290,25 +291,61 @@ impl Read for HttpSource {
             if buf.is_empty() {
                 return Ok(0);
             }
-            let Some(resp) = self.resp.as_mut() else {
+            let Some(body) = self.body.as_mut() else {
                 self.resume("no connection")?;
                 continue;
             };
-            let next = next_chunk(&self.rt, self.cfg.read_timeout, resp);
-            match next {
-                Ok(Ok(Some(b))) => {
+            match body.blocking_recv() {
+                Some(Ok(b)) => {
                     self.failures = 0;
                     self.chunk = b;
                 }
-                Ok(Ok(None)) => match self.total {
+                None => match self.total {
                     Some(t) if self.pos < t => self.resume("connection closed early")?,
                     _ => return Ok(0),
                 },
-                Ok(Err(e)) => self.resume(&describe(&e))?,
-                Err(_) => self.resume("read timed out")?,
+                Some(Err(why)) => self.resume(&why)?,
             }
         }
     }
+}
+
+/// Body batches handed from the runtime to the blocking reader.
+type Body = tokio::sync::mpsc::Receiver<Result<Bytes, String>>;
+
+/// Size of the batches the pump hands over: one wake-up of the reader per MiB instead
+/// of one per network chunk (which costs dearly on a loaded machine).
+const BATCH: usize = 1 << 20;
+
+/// Read `resp` ahead on the runtime, up to 8 batches, ending with an error message if
+/// the body breaks or stalls for `timeout`.
+fn pump(rt: &Handle, mut resp: Response, timeout: Duration) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    rt.spawn(async move {
+        let mut acc = bytes::BytesMut::new();
+        loop {
+            let end = match tokio::time::timeout(timeout, resp.chunk()).await {
+                Ok(Ok(Some(b))) => {
+                    acc.extend_from_slice(&b);
+                    if acc.len() >= BATCH && tx.send(Ok(acc.split().freeze())).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Ok(Ok(None)) => None,
+                Ok(Err(e)) => Some(describe(&e)),
+                Err(_) => Some("read timed out".to_string()),
+            };
+            if !acc.is_empty() && tx.send(Ok(acc.split().freeze())).await.is_err() {
+                return;
+            }
+            if let Some(why) = end {
+                let _ = tx.send(Err(why)).await;
+            }
+            return;
+        }
+    });
+    rx
 }
 
 type Chunk = Result<Result<Option<Bytes>, reqwest::Error>, tokio::time::error::Elapsed>;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper::service::service_fn;
@@ -28,6 +29,8 @@ pub enum Mode {
     Truncate,
     /// Always answers with this status.
     Status(u16),
+    /// Like `Range`, but sends 64 KiB every `n` milliseconds (a slow link).
+    Slow(u64),
 }
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -126,7 +129,7 @@ fn cut_body(data: Bytes) -> Body {
                 }
             }
         });
-    StreamBody::new(stream).boxed()
+    BodyExt::boxed(StreamBody::new(stream))
 }
 
 fn serve(
@@ -181,6 +184,17 @@ fn serve(
             return r;
         }
         Mode::NoRange => full(StatusCode::OK, data),
+        Mode::Slow(ms) => {
+            let chunks: Vec<Bytes> = data.chunks(64 << 10).map(Bytes::copy_from_slice).collect();
+            let stream = futures_util::stream::iter(chunks).then(move |c| async move {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                Ok::<_, std::io::Error>(Frame::data(c))
+            });
+            let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+            r.headers_mut()
+                .insert(hyper::header::CONTENT_LENGTH, total.into());
+            r
+        }
         Mode::Range | Mode::Cut => {
             let (status, a, b) = match range {
                 Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b),

@@ -114,10 +114,49 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
             bail!("{tool} is missing: run `cargo xtask deps`");
         }
     }
+    // Served images live in tmpfs (they would sit in the page cache anyway) so that the
+    // disk only holds one target at a time; the 8 GiB full write needs 8 GiB free.
     let dir: PathBuf = crate::util::project_root().join("target/bench/image-write");
+    let srv = PathBuf::from("/dev/shm/ferrite-image-write");
     let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(dir.join("srv"))?;
-    let srv = dir.join("srv");
+    let _ = fs::remove_dir_all(&srv);
+    fs::create_dir_all(&dir)?;
+    fs::create_dir_all(&srv)?;
+    let result = measure(&agent, &dir, &srv);
+    let _ = fs::remove_dir_all(&dir);
+    let _ = fs::remove_dir_all(&srv);
+    result
+}
+
+/// Bytes free on the filesystem holding `path`.
+fn free_bytes(path: &Path) -> anyhow::Result<u64> {
+    let out = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(path)
+        .output()?;
+    let s = String::from_utf8_lossy(&out.stdout);
+    s.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .context("parsing df output")
+}
+
+fn need_space(path: &Path, bytes: u64) -> anyhow::Result<()> {
+    let free = free_bytes(path)?;
+    if free < bytes + 4 * 1024 * MIB {
+        bail!(
+            "{} has {} MiB free; this step needs {} MiB plus 4 GiB of headroom for others",
+            path.display(),
+            free / MIB,
+            bytes / MIB
+        );
+    }
+    Ok(())
+}
+
+fn measure(agent: &Path, dir: &Path, srv: &Path) -> anyhow::Result<Vec<Record>> {
+    need_space(srv, 6 * 1024 * MIB)?;
+    need_space(dir, 2 * RAW_BYTES)?;
     println!("image-write: generating images in {}", dir.display());
     let raw = srv.join("raw2g.img");
     fill_random(&mut BufWriter::new(File::create(&raw)?), RAW_BYTES, 7)?;
@@ -151,7 +190,7 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
             .arg(&sparse_raw)
             .arg(&sparse_q),
     )?;
-    let server = FileServer::start(srv.clone())?;
+    let server = FileServer::start(srv.to_owned())?;
     let (raw_sha, q_sha, sq_sha, sr_sha) = (
         sha256(&raw)?,
         sha256(&q2g)?,
@@ -165,7 +204,7 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
     let (mut ours, mut theirs, mut rss) = (vec![], vec![], 0f64);
     for _ in 0..RAW_RUNS {
         fresh(&target, RAW_BYTES)?;
-        let (t, r) = ferrite(&agent, &target, &server.url("raw2g.img"), &raw_sha)?;
+        let (t, r) = ferrite(agent, &target, &server.url("raw2g.img"), &raw_sha)?;
         ours.push(RAW_BYTES as f64 / MIB as f64 / t);
         rss = rss.max(r);
         let (t, _) = curl_dd(&server.url("raw2g.img"), &target)?;
@@ -183,8 +222,8 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
 
     // 2. qcow2 with 2 GiB of data: streaming vs tmpfs download + qemu-img convert.
     fresh(&target, RAW_BYTES)?;
-    let (t_ours, rss_ours) = ferrite(&agent, &target, &server.url("data2g.qcow2"), &q_sha)?;
-    let shm = PathBuf::from("/dev/shm/ferrite-bench.qcow2");
+    let (t_ours, rss_ours) = ferrite(agent, &target, &server.url("data2g.qcow2"), &q_sha)?;
+    let shm = srv.join("ipa-tmpfs-copy.qcow2");
     let _ = fs::remove_file(&target);
     let start = Instant::now();
     let (_, rss_curl) = measured(
@@ -218,10 +257,12 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
 
     // 3. sparse image, 8 GiB virtual / 512 MiB data: ferrite (qcow2, zero runs skipped)
     //    vs writing all 8 GiB.
+    let _ = fs::remove_file(&target);
+    need_space(dir, SPARSE_VIRTUAL)?;
     fresh(&target, SPARSE_VIRTUAL)?;
-    let (t_sparse, _) = ferrite(&agent, &target, &server.url("sparse8g.qcow2"), &sq_sha)?;
+    let (t_sparse, _) = ferrite(agent, &target, &server.url("sparse8g.qcow2"), &sq_sha)?;
     fresh(&target, SPARSE_VIRTUAL)?;
-    let (t_sparse_raw, _) = ferrite(&agent, &target, &server.url("sparse8g.img"), &sr_sha)?;
+    let (t_sparse_raw, _) = ferrite(agent, &target, &server.url("sparse8g.img"), &sr_sha)?;
     let (t_full, _) = curl_dd(&server.url("sparse8g.img"), &target)?;
     let _ = fs::remove_file(&target);
     records.push(
