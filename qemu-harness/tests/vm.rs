@@ -199,3 +199,44 @@ fn node_pxe_boots_the_ramdisk_when_its_bmc_powers_it_on() {
     assert!(log.contains("set power 1"), "{log}");
     assert!(log.contains("set power 0"), "{log}");
 }
+
+#[test]
+fn a_vm_that_never_boots_fails_the_wait_with_its_console_and_is_reaped() {
+    if skip() {
+        return;
+    }
+    let _turn = one_vm_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = tmp.path().join("blank.raw");
+    create_disk(&disk, 16 << 20).unwrap();
+    let mut vm = VmBuilder::new("no-os")
+        .memory_mib(64)
+        .disk(&disk, DiskFormat::Raw, "BLANK")
+        .boot(BootDevice::Disk)
+        .dir(tmp.path().join("vm"))
+        .start()
+        .unwrap();
+    let pid_alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let e = vm
+        .wait_for("ferrite-ramdisk: starting", Duration::from_secs(8))
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("ferrite-ramdisk: starting"), "{msg}");
+    assert!(
+        msg.contains("SeaBIOS"),
+        "the console tail is missing: {msg}"
+    );
+    assert!(vm.is_running());
+    let console = vm.console().path().to_path_buf();
+    let pid = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&*console.to_string_lossy()))
+                .unwrap_or(false)
+        })
+        .expect("QEMU runs");
+    drop(vm);
+    assert!(!pid_alive(pid), "QEMU {pid} outlived its guard");
+}
