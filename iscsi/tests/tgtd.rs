@@ -141,19 +141,16 @@ impl Tgtd {
 
 impl Drop for Tgtd {
     fn drop(&mut self) {
-        // tgtd ignores SIGTERM while targets exist (ARCHITECTURE.md): take it offline first.
-        let ctl = self.control.to_string();
-        let _ = Command::new("tgtadm")
-            .args([
-                "-C", &ctl, "--op", "update", "--mode", "sys", "--name", "State", "-v", "offline",
-            ])
-            .output();
-        let _ = Command::new("tgtadm")
-            .args([
-                "-C", &ctl, "--lld", "iscsi", "--op", "delete", "--mode", "system",
-            ])
-            .output();
-        for _ in 0..100 {
+        // tgtd ignores SIGTERM while targets exist (ARCHITECTURE.md): take it offline,
+        // delete the target, then the system, which makes it exit.
+        let _ = self.adm(&[
+            "--op", "update", "--mode", "sys", "--name", "State", "-v", "offline",
+        ]);
+        let _ = self.adm(&[
+            "--op", "delete", "--force", "--mode", "target", "--tid", "1",
+        ]);
+        let _ = self.adm(&["--op", "delete", "--mode", "system"]);
+        for _ in 0..250 {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
             }

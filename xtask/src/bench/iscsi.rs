@@ -307,11 +307,28 @@ impl Tgtd {
 
 impl Drop for Tgtd {
     fn drop(&mut self) {
-        // tgtd ignores SIGTERM while targets exist: take it offline and delete the system.
-        let _ = self.adm(&[
-            "--op", "update", "--mode", "sys", "--name", "State", "-v", "offline",
-        ]);
-        let _ = self.adm(&["--lld", "iscsi", "--op", "delete", "--mode", "system"]);
+        // tgtd ignores SIGTERM while targets exist: take it offline, delete the target,
+        // then the system, which makes it exit.
+        let lld = ["--lld", "iscsi"];
+        let _ = self.adm(
+            &[
+                &lld[..],
+                &[
+                    "--op", "update", "--mode", "sys", "--name", "State", "-v", "offline",
+                ],
+            ]
+            .concat(),
+        );
+        let _ = self.adm(
+            &[
+                &lld[..],
+                &[
+                    "--op", "delete", "--force", "--mode", "target", "--tid", "1",
+                ],
+            ]
+            .concat(),
+        );
+        let _ = self.adm(&[&lld[..], &["--op", "delete", "--mode", "system"]].concat());
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(5) {
             if let Ok(Some(_)) = self.child.try_wait() {
