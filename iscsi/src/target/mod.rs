@@ -4,6 +4,7 @@
 //! hand it a listener and a shutdown future.
 
 pub(crate) mod login;
+mod out;
 mod session;
 
 use std::collections::HashMap;

@@ -1,11 +1,9 @@
 //! The SCSI half of a target connection: Data-In for reads and generated pages, R2T and
 //! Data-Out collection for writes, SCSI Response with sense and residuals.
 
-use std::io::Write;
-
 use bytes::Bytes;
 
-use super::{residual, Conn, IoError, MAX_PENDING};
+use super::{residual, Conn, IoError, MAX_PENDING, READ_CHUNK};
 use crate::crc32c::crc32c;
 use crate::pdu::{self, Bhs, DataIn, Pdu, R2t, ScsiCmd, ScsiResp};
 use crate::scsi::{sense, DataOutOp, Plan, Sense};
@@ -91,7 +89,9 @@ impl Conn<'_> {
         if n == 0 {
             return self.respond(c, sense::GOOD, None, spdtl);
         }
-        self.send_data_in(c, &v[..n], 0, true, spdtl)
+        let mut v = v;
+        v.truncate(n);
+        self.send_data_in(c, Bytes::from(v), 0, true, spdtl)
     }
 
     /// Sends `data` (at buffer offset `offset`) as Data-In PDUs; `last` puts the status in
@@ -99,7 +99,7 @@ impl Conn<'_> {
     fn send_data_in(
         &mut self,
         c: &ScsiCmd,
-        data: &[u8],
+        data: Bytes,
         offset: u32,
         last: bool,
         spdtl: u64,
@@ -133,27 +133,32 @@ impl Conn<'_> {
                 ack: false,
             };
             self.data_sn = self.data_sn.wrapping_add(1);
-            self.send_raw(&Bhs::DataIn(d), &data[at..at + n])?;
+            self.send_raw(&Bhs::DataIn(d), data.slice(at..at + n))?;
             at += n;
         }
         Ok(())
     }
 
-    /// Writes a PDU whose data is a borrowed slice (the READ hot path).
-    fn send_raw(&mut self, bhs: &Bhs, data: &[u8]) -> Result<(), IoError> {
+    /// Queues a PDU whose data is a shared slice of a read buffer (the READ hot path).
+    fn send_raw(&mut self, bhs: &Bhs, data: Bytes) -> Result<(), IoError> {
         let h = pdu::header_for(bhs, data.len());
-        self.w.write_all(&h)?;
+        let mut head = Vec::with_capacity(52);
+        head.extend_from_slice(&h);
         if self.tx.header_digest {
-            self.w.write_all(&crc32c(&h).to_le_bytes())?;
+            head.extend_from_slice(&crc32c(&h).to_le_bytes());
         }
         let pad = pdu::pad4(data.len()) - data.len();
-        self.w.write_all(data)?;
-        self.w.write_all(&[0u8; 3][..pad])?;
-        if self.tx.data_digest && !data.is_empty() {
+        let digest = (self.tx.data_digest && !data.is_empty()).then(|| {
             let mut cr = crate::crc32c::Crc32c::new();
-            cr.update(data);
+            cr.update(&data);
             cr.update(&[0u8; 3][..pad]);
-            self.w.write_all(&cr.finish().to_le_bytes())?;
+            cr.finish()
+        });
+        self.out.send(Bytes::from(head))?;
+        self.out.send(data)?;
+        self.out.send(Bytes::from_static(&[0u8; 3][..pad]))?;
+        if let Some(d) = digest {
+            self.out.send(Bytes::copy_from_slice(&d.to_le_bytes()))?;
         }
         Ok(())
     }
@@ -167,20 +172,17 @@ impl Conn<'_> {
             return self.respond(c, sense::GOOD, None, spdtl);
         }
         let mut done = 0usize;
-        let mut buf = std::mem::replace(&mut self.buf, crate::scsi::backing::AlignedBuf::zeroed(0));
-        let result = (|| {
-            while done < total {
-                let n = (total - done).min(buf.len());
-                if let Err(s) = lun.read(lba, done as u64, &mut buf.as_mut()[..n]) {
-                    return self.check(c, s, spdtl);
-                }
-                self.send_data_in(c, &buf.as_ref()[..n], done as u32, done + n == total, spdtl)?;
-                done += n;
+        while done < total {
+            let n = (total - done).min(READ_CHUNK);
+            let mut buf = self.pool.get(READ_CHUNK);
+            if let Err(s) = lun.read(lba, done as u64, &mut buf.as_mut()[..n]) {
+                return self.check(c, s, spdtl);
             }
-            Ok(())
-        })();
-        self.buf = buf;
-        result
+            let data = self.pool.freeze(buf, n);
+            self.send_data_in(c, data, done as u32, done + n == total, spdtl)?;
+            done += n;
+        }
+        Ok(())
     }
 
     /// Collects `len` bytes of data-out (of the `spdtl` the CDB describes) and runs `op`.
@@ -284,7 +286,6 @@ impl Conn<'_> {
             length: buf.len() as u32,
         };
         self.send(&Pdu::new(Bhs::R2t(r)))?;
-        self.w.flush()?;
         let mut got = 0usize;
         let mut failed: Option<Sense> = None;
         let mut data_sn = 0u32;

@@ -2,12 +2,14 @@
 //! R2T/Data-Out, NOP, task management, text/SendTargets, logout). Blocking I/O on a thread.
 
 use std::collections::VecDeque;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::BufReader;
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 
 use super::login::{LoginState, SessionKind, STAGE_FULL};
+use super::out::{Out, Pool};
 use super::Target;
-use crate::io::{read_pdu, write_pdu, IoError};
+use crate::io::{read_pdu, IoError};
 use crate::pdu::{self, Bhs, Framing, Login, Nop, Pdu, Reject};
 use crate::text::{Pairs, Params};
 
@@ -31,10 +33,17 @@ pub(super) fn run(t: &Target, sock: TcpStream) {
             return;
         }
     };
+    let out = match Out::new(sock) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the connection's writer");
+            return;
+        }
+    };
     let mut c = Conn {
         t,
         r: BufReader::with_capacity(256 * 1024, reader),
-        w: BufWriter::with_capacity(256 * 1024, sock),
+        out,
         rx: Framing::default(),
         tx: Framing::default(),
         params: Params::default(),
@@ -44,7 +53,7 @@ pub(super) fn run(t: &Target, sock: TcpStream) {
         pending: VecDeque::new(),
         local,
         next_ttt: 1,
-        buf: crate::scsi::backing::AlignedBuf::zeroed(READ_CHUNK),
+        pool: Arc::new(Pool::default()),
         data_sn: 0,
     };
     match c.run() {
@@ -61,7 +70,7 @@ enum Next {
 struct Conn<'t> {
     t: &'t Target,
     r: BufReader<TcpStream>,
-    w: BufWriter<TcpStream>,
+    out: Out,
     rx: Framing,
     tx: Framing,
     params: Params,
@@ -71,7 +80,7 @@ struct Conn<'t> {
     pending: VecDeque<Pdu>,
     local: Option<SocketAddr>,
     next_ttt: u32,
-    buf: crate::scsi::backing::AlignedBuf,
+    pool: Arc<Pool>,
     /// DataSN of the next Data-In of the current command.
     data_sn: u32,
 }
@@ -105,18 +114,14 @@ impl Conn<'_> {
                 },
             };
             if let Next::Close = self.dispatch(pdu)? {
-                self.w.flush()?;
-                return Ok(());
+                return self.out.finish();
             }
         }
     }
 
-    /// Reads the next PDU, flushing our output first if no more input is buffered.
+    /// Reads the next PDU.
     /// Returns None for a PDU that was rejected.
     fn recv(&mut self) -> Result<Option<Pdu>, IoError> {
-        if self.r.buffer().is_empty() {
-            self.w.flush()?;
-        }
         match read_pdu(&mut self.r, &self.rx) {
             Ok(Ok(p)) => Ok(Some(p)),
             Ok(Err((e, bhs))) => {
@@ -128,7 +133,7 @@ impl Conn<'_> {
                 // The stream cannot be trusted past a framing error: say why, then close.
                 tracing::info!(error = %e, "closing connection on a malformed PDU");
                 let _ = self.reject(0x09, Vec::new());
-                let _ = self.w.flush();
+                let _ = self.out.finish();
                 Err(IoError::Pdu(e))
             }
             Err(e) => Err(e),
@@ -136,7 +141,9 @@ impl Conn<'_> {
     }
 
     fn send(&mut self, pdu: &Pdu) -> Result<(), IoError> {
-        write_pdu(&mut self.w, pdu, &self.tx)
+        let mut b = bytes::BytesMut::new();
+        pdu.encode(&self.tx, &mut b)?;
+        self.out.send(b.freeze())
     }
 
     fn max_cmd_sn(&self) -> u32 {
@@ -177,7 +184,7 @@ impl Conn<'_> {
                     // Oversized or undecodable: "initiator error", then close.
                     tracing::info!(error = %e, "malformed PDU during login");
                     self.login_reply(&Login::default(), 0, 0, false, (2, 0), Vec::new())?;
-                    self.w.flush()?;
+                    self.out.finish()?;
                     return Ok(false);
                 }
                 other => other?,
@@ -192,7 +199,7 @@ impl Conn<'_> {
                     tracing::info!(?other, "non-login PDU during login");
                     let l = Login::default();
                     self.login_reply(&l, 0, 0, false, (2, 0x0b), Vec::new())?;
-                    self.w.flush()?;
+                    self.out.finish()?;
                     return Ok(false);
                 }
             };
@@ -204,12 +211,11 @@ impl Conn<'_> {
             acc.extend_from_slice(&data);
             if acc.len() > 65536 {
                 self.login_reply(&l, l.csg, 0, false, (2, 0), Vec::new())?;
-                self.w.flush()?;
+                self.out.finish()?;
                 return Ok(false);
             }
             if l.cont {
                 self.login_reply(&l, l.csg, 0, false, (0, 0), Vec::new())?;
-                self.w.flush()?;
                 continue;
             }
             let ans = st.step(&l, &acc);
@@ -229,8 +235,8 @@ impl Conn<'_> {
                 ans.status,
                 ans.keys.encode(),
             )?;
-            self.w.flush()?;
             if ans.status != (0, 0) {
+                self.out.finish()?;
                 return Ok(false);
             }
             if done {
