@@ -41,7 +41,10 @@ fn iscsi_test_cu_full_run() {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    let failures: Vec<&str> = text.lines().filter(|l| l.contains("FAILED")).collect();
+    let failures: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_end().ends_with("FAILED"))
+        .collect();
     eprintln!(
         "iscsi-test-cu: {passed}/{total} passed, {failed} failed, {:.1} s wall",
         took.as_secs_f64()

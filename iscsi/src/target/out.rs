@@ -14,7 +14,7 @@ use crate::io::IoError;
 use crate::scsi::backing::AlignedBuf;
 
 /// Segments queued ahead of the socket; bounds memory per connection.
-const QUEUE: usize = 256;
+const QUEUE: usize = 64;
 /// Most segments and bytes gathered into one writev.
 const BATCH_SEGMENTS: usize = 64;
 const BATCH_BYTES: usize = 1 << 20;
@@ -109,6 +109,9 @@ fn write_all(sock: &mut TcpStream, batch: &mut [Bytes]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Buffers kept for reuse per connection (each at most READ_CHUNK).
+const POOL_BUFFERS: usize = 24;
+
 /// Aligned read buffers that return to the pool when the last `Bytes` slice of them is sent.
 #[derive(Default)]
 pub struct Pool {
@@ -134,7 +137,7 @@ impl Drop for Pooled {
     fn drop(&mut self) {
         if let Some(b) = self.buf.take() {
             let mut free = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
-            if free.len() < 8 {
+            if free.len() < POOL_BUFFERS {
                 free.push(b);
             }
         }
@@ -142,13 +145,16 @@ impl Drop for Pooled {
 }
 
 impl Pool {
-    /// A buffer of at least `len` bytes (`len` ≤ `chunk`).
-    pub fn get(&self, chunk: usize) -> AlignedBuf {
+    /// A buffer of at least `need` bytes: a pooled one when one is large enough, else a
+    /// new one rounded up to 64 KiB (allocating and faulting in fresh pages per command
+    /// costs more than the read itself).
+    pub fn get(&self, need: usize) -> AlignedBuf {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        match free.pop() {
-            Some(b) if b.len() >= chunk => b,
-            _ => AlignedBuf::zeroed(chunk),
+        if let Some(i) = free.iter().rposition(|b| b.len() >= need) {
+            return free.swap_remove(i);
         }
+        drop(free);
+        AlignedBuf::zeroed(need.div_ceil(1 << 16) << 16)
     }
 
     /// Freezes the first `len` bytes of `buf` into `Bytes` that give `buf` back when dropped.

@@ -174,7 +174,7 @@ impl Conn<'_> {
         let mut done = 0usize;
         while done < total {
             let n = (total - done).min(READ_CHUNK);
-            let mut buf = self.pool.get(READ_CHUNK);
+            let mut buf = self.pool.get(n);
             if let Err(s) = lun.read(lba, done as u64, &mut buf.as_mut()[..n]) {
                 return self.check(c, s, spdtl);
             }
@@ -207,22 +207,26 @@ impl Conn<'_> {
         };
         let mut received = 0u32;
         let mut burst_buf: Vec<u8> = Vec::new();
+        // Immediate data of a streamed WRITE is written after the first R2T goes out, so
+        // the store works while the initiator sends the rest.
+        let mut deferred: Option<Bytes> = None;
         if !immediate.is_empty() {
-            if streaming {
-                if let Err(s) = self.write_part(&op, 0, &immediate) {
-                    return self.check(c, s, spdtl as u64);
-                }
-            } else {
-                whole.extend_from_slice(&immediate);
-            }
             received = immediate.len() as u32;
+            if !streaming {
+                whole.extend_from_slice(&immediate);
+            } else if received < len {
+                deferred = Some(immediate);
+            } else if let Err(s) = self.write_part(&op, 0, &immediate) {
+                return self.check(c, s, spdtl as u64);
+            }
         }
         let mut r2t_sn = 0u32;
         while received < len {
             let n = (len - received).min(self.params.max_burst);
             burst_buf.clear();
             burst_buf.resize(n as usize, 0);
-            match self.solicit(c, received, &mut burst_buf, r2t_sn)? {
+            let early = deferred.take().map(|d| (op, d));
+            match self.solicit(c, received, &mut burst_buf, r2t_sn, early)? {
                 Solicit::Done => {}
                 Solicit::Aborted => return Ok(()),
                 Solicit::Failed(s) => return self.check(c, s, spdtl as u64),
@@ -271,6 +275,7 @@ impl Conn<'_> {
         offset: u32,
         buf: &mut [u8],
         r2t_sn: u32,
+        early: Option<(DataOutOp, Bytes)>,
     ) -> Result<Solicit, IoError> {
         let ttt = self.next_ttt;
         self.next_ttt = self.next_ttt.wrapping_add(1).max(1);
@@ -288,6 +293,11 @@ impl Conn<'_> {
         self.send(&Pdu::new(Bhs::R2t(r)))?;
         let mut got = 0usize;
         let mut failed: Option<Sense> = None;
+        if let Some((op, data)) = early {
+            if let Err(s) = self.write_part(&op, 0, &data) {
+                failed = Some(s);
+            }
+        }
         let mut data_sn = 0u32;
         loop {
             let Some(p) = self.recv()? else { continue };
