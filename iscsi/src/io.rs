@@ -42,6 +42,24 @@ pub fn read_pdu<R: Read>(r: &mut R, f: &Framing) -> Result<Received, IoError> {
     parse(&bhs, Bytes::from(rest), f)
 }
 
+/// Like [`read_pdu`], reading into `buf`, whose allocation is reused once the previous
+/// PDU's data has been dropped (large per-PDU allocations cost page faults, notably with
+/// musl, whose allocator maps every large block afresh).
+pub fn read_pdu_buf<R: Read>(
+    r: &mut R,
+    f: &Framing,
+    buf: &mut BytesMut,
+) -> Result<Received, IoError> {
+    let mut bhs = [0u8; BHS_LEN];
+    r.read_exact(&mut bhs).map_err(eof_closed)?;
+    let l = lengths(&bhs, f)?;
+    let n = l.rest(f);
+    buf.clear();
+    buf.resize(n, 0);
+    r.read_exact(&mut buf[..]).map_err(eof_closed)?;
+    parse(&bhs, buf.split().freeze(), f)
+}
+
 fn parse(bhs: &[u8; BHS_LEN], rest: Bytes, f: &Framing) -> Result<Received, IoError> {
     match Pdu::decode_parts(bhs, rest, f) {
         Ok(p) => Ok(Ok(p)),

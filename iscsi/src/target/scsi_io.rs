@@ -206,7 +206,7 @@ impl Conn<'_> {
             Vec::with_capacity(len as usize)
         };
         let mut received = 0u32;
-        let mut burst_buf: Vec<u8> = Vec::new();
+        let mut burst_buf: Vec<u8> = std::mem::take(&mut self.burst);
         // Immediate data of a streamed WRITE is written after the first R2T goes out, so
         // the store works while the initiator sends the rest.
         let mut deferred: Option<Bytes> = None;
@@ -241,6 +241,7 @@ impl Conn<'_> {
             }
             received += n;
         }
+        self.burst = burst_buf;
         let res = if streaming {
             match op {
                 DataOutOp::Write { fua: true, .. } => lun.sync(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::login::{LoginState, SessionKind, STAGE_FULL};
 use super::out::{Out, Pool};
 use super::Target;
-use crate::io::{read_pdu, IoError};
+use crate::io::{read_pdu_buf, IoError};
 use crate::pdu::{self, Bhs, Framing, Login, Nop, Pdu, Reject};
 use crate::text::{Pairs, Params};
 
@@ -55,6 +55,8 @@ pub(super) fn run(t: &Target, sock: TcpStream) {
         next_ttt: 1,
         pool: Arc::new(Pool::default()),
         data_sn: 0,
+        rbuf: bytes::BytesMut::new(),
+        burst: Vec::new(),
     };
     match c.run() {
         Ok(()) | Err(IoError::Closed) => tracing::debug!(?peer, "iSCSI connection ended"),
@@ -81,6 +83,10 @@ struct Conn<'t> {
     local: Option<SocketAddr>,
     next_ttt: u32,
     pool: Arc<Pool>,
+    /// Receive buffer, reused across PDUs.
+    rbuf: bytes::BytesMut,
+    /// Data-Out burst buffer, reused across commands.
+    burst: Vec<u8>,
     /// DataSN of the next Data-In of the current command.
     data_sn: u32,
 }
@@ -122,7 +128,7 @@ impl Conn<'_> {
     /// Reads the next PDU.
     /// Returns None for a PDU that was rejected.
     fn recv(&mut self) -> Result<Option<Pdu>, IoError> {
-        match read_pdu(&mut self.r, &self.rx) {
+        match read_pdu_buf(&mut self.r, &self.rx, &mut self.rbuf) {
             Ok(Ok(p)) => Ok(Some(p)),
             Ok(Err((e, bhs))) => {
                 tracing::info!(error = %e, "rejecting PDU");
@@ -179,7 +185,7 @@ impl Conn<'_> {
         let mut acc: Vec<u8> = Vec::new();
         let mut first = true;
         loop {
-            let pdu = match read_pdu(&mut self.r, &self.rx) {
+            let pdu = match read_pdu_buf(&mut self.r, &self.rx, &mut self.rbuf) {
                 Err(IoError::Pdu(e)) => {
                     // Oversized or undecodable: "initiator error", then close.
                     tracing::info!(error = %e, "malformed PDU during login");
