@@ -2,6 +2,7 @@
 //! A hardware type (`fake-hardware`) names the implementations a node may use.
 
 pub mod fake;
+pub mod ipmi;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -189,7 +190,10 @@ pub struct Registry {
 impl Registry {
     pub fn standard() -> Registry {
         Registry {
-            types: vec![fake::hardware_type()],
+            types: vec![
+                fake::hardware_type(),
+                ipmi::hardware_type(ipmi::IpmiSettings::default()),
+            ],
         }
     }
 

@@ -1,0 +1,191 @@
+//! The `ipmi` hardware type: power and management (`ipmitool` interfaces, named as in
+//! Ironic) over ferrite-ipmi's native lanplus client. One session per BMC is kept and
+//! reused; power changes wait until the BMC reports the new state, bounded by
+//! `driver_info.ferrite_power_wait` seconds (default 60, Ironic's power_state_change_timeout).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferrite_ipmi::{
+    set_power, BootDevice, BootOptions, Client, IpmiDriverInfo, PowerAction, PowerState, PowerWait,
+};
+use serde_json::Value;
+
+use super::*;
+
+/// Per-request bounds of the IPMI client (each request: `attempts` × `timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct IpmiSettings {
+    pub timeout: Duration,
+    pub attempts: u32,
+    pub wait: PowerWait,
+}
+
+impl Default for IpmiSettings {
+    fn default() -> Self {
+        IpmiSettings {
+            timeout: Duration::from_secs(1),
+            attempts: 3,
+            wait: PowerWait::default(),
+        }
+    }
+}
+
+/// Clients by BMC and credentials, so repeated calls reuse one session.
+pub struct IpmiClients {
+    settings: IpmiSettings,
+    clients: Mutex<HashMap<String, Arc<Client>>>,
+}
+
+fn info(node: &Node) -> DResult<IpmiDriverInfo> {
+    IpmiDriverInfo::parse(&Value::Object(node.driver_info.clone()))
+        .map_err(|e| DriverError(format!("invalid IPMI driver_info: {e}")))
+}
+
+impl IpmiClients {
+    pub fn new(settings: IpmiSettings) -> IpmiClients {
+        IpmiClients {
+            settings,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn client(&self, node: &Node) -> DResult<Arc<Client>> {
+        let info = info(node)?;
+        let key = format!(
+            "{}|{}|{}|{}|{:?}|{:?}",
+            info.host, info.port, info.username, info.password, info.cipher_suite, info.privilege
+        );
+        if let Some(c) = self.clients.lock().expect("not poisoned").get(&key) {
+            return Ok(c.clone());
+        }
+        let cfg = info
+            .client_config(self.settings.timeout, self.settings.attempts)
+            .await
+            .map_err(|e| DriverError(e.to_string()))?;
+        let client = Arc::new(Client::new(cfg));
+        self.clients
+            .lock()
+            .expect("not poisoned")
+            .insert(key, client.clone());
+        Ok(client)
+    }
+
+    fn wait(&self, node: &Node) -> PowerWait {
+        let mut wait = self.settings.wait;
+        if let Some(secs) = node.driver_info.get("ferrite_power_wait").and_then(|v| {
+            v.as_f64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        }) {
+            wait.timeout = Duration::from_secs_f64(secs.clamp(1.0, 3600.0));
+        }
+        wait
+    }
+}
+
+pub struct IpmiPower(pub Arc<IpmiClients>);
+
+impl Power for IpmiPower {
+    fn name(&self) -> &'static str {
+        "ipmitool"
+    }
+    fn validate(&self, node: &Node) -> DResult<()> {
+        info(node).map(|_| ())
+    }
+    fn get_state<'a>(&'a self, node: &'a Node) -> BoxFut<'a, DResult<String>> {
+        Box::pin(async move {
+            let client = self.0.client(node).await?;
+            match client.power_state().await {
+                Ok(PowerState::On) => Ok(POWER_ON.into()),
+                Ok(PowerState::Off) => Ok(POWER_OFF.into()),
+                Err(e) => Err(DriverError(e.to_string())),
+            }
+        })
+    }
+    fn set_state<'a>(&'a self, node: &'a Node, target: PowerTarget) -> BoxFut<'a, DResult<()>> {
+        Box::pin(async move {
+            let client = self.0.client(node).await?;
+            let action = match target {
+                PowerTarget::On => PowerAction::On,
+                PowerTarget::Off => PowerAction::Off,
+                PowerTarget::Reboot => PowerAction::Reboot,
+            };
+            set_power(&client, action, self.0.wait(node))
+                .await
+                .map(|_| ())
+                .map_err(|e| DriverError(e.to_string()))
+        })
+    }
+}
+
+pub struct IpmiManagement(pub Arc<IpmiClients>);
+
+const BOOT_DEVICES: &[&str] = &["pxe", "disk", "cdrom", "bios", "safe"];
+
+/// UEFI when the node's capabilities say `boot_mode:uefi` (Ironic's convention).
+fn uefi(node: &Node) -> bool {
+    [&node.instance_info, &node.properties].iter().any(|o| {
+        o.get("capabilities")
+            .map(|c| match c {
+                Value::String(s) => s.contains("boot_mode:uefi"),
+                Value::Object(m) => m.get("boot_mode").and_then(|v| v.as_str()) == Some("uefi"),
+                _ => false,
+            })
+            .unwrap_or(false)
+    })
+}
+
+impl Management for IpmiManagement {
+    fn name(&self) -> &'static str {
+        "ipmitool"
+    }
+    fn validate(&self, node: &Node) -> DResult<()> {
+        info(node).map(|_| ())
+    }
+    fn supported_boot_devices(&self) -> &'static [&'static str] {
+        BOOT_DEVICES
+    }
+    fn set_boot_device<'a>(
+        &'a self,
+        node: &'a Node,
+        device: &'a str,
+        persistent: bool,
+    ) -> BoxFut<'a, DResult<()>> {
+        Box::pin(async move {
+            let dev = BootDevice::parse(device)
+                .filter(|_| BOOT_DEVICES.contains(&device))
+                .ok_or_else(|| {
+                    DriverError(format!(
+                        "boot device {device:?} is not supported; choose one of: {}",
+                        BOOT_DEVICES.join(", ")
+                    ))
+                })?;
+            let client = self.0.client(node).await?;
+            client
+                .set_boot_options(BootOptions {
+                    device: dev,
+                    persistent,
+                    uefi: uefi(node),
+                    valid: true,
+                })
+                .await
+                .map_err(|e| DriverError(e.to_string()))
+        })
+    }
+}
+
+/// `ipmi`: IPMI power and management; boot, deploy and inspect as fake-hardware offers them
+/// until the `ipxe` boot interface is wired in.
+pub fn hardware_type(settings: IpmiSettings) -> HardwareType {
+    let clients = Arc::new(IpmiClients::new(settings));
+    let fake = super::fake::hardware_type();
+    HardwareType {
+        name: "ipmi",
+        power: vec![Arc::new(IpmiPower(clients.clone()))],
+        management: vec![Arc::new(IpmiManagement(clients))],
+        boot: fake.boot,
+        deploy: fake.deploy,
+        inspect: fake.inspect,
+    }
+}
