@@ -186,12 +186,15 @@ fn agent_steps(result: &Option<Value>, kind: Kind) -> Vec<Step> {
 
 fn command_error(r: &CommandResult) -> String {
     match &r.command_error {
-        Some(Value::Object(o)) => o
-            .get("message")
-            .or_else(|| o.get("details"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| Value::Object(o.clone()).to_string()),
+        Some(Value::Object(o)) => {
+            let get = |k: &str| o.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+            match (get("message"), get("details")) {
+                (Some(m), Some(d)) if m != d => format!("{m}: {d}"),
+                (Some(m), _) => m.to_string(),
+                (None, Some(d)) => d.to_string(),
+                (None, None) => Value::Object(o.clone()).to_string(),
+            }
+        }
         Some(v) => v.to_string(),
         None => "the agent reported failure without details".into(),
     }
@@ -240,7 +243,11 @@ impl Conductor {
     }
 
     /// Asks the agent which steps it offers.
-    async fn fetch_agent_steps(&self, node: &Node, kind: Kind) -> Result<Vec<Step>, String> {
+    async fn fetch_agent_steps(
+        &self,
+        node: &Node,
+        kind: Kind,
+    ) -> Result<(Vec<Step>, Value), String> {
         let t = self.target(node)?;
         let mut params = Map::new();
         params.insert("node".into(), Self::agent_node(node));
@@ -254,7 +261,14 @@ impl Conductor {
         if r.command_status == CommandStatus::Failed {
             return Err(format!("{name} failed: {}", command_error(&r)));
         }
-        Ok(agent_steps(&r.command_result, kind))
+        // Sent back as `clean_version`: the agent refuses steps listed by other managers.
+        let version = r
+            .command_result
+            .as_ref()
+            .and_then(|v| v.get("hardware_manager_version"))
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        Ok((agent_steps(&r.command_result, kind), version))
     }
 
     /// The full list of a run, once the agent (if any) has told its steps.
@@ -474,7 +488,12 @@ impl Conductor {
                 params.insert("node".into(), Self::agent_node(node));
                 params.insert("ports".into(), self.ports_json(node).await);
                 if kind == Kind::Clean {
-                    params.insert("clean_version".into(), json!({}));
+                    let version = node
+                        .driver_internal_info
+                        .get("hardware_manager_version")
+                        .cloned()
+                        .unwrap_or_else(|| json!({}));
+                    params.insert("clean_version".into(), version);
                 }
                 let name = format!("{0}.execute_{0}_step", kind.name());
                 self.agent_async(node, &name, params).await
@@ -553,7 +572,11 @@ impl Conductor {
             "agent_boot" => {
                 let agent = if d.deploy.uses_agent() {
                     match self.fetch_agent_steps(&node, kind).await {
-                        Ok(s) => s,
+                        Ok((s, version)) => {
+                            node.driver_internal_info
+                                .insert("hardware_manager_version".into(), version);
+                            s
+                        }
                         Err(e) => {
                             return self
                                 .fail(

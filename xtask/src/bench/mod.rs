@@ -2,6 +2,7 @@
 //! run and writes target/bench/<name>.json as an array of [`Record`]s.
 
 mod agent;
+mod conductor;
 mod e2e;
 mod fileserver;
 mod image_write;
@@ -67,6 +68,7 @@ pub const BENCHES: &[(&str, Bench)] = &[
     ("e2e", e2e::run),
     ("iscsi", iscsi::run),
     ("image-write", image_write::run),
+    ("conductor", conductor::run),
 ];
 
 pub fn run(name: &str) -> anyhow::Result<()> {

@@ -1,0 +1,192 @@
+//! Load generator for `cargo xtask bench conductor`: enrolls N nodes through the API,
+//! brings them to `inspect wait` with fake power, looks each up for its agent token, then
+//! runs simulated agents (tokio tasks over real HTTP on loopback) that heartbeat as fast as
+//! the conductor answers. Prints one JSON object with the figures.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+
+const H: &str = "X-OpenStack-Ironic-API-Version";
+
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> anyhow::Result<(u16, Value)> {
+    let mut rb = http.request(method, &url).header(H, "1.68");
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.with_context(|| format!("calling {url}"))?;
+    let s = r.status().as_u16();
+    let t = r.text().await.unwrap_or_default();
+    Ok((s, serde_json::from_str(&t).unwrap_or(Value::Null)))
+}
+
+/// Creates node `i` and moves it to `inspect wait`; returns (uuid, token).
+async fn prepare(http: &reqwest::Client, base: &str, i: usize) -> anyhow::Result<(String, String)> {
+    use reqwest::Method as M;
+    let (s, n) = call(http, M::POST, format!("{base}/v1/nodes"), Some(json!({
+        "driver": "fake-hardware", "name": format!("bench-{i}"), "inspect_interface": "agent",
+        "driver_info": {"ipmi_address": format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255)},
+    }))).await?;
+    if s != 201 {
+        bail!("create node {i}: HTTP {s} {n}");
+    }
+    let uuid = n["uuid"].as_str().unwrap_or_default().to_string();
+    for (target, state) in [("manage", "manageable"), ("inspect", "inspect wait")] {
+        let (s, v) = call(
+            http,
+            M::PUT,
+            format!("{base}/v1/nodes/{uuid}/states/provision"),
+            Some(json!({"target": target})),
+        )
+        .await?;
+        if s != 202 {
+            bail!("{target} node {i}: HTTP {s} {v}");
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, v) = call(
+                http,
+                M::GET,
+                format!("{base}/v1/nodes/{uuid}?fields=provision_state,reservation"),
+                None,
+            )
+            .await?;
+            if v["provision_state"] == state && v["reservation"].is_null() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("node {i} stuck in {}", v["provision_state"]);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let (s, v) = call(
+        http,
+        M::GET,
+        format!("{base}/v1/lookup?node_uuid={uuid}"),
+        None,
+    )
+    .await?;
+    if s != 200 {
+        bail!("lookup node {i}: HTTP {s} {v}");
+    }
+    let token = v["config"]["agent_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    Ok((uuid, token))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let get = |k: &str, d: &str| -> String {
+        args.iter()
+            .position(|a| a == k)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| d.into())
+    };
+    let base = get("--url", "http://127.0.0.1:6385");
+    let nodes: usize = get("--nodes", "1000").parse()?;
+    let secs: f64 = get("--seconds", "10").parse()?;
+    let agents: usize = get("--concurrency", "64").parse()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+
+    let setup = Instant::now();
+    let mut prepared = Vec::with_capacity(nodes);
+    for chunk in (0..nodes).collect::<Vec<_>>().chunks(64) {
+        let r = join_all(chunk.iter().map(|&i| prepare(&http, &base, i))).await;
+        for x in r {
+            prepared.push(x?);
+        }
+    }
+    let setup_s = setup.elapsed().as_secs_f64();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let prepared = Arc::new(prepared);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..agents)
+        .map(|a| {
+            let (http, base, stop, errors, prepared) = (http.clone(), base.clone(), stop.clone(), errors.clone(), prepared.clone());
+            tokio::spawn(async move {
+                let mut lat = vec![];
+                let mut k = a;
+                while !stop.load(Ordering::Relaxed) {
+                    let (uuid, token) = &prepared[k % prepared.len()];
+                    k += agents;
+                    let body = json!({"callback_url": "http://127.0.0.1:9999", "agent_token": token, "agent_version": "bench"});
+                    let t = Instant::now();
+                    let r = http.post(format!("{base}/v1/heartbeat/{uuid}")).header(H, "1.68").json(&body).send().await;
+                    match r {
+                        Ok(resp) if resp.status().as_u16() == 202 => lat.push(t.elapsed().as_secs_f64() * 1000.0),
+                        _ => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                lat
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut lat: Vec<f64> = vec![];
+    for t in tasks {
+        lat.extend(t.await?);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    lat.sort_by(|a, b| a.total_cmp(b));
+
+    // Listing latency: first page (1000 nodes) with detail, median of 5.
+    let mut list = vec![];
+    for _ in 0..5 {
+        let t = Instant::now();
+        let (s, v) = call(
+            &http,
+            reqwest::Method::GET,
+            format!("{base}/v1/nodes?detail=true"),
+            None,
+        )
+        .await?;
+        if s != 200 || v["nodes"].as_array().map(Vec::len).unwrap_or(0) == 0 {
+            bail!("listing failed: HTTP {s}");
+        }
+        list.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    list.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "{}",
+        json!({
+            "nodes": nodes,
+            "setup_s": setup_s,
+            "heartbeats": lat.len(),
+            "errors": errors.load(Ordering::Relaxed),
+            "heartbeats_per_s": lat.len() as f64 / elapsed,
+            "p50_ms": percentile(&lat, 0.5),
+            "p99_ms": percentile(&lat, 0.99),
+            "list_detail_ms": percentile(&list, 0.5),
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,285 @@
+//! The whole lifecycle with `fake-hardware` power/boot and the real ferrite-agent library
+//! in-process on loopback (its API server, commands, clean steps and image writer), with a
+//! sparse file as its disk: inspect, provide (clean), deploy with a config drive, undeploy.
+//! Every agent "boot" is a fresh agent state that looks the node up for a new token.
+
+mod common;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use common::{Api, Backend, Server};
+use ferrite_agent::heartbeat::inspect::{post_inventory, InspectTiming};
+use ferrite_agent::heartbeat::ConductorClient;
+use ferrite_agent::state::{AgentConfig, AgentState};
+use ferrite_agent::system::RecordingHooks;
+use ferrite_proto::lookup::Heartbeat;
+use serde_json::json;
+use sha2::Digest;
+
+/// One boot of the agent: its own state (token) and API server on a free port.
+struct AgentBoot {
+    url: String,
+    state: Arc<AgentState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl AgentBoot {
+    async fn start(root: &std::path::Path, disk: &std::path::Path) -> AgentBoot {
+        let state = Arc::new(AgentState::new(
+            AgentConfig {
+                root: root.to_path_buf(),
+                target_disk: Some(disk.to_path_buf()),
+                ..AgentConfig::default()
+            },
+            Arc::new(RecordingHooks::new()),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(ferrite_agent::api::serve(
+            listener,
+            None,
+            state.clone(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        AgentBoot {
+            url,
+            state,
+            stop: Some(tx),
+        }
+    }
+}
+
+impl Drop for AgentBoot {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The agent side of the protocol while the node waits for it: lookup (a real token means
+/// a new boot), then heartbeats to resume the conductor's steps.
+async fn agent_loop(
+    base: String,
+    node: String,
+    macs: Vec<String>,
+    root: std::path::PathBuf,
+    disk: std::path::PathBuf,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let client = ConductorClient::new(base.parse().unwrap(), false, None).unwrap();
+    let api = Api::new(&base);
+    let mut boot: Option<AgentBoot> = None;
+    while !*stop.borrow() {
+        let Ok(r) = api.http.get(format!("{base}/v1/nodes/{node}")).send().await else {
+            break;
+        };
+        let n: serde_json::Value = r.json().await.unwrap_or_default();
+        let waiting =
+            ["clean wait", "wait call-back"].contains(&n["provision_state"].as_str().unwrap_or(""));
+        if waiting {
+            if let Ok(r) = client.lookup(&macs, None).await {
+                let token = r.config.agent_token.unwrap_or_default();
+                if token != ferrite_proto::MASKED_SECRET {
+                    let b = AgentBoot::start(&root, &disk).await;
+                    b.state.set_agent_token(&token).unwrap();
+                    boot = Some(b);
+                }
+            }
+            if let Some(b) = &boot {
+                let hb = Heartbeat {
+                    callback_url: b.url.clone(),
+                    agent_token: b.state.agent_token().unwrap_or_default().to_string(),
+                    agent_version: "in-process".into(),
+                    agent_verify_ca: None,
+                    agent_status: None,
+                    agent_status_message: None,
+                };
+                let _ = client.heartbeat(&node, &hb).await;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// A 4 MiB whole-disk image with an MBR and one partition, served over HTTP.
+fn image() -> Vec<u8> {
+    let mut img = vec![0u8; 4 << 20];
+    for (i, b) in img.iter_mut().enumerate().skip(1 << 20) {
+        *b = (i % 251) as u8;
+    }
+    let e = 0x1BE;
+    img[e + 4] = 0x83;
+    img[e + 8..e + 12].copy_from_slice(&2048u32.to_le_bytes());
+    img[e + 12..e + 16].copy_from_slice(&4096u32.to_le_bytes());
+    img[510] = 0x55;
+    img[511] = 0xAA;
+    img
+}
+
+async fn serve_image(bytes: Vec<u8>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/disk.raw", listener.local_addr().unwrap());
+    let bytes = bytes::Bytes::from(bytes);
+    let app = axum::Router::new().route(
+        "/disk.raw",
+        axum::routing::get(move || {
+            let b = bytes.clone();
+            async move { b }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+async fn lifecycle(backend: Backend) {
+    let server = Server::start(backend, |_| {}).await;
+    let api = Api::new(&server.url);
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/inventory/qemu-q35");
+    let inventory = ferrite_agent::inventory::collect(&root).expect("fixture inventory");
+    let macs: Vec<String> = inventory
+        .interfaces
+        .iter()
+        .filter_map(|i| i.mac_address.clone())
+        .collect();
+    assert!(!macs.is_empty(), "the fixture has a NIC");
+    let disk = server.dir.path().join("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+
+    let (s, n) = api.call("POST", "/v1/nodes", Some(json!({
+        "driver": "fake-hardware", "name": "life", "deploy_interface": "direct", "inspect_interface": "agent",
+    }))).await;
+    assert_eq!(s, 201, "{n}");
+    assert_eq!(
+        api.call(
+            "POST",
+            "/v1/ports",
+            Some(json!({"address": macs[0], "node_uuid": "life"}))
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        api.provision("life", json!({"target": "manage"})).await.0,
+        202
+    );
+    api.wait_state("life", "manageable").await;
+
+    // Inspect: the agent posts its inventory.
+    assert_eq!(
+        api.provision("life", json!({"target": "inspect"})).await.0,
+        202
+    );
+    api.wait_state("life", "inspect wait").await;
+    let r = post_inventory(
+        &reqwest::Client::new(),
+        &format!("{}/v1/continue_inspection", server.url)
+            .parse()
+            .unwrap(),
+        &inventory,
+        None,
+        &InspectTiming::default(),
+    )
+    .await
+    .expect("inspection accepted");
+    let node = api.wait_state("life", "manageable").await;
+    assert_eq!(r.uuid, node["uuid"]);
+    assert_eq!(node["properties"]["cpus"], inventory.cpu.count);
+    assert_eq!(node["properties"]["cpu_arch"], inventory.cpu.architecture);
+    let (_, ports) = api.get("/v1/ports?node=life").await;
+    assert_eq!(
+        ports["ports"].as_array().unwrap().len(),
+        macs.len(),
+        "a port per MAC"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let agent = tokio::spawn(agent_loop(
+        server.url.clone(),
+        "life".into(),
+        macs.clone(),
+        root.clone(),
+        disk.clone(),
+        stop_rx,
+    ));
+
+    // Provide: automated cleaning through the agent's clean steps.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk)
+        .unwrap()
+        .write_all(&image()[..512])
+        .unwrap();
+    assert_eq!(
+        api.provision("life", json!({"target": "provide"})).await.0,
+        202
+    );
+    api.wait_state("life", "available").await;
+    let head = std::fs::read(&disk).unwrap();
+    assert!(
+        head[510] != 0x55 || head[511] != 0xAA,
+        "erase_devices_metadata wiped the partition table"
+    );
+
+    // Deploy with a config drive.
+    let img = image();
+    let sha = hex::encode(sha2::Sha256::digest(&img));
+    let url = serve_image(img.clone()).await;
+    let patch = json!([{"op": "add", "path": "/instance_info", "value": {
+        "image_source": url, "image_os_hash_algo": "sha256", "image_os_hash_value": sha, "image_disk_format": "raw"}}]);
+    assert_eq!(
+        api.call("PATCH", "/v1/nodes/life", Some(patch)).await.0,
+        200
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&vec![0u8; 64 * 1024]).unwrap();
+    let cd = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
+    let (s, v) = api
+        .provision("life", json!({"target": "active", "configdrive": cd}))
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let node = api.wait_state("life", "active").await;
+    assert!(node["last_error"].is_null(), "{}", node["last_error"]);
+    assert_eq!(node["power_state"], "power on");
+    let written = std::fs::read(&disk).unwrap();
+    assert_eq!(
+        &written[1 << 20..4 << 20],
+        &img[1 << 20..],
+        "the image is on the disk"
+    );
+
+    // Undeploy: tear down and clean again.
+    assert_eq!(
+        api.provision("life", json!({"target": "deleted"})).await.0,
+        202
+    );
+    let node = api.wait_state("life", "available").await;
+    assert_eq!(node["instance_info"], json!({}));
+    let _ = stop_tx.send(true);
+    agent.await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_on_sqlite() {
+    lifecycle(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_on_postgres() {
+    lifecycle(Backend::Postgres).await;
+}
