@@ -253,15 +253,32 @@ impl Api {
 
     pub async fn raw(&self, method: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let r = self
-            .http
-            .request(m, format!("{}{path}", self.base))
-            .header("X-OpenStack-Ironic-API-Version", VERSION)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
+        // A server refusing an oversized body may close the connection while the client
+        // is still writing it; the answer is read on a retry.
+        // Its own unpooled client: a connection the server closed after refusing a body
+        // must not be reused by the next request.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
             .unwrap();
+        let mut tries = 0;
+        let r = loop {
+            let sent = http
+                .request(m.clone(), format!("{}{path}", self.base))
+                .header("X-OpenStack-Ironic-API-Version", VERSION)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(r) => break r,
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    eprintln!("retrying after transport error: {e}");
+                }
+                Err(e) => panic!("{method} {path}: {e}"),
+            }
+        };
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
         (
