@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: builds, installs test dependencies, runs tests and benchmarks.
 
 mod bench;
+mod demo;
 mod deps;
 mod elf;
 mod util;
@@ -22,6 +23,9 @@ enum Command {
     Deps,
     /// Build the static release agent into target/agent/ferrite-agent.
     Agent,
+    /// PXE-boot a QEMU server through its simulated BMC, deploy the test OS with a config
+    /// drive, boot it, and print the inventory and phase timings.
+    Demo,
     /// Build the deploy ramdisk: target/ramdisk/ferrite.{kernel,initramfs,manifest.json}.
     Ramdisk,
     /// Build the test OS image: target/test-image/ferrite-test-os.{raw,qcow2} + SHA256SUMS.
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Deps => deps::install(),
         Command::Agent => build_agent().map(|_| ()),
+        Command::Demo => demo::run(),
         Command::Ramdisk => build_ramdisk().map(|_| ()),
         Command::TestImage => build_test_image().map(|_| ()),
         Command::Test { quick } => test(quick),
