@@ -98,17 +98,7 @@ impl Session {
                 },
             )
             .await?;
-        let opened = match reply {
-            Reply::Ok(o) => o,
-            Reply::Status { code, .. } => {
-                return Err(ClientError::SessionRefused {
-                    addr,
-                    stage: "Open Session",
-                    code,
-                    reason: rakp::status_text(code),
-                })
-            }
-        };
+        let opened = accepted(reply, addr, "Open Session")?;
         if (
             opened.auth_alg,
             opened.integrity_alg,
@@ -160,17 +150,7 @@ impl Session {
                 },
             )
             .await?;
-        let rakp2 = match reply {
-            Reply::Ok(m) => m,
-            Reply::Status { code, .. } => {
-                return Err(ClientError::SessionRefused {
-                    addr,
-                    stage: "RAKP 1 (user authentication)",
-                    code,
-                    reason: rakp::status_text(code),
-                })
-            }
-        };
+        let rakp2 = accepted(reply, addr, "RAKP 1 (user authentication)")?;
         let inputs = RakpInputs {
             suite,
             console_session_id,
@@ -229,17 +209,7 @@ impl Session {
                 },
             )
             .await?;
-        let rakp4 = match reply {
-            Reply::Ok(m) => m,
-            Reply::Status { code, .. } => {
-                return Err(ClientError::SessionRefused {
-                    addr,
-                    stage: "RAKP 3 (session activation)",
-                    code,
-                    reason: rakp::status_text(code),
-                })
-            }
-        };
+        let rakp4 = accepted(reply, addr, "RAKP 3 (session activation)")?;
         if !ct_eq(&inputs.rakp4_icv(&sik), &rakp4.icv) {
             return Err(ClientError::BadRakp4 { addr });
         }
@@ -368,3 +338,20 @@ impl Session {
 const PRIV_ERRORS: &str =
     "requested privilege level is above the user's limit (use an operator or administrator \
      account, or lower ipmi_priv_level)";
+
+/// The payload of a session-setup reply, or the BMC's refusal at `stage` as an error.
+fn accepted<T>(
+    reply: Reply<T>,
+    addr: std::net::SocketAddr,
+    stage: &'static str,
+) -> Result<T, ClientError> {
+    match reply {
+        Reply::Ok(payload) => Ok(payload),
+        Reply::Status { code, .. } => Err(ClientError::SessionRefused {
+            addr,
+            stage,
+            code,
+            reason: rakp::status_text(code),
+        }),
+    }
+}
