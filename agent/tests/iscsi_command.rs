@@ -5,8 +5,10 @@ mod common;
 
 use common::Agent;
 use ferrite_agent::state::AgentConfig;
+use ferrite_agent::system::SystemAction;
 use ferrite_iscsi::{Credentials, Initiator, InitiatorError, LoginOptions};
 use serde_json::json;
+use std::time::Duration;
 
 const IQN: &str = "iqn.2026-01.org.ferrite:agent-disk";
 const DISK: u64 = 16 << 20;
@@ -46,6 +48,7 @@ async fn start_write_through_initiator_then_stop() {
         .as_u64()
         .unwrap() as u16;
     assert_eq!(res["command_result"]["iscsi_target_iqn"], IQN);
+    assert_eq!(res["command_result"]["ferrite_device_is_file"], true);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
 
     let mut opts = LoginOptions::new("iqn.2026-01.org.ferrite:conductor", IQN);
@@ -83,6 +86,31 @@ async fn start_write_through_initiator_then_stop() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "target stopped listening"
     );
+    // standby.sync and standby.power_off end the deploy: a target left running stops.
+    for (command, action) in [
+        ("standby.sync", SystemAction::Sync),
+        ("standby.power_off", SystemAction::PowerOff),
+    ] {
+        let params = json!({"iqn": IQN, "portal_port": 0});
+        let (code, res) = agent.command("", "iscsi.start_iscsi_target", params).await;
+        assert_eq!(code, 200, "{res}");
+        let port = res["command_result"]["ferrite_portal_port"]
+            .as_u64()
+            .unwrap() as u16;
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let s = Initiator::connect(addr, &LoginOptions::new("iqn.2026-01.org.ferrite:c", IQN))
+            .await
+            .unwrap();
+        s.logout().await.unwrap();
+        let (code, res) = agent.command("", command, json!({})).await;
+        assert!(code == 200 || code == 202, "{command}: {res}");
+        common::poll_until(Duration::from_secs(20), || async {
+            let closed = tokio::net::TcpStream::connect(addr).await.is_err();
+            (closed && agent.hooks.calls().contains(&action)).then_some(())
+        })
+        .await;
+    }
+
     let file = std::fs::read(&disk).unwrap();
     assert_eq!(&file[4096 * 512..4096 * 512 + data.len()], &data[..]);
     assert!(

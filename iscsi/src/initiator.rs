@@ -108,6 +108,8 @@ pub struct Initiator {
     exp_stat_sn: u32,
     block_size: u32,
     blocks: u64,
+    /// READ CAPACITY(16) said LBPME and LBPRZ: unmapped blocks read back as zeros.
+    unmap_zeroes: bool,
     /// The LUN field of our commands (SAM peripheral addressing).
     lun: u64,
 }
@@ -147,6 +149,7 @@ impl Initiator {
             exp_stat_sn: 0,
             block_size: 512,
             blocks: 0,
+            unmap_zeroes: false,
             lun: (lun as u64) << 48,
         };
         s.login(opts).await?;
@@ -159,6 +162,7 @@ impl Initiator {
             }
             s.blocks = u64::from_be_bytes(cap[0..8].try_into().expect("8 bytes")) + 1;
             s.block_size = u32::from_be_bytes(cap[8..12].try_into().expect("4 bytes"));
+            s.unmap_zeroes = cap[14] & 0xc0 == 0xc0;
             if s.block_size == 0 {
                 return Err(InitiatorError::Protocol(
                     "target reports a block size of 0".into(),
@@ -221,6 +225,12 @@ impl Initiator {
     /// Capacity in blocks.
     pub fn blocks(&self) -> u64 {
         self.blocks
+    }
+
+    /// True when the LUN is thin-provisioned and unmapped blocks read back as zeros
+    /// (READ CAPACITY(16) LBPME and LBPRZ), so UNMAP is a way to zero it.
+    pub fn unmap_zeroes(&self) -> bool {
+        self.unmap_zeroes
     }
 
     pub fn params(&self) -> &Params {

@@ -105,13 +105,18 @@ async fn start(p: StartParams, state: Arc<AgentState>) -> Result<Value, CommandE
         iqn: p.iqn.clone(),
     });
     tracing::info!(iqn = %p.iqn, port, disk = %disk.path.display(), "iSCSI target started");
+    // A regular file (tests, standalone use) deallocates on UNMAP at no cost, so the
+    // writer may unmap it whole and skip zero runs, as a local deploy does with a file.
+    let is_file = std::fs::metadata(&disk.path).is_ok_and(|m| m.is_file());
     Ok(
         json!({ "iscsi_target_iqn": p.iqn, "ferrite_portal_port": port,
-               "ferrite_device": disk.path.display().to_string() }),
+               "ferrite_device": disk.path.display().to_string(),
+               "ferrite_device_is_file": is_file }),
     )
 }
 
-async fn stop_running() -> Option<String> {
+/// Stops the running target, if any, and returns its IQN.
+pub(crate) async fn stop_running() -> Option<String> {
     let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take();
     let r = running?;
     let _ = r.stop.send(());

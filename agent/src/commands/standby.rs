@@ -1,4 +1,5 @@
-//! `standby.*`: sync, power off and reboot (`run_image`); image preparation lives in
+//! `standby.*`: sync, power off and reboot (`run_image`), each of which first stops an
+//! iSCSI target `iscsi.start_iscsi_target` left running; image preparation lives in
 //! `commands::image`.
 
 use std::sync::Arc;
@@ -16,6 +17,8 @@ pub fn register(r: &mut Registry) {
 }
 
 async fn sync(_: NoParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
+    // The deploy is over once the conductor asks for a sync: stop exporting the disk.
+    super::iscsi::stop_running().await;
     blocking("sync", move || {
         state
             .hooks
@@ -27,6 +30,7 @@ async fn sync(_: NoParams, state: Arc<AgentState>) -> Result<Value, CommandError
 }
 
 async fn power_off(_: NoParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
+    super::iscsi::stop_running().await;
     blocking("power off", move || {
         state
             .hooks
@@ -38,6 +42,7 @@ async fn power_off(_: NoParams, state: Arc<AgentState>) -> Result<Value, Command
 }
 
 async fn run_image(_: NoParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
+    super::iscsi::stop_running().await;
     blocking("reboot", move || {
         state
             .hooks

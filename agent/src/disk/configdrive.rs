@@ -2,14 +2,13 @@
 //! write it to the partition labelled `config-2`, or to a new 64 MiB partition at the end
 //! of the disk (GPT, or MBR up to 2 TiB).
 
-use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 
 use base64::Engine;
 use tokio::runtime::Handle;
 
 use super::gpt::{self, GptHeader, Table};
+use super::io::DiskIo;
 use super::{blkdev, safety};
 use crate::image::deploy::{sector_size, TargetDisk};
 use crate::image::http::{self, HttpConfig, HttpSource};
@@ -88,7 +87,7 @@ pub fn decode(data: &[u8], from_url: bool) -> Result<Vec<u8>, ConfigDriveError> 
 }
 
 /// The filesystem label at `offset`: ISO9660 volume id or FAT label.
-pub fn label_at(f: &File, offset: u64) -> Option<String> {
+pub fn label_at(f: &dyn DiskIo, offset: u64) -> Option<String> {
     let mut iso = [0u8; 72];
     if f.read_exact_at(&mut iso, offset + 32768).is_ok() && &iso[1..6] == b"CD001" {
         return Some(String::from_utf8_lossy(&iso[40..72]).trim().to_owned());
@@ -126,7 +125,25 @@ pub fn write(
     node: &str,
 ) -> Result<String, ConfigDriveError> {
     safety::authorize(&target.path, target.choice)?;
-    let data = if configdrive.starts_with("http://") || configdrive.starts_with("https://") {
+    let data = fetch(rt, configdrive, cfg)?;
+    let t = Target::open(&target.path).map_err(io_err(target))?;
+    let sector = sector_size(&t);
+    tracing::info!(node, disk = %target.path.display(), bytes = data.len(), "writing the config drive");
+    let name = target.path.display().to_string();
+    let msg = write_data(t.file(), t.size, sector, &data, &name)?;
+    if t.is_block_device {
+        let _ = blkdev::reread_partitions(t.file());
+    }
+    Ok(msg)
+}
+
+/// The config drive's bytes: `configdrive` decoded, or downloaded from its URL and decoded.
+pub fn fetch(
+    rt: &Handle,
+    configdrive: &str,
+    cfg: &HttpConfig,
+) -> Result<Vec<u8>, ConfigDriveError> {
+    if configdrive.starts_with("http://") || configdrive.starts_with("https://") {
         let client = http::client(cfg).map_err(|e| ConfigDriveError::Download(e.to_string()))?;
         let mut src = HttpSource::open(rt, &client, &[configdrive.to_owned()], cfg)
             .map_err(|e| ConfigDriveError::Download(e.to_string()))?;
@@ -136,15 +153,27 @@ pub fn write(
             .take(MAX_BYTES * 2)
             .read_to_end(&mut body)
             .map_err(|e| ConfigDriveError::Download(e.to_string()))?;
-        decode(&body, true)?
+        decode(&body, true)
     } else {
-        decode(configdrive.as_bytes(), false)?
+        decode(configdrive.as_bytes(), false)
+    }
+}
+
+/// Write decoded config drive `data` onto `disk` (`size` bytes, `sector`-byte sectors; a
+/// local file or device, or a remote LUN) and sync; `name` names the disk in errors.
+pub fn write_data(
+    disk: &dyn DiskIo,
+    size: u64,
+    sector: u64,
+    data: &[u8],
+    name: &str,
+) -> Result<String, ConfigDriveError> {
+    let io = |source| ConfigDriveError::Io {
+        path: name.to_owned(),
+        source,
     };
-    let t = Target::open(&target.path).map_err(io_err(target))?;
-    let sector = sector_size(&t);
-    tracing::info!(node, disk = %target.path.display(), bytes = data.len(), "writing the config drive");
-    let (offset, capacity, how) = place(&t, sector).map_err(|e| match e {
-        PlaceError::Io(e) => io_err(target)(e),
+    let (offset, capacity, how) = place(disk, size, sector).map_err(|e| match e {
+        PlaceError::Io(e) => io(e),
         PlaceError::Cd(e) => e,
     })?;
     if data.len() as u64 > capacity {
@@ -153,13 +182,8 @@ pub fn write(
             data.len()
         )));
     }
-    t.file()
-        .write_all_at(&data, offset)
-        .map_err(io_err(target))?;
-    t.file().sync_all().map_err(io_err(target))?;
-    if t.is_block_device {
-        let _ = blkdev::reread_partitions(t.file());
-    }
+    disk.write_all_at(data, offset).map_err(io)?;
+    disk.sync().map_err(io)?;
     Ok(format!(
         "config drive ({} bytes) written to {how} at byte {offset}",
         data.len()
@@ -178,8 +202,7 @@ impl From<std::io::Error> for PlaceError {
 }
 
 /// Find the config-2 partition or make one: (byte offset, capacity, description).
-fn place(t: &Target, sector: u64) -> Result<(u64, u64, String), PlaceError> {
-    let f = t.file();
+fn place(f: &dyn DiskIo, size: u64, sector: u64) -> Result<(u64, u64, String), PlaceError> {
     let table = gpt::read_table(f, sector)?;
     let parts: Vec<(u32, u64, u64)> = match &table {
         Table::Gpt { partitions, .. } => partitions
@@ -207,8 +230,8 @@ fn place(t: &Target, sector: u64) -> Result<(u64, u64, String), PlaceError> {
     let want = MAX_BYTES / sector;
     let align = (1 << 20) / sector;
     match table {
-        Table::Gpt { header, .. } => add_gpt(f, &header, t.size, sector, want, align),
-        Table::Mbr { .. } => add_mbr(f, t.size, sector, want, align, &parts),
+        Table::Gpt { header, .. } => add_gpt(f, &header, size, sector, want, align),
+        Table::Mbr { .. } => add_mbr(f, size, sector, want, align, &parts),
         Table::None => Err(PlaceError::Cd(ConfigDriveError::NoTable)),
     }
 }
@@ -218,7 +241,7 @@ fn no_room(what: String) -> PlaceError {
 }
 
 fn add_gpt(
-    f: &File,
+    f: &dyn DiskIo,
     h: &GptHeader,
     disk: u64,
     sector: u64,
@@ -279,7 +302,7 @@ fn add_gpt(
 }
 
 fn add_mbr(
-    f: &File,
+    f: &dyn DiskIo,
     disk: u64,
     sector: u64,
     want: u64,

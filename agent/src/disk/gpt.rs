@@ -1,9 +1,9 @@
 //! GPT and MBR: a pure codec for the GPT header and entries and the MBR partition
 //! table, plus the post-deploy fix of moving the backup GPT to the end of a larger disk.
 
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+
+use super::io::DiskIo;
 
 pub const GPT_SIGNATURE: &[u8; 8] = b"EFI PART";
 /// Refuse partition entry arrays larger than this (the spec's usual size is 16 KiB).
@@ -166,7 +166,7 @@ pub enum Table {
 }
 
 /// Read the partition table of `file` (sector size `sector`).
-pub fn read_table(file: &File, sector: u64) -> io::Result<Table> {
+pub fn read_table(file: &dyn DiskIo, sector: u64) -> io::Result<Table> {
     let mut head = vec![0u8; 2 * sector as usize];
     let n = file.read_at(&mut head, 0)?;
     if n < head.len() {
@@ -200,7 +200,7 @@ pub fn read_table(file: &File, sector: u64) -> io::Result<Table> {
 
 /// After writing a whole-disk image smaller than the disk, put the backup GPT at the
 /// disk's end (and tell the primary header), as sgdisk -e does. Returns whether it moved.
-pub fn move_backup_to_end(file: &File, disk_size: u64, sector: u64) -> io::Result<bool> {
+pub fn move_backup_to_end(file: &dyn DiskIo, disk_size: u64, sector: u64) -> io::Result<bool> {
     let Table::Gpt { header: h, .. } = read_table(file, sector)? else {
         return Ok(false);
     };
@@ -226,7 +226,7 @@ pub fn move_backup_to_end(file: &File, disk_size: u64, sector: u64) -> io::Resul
     if old_backup < new_entries_lba && old_backup > h.last_usable {
         file.write_all_at(&vec![0u8; sector as usize], old_backup * sector)?;
     }
-    file.sync_all()?;
+    file.sync()?;
     Ok(true)
 }
 

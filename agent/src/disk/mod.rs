@@ -4,6 +4,7 @@ pub mod blkdev;
 pub mod configdrive;
 pub mod gpt;
 pub mod hints;
+pub mod io;
 pub mod probe;
 pub mod safety;
 pub mod wipe;

@@ -11,6 +11,7 @@ use super::http::{self, HttpConfig, HttpSource};
 use super::pipeline::{write_image, ImageError, Input, Outcome};
 use super::progress::{Phase, Progress};
 use super::qcow2::RangeRead;
+use super::sink::BlockSink;
 use super::writer::{DirectWriter, Target};
 use crate::disk::safety::{self, Choice, SafetyError};
 use crate::disk::{blkdev, gpt, wipe};
@@ -119,38 +120,7 @@ pub fn deploy_whole_disk(
         disk.zero_range(0, disk.size).map_err(ImageError::Write)?;
     }
     let mut writer = DirectWriter::new(disk, reads_zero);
-    let fail = |writer: &mut DirectWriter, e: ImageError| -> DeployError {
-        progress.set_phase(Phase::Failed);
-        match wipe::wipe_partition_signatures(writer) {
-            Ok(()) => e.into(),
-            Err(wipe) => ImageError::WipeFailed {
-                error: Box::new(e),
-                wipe,
-            }
-            .into(),
-        }
-    };
-    let expected = match expected_checksum(rt, info, cfg) {
-        Ok(e) => e,
-        Err(e) => return Err(fail(&mut writer, e)),
-    };
-    let client = match http::client(cfg) {
-        Ok(c) => c,
-        Err(e) => return Err(fail(&mut writer, e.into())),
-    };
-    let source = match HttpSource::open(rt, &client, &info.urls, cfg) {
-        Ok(s) => s,
-        Err(e) => return Err(fail(&mut writer, e.into())),
-    };
-    let input = Input {
-        len: source.len(),
-        ranges: source
-            .ranges()
-            .map(|r| Box::new(r) as Box<dyn RangeRead + Send>),
-        declared_format: info.disk_format.clone(),
-        reader: source,
-    };
-    let outcome = write_image(input, Some(&expected), &mut writer, progress)?;
+    let outcome = stream_image(rt, info, &mut writer, cfg, progress)?;
     drop(writer);
     progress.set_phase(Phase::Partitioning);
     let file = open(&target.path)?;
@@ -163,6 +133,49 @@ pub fn deploy_whole_disk(
         backup_gpt_moved,
         partitions_reread,
     })
+}
+
+/// Resolve the checksum, download `info`'s image and run the pipeline onto `sink` (a local
+/// disk's writer or a remote LUN). Must run on a blocking thread. On any failure the
+/// sink's partition tables are wiped.
+pub fn stream_image(
+    rt: &Handle,
+    info: &ImageInfo,
+    sink: &mut dyn BlockSink,
+    cfg: &HttpConfig,
+    progress: &Progress,
+) -> Result<Outcome, ImageError> {
+    let fail = |sink: &mut dyn BlockSink, e: ImageError| -> ImageError {
+        progress.set_phase(Phase::Failed);
+        match wipe::wipe_partition_signatures(sink) {
+            Ok(()) => e,
+            Err(wipe) => ImageError::WipeFailed {
+                error: Box::new(e),
+                wipe,
+            },
+        }
+    };
+    let expected = match expected_checksum(rt, info, cfg) {
+        Ok(e) => e,
+        Err(e) => return Err(fail(sink, e)),
+    };
+    let client = match http::client(cfg) {
+        Ok(c) => c,
+        Err(e) => return Err(fail(sink, e.into())),
+    };
+    let source = match HttpSource::open(rt, &client, &info.urls, cfg) {
+        Ok(s) => s,
+        Err(e) => return Err(fail(sink, e.into())),
+    };
+    let input = Input {
+        len: source.len(),
+        ranges: source
+            .ranges()
+            .map(|r| Box::new(r) as Box<dyn RangeRead + Send>),
+        declared_format: info.disk_format.clone(),
+        reader: source,
+    };
+    write_image(input, Some(&expected), sink, progress)
 }
 
 /// Logical sector size: the device's, or 512 for files.
