@@ -283,3 +283,147 @@ async fn lifecycle_on_sqlite() {
 async fn lifecycle_on_postgres() {
     lifecycle(Backend::Postgres).await;
 }
+
+/// `deploy_interface = iscsi`: the agent exports its disk, the conductor logs in with CHAP
+/// and writes the image (and the config drive) through the shared pipeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_through_iscsi() {
+    let server = Server::start(Backend::Sqlite, |_| {}).await;
+    let api = Api::new(&server.url);
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/inventory/qemu-q35");
+    let inventory = ferrite_agent::inventory::collect(&root).expect("fixture inventory");
+    let mac = inventory.interfaces[0].mac_address.clone().unwrap();
+    let disk = server.dir.path().join("disk.img");
+    // Old bytes everywhere: what the image leaves as zeroes must read back as zeroes.
+    std::fs::write(&disk, vec![0x5au8; 256 << 20]).unwrap();
+
+    // A bad portal port is refused when the deploy is asked for.
+    let (s, n) = api
+        .call(
+            "POST",
+            "/v1/nodes",
+            Some(json!({
+                "driver": "fake-hardware", "name": "remote", "deploy_interface": "iscsi",
+                "driver_info": {"ferrite_iscsi_port": 0},
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{n}");
+    assert_eq!(n["deploy_interface"], "iscsi");
+    let (s, _) = api
+        .call(
+            "POST",
+            "/v1/ports",
+            Some(json!({"address": mac, "node_uuid": "remote"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    assert_eq!(
+        api.provision("remote", json!({"target": "manage"})).await.0,
+        202
+    );
+    api.wait_state("remote", "manageable").await;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let agent = tokio::spawn(agent_loop(
+        server.url.clone(),
+        "remote".into(),
+        vec![mac],
+        root.clone(),
+        disk.clone(),
+        stop_rx,
+    ));
+    assert_eq!(
+        api.provision("remote", json!({"target": "provide"}))
+            .await
+            .0,
+        202
+    );
+    api.wait_state("remote", "available").await;
+
+    let mut img = image();
+    img[(2 << 20)..(3 << 20)].fill(0);
+    let sha = hex::encode(sha2::Sha256::digest(&img));
+    let url = serve_image(img.clone()).await;
+
+    // A bad portal port is refused; a wrong checksum fails the deploy and wipes the disk.
+    let patch = json!([{"op": "add", "path": "/instance_info", "value": {
+        "image_source": url, "image_os_hash_algo": "sha256", "image_os_hash_value": "0".repeat(64)}},
+        {"op": "add", "path": "/driver_info/ferrite_iscsi_port", "value": "nope"}]);
+    assert_eq!(
+        api.call("PATCH", "/v1/nodes/remote", Some(patch)).await.0,
+        200
+    );
+    let (s, v) = api.provision("remote", json!({"target": "active"})).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v.to_string().contains("ferrite_iscsi_port"), "{v}");
+    let patch = json!([{"op": "add", "path": "/driver_info/ferrite_iscsi_port", "value": 0}]);
+    assert_eq!(
+        api.call("PATCH", "/v1/nodes/remote", Some(patch)).await.0,
+        200
+    );
+    assert_eq!(
+        api.provision("remote", json!({"target": "active"})).await.0,
+        202
+    );
+    let node = api.wait_state("remote", "deploy failed").await;
+    let err = node["last_error"].as_str().unwrap_or("");
+    assert!(
+        err.contains("write_image") && err.contains("checksum"),
+        "{err}"
+    );
+    let head = std::fs::read(&disk).unwrap();
+    assert!(
+        head[..1 << 20].iter().all(|&b| b == 0),
+        "wiped after the failure"
+    );
+
+    let patch = json!([{"op": "add", "path": "/instance_info", "value": {
+        "image_source": url, "image_os_hash_algo": "sha256", "image_os_hash_value": sha}}]);
+    assert_eq!(
+        api.call("PATCH", "/v1/nodes/remote", Some(patch)).await.0,
+        200
+    );
+    let cd_bytes: Vec<u8> = (0..96 * 1024).map(|i| (i % 7) as u8 + 1).collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&cd_bytes).unwrap();
+    let cd = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
+    let (s, v) = api
+        .provision("remote", json!({"target": "active", "configdrive": cd}))
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let node = api.wait_state("remote", "active").await;
+    assert!(node["last_error"].is_null(), "{}", node["last_error"]);
+    let w = &node["driver_internal_info"]["ferrite_iscsi_write"];
+    assert_eq!(w["disk_bytes"], img.len() as u64, "{w}");
+    assert!(w["zero_bytes_skipped"].as_u64().unwrap() >= 1 << 20, "{w}");
+    assert!(
+        w["configdrive"]
+            .as_str()
+            .unwrap()
+            .contains("new MBR partition 2"),
+        "{w}"
+    );
+    assert_eq!(w["partitions"], 2, "{w}");
+
+    let written = std::fs::read(&disk).unwrap();
+    assert_eq!(
+        &written[512..img.len()],
+        &img[512..],
+        "the image is on the disk"
+    );
+    assert_eq!(&written[..446], &img[..446]);
+    assert!(
+        written[img.len()..(192 << 20)].iter().all(|&b| b == 0),
+        "the LUN was zeroed before the write"
+    );
+    let cd_at = (256 << 20) - (64 << 20);
+    assert_eq!(&written[cd_at..cd_at + cd_bytes.len()], &cd_bytes[..]);
+    // The target is gone once the step is over.
+    let port = w["portal"].as_str().unwrap().to_string();
+    assert!(tokio::net::TcpStream::connect(port).await.is_err());
+    let _ = stop_tx.send(true);
+    agent.await.unwrap();
+    server.stop().await;
+}

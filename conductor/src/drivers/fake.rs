@@ -185,7 +185,11 @@ pub fn hardware_type() -> HardwareType {
         power: vec![Arc::new(FakePower)],
         management: vec![Arc::new(FakeManagement)],
         boot: vec![Arc::new(FakeBoot)],
-        deploy: vec![Arc::new(FakeDeploy), Arc::new(DirectDeploy)],
+        deploy: vec![
+            Arc::new(FakeDeploy),
+            Arc::new(DirectDeploy),
+            Arc::new(super::iscsi::IscsiDeploy),
+        ],
         inspect: vec![Arc::new(FakeInspect), Arc::new(AgentInspect)],
     }
 }

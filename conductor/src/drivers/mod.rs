@@ -3,6 +3,7 @@
 
 pub mod fake;
 pub mod ipmi;
+pub mod iscsi;
 
 use std::collections::BTreeMap;
 use std::future::Future;

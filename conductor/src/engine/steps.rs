@@ -440,6 +440,15 @@ impl Conductor {
                     Ok(Outcome::Done)
                 }
             }
+            ("deploy", "write_image", Kind::Deploy) if d.deploy.name() == "iscsi" => {
+                let t = self.target(node)?;
+                let info = image_info(node);
+                let summary =
+                    crate::drivers::iscsi::write_image(&self.agent, &t, node, info).await?;
+                node.driver_internal_info
+                    .insert("ferrite_iscsi_write".into(), summary);
+                Ok(Outcome::Done)
+            }
             ("deploy", "write_image", Kind::Deploy) if agent => {
                 let mut params = Map::new();
                 params.insert("image_info".into(), image_info(node));
