@@ -6,6 +6,8 @@ use std::io::{self, Read};
 use md5::Md5;
 use sha2::{Digest, Sha256, Sha512};
 
+use super::offload::OffloadHasher;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algo {
     Md5,
@@ -52,6 +54,8 @@ pub enum ChecksumError {
     Missing,
     #[error("checksum file {url} has no entry for {file:?}")]
     NotInFile { url: String, file: String },
+    #[error("the image digest was lost (the hashing thread stopped); retry the deploy")]
+    Lost,
     #[error("image checksum mismatch: expected {algo} {expected}, got {actual}; the download is corrupt or the checksum is wrong")]
     Mismatch {
         algo: &'static str,
@@ -203,7 +207,7 @@ impl Hasher {
 /// Hashes everything read through it.
 pub struct HashingReader<R> {
     inner: R,
-    hasher: Option<Hasher>,
+    hasher: Option<OffloadHasher>,
     pub bytes: u64,
 }
 
@@ -211,7 +215,7 @@ impl<R: Read> HashingReader<R> {
     pub fn new(inner: R, algo: Option<Algo>) -> HashingReader<R> {
         HashingReader {
             inner,
-            hasher: algo.map(Hasher::new),
+            hasher: algo.map(|a| OffloadHasher::new(Hasher::new(a))),
             bytes: 0,
         }
     }
@@ -226,11 +230,10 @@ impl<R: Read> HashingReader<R> {
 
     /// Compare the digest of everything read with `expected`.
     pub fn verify(&mut self, expected: &Expected) -> Result<(), ChecksumError> {
-        let actual = self
-            .hasher
-            .take()
-            .unwrap_or_else(|| Hasher::new(expected.algo))
-            .finish_hex();
+        let actual = match self.hasher.take() {
+            Some(h) => h.finish_hex().ok_or(ChecksumError::Lost)?,
+            None => Hasher::new(expected.algo).finish_hex(),
+        };
         if actual == expected.hex {
             Ok(())
         } else {

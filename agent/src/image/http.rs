@@ -3,6 +3,7 @@
 //! It is a blocking `Read` (the pipeline runs on a blocking thread) over reqwest's async
 //! client, driven through the agent's tokio runtime handle.
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::{self, Read};
 use std::time::Duration;
@@ -105,7 +106,8 @@ pub struct HttpSource {
     pub url: String,
     /// Batches of the response body, read ahead by a task on the runtime.
     body: Option<Body>,
-    chunk: Bytes,
+    /// Received chunks not yet read, the front one partly read.
+    chunks: VecDeque<Bytes>,
     pos: u64,
     total: Option<u64>,
     accepts_ranges: bool,
@@ -147,7 +149,7 @@ impl HttpSource {
                         url: url.clone(),
                         total: resp.content_length(),
                         body: Some(pump(rt, resp, cfg.read_timeout)),
-                        chunk: Bytes::new(),
+                        chunks: VecDeque::new(),
                         pos: 0,
                         accepts_ranges,
                         validator,
@@ -260,11 +262,13 @@ impl HttpSource {
                 return Ok(());
             };
             match body.blocking_recv() {
-                Some(Ok(b)) => {
-                    let k = (b.len() as u64).min(n);
-                    n -= k;
-                    if k < b.len() as u64 {
-                        self.chunk = b.slice(k as usize..);
+                Some(Ok(batch)) => {
+                    for b in batch {
+                        let k = (b.len() as u64).min(n);
+                        n -= k;
+                        if k < b.len() as u64 {
+                            self.chunks.push_back(b.slice(k as usize..));
+                        }
                     }
                 }
                 _ => {
@@ -281,24 +285,37 @@ impl HttpSource {
 impl Read for HttpSource {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            if !self.chunk.is_empty() {
-                let n = buf.len().min(self.chunk.len());
-                buf[..n].copy_from_slice(&self.chunk[..n]);
-                self.chunk = self.chunk.slice(n..);
-                self.pos += n as u64;
-                return Ok(n);
-            }
             if buf.is_empty() {
                 return Ok(0);
+            }
+            if !self.chunks.is_empty() {
+                // Fill as much of `buf` as the queued chunks allow: fewer, larger reads.
+                let mut n = 0;
+                while n < buf.len() {
+                    let Some(front) = self.chunks.front_mut() else {
+                        break;
+                    };
+                    let k = (buf.len() - n).min(front.len());
+                    buf[n..n + k].copy_from_slice(&front[..k]);
+                    n += k;
+                    if k == front.len() {
+                        self.chunks.pop_front();
+                    } else {
+                        *front = front.slice(k..);
+                    }
+                }
+                self.pos += n as u64;
+                return Ok(n);
             }
             let Some(body) = self.body.as_mut() else {
                 self.resume("no connection")?;
                 continue;
             };
             match body.blocking_recv() {
-                Some(Ok(b)) => {
+                Some(Ok(batch)) => {
                     self.failures = 0;
-                    self.chunk = b;
+                    self.chunks
+                        .extend(batch.into_iter().filter(|b| !b.is_empty()));
                 }
                 None => match self.total {
                     Some(t) if self.pos < t => self.resume("connection closed early")?,
@@ -310,25 +327,32 @@ impl Read for HttpSource {
     }
 }
 
-/// Body batches handed from the runtime to the blocking reader.
-type Body = tokio::sync::mpsc::Receiver<Result<Bytes, String>>;
+/// Body batches handed from the runtime to the blocking reader: the chunks as hyper
+/// produced them (no copy), about a MiB per batch.
+type Body = tokio::sync::mpsc::Receiver<Result<Vec<Bytes>, String>>;
 
 /// Size of the batches the pump hands over: one wake-up of the reader per MiB instead
 /// of one per network chunk (which costs dearly on a loaded machine).
 const BATCH: usize = 1 << 20;
 
 /// Read `resp` ahead on the runtime, up to 8 batches, ending with an error message if
-/// the body breaks or stalls for `timeout`.
+/// the body breaks or stalls for `timeout`. Chunks are passed on as they are: gathering
+/// them into one buffer cost a copy and a fresh allocation (page faults) per MiB.
 fn pump(rt: &Handle, mut resp: Response, timeout: Duration) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     rt.spawn(async move {
-        let mut acc = bytes::BytesMut::new();
+        let mut batch = Vec::new();
+        let mut batched = 0;
         loop {
             let end = match tokio::time::timeout(timeout, resp.chunk()).await {
                 Ok(Ok(Some(b))) => {
-                    acc.extend_from_slice(&b);
-                    if acc.len() >= BATCH && tx.send(Ok(acc.split().freeze())).await.is_err() {
-                        return;
+                    batched += b.len();
+                    batch.push(b);
+                    if batched >= BATCH {
+                        batched = 0;
+                        if tx.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+                            return;
+                        }
                     }
                     continue;
                 }
@@ -336,7 +360,7 @@ fn pump(rt: &Handle, mut resp: Response, timeout: Duration) -> Body {
                 Ok(Err(e)) => Some(describe(&e)),
                 Err(_) => Some("read timed out".to_string()),
             };
-            if !acc.is_empty() && tx.send(Ok(acc.split().freeze())).await.is_err() {
+            if !batch.is_empty() && tx.send(Ok(batch)).await.is_err() {
                 return;
             }
             if let Some(why) = end {

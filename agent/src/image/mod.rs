@@ -7,6 +7,7 @@ pub mod decompress;
 
 pub mod holdback;
 pub mod http;
+pub mod offload;
 pub mod pipeline;
 pub mod progress;
 pub mod qcow2;

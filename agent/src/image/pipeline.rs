@@ -217,25 +217,23 @@ fn convert_or_copy<R: io::BufRead>(
         tracing::warn!(image = l, disk, "raw image larger than the disk");
         return Err(ImageError::TooLarge { disk });
     }
-    let mut buf = vec![0u8; READ_BUF];
+    // Write straight from the reader's buffer: no staging copy on this thread.
     let mut offset = 0u64;
     loop {
-        let mut n = 0;
-        while n < buf.len() {
-            match src.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(classify(e)),
-            }
-        }
-        if n == 0 {
+        let data = match src.fill_buf() {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(classify(e)),
+        };
+        if data.is_empty() {
             return Ok((offset, None));
         }
+        let n = data.len();
         if offset + n as u64 > disk {
             return Err(ImageError::TooLarge { disk });
         }
-        out.write_at(offset, &buf[..n]).map_err(ImageError::Write)?;
+        out.write_at(offset, data).map_err(ImageError::Write)?;
+        src.consume(n);
         offset += n as u64;
     }
 }
