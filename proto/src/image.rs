@@ -32,4 +32,11 @@ pub struct ImageInfo {
     pub node_uuid: Option<String>,
     #[serde(default)]
     pub image_download_source: Option<String>,
+    /// Partition images: `gpt` (default) or `msdos`.
+    #[serde(default)]
+    pub disk_label: Option<String>,
+    /// Partition images: `uefi` (default; an ESP is created) or `bios` (a BIOS boot
+    /// partition on GPT).
+    #[serde(default)]
+    pub deploy_boot_mode: Option<String>,
 }

@@ -47,7 +47,8 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("curl", "image-write benchmark baseline (curl | dd); TFTP tests (tftp:// with blksize)"),
     ("tftp-hpa", "TFTP server tests: RFC 1350 client"),
     ("busybox-static", "TFTP server tests: busybox tftp with blksize"),
-    ("dosfstools", "mkfs.vfat: config drives of the agent's image tests"),
+    ("dosfstools", "mkfs.vfat: config drives of the agent's image tests; fsck.fat checks the ESP of partition images"),
+    ("e2fsprogs", "mkfs.ext4: the root filesystem image of the partition-image tests"),
     ("tgt", "iSCSI interop tests and benchmark baseline (tgtd, tgtadm)"),
     ("libiscsi-bin", "iSCSI conformance tests and benchmark client (iscsi-test-cu, iscsi-inq, iscsi-ls, iscsi-perf)"),
     (

@@ -13,9 +13,11 @@ use super::{blocking, CommandError, Mode, NoParams, Registry};
 use crate::disk::gpt::{self, Table};
 use crate::disk::hints;
 use crate::disk::safety::Choice;
-use crate::image::deploy::{self, Deployed, TargetDisk};
+use crate::image::deploy::{self, TargetDisk};
 use crate::image::http::HttpConfig;
-use crate::image::{Phase, Progress};
+use crate::image::partition;
+use crate::image::Outcome;
+use crate::image::Progress;
 use crate::state::{AgentProgress, AgentState};
 
 pub fn register(r: &mut Registry) {
@@ -144,18 +146,42 @@ pub async fn write_image(
     let job_info = info.clone();
     let result = blocking(
         "writing the image",
-        move || -> Result<(Deployed, Option<String>, Value), CommandError> {
+        move || -> Result<(Outcome, Value, Option<String>, Value), CommandError> {
             let cfg = HttpConfig::default();
-            let deployed =
-                deploy::deploy_whole_disk(&rt, &job_info, &job_target, &cfg, &job_progress)
-                    .map_err(|e| {
-                        CommandError::failed_msg(format!(
-                            "writing image {} to {} failed: {}",
-                            job_info.id,
-                            job_target.path.display(),
-                            e.chain()
-                        ))
-                    })?;
+            let failed = |e: deploy::DeployError| {
+                CommandError::failed_msg(format!(
+                    "writing image {} to {} failed: {}",
+                    job_info.id,
+                    job_target.path.display(),
+                    e.chain()
+                ))
+            };
+            let with_cd = configdrive.as_deref().is_some_and(|c| !c.is_empty());
+            let (outcome, facts, part) = if job_info.image_type.as_deref() == Some("partition") {
+                let d = partition::deploy_partition_image(
+                    &rt,
+                    &job_info,
+                    &job_target,
+                    &cfg,
+                    &job_progress,
+                    with_cd,
+                )
+                .map_err(failed)?;
+                let facts = json!({
+                    "image_type": "partition", "disk_identifier": d.disk_id,
+                    "partitions_reread": d.partitions_reread,
+                    "boot_loader_installed": false,
+                });
+                (d.outcome.clone(), facts, Some(d))
+            } else {
+                let d = deploy::deploy_whole_disk(&rt, &job_info, &job_target, &cfg, &job_progress)
+                    .map_err(failed)?;
+                let facts = json!({
+                    "image_type": "whole-disk", "backup_gpt_moved": d.backup_gpt_moved,
+                    "partitions_reread": d.partitions_reread,
+                });
+                (d.outcome, facts, None)
+            };
             let cd = match configdrive.as_deref() {
                 Some(cd) if !cd.is_empty() => {
                     let node_uuid = job_info.node_uuid.clone().unwrap_or_else(|| "local".into());
@@ -172,9 +198,14 @@ pub async fn write_image(
                 }
                 _ => None,
             };
-            let uuids = partition_uuids(&job_target.path)
+            let mut uuids = partition_uuids(&job_target.path)
                 .map_err(|e| CommandError::failed("reading the partition table back failed", e))?;
-            Ok((deployed, cd, uuids))
+            if let (Some(p), Some(map)) = (&part, uuids.as_object_mut()) {
+                if let Value::Object(extra) = p.uuids(&job_target.path) {
+                    map.extend(extra);
+                }
+            }
+            Ok((outcome, facts, cd, uuids))
         },
     )
     .await;
@@ -187,13 +218,12 @@ pub async fn write_image(
         agent_status: Some(status.into()),
         agent_status_message: Some(message),
     });
-    let (deployed, cd, uuids) = result?;
+    let (o, facts, cd, uuids) = result?;
     let root_uuid = uuids["root uuid"].as_str().unwrap_or("").to_owned();
     *state
         .partition_uuids
         .lock()
         .unwrap_or_else(|p| p.into_inner()) = Some(uuids);
-    let o = &deployed.outcome;
     let mut msg = format!(
         "image ({}) written to device {} root_uuid={root_uuid}",
         info.id,
@@ -202,16 +232,17 @@ pub async fn write_image(
     if let Some(cd) = &cd {
         msg.push_str(&format!("; {cd}"));
     }
-    let _ = progress.phase() == Phase::Done;
+    let mut image = json!({
+        "format": o.format, "compression": o.compression, "image_bytes": o.image_bytes,
+        "disk_bytes": o.disk_bytes, "zero_bytes_skipped": o.zero_bytes_skipped,
+        "checksum": o.checksum, "ferrite_progress": progress.snapshot(),
+    });
+    if let (Some(m), Value::Object(f)) = (image.as_object_mut(), facts) {
+        m.extend(f);
+    }
     Ok(json!({
         "result": format!("prepare_image: {msg}"),
-        "ferrite_image": {
-            "format": o.format, "compression": o.compression, "image_bytes": o.image_bytes,
-            "disk_bytes": o.disk_bytes, "zero_bytes_skipped": o.zero_bytes_skipped,
-            "checksum": o.checksum, "backup_gpt_moved": deployed.backup_gpt_moved,
-            "partitions_reread": deployed.partitions_reread,
-            "ferrite_progress": progress.snapshot(),
-        }
+        "ferrite_image": image,
     }))
 }
 
@@ -220,10 +251,14 @@ async fn prepare_image(
     state: Arc<AgentState>,
 ) -> Result<Value, CommandError> {
     let mut info = p.image_info;
-    if info.image_type.as_deref() == Some("partition") {
-        return Err(CommandError::failed_msg(
-            "partition images are not supported yet by ferrite-agent; deploy a whole-disk image",
-        ));
+    match info.image_type.as_deref() {
+        None | Some("whole-disk") | Some("partition") => {}
+        Some(other) => {
+            return Err(CommandError::invalid_params(
+                "image_info.image_type",
+                format!("{other:?} is not an image type: use whole-disk or partition"),
+            ))
+        }
     }
     if info.urls.is_empty() {
         return Err(CommandError::invalid_params(

@@ -31,6 +31,8 @@ pub enum DeployError {
     },
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error(transparent)]
+    Layout(#[from] crate::disk::layout::LayoutError),
     #[error(
         "image_info.image_type {0:?} is not supported by this command (whole-disk images only)"
     )]

@@ -8,6 +8,7 @@ pub mod decompress;
 pub mod holdback;
 pub mod http;
 pub mod offload;
+pub mod partition;
 pub mod pipeline;
 pub mod progress;
 pub mod qcow2;

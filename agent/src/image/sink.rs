@@ -110,3 +110,59 @@ impl BlockSink for MemSink {
         Ok(())
     }
 }
+
+/// A window of a sink: offsets are relative to `base`, the size is `len`. A partition
+/// image is written through one onto its partition.
+pub struct Window<S> {
+    pub inner: S,
+    pub base: u64,
+    pub len: u64,
+}
+
+impl<S: BlockSink> Window<S> {
+    fn check(&self, offset: u64, len: u64) -> io::Result<u64> {
+        bounds(self.len, offset, len)?;
+        Ok(self.base + offset)
+    }
+}
+
+impl<S: BlockSink> BlockSink for Window<S> {
+    fn size(&self) -> u64 {
+        self.len
+    }
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let at = self.check(offset, buf.len() as u64)?;
+        self.inner.write_at(at, buf)
+    }
+    fn write_zeroes(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        let at = self.check(offset, len)?;
+        self.inner.write_zeroes(at, len)
+    }
+    fn reads_zero(&self) -> bool {
+        self.inner.reads_zero()
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_shifts_writes_and_stops_at_its_end() {
+        let mut w = Window {
+            inner: MemSink::new(100, false),
+            base: 40,
+            len: 20,
+        };
+        w.write_at(0, &[1; 5]).unwrap();
+        w.write_zeroes(15, 5).unwrap();
+        assert_eq!(&w.inner.data[40..45], &[1; 5]);
+        assert_eq!(&w.inner.data[55..60], &[0; 5]);
+        assert_eq!(w.inner.data[60], 0xAA);
+        assert!(w.write_at(18, &[1; 3]).is_err());
+        assert!(w.write_zeroes(10, 11).is_err());
+    }
+}
