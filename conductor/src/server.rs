@@ -12,7 +12,9 @@ use serde::Deserialize;
 
 use crate::api::{self, AppState, Htpasswd};
 use crate::db::Db;
+use crate::drivers::ipxe::IpxeSettings;
 use crate::engine::{Conductor, EngineConfig};
+use ferrite_netboot::BootFiles;
 
 /// Conductor settings; keys of the `--config` file (JSON) equal the long flags.
 #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
@@ -55,6 +57,20 @@ pub struct ConductorConfig {
     /// Seconds the agent is told to heartbeat within [default: 300].
     #[arg(long)]
     pub heartbeat_timeout: Option<u64>,
+    /// The conductor's URL as servers being deployed reach it: iPXE fetches `/boot/` from
+    /// it and the agent gets it as `ipa-api-url` [default: http://LISTEN].
+    #[arg(long)]
+    pub boot_url: Option<String>,
+    /// Kernel parameters for every deploy ramdisk, space-separated (e.g. "console=ttyS0");
+    /// a node's `driver_info.kernel_append_params` is added after them.
+    #[arg(long)]
+    pub kernel_params: Option<String>,
+    /// dnsmasq `dhcp-hostsfile` to keep listing the MACs of PXE-enabled ports.
+    #[arg(long)]
+    pub dhcp_hostsfile: Option<PathBuf>,
+    /// Seconds between power state reads of every node's BMC; 0 turns it off [default: 60].
+    #[arg(long)]
+    pub power_sync_interval: Option<f64>,
 }
 
 impl ConductorConfig {
@@ -86,7 +102,11 @@ impl ConductorConfig {
             inspect_timeout,
             step_timeout,
             periodic_interval,
-            heartbeat_timeout
+            heartbeat_timeout,
+            boot_url,
+            kernel_params,
+            dhcp_hostsfile,
+            power_sync_interval
         ))
     }
 
@@ -106,7 +126,47 @@ impl ConductorConfig {
             periodic_interval: secs(self.periodic_interval, d.periodic_interval),
             heartbeat_timeout: self.heartbeat_timeout.unwrap_or(d.heartbeat_timeout),
             agent_timeout: d.agent_timeout,
+            power_sync_interval: match self.power_sync_interval {
+                Some(s) if s <= 0.0 => None,
+                Some(s) => Some(Duration::from_secs_f64(s)),
+                None => d.power_sync_interval,
+            },
+            power_sync_workers: d.power_sync_workers,
         }
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("ferrite-state"))
+    }
+
+    /// The `ipxe` boot interface's settings: boot files under `<state-dir>/boot`.
+    fn ipxe(&self, local: SocketAddr) -> anyhow::Result<IpxeSettings> {
+        let api_url = self
+            .boot_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{local}"))
+            .trim_end_matches('/')
+            .to_string();
+        if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
+            bail!("--boot-url {api_url:?} must be an http(s) URL");
+        }
+        let dir = self.state_dir().join("boot");
+        let files = BootFiles::new(&dir, &api_url)
+            .with_context(|| format!("preparing the boot file directory {}", dir.display()))?;
+        Ok(IpxeSettings {
+            files,
+            api_url,
+            kernel_params: self
+                .kernel_params
+                .as_deref()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
+            dhcp_hostsfile: self.dhcp_hostsfile.clone(),
+        })
     }
 
     fn database_url(&self) -> anyhow::Result<String> {
@@ -119,10 +179,7 @@ impl ConductorConfig {
             }
             return Ok(u.clone());
         }
-        let dir = self
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("ferrite-state"));
+        let dir = self.state_dir();
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating state directory {}", dir.display()))?;
         let dir = dir
@@ -162,7 +219,9 @@ pub async fn run(
     let url = cfg.database_url()?;
     let db = Db::open(&url).await.context("opening the database")?;
     let engine_cfg = cfg.engine();
-    let conductor = Conductor::new(db.clone(), engine_cfg).context("creating the agent client")?;
+    let ipxe = Arc::new(cfg.ipxe(local)?);
+    let conductor =
+        Conductor::new(db.clone(), engine_cfg, Some(ipxe)).context("creating the agent client")?;
     let failed = conductor
         .recover()
         .await

@@ -5,6 +5,7 @@
 
 pub mod chassis;
 pub mod cli;
+pub mod conducted;
 pub mod console;
 pub mod http;
 pub mod process;

@@ -23,9 +23,15 @@ enum Command {
     Deps,
     /// Build the static release agent into target/agent/ferrite-agent.
     Agent,
-    /// PXE-boot a QEMU server through its simulated BMC, deploy the test OS with a config
-    /// drive, boot it, and print the inventory and phase timings.
-    Demo,
+    /// Through a conductor and the `ferrite` CLI: enroll a QEMU server with a simulated BMC,
+    /// inspect it, clean it, deploy the test OS with a config drive, boot it, and print the
+    /// inventory and phase timings.
+    Demo {
+        /// Leave the conductor, the image server and the node running at the end (Ctrl-C
+        /// stops them).
+        #[arg(long)]
+        keep: bool,
+    },
     /// Build the deploy ramdisk: target/ramdisk/ferrite.{kernel,initramfs,manifest.json}.
     Ramdisk,
     /// Build the test OS image: target/test-image/ferrite-test-os.{raw,qcow2} + SHA256SUMS.
@@ -48,7 +54,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Deps => deps::install(),
         Command::Agent => build_agent().map(|_| ()),
-        Command::Demo => demo::run(),
+        Command::Demo { keep } => demo::run(keep),
         Command::Ramdisk => build_ramdisk().map(|_| ()),
         Command::TestImage => build_test_image().map(|_| ()),
         Command::Test { quick } => test(quick),

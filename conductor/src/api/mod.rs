@@ -3,6 +3,7 @@
 
 mod agent;
 mod auth;
+mod boot;
 mod misc;
 mod nodes;
 pub mod patch;
@@ -295,6 +296,7 @@ pub fn router(state: Shared) -> Router {
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(versioning))
+        .route("/boot/{*rel}", get(boot::file))
         .with_state(state)
 }
 

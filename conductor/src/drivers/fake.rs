@@ -179,12 +179,15 @@ impl Inspect for AgentInspect {
     }
 }
 
-pub fn hardware_type() -> HardwareType {
+/// `fake-hardware`; `ipxe` is an optional boot interface (fake stays the default).
+pub fn hardware_type(ipxe: Option<Arc<dyn Boot>>) -> HardwareType {
+    let mut boot: Vec<Arc<dyn Boot>> = vec![Arc::new(FakeBoot)];
+    boot.extend(ipxe);
     HardwareType {
         name: "fake-hardware",
         power: vec![Arc::new(FakePower)],
         management: vec![Arc::new(FakeManagement)],
-        boot: vec![Arc::new(FakeBoot)],
+        boot,
         deploy: vec![
             Arc::new(FakeDeploy),
             Arc::new(DirectDeploy),

@@ -175,17 +175,26 @@ impl Management for IpmiManagement {
     }
 }
 
-/// `ipmi`: IPMI power and management; boot, deploy and inspect as fake-hardware offers them
-/// until the `ipxe` boot interface is wired in.
-pub fn hardware_type(settings: IpmiSettings) -> HardwareType {
+/// `ipmi`: IPMI power and management, iPXE boot (when the conductor serves boot files),
+/// the agent's `direct` deploy and agent inspection by default; the fake boot, deploy and
+/// inspect interfaces stay selectable.
+pub fn hardware_type(settings: IpmiSettings, ipxe: Option<Arc<dyn Boot>>) -> HardwareType {
     let clients = Arc::new(IpmiClients::new(settings));
-    let fake = super::fake::hardware_type();
+    let mut boot: Vec<Arc<dyn Boot>> = ipxe.into_iter().collect();
+    boot.push(Arc::new(super::fake::FakeBoot));
     HardwareType {
         name: "ipmi",
         power: vec![Arc::new(IpmiPower(clients.clone()))],
         management: vec![Arc::new(IpmiManagement(clients))],
-        boot: fake.boot,
-        deploy: fake.deploy,
-        inspect: fake.inspect,
+        boot,
+        deploy: vec![
+            Arc::new(super::fake::DirectDeploy),
+            Arc::new(super::iscsi::IscsiDeploy),
+            Arc::new(super::fake::FakeDeploy),
+        ],
+        inspect: vec![
+            Arc::new(super::fake::AgentInspect),
+            Arc::new(super::fake::FakeInspect),
+        ],
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod fake;
 pub mod ipmi;
+pub mod ipxe;
 pub mod iscsi;
 
 use std::collections::BTreeMap;
@@ -189,11 +190,13 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn standard() -> Registry {
+    /// The hardware types; `ipxe` is offered when the conductor has a boot directory.
+    pub fn standard(ipxe: Option<Arc<ipxe::IpxeBoot>>) -> Registry {
+        let ipxe = ipxe.map(|b| b as Arc<dyn Boot>);
         Registry {
             types: vec![
-                fake::hardware_type(),
-                ipmi::hardware_type(ipmi::IpmiSettings::default()),
+                fake::hardware_type(ipxe.clone()),
+                ipmi::hardware_type(ipmi::IpmiSettings::default(), ipxe),
             ],
         }
     }

@@ -201,7 +201,7 @@ impl Conductor {
 
     /// `POST /v1/continue_inspection`: stores the inventory and finishes inspection.
     pub async fn continue_inspection(
-        &self,
+        self: &Arc<Self>,
         data: InspectionData,
         raw: Value,
     ) -> EResult<ContinueInspection> {
@@ -252,12 +252,20 @@ impl Conductor {
             )));
         }
         let mut node = self.lock(&node).await?;
-        let r = self.finish_inspection(&mut node, &data, raw, &macs).await;
-        self.unlock(&uuid).await;
-        r.map(|_| ContinueInspection { uuid })
+        if let Err(e) = self.store_inspection(&mut node, &data, raw, &macs).await {
+            self.unlock(&uuid).await;
+            return Err(e);
+        }
+        // Powering off ends the agent that is waiting for this answer, and with it the HTTP
+        // request: the rest must not run in the request's (cancellable) future.
+        self.spawn_locked(uuid.clone(), |me, _| async move {
+            me.finish_inspection(&mut node).await
+        });
+        Ok(ContinueInspection { uuid })
     }
 
-    async fn finish_inspection(
+    /// Saves the inventory, the properties derived from it and ports for new MACs.
+    async fn store_inspection(
         &self,
         node: &mut Node,
         data: &InspectionData,
@@ -311,7 +319,16 @@ impl Conductor {
                 self.db.insert_port(&port).await?;
             }
         }
-        let d = self.drivers.for_node(node)?;
+        self.db.save_node(node).await?;
+        Ok(())
+    }
+
+    /// Powers the inspected node off, removes its boot files and ends inspection.
+    async fn finish_inspection(&self, node: &mut Node) -> EResult<()> {
+        let d = match self.drivers.for_node(node) {
+            Ok(d) => d,
+            Err(e) => return self.fail(node, e.to_string()).await,
+        };
         let off = async {
             d.power.set_state(node, PowerTarget::Off).await?;
             d.boot.clean_up_ramdisk(node).await

@@ -4,6 +4,7 @@
 
 mod agent_api;
 mod periodic;
+pub mod power_sync;
 mod steps;
 mod work;
 
@@ -17,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::agent_client::AgentClient;
 use crate::db::{Db, DbError};
+use crate::drivers::ipxe::{IpxeBoot, IpxeSettings};
 use crate::drivers::{DriverError, PowerTarget, Registry};
 use crate::model::{now, Node};
 use crate::state::{self, Event, NotAllowed, State};
@@ -38,6 +40,10 @@ pub struct EngineConfig {
     pub heartbeat_timeout: u64,
     /// Timeout of one HTTP call to an agent.
     pub agent_timeout: Duration,
+    /// How often every node's power state is read from its BMC (None: never).
+    pub power_sync_interval: Option<Duration>,
+    /// How many BMCs the power sync talks to at once.
+    pub power_sync_workers: usize,
 }
 
 impl Default for EngineConfig {
@@ -50,6 +56,8 @@ impl Default for EngineConfig {
             periodic_interval: Duration::from_secs(10),
             heartbeat_timeout: 300,
             agent_timeout: Duration::from_secs(60),
+            power_sync_interval: Some(Duration::from_secs(60)),
+            power_sync_workers: 8,
         }
     }
 }
@@ -102,20 +110,32 @@ pub struct Conductor {
     pub drivers: Registry,
     pub agent: AgentClient,
     pub tracker: TaskTracker,
+    /// The files behind `/boot/` when the `ipxe` boot interface is enabled.
+    pub boot_files: Option<ferrite_netboot::BootFiles>,
 }
 
 impl Conductor {
+    /// `ipxe`: the boot interface's settings; without them nodes cannot use `ipxe`.
     pub fn new(
         db: Db,
         cfg: EngineConfig,
+        ipxe: Option<Arc<IpxeSettings>>,
     ) -> Result<Arc<Conductor>, crate::agent_client::AgentError> {
         let agent = AgentClient::new(cfg.agent_timeout)?;
+        let boot_files = ipxe.as_ref().map(|s| s.files.clone());
+        let ipxe = ipxe.map(|settings| {
+            Arc::new(IpxeBoot {
+                settings,
+                db: db.clone(),
+            })
+        });
         Ok(Arc::new(Conductor {
             db,
             cfg,
-            drivers: Registry::standard(),
+            drivers: Registry::standard(ipxe),
             agent,
             tracker: TaskTracker::new(),
+            boot_files,
         }))
     }
 
@@ -315,10 +335,17 @@ impl Conductor {
                     None => dii.remove("user_deploy_steps"),
                 };
                 steps::reset(dii, steps::Kind::Deploy);
+                // A rebuild without a new config drive writes the one of the last deploy
+                // again (as Ironic does); a deploy without one has none.
                 match req.configdrive {
-                    Some(cd) => node.instance_info.insert("configdrive".into(), cd),
-                    None => node.instance_info.remove("configdrive"),
-                };
+                    Some(cd) => {
+                        node.instance_info.insert("configdrive".into(), cd);
+                    }
+                    None if event == Event::Rebuild => {}
+                    None => {
+                        node.instance_info.remove("configdrive");
+                    }
+                }
             }
             _ => {}
         }

@@ -132,10 +132,34 @@ impl Conductor {
     /// The periodic loop: timeouts and the conductor's own liveness, until `shutdown`.
     pub async fn run_periodic(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.cfg.periodic_interval);
+        let mut power = self.cfg.power_sync_interval.map(|every| {
+            let mut t = tokio::time::interval(every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        let mut power_pass: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
+                _ = async { power.as_mut().expect("guarded").tick().await }, if power.is_some() => {
+                    // One pass at a time: a slow pass over many BMCs must not pile up.
+                    if power_pass.as_ref().is_none_or(|p| p.is_finished()) {
+                        let me = self.clone();
+                        power_pass = Some(tokio::spawn(async move {
+                            if let Err(e) = me.sync_power_states().await {
+                                tracing::error!(error = %crate::error_chain(&e), "power sync failed");
+                            }
+                        }));
+                    }
+                    continue;
+                }
+                _ = shutdown.changed() => {
+                    // Let a running pass finish its BMC reads (each bounded) and release its locks.
+                    if let Some(p) = power_pass {
+                        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), p).await;
+                    }
+                    return;
+                }
             }
             if let Err(e) = self.check_timeouts().await {
                 tracing::error!(error = %crate::error_chain(&e), "timeout check failed");

@@ -1,0 +1,169 @@
+//! The `ipxe` boot interface: per-MAC iPXE scripts and staged deploy kernel/ramdisk under
+//! the conductor's boot directory, served at `/boot/` (see `api::boot`). While a node expects
+//! an agent its ports' scripts boot the deploy ramdisk with the kernel parameters of
+//! CONTRACT.md §3; once deployed they boot the local disk; cleanup removes them, so an
+//! unknown or released MAC gets the "not managed" answer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ferrite_netboot::ipxe::{self, DeployBoot, KernelParams};
+use ferrite_netboot::{BootFiles, Mac};
+
+use super::*;
+use crate::db::{Db, PortFilter};
+use crate::state::State;
+
+/// What the boot interface needs from the conductor's configuration.
+pub struct IpxeSettings {
+    pub files: BootFiles,
+    /// The conductor's API as the servers reach it (`ipa-api-url`, inspection callback).
+    pub api_url: String,
+    /// Kernel parameters every deploy ramdisk gets (e.g. `console=ttyS0`).
+    pub kernel_params: Vec<String>,
+    /// dnsmasq `dhcp-hostsfile` to keep in step with the ports that PXE-boot.
+    pub dhcp_hostsfile: Option<PathBuf>,
+}
+
+pub struct IpxeBoot {
+    pub settings: Arc<IpxeSettings>,
+    pub db: Db,
+}
+
+fn err(e: impl std::fmt::Display) -> DriverError {
+    DriverError(e.to_string())
+}
+
+fn source<'a>(node: &'a Node, key: &str) -> DResult<&'a str> {
+    node.driver_info
+        .get(key)
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            DriverError(format!(
+                "driver_info.{key} is missing: set it to the deploy {} (an http(s) URL or an \
+                 absolute path on the conductor)",
+                key.trim_start_matches("deploy_")
+            ))
+        })
+}
+
+impl IpxeBoot {
+    /// The MACs of the node's PXE-enabled ports.
+    async fn macs(&self, node: &Node) -> DResult<Vec<Mac>> {
+        let ports = self
+            .db
+            .list_ports(&PortFilter {
+                node_uuid: Some(node.uuid.clone()),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| DriverError(format!("storage: {e}")))?;
+        let macs: Vec<Mac> = ports
+            .iter()
+            .filter(|p| p.pxe_enabled)
+            .filter_map(|p| p.address.parse().ok())
+            .collect();
+        if macs.is_empty() {
+            return Err(DriverError(format!(
+                "node {} has no PXE-enabled port: create one with the MAC of the NIC it \
+                 network-boots from (`ferrite port create --node {} MAC`)",
+                node.uuid, node.uuid
+            )));
+        }
+        Ok(macs)
+    }
+
+    /// Rewrites the dnsmasq hosts file from every PXE-enabled port, when one is configured.
+    async fn sync_hostsfile(&self) -> DResult<()> {
+        let Some(path) = &self.settings.dhcp_hostsfile else {
+            return Ok(());
+        };
+        let ports = self
+            .db
+            .list_ports(&PortFilter::default())
+            .await
+            .map_err(|e| DriverError(format!("storage: {e}")))?;
+        let macs: Vec<Mac> = ports
+            .iter()
+            .filter(|p| p.pxe_enabled)
+            .filter_map(|p| p.address.parse().ok())
+            .collect();
+        ferrite_netboot::dnsmasq::write_hostsfile(path, &macs)
+            .map_err(|e| DriverError(format!("writing dhcp hosts file {}: {e}", path.display())))
+    }
+
+    fn kernel_params(&self, node: &Node) -> KernelParams {
+        let inspecting = matches!(node.provision_state, State::Inspecting | State::InspectWait);
+        let mut extra = self.settings.kernel_params.clone();
+        if let Some(p) = node
+            .driver_info
+            .get("kernel_append_params")
+            .and_then(|v| v.as_str())
+        {
+            extra.extend(p.split_whitespace().map(String::from));
+        }
+        KernelParams {
+            api_url: self.settings.api_url.clone(),
+            inspection_callback_url: inspecting
+                .then(|| format!("{}/v1/continue_inspection", self.settings.api_url)),
+            advertise: None,
+            extra,
+        }
+    }
+}
+
+impl Boot for IpxeBoot {
+    fn name(&self) -> &'static str {
+        "ipxe"
+    }
+    fn validate(&self, node: &Node) -> DResult<()> {
+        source(node, "deploy_kernel")?;
+        source(node, "deploy_ramdisk")?;
+        Ok(())
+    }
+    fn prepare_ramdisk<'a>(&'a self, node: &'a Node) -> BoxFut<'a, DResult<()>> {
+        Box::pin(async move {
+            let macs = self.macs(node).await?;
+            let files = &self.settings.files;
+            let kernel = files
+                .deploy_url(&node.uuid, "deploy_kernel", source(node, "deploy_kernel")?)
+                .map_err(err)?;
+            let ramdisk = files
+                .deploy_url(
+                    &node.uuid,
+                    "deploy_ramdisk",
+                    source(node, "deploy_ramdisk")?,
+                )
+                .map_err(err)?;
+            let script = ipxe::deploy_script(&DeployBoot {
+                node_uuid: node.uuid.clone(),
+                kernel_url: kernel,
+                ramdisk_url: ramdisk,
+                params: self.kernel_params(node),
+            });
+            files.write_node_script(&macs, &script).map_err(err)?;
+            self.sync_hostsfile().await
+        })
+    }
+    fn clean_up_ramdisk<'a>(&'a self, node: &'a Node) -> BoxFut<'a, DResult<()>> {
+        Box::pin(async move {
+            if let Ok(macs) = self.macs(node).await {
+                self.settings.files.remove_node_scripts(&macs);
+            }
+            self.settings.files.remove_node_files(&node.uuid);
+            Ok(())
+        })
+    }
+    fn prepare_instance<'a>(&'a self, node: &'a Node) -> BoxFut<'a, DResult<()>> {
+        Box::pin(async move {
+            let macs = self.macs(node).await?;
+            let files = &self.settings.files;
+            files
+                .write_node_script(&macs, &ipxe::local_boot_script(&node.uuid))
+                .map_err(err)?;
+            files.remove_node_files(&node.uuid);
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! End to end through the conductor (QEMU, TCG), driven with the `ferrite` CLI as an
+//! operator would: a QEMU node behind its ipmi_sim BMC is enrolled with the `ipmi` hardware
+//! type, and the conductor powers it and sets its boot device over IPMI, PXE-boots it into
+//! the real ramdisk through its own iPXE scripts, and talks to the real agent (TLS pinned to
+//! the agent's certificate). Four scenarios on two nodes, one VM at a time:
+//! (a) enroll → manage → inspect → provide → deploy with a config drive → the deployed OS
+//! prints the node's uuid and hostname; (d) rebuild; (b) a wrong checksum → deploy failed,
+//! no partition table left, recovered with undeploy; (c) undeploy → cleaning → available
+//! with the disk's metadata erased. Skipped with FERRITE_SKIP_VM_TESTS.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferrite_qemu_harness::conducted::{Lab, LabConfig};
+use serde_json::Value;
+
+fn target() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target")
+}
+
+/// The `ferrite` binary next to this test's directory (`target/debug/ferrite`), which
+/// `cargo test --workspace` builds with the conductor's own tests.
+fn ferrite_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|d| d.join("ferrite"))
+        .expect("target directory");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p ferrite-conductor`",
+        bin.display()
+    );
+    bin
+}
+
+/// TCG is CPU-bound: the VM tests of this binary take turns.
+fn one_vm_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lab(tmp: &tempfile::TempDir, n: u8) -> Lab {
+    let agent = target().join("agent/ferrite-agent");
+    assert!(
+        agent.exists(),
+        "{} is missing: build the static agent first (`cargo xtask agent`)",
+        agent.display()
+    );
+    let mut cfg = LabConfig::new(
+        agent,
+        ferrite_bin(),
+        target().join("ramdisk-cache"),
+        tmp.path().to_path_buf(),
+    );
+    cfg.mac = format!("52:54:00:fe:10:{n:02x}");
+    cfg.disk_serial = format!("E2E-DISK-{n}");
+    cfg.node_serial = format!("E2E-NODE-{n}");
+    cfg.node_name = format!("e2e-node-{n}");
+    Lab::start(cfg).unwrap()
+}
+
+fn ok<T>(r: Result<T, ferrite_qemu_harness::Error>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn state(n: &Value) -> &str {
+    n["provision_state"].as_str().unwrap_or("?")
+}
+
+/// No MBR boot signature and no GPT header in the disk's first sectors.
+fn assert_no_partition_table(disk: &std::path::Path) {
+    let head = std::fs::read(disk).map(|d| d[..1024].to_vec()).unwrap();
+    assert_ne!(&head[510..512], &[0x55, 0xaa], "an MBR signature is left");
+    assert_ne!(&head[512..520], b"EFI PART", "a GPT header is left");
+}
+
+#[test]
+fn operator_deploys_and_rebuilds_a_node_through_the_conductor() {
+    if ferrite_tests::skip_vm_tests() {
+        return;
+    }
+    let _turn = one_vm_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut lab = lab(&tmp, 1);
+
+    let node = ok(lab.enroll());
+    assert_eq!(state(&node), "enroll");
+    let uuid = node["uuid"].as_str().unwrap().to_string();
+
+    // (a) the operator's walk.
+    let n = ok(lab.verb("manage", &[], 120));
+    assert_eq!(state(&n), "manageable");
+    assert_eq!(n["power_state"], "power off", "{n}");
+
+    let n = ok(lab.verb("inspect", &[], 300));
+    assert_eq!(state(&n), "manageable", "{n}");
+    assert_eq!(n["power_state"], "power off", "inspection ends powered off");
+    let props = &n["properties"];
+    assert_eq!(props["cpus"], 1, "{props}");
+    assert_eq!(props["cpu_arch"], "x86_64", "{props}");
+    let mem = props["memory_mb"].as_u64().unwrap();
+    assert!((128..=256).contains(&mem), "memory_mb {mem}");
+    assert_eq!(
+        props["local_gb"], 4,
+        "5 GiB disk, minus Ironic's 1 GiB: {props}"
+    );
+    let (status, body) = ferrite_qemu_harness::http::call(
+        lab.url().trim_start_matches("http://").parse().unwrap(),
+        "GET",
+        &format!("/v1/nodes/{uuid}/inventory"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let inv: Value = serde_json::from_str(&body).unwrap();
+    let inv = &inv["inventory"];
+    assert_eq!(inv["cpu"]["count"], 1);
+    let macs: Vec<&str> = inv["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["mac_address"].as_str())
+        .collect();
+    assert!(macs.contains(&"52:54:00:fe:10:01"), "{macs:?}");
+    let disks = inv["disks"].as_array().unwrap();
+    assert_eq!(disks.len(), 1, "{disks:?}");
+    assert_eq!(disks[0]["serial"], "E2E-DISK-1");
+    assert_eq!(disks[0]["size"], 5u64 << 30);
+    assert_eq!(inv["system_vendor"]["serial_number"], "E2E-NODE-1");
+
+    let n = ok(lab.verb("provide", &[], 400));
+    assert_eq!(state(&n), "available", "{n}");
+
+    ok(lab.set_image(&lab.image_sha256.clone()));
+    let drive = ok(lab.config_drive(&uuid, "deployed-by-ferrite"));
+    let n = ok(lab.verb("deploy", &["--config-drive", &drive], 600));
+    assert_eq!(state(&n), "active", "{n}");
+    assert_eq!(n["power_state"], "power on");
+    let marker = ok(lab.wait_marker(Duration::from_secs(180)));
+    assert_eq!(
+        marker,
+        format!("FERRITE-DEPLOYED uuid={uuid} hostname=deployed-by-ferrite")
+    );
+    assert!(
+        lab.node.chassis_log().contains("boot"),
+        "the BMC was asked to set boot devices: {}",
+        lab.node.chassis_log()
+    );
+
+    // (d) rebuild: the same image again, and the OS boots again.
+    let n = ok(lab.verb("rebuild", &[], 600));
+    assert_eq!(state(&n), "active", "{n}");
+    let marker = ok(lab.wait_marker(Duration::from_secs(180)));
+    assert!(marker.contains(&format!("uuid={uuid}")), "{marker}");
+}
+
+#[test]
+fn a_bad_checksum_fails_cleanly_and_undeploy_erases_the_disk() {
+    if ferrite_tests::skip_vm_tests() {
+        return;
+    }
+    let _turn = one_vm_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut lab = lab(&tmp, 2);
+    let node = ok(lab.enroll());
+    let uuid = node["uuid"].as_str().unwrap().to_string();
+    assert_eq!(state(&ok(lab.verb("manage", &[], 120))), "manageable");
+    assert_eq!(state(&ok(lab.verb("provide", &[], 400))), "available");
+
+    // (b) a wrong checksum: deploy failed, naming the checksum, and nothing bootable.
+    ok(lab.set_image(&"ab".repeat(32)));
+    let n = ok(lab.verb_fails("deploy", &[], 600));
+    assert_eq!(state(&n), "deploy failed", "{n}");
+    let err = n["last_error"].as_str().unwrap_or("").to_lowercase();
+    assert!(err.contains("checksum"), "{err}");
+    assert_no_partition_table(&lab.disk);
+    // Recoverable: undeploy cleans it back to available.
+    let n = ok(lab.verb("undeploy", &[], 400));
+    assert_eq!(state(&n), "available", "{n}");
+
+    // (c) deploy for real, then undeploy: cleaning erases the disk's metadata.
+    ok(lab.set_image(&lab.image_sha256.clone()));
+    let drive = ok(lab.config_drive(&uuid, "short-lived"));
+    assert_eq!(
+        state(&ok(lab.verb("deploy", &["--config-drive", &drive], 600))),
+        "active"
+    );
+    ok(lab.wait_marker(Duration::from_secs(180)));
+    let head = std::fs::read(&lab.disk)
+        .map(|d| d[..1024].to_vec())
+        .unwrap();
+    assert_eq!(
+        &head[510..512],
+        &[0x55, 0xaa],
+        "the deployed image has an MBR"
+    );
+    let n = ok(lab.verb("undeploy", &[], 400));
+    assert_eq!(state(&n), "available", "{n}");
+    assert!(
+        n["instance_info"].as_object().is_none_or(|o| o.is_empty()),
+        "{n}"
+    );
+    assert_no_partition_table(&lab.disk);
+}
