@@ -100,6 +100,52 @@ async fn ipmi_node_enrolls_and_is_driven_through_the_api() {
     server.stop().await;
 }
 
+/// The periodic power sync records a change made behind Ferrite's back (ipmitool), and a
+/// BMC that stops answering puts its node into maintenance with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_sync_follows_the_bmc_and_flags_a_dead_one() {
+    let bmc = SimBmc::builder().start().unwrap();
+    let server = Server::start(Backend::Sqlite, |c| {
+        c.power_sync_interval = Some(0.3);
+    })
+    .await;
+    let api = Api::new(&server.url);
+    create(&api, "sync-1", driver_info(&bmc, bmc.password())).await;
+    assert_eq!(
+        api.provision("sync-1", json!({"target": "manage"})).await.0,
+        202
+    );
+    let n = api.wait_state("sync-1", "manageable").await;
+    assert_eq!(n["power_state"], "power off");
+
+    assert!(ipmitool(&bmc, &["power", "on"]).contains("Up/On"));
+    common::wait_until(
+        "the sync to see power on",
+        Duration::from_secs(30),
+        || async { api.node("sync-1").await["power_state"] == "power on" },
+    )
+    .await;
+    let n = api.node("sync-1").await;
+    assert_eq!(n["maintenance"], false);
+
+    drop(bmc);
+    common::wait_until(
+        "maintenance after failed reads",
+        Duration::from_secs(60),
+        || async { api.node("sync-1").await["maintenance"] == true },
+    )
+    .await;
+    let n = api.node("sync-1").await;
+    let reason = n["maintenance_reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("Power state sync failed 3 times"),
+        "{reason}"
+    );
+    // The API stays usable while the sync runs: nodes are read without their lock.
+    assert_eq!(api.call("DELETE", "/v1/nodes/sync-1", None).await.0, 204);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verifying_fails_with_a_clear_reason() {
     let bmc = SimBmc::builder().start().unwrap();

@@ -71,32 +71,42 @@ impl Conductor {
         Ok(changed)
     }
 
-    /// Reads one node's power state under its lock and records it.
+    /// Reads one node's power state and records it. The BMC is read without the node's
+    /// lock (so the sync never makes API calls fail with NodeLocked); the lock is taken
+    /// only to record a change or a failure, and then the node is re-read.
     pub async fn sync_power_state(&self, uuid: &str) -> EResult<Synced> {
         let node = self.node(uuid).await?;
+        let Ok(d) = self.drivers.for_node(&node) else {
+            return Ok(Synced::Skipped);
+        };
+        let read = d.power.get_state(&node).await;
+        if let Ok(ps) = &read {
+            let failures = node.driver_internal_info.contains_key(FAILURES_KEY);
+            if node.power_state.as_deref() == Some(ps.as_str()) && !failures && !ours(&node) {
+                return Ok(Synced::Unchanged);
+            }
+        }
         let Ok(mut node) = self.lock(&node).await else {
             return Ok(Synced::Skipped);
         };
-        let r = self.sync_locked(&mut node).await;
+        let r = self.record(&mut node, read).await;
         self.unlock(uuid).await;
         r
     }
 
-    async fn sync_locked(&self, node: &mut Node) -> EResult<Synced> {
-        let Ok(d) = self.drivers.for_node(node) else {
-            return Ok(Synced::Skipped);
-        };
+    async fn record(
+        &self,
+        node: &mut Node,
+        read: Result<String, crate::drivers::DriverError>,
+    ) -> EResult<Synced> {
         let failures = node
             .driver_internal_info
             .get(FAILURES_KEY)
             .and_then(|v| v.as_u64())
             .unwrap_or(0);
-        let outcome = match d.power.get_state(node).await {
+        let outcome = match read {
             Ok(ps) => {
                 let changed = node.power_state.as_deref() != Some(ps.as_str());
-                if !changed && failures == 0 && !ours(node) {
-                    return Ok(Synced::Unchanged);
-                }
                 if changed {
                     tracing::info!(node = %node.uuid, from = ?node.power_state, to = %ps,
                         "power state changed outside Ferrite");
