@@ -49,6 +49,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("busybox-static", "TFTP server tests: busybox tftp with blksize"),
     ("dosfstools", "mkfs.vfat: config drives of the agent's image tests; fsck.fat checks the ESP of partition images"),
     ("e2fsprogs", "mkfs.ext4: the root filesystem image of the partition-image tests"),
+    ("genisoimage", "ISO9660 config drives (as Ironic builds them) for the 4Kn config drive test"),
     ("tgt", "iSCSI interop tests and benchmark baseline (tgtd, tgtadm)"),
     ("libiscsi-bin", "iSCSI conformance tests and benchmark client (iscsi-test-cu, iscsi-inq, iscsi-ls, iscsi-perf)"),
     (

@@ -10,6 +10,7 @@ use tokio::runtime::Handle;
 use super::gpt::{self, GptHeader, Table};
 use super::io::DiskIo;
 use super::{blkdev, safety};
+use super::{iso9660, vfat_build};
 use crate::image::deploy::{sector_size, TargetDisk};
 use crate::image::http::{self, HttpConfig, HttpSource};
 use crate::image::writer::Target;
@@ -39,6 +40,8 @@ pub enum ConfigDriveError {
     MbrTooLarge(u64),
     #[error("no room for a config drive partition: {0}")]
     NoRoom(String),
+    #[error("the ISO9660 config drive must be rebuilt as VFAT for this disk's {sector}-byte sectors, and that failed: {why}")]
+    Rebuild { sector: u64, why: String },
     #[error(transparent)]
     Safety(#[from] safety::SafetyError),
     #[error("config drive I/O on {path}: {source}")]
@@ -172,6 +175,21 @@ pub fn write_data(
         path: name.to_owned(),
         source,
     };
+    // ISO9660's 2 KiB blocks cannot be mounted from a disk with larger sectors (4Kn):
+    // rebuild the same files as VFAT labelled config-2, as IPA does.
+    let rebuilt;
+    let (data, note) = if sector > 2048 && iso9660::is_iso(data) {
+        let fail = |why: String| ConfigDriveError::Rebuild { sector, why };
+        let (_, entries) = iso9660::read(data).map_err(|e| fail(e.to_string()))?;
+        rebuilt = vfat_build::build(LABEL, &entries, sector as u16, MAX_BYTES)
+            .map_err(|e| fail(format!("{e}: {:?}", std::error::Error::source(&e))))?;
+        (
+            &rebuilt[..],
+            format!(" (ISO9660 rebuilt as VFAT for {sector}-byte sectors)"),
+        )
+    } else {
+        (data, String::new())
+    };
     let (offset, capacity, how) = place(disk, size, sector).map_err(|e| match e {
         PlaceError::Io(e) => io(e),
         PlaceError::Cd(e) => e,
@@ -185,7 +203,7 @@ pub fn write_data(
     disk.write_all_at(data, offset).map_err(io)?;
     disk.sync().map_err(io)?;
     Ok(format!(
-        "config drive ({} bytes) written to {how} at byte {offset}",
+        "config drive ({} bytes{note}) written to {how} at byte {offset}",
         data.len()
     ))
 }
