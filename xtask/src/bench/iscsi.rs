@@ -1,6 +1,7 @@
 //! `cargo xtask bench iscsi`: sequential 1 GiB write and read over loopback against our
 //! target (the static agent's `iscsi-target`) and against tgtd, on the same backing file,
-//! in the same run, alternating rounds.
+//! in the same run, alternating rounds; then conductor deploy time through the `iscsi`
+//! deploy interface vs `direct` (see `iscsi_deploy`).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -93,7 +94,7 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
                 "{notes}; mean of {ROUNDS} alternating rounds; ours {o:.0?}, tgtd {t:.0?}"
             ))
     };
-    Ok(vec![
+    let mut records = vec![
         rec(
             "sequential write 1 GiB",
             "MiB/s",
@@ -118,7 +119,9 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
                 "iscsi-perf -m {PERF_DEPTH} -b {PERF_BLOCKS} for {PERF_SECS} s (its own average; it wraps at the LUN's end)"
             ),
         ),
-    ])
+    ];
+    records.extend(super::iscsi_deploy::records()?);
+    Ok(records)
 }
 
 fn measure(

@@ -16,6 +16,7 @@ use crate::util;
 
 mod ipmi;
 mod iscsi;
+mod iscsi_deploy;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
