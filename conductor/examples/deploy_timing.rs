@@ -264,8 +264,11 @@ async fn deploy(
     let t0 = Instant::now();
     api.expect("PUT", &path, json!({"target": "active"}), 202)
         .await?;
-    api.wait_state(name, "active").await?;
+    let node = api.wait_state(name, "active").await?;
     let secs = t0.elapsed().as_secs_f64();
+    if let Some(w) = node["driver_internal_info"].get("ferrite_iscsi_write") {
+        eprintln!("deploy_timing: {name}: {w}");
+    }
     let f = std::fs::File::open(disk)?;
     let mut got = vec![0u8; img.len()];
     std::os::unix::fs::FileExt::read_exact_at(&f, &mut got, 0)?;
