@@ -159,7 +159,7 @@ fn image(mib: usize) -> Vec<u8> {
     let mut img = vec![0u8; mib << 20];
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     for (i, chunk) in img.chunks_mut(8).enumerate().skip(1 << 17) {
-        if (i * 8 >> 20) % 8 == 7 {
+        if ((i * 8) >> 20) % 8 == 7 {
             continue;
         }
         x ^= x << 13;
