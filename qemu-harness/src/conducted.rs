@@ -305,6 +305,41 @@ impl Lab {
         self.show()
     }
 
+    /// `ferrite node VERB NODE [extra…]` without waiting.
+    pub fn start_verb(&self, verb: &str, extra: &[&str]) -> Result<(), Error> {
+        let mut args = vec!["node", verb, &self.cfg.node_name];
+        args.extend_from_slice(extra);
+        self.cli(verb, &args).map(|_| ())
+    }
+
+    /// Polls the node until it is in `state` with no work pending; fails early on a
+    /// failure state.
+    pub fn wait_state(&self, state: &str, timeout: Duration) -> Result<Value, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let n = self.show()?;
+            let now = n["provision_state"].as_str().unwrap_or("");
+            if now == state && n["target_provision_state"].is_null() && n["reservation"].is_null() {
+                return Ok(n);
+            }
+            if now.ends_with("failed") || Instant::now() > deadline {
+                return Err(self.failed(
+                    &format!("waiting for {state}"),
+                    format!("node is {now}: {}", n["last_error"]),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Waits for the agent's "heartbeating" log line on the console (its lookup succeeded).
+    pub fn wait_agent_lookup(&mut self, timeout: Duration) -> Result<(), Error> {
+        match self.node.wait_for("heartbeating", timeout) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.failed("waiting for the agent's lookup", e)),
+        }
+    }
+
     /// Like [`Lab::verb`] but expects the verb to fail; returns the node afterwards.
     pub fn verb_fails(&self, verb: &str, extra: &[&str], secs: u64) -> Result<Value, Error> {
         match self.verb(verb, extra, secs) {

@@ -75,6 +75,11 @@ impl Console {
         }
     }
 
+    /// Forgets everything captured so far: the next wait only sees new output.
+    pub fn skip_to_end(&mut self) {
+        self.cursor = self.contents().len();
+    }
+
     /// [`Console::wait_for_or`] without a liveness check.
     pub fn wait_for(&mut self, pattern: &str, timeout: Duration) -> Result<String, Error> {
         self.wait_for_or(pattern, timeout, || Ok(()))

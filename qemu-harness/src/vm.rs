@@ -443,6 +443,11 @@ impl Node {
         self.console.wait_for(pattern, timeout)
     }
 
+    /// Makes the next [`Node::wait_for`] see only output from now on.
+    pub fn skip_console(&mut self) {
+        self.console.skip_to_end();
+    }
+
     /// Powers the node off right away (the BMC's view follows: QEMU is gone).
     pub fn kill(&self) {
         if let Some(pid) = self.qemu_pid() {
