@@ -71,6 +71,13 @@ pub struct ConductorConfig {
     /// Seconds between power state reads of every node's BMC; 0 turns it off [default: 60].
     #[arg(long)]
     pub power_sync_interval: Option<f64>,
+    /// Serve TFTP (read-only) on this address, to chainload iPXE on PXE-only firmware.
+    #[arg(long)]
+    pub tftp_listen: Option<SocketAddr>,
+    /// Directory served over TFTP [default: <state-dir>/tftp, stocked with undionly.kpxe
+    /// and ipxe.efi from Debian's ipxe package when it is installed].
+    #[arg(long)]
+    pub tftp_root: Option<PathBuf>,
 }
 
 impl ConductorConfig {
@@ -106,7 +113,9 @@ impl ConductorConfig {
             boot_url,
             kernel_params,
             dhcp_hostsfile,
-            power_sync_interval
+            power_sync_interval,
+            tftp_listen,
+            tftp_root
         ))
     }
 
@@ -139,6 +148,25 @@ impl ConductorConfig {
         self.state_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("ferrite-state"))
+    }
+
+    /// The TFTP root: the given one as it is, or `<state-dir>/tftp` with iPXE's binaries.
+    fn tftp_root(&self) -> anyhow::Result<PathBuf> {
+        if let Some(root) = &self.tftp_root {
+            return Ok(root.clone());
+        }
+        let root = self.state_dir().join("tftp");
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("creating the TFTP root {}", root.display()))?;
+        for name in ["undionly.kpxe", "ipxe.efi", "snponly.efi"] {
+            let src = std::path::Path::new("/usr/lib/ipxe").join(name);
+            let dst = root.join(name);
+            if src.is_file() && !dst.exists() {
+                std::fs::copy(&src, &dst)
+                    .with_context(|| format!("copying {} into the TFTP root", src.display()))?;
+            }
+        }
+        Ok(root)
     }
 
     /// The `ipxe` boot interface's settings: boot files under `<state-dir>/boot`.
@@ -233,6 +261,29 @@ pub async fn run(
         .await
         .context("registering the conductor")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let tftp = match cfg.tftp_listen {
+        Some(addr) => {
+            let root = cfg.tftp_root()?;
+            let server = ferrite_tftp::Server::new(ferrite_tftp::ServerConfig::new(&root))
+                .context("starting the TFTP server")?;
+            let socket = tokio::net::UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("binding TFTP to {addr}"))?;
+            tracing::info!(%addr, root = %root.display(), "serving TFTP");
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(async move {
+                let r = server
+                    .run(socket, async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "TFTP server stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let periodic = tokio::spawn(conductor.clone().run_periodic(stop_rx));
     let state = Arc::new(AppState {
         engine: conductor.clone(),
@@ -246,6 +297,9 @@ pub async fn run(
         .context("serving the API")?;
     let _ = stop_tx.send(true);
     let _ = periodic.await;
+    if let Some(t) = tftp {
+        let _ = t.await;
+    }
     conductor.drain(Duration::from_secs(30)).await;
     let _ = db.unregister_conductor(&conductor.cfg.host).await;
     db.close().await;

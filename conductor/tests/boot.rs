@@ -108,3 +108,46 @@ async fn ipxe_scripts_follow_the_node() {
     api.wait_state("pxe-1", "inspect failed").await;
     server.stop().await;
 }
+
+/// `--tftp-listen`: the conductor's own TFTP server hands out its root's files (a real
+/// tftp-hpa client) and nothing outside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conductor_serves_tftp_when_asked() {
+    let root = tempfile::tempdir().unwrap();
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(root.path().join("undionly.kpxe"), &payload).unwrap();
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let root_path = root.path().to_path_buf();
+    let server = Server::start(Backend::Sqlite, move |c| {
+        c.tftp_listen = Some(([127, 0, 0, 1], port).into());
+        c.tftp_root = Some(root_path);
+    })
+    .await;
+    let out = tempfile::tempdir().unwrap();
+    let get = |remote: &'static str, local: std::path::PathBuf| {
+        let port = port.to_string();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("tftp")
+                .args(["-m", "binary", "127.0.0.1", &port, "-c", "get", remote])
+                .arg(&local)
+                .output()
+                .expect("tftp (Debian package tftp-hpa)")
+        })
+    };
+    let local = out.path().join("got.kpxe");
+    get("undionly.kpxe", local.clone()).await.unwrap();
+    assert_eq!(std::fs::read(&local).unwrap(), payload);
+    let escaped = out.path().join("escaped");
+    let r = get("../../etc/passwd", escaped.clone()).await.unwrap();
+    let said = String::from_utf8_lossy(&r.stdout).to_string() + &String::from_utf8_lossy(&r.stderr);
+    assert!(
+        std::fs::metadata(&escaped)
+            .map(|m| m.len() == 0)
+            .unwrap_or(true),
+        "a file outside the TFTP root was served: {said}"
+    );
+    server.stop().await;
+}
