@@ -2,6 +2,11 @@
 //! brings them to `inspect wait` with fake power, looks each up for its agent token, then
 //! runs simulated agents (tokio tasks over real HTTP on loopback) that heartbeat as fast as
 //! the conductor answers. Prints one JSON object with the figures.
+//!
+//! `--mode ironic` prepares OpenStack Ironic (standalone, fake-hardware, fast track) the
+//! same way for the baseline: nodes with the `direct` deploy interface are made
+//! `manageable` and powered on (fake power), then looked up for a token; Ironic records
+//! such a node's heartbeats (`agent_url`, `agent_last_heartbeat`) like Ferrite does.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,6 +17,8 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 const H: &str = "X-OpenStack-Ironic-API-Version";
+/// Spoken to both servers: the newest version both understand for these calls.
+const VERSION: &str = "1.72";
 
 async fn call(
     http: &reqwest::Client,
@@ -19,7 +26,7 @@ async fn call(
     url: String,
     body: Option<Value>,
 ) -> anyhow::Result<(u16, Value)> {
-    let mut rb = http.request(method, &url).header(H, "1.68");
+    let mut rb = http.request(method, &url).header(H, VERSION);
     if let Some(b) = body {
         rb = rb.json(&b);
     }
@@ -29,18 +36,61 @@ async fn call(
     Ok((s, serde_json::from_str(&t).unwrap_or(Value::Null)))
 }
 
-/// Creates node `i` and moves it to `inspect wait`; returns (uuid, token).
-async fn prepare(http: &reqwest::Client, base: &str, i: usize) -> anyhow::Result<(String, String)> {
+/// Waits until node `uuid` is in `state` and unlocked.
+async fn wait_state(
+    http: &reqwest::Client,
+    base: &str,
+    uuid: &str,
+    state: &str,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, v) = call(
+            http,
+            reqwest::Method::GET,
+            format!("{base}/v1/nodes/{uuid}?fields=provision_state,reservation"),
+            None,
+        )
+        .await?;
+        if v["provision_state"] == state && v["reservation"].is_null() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("node {uuid} stuck in {}", v["provision_state"]);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Creates node `i` and brings it where an agent may heartbeat (Ferrite: `inspect wait`;
+/// Ironic: `manageable`, powered on, fast track); returns (uuid, token).
+async fn prepare(
+    http: &reqwest::Client,
+    base: &str,
+    i: usize,
+    ironic: bool,
+) -> anyhow::Result<(String, String)> {
     use reqwest::Method as M;
-    let (s, n) = call(http, M::POST, format!("{base}/v1/nodes"), Some(json!({
-        "driver": "fake-hardware", "name": format!("bench-{i}"), "inspect_interface": "agent",
+    let mut body = json!({
+        "driver": "fake-hardware", "name": format!("bench-{i}"),
         "driver_info": {"ipmi_address": format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255)},
-    }))).await?;
+    });
+    if ironic {
+        body["deploy_interface"] = json!("direct");
+    } else {
+        body["inspect_interface"] = json!("agent");
+    }
+    let (s, n) = call(http, M::POST, format!("{base}/v1/nodes"), Some(body)).await?;
     if s != 201 {
         bail!("create node {i}: HTTP {s} {n}");
     }
     let uuid = n["uuid"].as_str().unwrap_or_default().to_string();
-    for (target, state) in [("manage", "manageable"), ("inspect", "inspect wait")] {
+    let steps: &[(&str, &str)] = if ironic {
+        &[("manage", "manageable")]
+    } else {
+        &[("manage", "manageable"), ("inspect", "inspect wait")]
+    };
+    for &(target, state) in steps {
         let (s, v) = call(
             http,
             M::PUT,
@@ -51,28 +101,31 @@ async fn prepare(http: &reqwest::Client, base: &str, i: usize) -> anyhow::Result
         if s != 202 {
             bail!("{target} node {i}: HTTP {s} {v}");
         }
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let (_, v) = call(
-                http,
-                M::GET,
-                format!("{base}/v1/nodes/{uuid}?fields=provision_state,reservation"),
-                None,
-            )
-            .await?;
-            if v["provision_state"] == state && v["reservation"].is_null() {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("node {i} stuck in {}", v["provision_state"]);
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_state(http, base, &uuid, state).await?;
     }
+    if ironic {
+        let (s, v) = call(
+            http,
+            M::PUT,
+            format!("{base}/v1/nodes/{uuid}/states/power"),
+            Some(json!({"target": "power on"})),
+        )
+        .await?;
+        if s != 202 {
+            bail!("power on node {i}: HTTP {s} {v}");
+        }
+        wait_power_on(http, base, &uuid).await?;
+    }
+    let mac = format!(
+        "52:54:00:{:02x}:{:02x}:{:02x}",
+        i >> 16 & 255,
+        i >> 8 & 255,
+        i & 255
+    );
     let (s, v) = call(
         http,
         M::GET,
-        format!("{base}/v1/lookup?node_uuid={uuid}"),
+        format!("{base}/v1/lookup?node_uuid={uuid}&addresses={mac}"),
         None,
     )
     .await?;
@@ -84,6 +137,26 @@ async fn prepare(http: &reqwest::Client, base: &str, i: usize) -> anyhow::Result
         .unwrap_or_default()
         .to_string();
     Ok((uuid, token))
+}
+
+async fn wait_power_on(http: &reqwest::Client, base: &str, uuid: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, v) = call(
+            http,
+            reqwest::Method::GET,
+            format!("{base}/v1/nodes/{uuid}?fields=power_state,reservation"),
+            None,
+        )
+        .await?;
+        if v["power_state"] == "power on" && v["reservation"].is_null() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("node {uuid} did not power on: {}", v["power_state"]);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -108,14 +181,21 @@ async fn main() -> anyhow::Result<()> {
     let nodes: usize = get("--nodes", "1000").parse()?;
     let secs: f64 = get("--seconds", "10").parse()?;
     let agents: usize = get("--concurrency", "64").parse()?;
+    let ironic = match get("--mode", "ferrite").as_str() {
+        "ferrite" => false,
+        "ironic" => true,
+        m => bail!("--mode {m:?}: use ferrite or ironic"),
+    };
+    // Setup requests in flight at once (Ironic's API is slower to enroll).
+    let setup_parallel: usize = get("--setup-concurrency", "64").parse()?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
 
     let setup = Instant::now();
     let mut prepared = Vec::with_capacity(nodes);
-    for chunk in (0..nodes).collect::<Vec<_>>().chunks(64) {
-        let r = join_all(chunk.iter().map(|&i| prepare(&http, &base, i))).await;
+    for chunk in (0..nodes).collect::<Vec<_>>().chunks(setup_parallel) {
+        let r = join_all(chunk.iter().map(|&i| prepare(&http, &base, i, ironic))).await;
         for x in r {
             prepared.push(x?);
         }
@@ -137,7 +217,7 @@ async fn main() -> anyhow::Result<()> {
                     k += agents;
                     let body = json!({"callback_url": "http://127.0.0.1:9999", "agent_token": token, "agent_version": "bench"});
                     let t = Instant::now();
-                    let r = http.post(format!("{base}/v1/heartbeat/{uuid}")).header(H, "1.68").json(&body).send().await;
+                    let r = http.post(format!("{base}/v1/heartbeat/{uuid}")).header(H, VERSION).json(&body).send().await;
                     match r {
                         Ok(resp) if resp.status().as_u16() == 202 => lat.push(t.elapsed().as_secs_f64() * 1000.0),
                         _ => {

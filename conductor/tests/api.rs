@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{fault, Api, Backend, Server};
+use std::time::Duration;
+
+use common::{fault, wait_until, Api, Backend, Server};
 use serde_json::{json, Value};
 
 async fn count(api: &Api) -> usize {
@@ -16,7 +18,7 @@ async fn count(api: &Api) -> usize {
 async fn versions(api: &Api) {
     let (s, v) = api.get("/").await;
     assert_eq!(s, 200);
-    assert_eq!(v["default_version"]["version"], "1.68");
+    assert_eq!(v["default_version"]["version"], "1.72");
     assert_eq!(v["versions"][0]["min_version"], "1.1");
     let r = api
         .http
@@ -28,9 +30,9 @@ async fn versions(api: &Api) {
     assert_eq!(r.status(), 406);
     assert_eq!(
         r.headers()["X-OpenStack-Ironic-API-Maximum-Version"],
-        "1.68"
+        "1.72"
     );
-    assert!(fault(&r.json().await.unwrap()).contains("[1.1, 1.68]"));
+    assert!(fault(&r.json().await.unwrap()).contains("[1.1, 1.72]"));
     let r = api
         .http
         .get(format!("{}/v1/nodes", api.base))
@@ -46,7 +48,7 @@ async fn versions(api: &Api) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers()["X-OpenStack-Ironic-API-Version"], "1.68");
+    assert_eq!(r.headers()["X-OpenStack-Ironic-API-Version"], "1.72");
     // No header: the minimum version, where new nodes start `available` (Ironic < 1.11).
     let r = api
         .http
@@ -561,6 +563,127 @@ async fn agent_endpoints(api: &Api) {
     assert_eq!(s, 400);
 }
 
+/// Heartbeats of a node waiting for inspection data (nothing to resume): the token is
+/// checked, the agent URL is stored at once, the time in the next batch, and from 1.72
+/// `agent_status` lands in driver_internal_info.
+async fn heartbeats(api: &Api) {
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/nodes",
+            Some(
+                json!({"driver": "fake-hardware", "name": "hb-node", "inspect_interface": "agent"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let uuid = v["uuid"].as_str().unwrap().to_string();
+    for (target, state) in [("manage", "manageable"), ("inspect", "inspect wait")] {
+        let (s, v) = api.provision("hb-node", json!({"target": target})).await;
+        assert_eq!(s, 202, "{v}");
+        api.wait_state("hb-node", state).await;
+    }
+    let (s, v) = api.get(&format!("/v1/lookup?node_uuid={uuid}")).await;
+    assert_eq!(s, 200, "{v}");
+    let token = v["config"]["agent_token"].as_str().unwrap().to_string();
+    let hb = |extra: Value| {
+        let mut b = json!({"callback_url": "http://127.0.0.1:9", "agent_token": token, "agent_version": "t"});
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let path = format!("/v1/heartbeat/{uuid}");
+    let (s, v) = api.call("POST", &path, Some(hb(json!({})))).await;
+    assert_eq!(s, 202, "{v}");
+    let dii = &api.node("hb-node").await["driver_internal_info"];
+    assert_eq!(
+        dii["agent_url"], "http://127.0.0.1:9",
+        "the URL is written at once"
+    );
+    let first = dii["agent_last_heartbeat"].as_str().unwrap().to_string();
+    // Later heartbeats with the same URL only note their time; it is written within ~1 s.
+    wait_until(
+        "agent_last_heartbeat to move on",
+        Duration::from_secs(10),
+        || async {
+            let (s, _) = api.call("POST", &path, Some(hb(json!({})))).await;
+            assert_eq!(s, 202);
+            let n = api.node("hb-node").await;
+            n["driver_internal_info"]["agent_last_heartbeat"].as_str() != Some(first.as_str())
+        },
+    )
+    .await;
+    // agent_status needs 1.72, and one of Ironic's three values.
+    let status = json!({"agent_status": "start", "agent_status_message": "writing image: 5 MiB"});
+    let (s, v) = api.call("POST", &path, Some(hb(status.clone()))).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(fault(&v).contains("1.72"), "{v}");
+    let (s, v) = api
+        .call_v(
+            "1.72",
+            "POST",
+            &path,
+            Some(hb(json!({"agent_status": "busy"}))),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(fault(&v).contains("start,end,error"), "{v}");
+    let (s, v) = api.call_v("1.72", "POST", &path, Some(hb(status))).await;
+    assert_eq!(s, 202, "{v}");
+    let dii = &api.node("hb-node").await["driver_internal_info"];
+    assert_eq!(dii["agent_status"], "start");
+    assert_eq!(dii["agent_status_message"], "writing image: 5 MiB");
+    let (s, _) = api
+        .call_v(
+            "1.72",
+            "POST",
+            &path,
+            Some(hb(json!({"agent_status": "end"}))),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let dii = &api.node("hb-node").await["driver_internal_info"];
+    assert_eq!(dii["agent_status"], "end");
+    assert!(dii.get("agent_status_message").is_none(), "{dii}");
+    // A wrong token is refused and records nothing.
+    let before = api.node("hb-node").await["driver_internal_info"].clone();
+    let mut bad = hb(json!({"agent_status": "error"}));
+    bad["agent_token"] = json!("y".repeat(43));
+    let (s, _) = api.call_v("1.72", "POST", &path, Some(bad)).await;
+    assert_eq!(s, 403);
+    assert_eq!(
+        api.node("hb-node").await["driver_internal_info"]["agent_status"],
+        before["agent_status"]
+    );
+    // Newer provision fields need their microversion; disable_ramdisk is refused.
+    let (s, v) = api
+        .provision(
+            "hb-node",
+            json!({"target": "clean", "clean_steps": [], "disable_ramdisk": false}),
+        )
+        .await;
+    assert_eq!(s, 406, "{v}");
+    let (s, v) = api
+        .call_v(
+            "1.70",
+            "PUT",
+            "/v1/nodes/hb-node/states/provision",
+            Some(json!({"target": "clean", "clean_steps": [], "disable_ramdisk": true})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(fault(&v).contains("disable_ramdisk"), "{v}");
+    let (s, v) = api
+        .provision("hb-node", json!({"target": "active", "deploy_steps": []}))
+        .await;
+    assert_eq!(s, 406, "{v}");
+    assert_eq!(api.node("hb-node").await["provision_state"], "inspect wait");
+    let (s, _) = api.provision("hb-node", json!({"target": "abort"})).await;
+    assert_eq!(s, 202);
+    api.wait_state("hb-node", "inspect failed").await;
+}
+
 async fn misc(api: &Api) {
     let (_, v) = api.get("/v1/drivers").await;
     assert_eq!(v["drivers"][0]["name"], "fake-hardware");
@@ -582,6 +705,7 @@ async fn suite(backend: Backend) {
     ports(&api, &uuids[0]).await;
     transitions(&api).await;
     agent_endpoints(&api).await;
+    heartbeats(&api).await;
     misc(&api).await;
     assert_eq!(api.call("DELETE", "/v1/nodes/node-4", None).await.0, 204);
     assert_eq!(api.get("/v1/nodes/node-4").await.0, 404);

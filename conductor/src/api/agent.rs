@@ -7,10 +7,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use ferrite_proto::lookup::{Heartbeat, InspectionData};
 use serde_json::{json, Value};
 
-use super::{json_ok, parse_json, ApiError, ApiResult, JsonBody, Shared};
+use super::{json_ok, parse_json, ApiError, ApiResult, JsonBody, Shared, Version};
 
 pub async fn lookup(
     State(state): State<Shared>,
@@ -34,9 +35,17 @@ pub async fn lookup(
 
 pub async fn heartbeat(
     State(state): State<Shared>,
+    Extension(version): Extension<Version>,
     Path(node): Path<String>,
     JsonBody(hb): JsonBody<Heartbeat>,
 ) -> ApiResult<Response> {
+    if (hb.agent_status.is_some() || hb.agent_status_message.is_some()) && version < Version(1, 72)
+    {
+        return Err(ApiError::bad(
+            "Fields \"agent_status\" and \"agent_status_message\" not recognised: they need \
+             API version 1.72 or newer (X-OpenStack-Ironic-API-Version header)",
+        ));
+    }
     state.engine.heartbeat(&node, hb).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }

@@ -26,7 +26,10 @@ use serde_json::{json, Value};
 use crate::engine::{Conductor, EngineError};
 
 pub const MIN_VERSION: (u32, u32) = (1, 1);
-pub const MAX_VERSION: (u32, u32) = (1, 68);
+/// 1.69 deploy_steps on deploy/rebuild, 1.70 disable_ramdisk on manual cleaning (refused
+/// when true: cleaning always boots the agent), 1.71 a policy signifier only, 1.72
+/// `agent_status` in heartbeats.
+pub const MAX_VERSION: (u32, u32) = (1, 72);
 /// Request bodies other than provision requests (which carry config drives).
 pub const BODY_LIMIT: usize = 1024 * 1024;
 pub const PROVISION_BODY_LIMIT: usize = crate::engine::CONFIGDRIVE_MAX + 64 * 1024;

@@ -561,12 +561,38 @@ fn accepted(base: &str, uuid: &str) -> Response {
 
 pub async fn provision(
     State(state): State<Shared>,
+    Extension(version): Extension<Version>,
     headers: HeaderMap,
     Path(ident): Path<String>,
     JsonBody(req): JsonBody<ProvisionRequest>,
 ) -> ApiResult<Response> {
+    check_provision_version(&req, version)?;
     let node = state.engine.provision(&ident, req).await?;
     Ok(accepted(&base_url(&state, &headers), &node.uuid))
+}
+
+/// Fields of a provision request newer than the negotiated version are refused (406), as
+/// Ironic does; `disable_ramdisk: true` is refused because cleaning always boots the agent.
+fn check_provision_version(req: &ProvisionRequest, version: Version) -> ApiResult<()> {
+    let need = |v: u32, what: &str| {
+        ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            format!("Request not acceptable: {what} needs API version 1.{v} or newer"),
+        )
+    };
+    if req.deploy_steps.is_some() && version < Version(1, 69) {
+        return Err(need(69, "deploy_steps"));
+    }
+    if req.disable_ramdisk.is_some() && version < Version(1, 70) {
+        return Err(need(70, "disable_ramdisk"));
+    }
+    if req.disable_ramdisk == Some(true) {
+        return Err(ApiError::bad(
+            "disable_ramdisk is not supported: Ferrite runs clean steps through the agent, so \
+             the ramdisk is always booted; leave disable_ramdisk out or set it to false",
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]

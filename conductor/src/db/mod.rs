@@ -1,9 +1,11 @@
 //! Storage on sqlx: SQLite (one file, the default) or PostgreSQL, with migrations. One
 //! query text serves both backends (`$N` placeholders, TEXT JSON, BIGINT booleans).
 
+mod heartbeat;
 mod nodes;
 mod ports;
 
+pub use heartbeat::HeartbeatView;
 pub use nodes::NodeFilter;
 pub use ports::PortFilter;
 

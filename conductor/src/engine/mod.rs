@@ -3,12 +3,14 @@
 //! node's `reservation` lock.
 
 mod agent_api;
+mod heartbeats;
 mod periodic;
 pub mod power_sync;
 mod steps;
 mod work;
 
 pub use agent_api::ContinueInspection;
+pub use heartbeats::HeartbeatBuffer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,6 +114,8 @@ pub struct Conductor {
     pub tracker: TaskTracker,
     /// The files behind `/boot/` when the `ipxe` boot interface is enabled.
     pub boot_files: Option<ferrite_netboot::BootFiles>,
+    /// Heartbeat times waiting to be written in a batch.
+    pub heartbeats: HeartbeatBuffer,
 }
 
 impl Conductor {
@@ -136,6 +140,7 @@ impl Conductor {
             agent,
             tracker: TaskTracker::new(),
             boot_files,
+            heartbeats: HeartbeatBuffer::default(),
         }))
     }
 
@@ -438,6 +443,9 @@ impl Conductor {
             .is_err()
         {
             tracing::warn!("shutting down with work in progress; those nodes fail on restart");
+        }
+        if let Err(e) = self.flush_heartbeats().await {
+            tracing::error!(error = %crate::error_chain(&e), "writing heartbeat times failed");
         }
     }
 }

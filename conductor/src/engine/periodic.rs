@@ -61,6 +61,8 @@ impl Conductor {
 
     /// Fails wait-state nodes whose agent went quiet or whose step ran too long.
     pub async fn check_timeouts(&self) -> EResult<usize> {
+        // Buffered heartbeat times first: they are what keeps a quiet-looking node alive.
+        self.flush_heartbeats().await?;
         let mut failed = 0;
         let waits = [State::InspectWait, State::CleanWait, State::WaitCallBack];
         for node in self.db.nodes_in_states(&waits).await? {

@@ -232,11 +232,22 @@ impl Api {
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_v(VERSION, method, path, body).await
+    }
+
+    /// [`Api::call`] with another microversion.
+    pub async fn call_v(
+        &self,
+        version: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut rb = self
             .http
             .request(m, format!("{}{path}", self.base))
-            .header("X-OpenStack-Ironic-API-Version", VERSION);
+            .header("X-OpenStack-Ironic-API-Version", version);
         if let Some(b) = body {
             rb = rb.json(&b);
         }

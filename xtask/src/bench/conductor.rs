@@ -2,7 +2,8 @@
 //! (conductor/examples/heartbeat_load.rs: tokio tasks over real HTTP on loopback)
 //! heartbeating against it at 1,000 and 10,000 nodes on SQLite and PostgreSQL;
 //! heartbeats/s, p50/p99, conductor RSS, and `GET /v1/nodes?detail=true` latency.
-//! Baseline: OpenStack Ironic in standalone mode when a venv with it exists.
+//! Baseline in the same run: OpenStack Ironic in standalone mode (conductor_ironic.rs) when
+//! target/ironic-venv exists. The conductor is the `--release` build, as deployed.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -12,41 +13,74 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use super::Record;
+use super::{conductor_ironic, Record};
 use crate::util;
 
-/// A child process stopped (SIGTERM, then SIGKILL) and reaped on drop.
-struct Guard(Child, i32);
+/// A child process stopped (the signal, then SIGKILL) and reaped on drop; with `group`,
+/// its whole process group (the child leads it) gets the signals.
+pub struct Guard {
+    pub child: Child,
+    sig: i32,
+    group: bool,
+}
+
+impl Guard {
+    fn new(child: Child, sig: i32) -> Guard {
+        Guard {
+            child,
+            sig,
+            group: false,
+        }
+    }
+
+    /// For a child started with `process_group(0)`: SIGTERM to the group.
+    pub fn group(child: Child) -> Guard {
+        Guard {
+            child,
+            sig: libc::SIGTERM,
+            group: true,
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        let pid = self.child.id() as i32;
+        kill(if self.group { -pid } else { pid }, sig);
+    }
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        kill(self.0.id(), self.1);
+        self.signal(self.sig);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                if self.group {
+                    self.signal(libc::SIGKILL); // workers left behind
+                }
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        kill(self.0.id(), libc::SIGKILL);
-        let _ = self.0.wait();
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
     }
 }
 
-fn kill(pid: u32, sig: i32) {
-    // SAFETY: kill(2) on a child this process spawned and has not reaped.
+fn kill(pid: i32, sig: i32) {
+    // SAFETY: kill(2) on a child (or the process group it leads) this process spawned
+    // and has not reaped.
     unsafe {
-        libc::kill(pid as i32, sig);
+        libc::kill(pid, sig);
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-fn wait_port(port: u16, what: &str) -> anyhow::Result<()> {
+pub fn wait_port(port: u16, what: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
@@ -58,7 +92,7 @@ fn wait_port(port: u16, what: &str) -> anyhow::Result<()> {
 }
 
 /// Peak resident memory of a process in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
+pub fn peak_rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -114,7 +148,7 @@ fn postgres(dir: &Path) -> anyhow::Result<(Guard, String)> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let g = Guard(child, libc::SIGQUIT);
+    let g = Guard::new(child, libc::SIGQUIT);
     wait_port(port, "postgres")?;
     Ok((g, format!("postgres://postgres@127.0.0.1:{port}/postgres")))
 }
@@ -124,7 +158,38 @@ struct Run {
     rss_mib: f64,
 }
 
-fn run_one(bin: &Path, load: &Path, nodes: usize, pg: bool) -> anyhow::Result<Run> {
+/// Runs the load generator against `url`; its JSON figures.
+fn load(load: &Path, url: &str, nodes: usize, mode: &str) -> anyhow::Result<Value> {
+    let setup = if mode == "ironic" { "16" } else { "64" };
+    let out = Command::new(load)
+        .args([
+            "--url",
+            url,
+            "--nodes",
+            &nodes.to_string(),
+            "--seconds",
+            "10",
+        ])
+        .args([
+            "--concurrency",
+            "64",
+            "--mode",
+            mode,
+            "--setup-concurrency",
+            setup,
+        ])
+        .output()
+        .context("running heartbeat_load")?;
+    if !out.status.success() {
+        bail!(
+            "heartbeat_load --mode {mode} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("heartbeat_load output")
+}
+
+fn run_one(bin: &Path, load_bin: &Path, nodes: usize, pg: bool) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
     let pg_dir = tempfile::tempdir()?;
     let pg = if pg {
@@ -149,45 +214,52 @@ fn run_one(bin: &Path, load: &Path, nodes: usize, pg: bool) -> anyhow::Result<Ru
     if let Some((_, url)) = &pg {
         cmd.args(["--database-url", url]);
     }
-    let conductor = Guard(
+    let conductor = Guard::new(
         cmd.spawn().context("starting ferrite conductor")?,
         libc::SIGTERM,
     );
     wait_port(port, "ferrite conductor")?;
-    let out = Command::new(load)
-        .args([
-            "--url",
-            &format!("http://127.0.0.1:{port}"),
-            "--nodes",
-            &nodes.to_string(),
-            "--seconds",
-            "10",
-            "--concurrency",
-            "64",
-        ])
-        .output()
-        .context("running heartbeat_load")?;
-    if !out.status.success() {
-        bail!(
-            "heartbeat_load failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let figures: Value = serde_json::from_slice(&out.stdout).context("heartbeat_load output")?;
-    let rss_mib = peak_rss_mib(conductor.0.id());
+    let figures = load(
+        load_bin,
+        &format!("http://127.0.0.1:{port}"),
+        nodes,
+        "ferrite",
+    )?;
+    let rss_mib = peak_rss_mib(conductor.child.id());
     drop(conductor);
     drop(pg);
     Ok(Run { figures, rss_mib })
 }
 
+/// Ironic at `nodes`, or why not.
+fn run_ironic(load_bin: &Path, nodes: usize) -> Result<Run, String> {
+    if let Some(why) = conductor_ironic::missing() {
+        return Err(why);
+    }
+    let r = (|| {
+        let ironic = conductor_ironic::start()?;
+        let figures = load(load_bin, &ironic.url, nodes, "ironic")?;
+        let rss_mib = conductor_ironic::tree_peak_rss_mib(ironic.guard.child.id());
+        Ok::<_, anyhow::Error>(Run { figures, rss_mib })
+    })();
+    r.map_err(|e| format!("OpenStack Ironic baseline failed in this run: {e:#}"))
+}
+
+/// Node counts Ironic is measured at: enrolling through its API is slow (~25 nodes/s),
+/// so 10,000 nodes only with FERRITE_BENCH_IRONIC_10K=1.
+fn ironic_counts() -> Vec<usize> {
+    if std::env::var("FERRITE_BENCH_IRONIC_10K").is_ok_and(|v| v == "1") {
+        vec![1000, 10_000]
+    } else {
+        vec![1000]
+    }
+}
+
 pub fn run() -> anyhow::Result<Vec<Record>> {
-    // FERRITE_BENCH_PROFILE=dev reuses the test build when disk or time is short.
-    let profile =
-        std::env::var("FERRITE_BENCH_PROFILE").unwrap_or_else(|_| "bench-conductor".into());
+    // The deployed build: `cargo build --release`.
     util::cargo(&[
         "build",
-        "--profile",
-        &profile,
+        "--release",
         "-p",
         "ferrite-conductor",
         "--bin",
@@ -195,72 +267,103 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
         "--example",
         "heartbeat_load",
     ])?;
-    let dir = if profile == "dev" {
-        "debug"
-    } else {
-        profile.as_str()
-    };
-    let out = util::project_root().join("target").join(dir);
-    let (bin, load) = (out.join("ferrite"), out.join("examples/heartbeat_load"));
-    let baseline_note =
-        "OpenStack Ironic baseline not measured in this run: the standalone Ironic \
-        harness for heartbeats (nodes with agent tokens) is not written yet";
+    let out = util::project_root().join("target/release");
+    let (bin, load_bin) = (out.join("ferrite"), out.join("examples/heartbeat_load"));
+    let mut ironic = std::collections::HashMap::new();
+    for nodes in ironic_counts() {
+        println!("bench conductor: OpenStack Ironic, {nodes} nodes");
+        let r = run_ironic(&load_bin, nodes);
+        if let Err(why) = &r {
+            println!("  {why}");
+        }
+        ironic.insert(nodes, r);
+    }
+    const IRONIC: &str =
+        "OpenStack Ironic (standalone, SQLite, fake-hardware + direct deploy, fast track)";
     let mut records = vec![];
     for (backend, pg) in [("sqlite", false), ("postgres", true)] {
         for nodes in [1000usize, 10_000] {
             println!("bench conductor: {backend}, {nodes} nodes");
-            let r = run_one(&bin, &load, nodes, pg)?;
+            let r = run_one(&bin, &load_bin, nodes, pg)?;
             let f = &r.figures;
-            let num = |k: &str| f[k].as_f64().unwrap_or(f64::NAN);
+            let num = |f: &Value, k: &str| f[k].as_f64().unwrap_or(f64::NAN);
             let tag = format!("{backend} {nodes} nodes");
-            let note = format!("{} heartbeats in 10 s by 64 simulated agents, {} errors; cargo profile {profile}; {baseline_note}", f["heartbeats"], f["errors"]);
-            records.push(
-                Record::new(
-                    &format!("heartbeats/s ({tag})"),
-                    "1/s",
-                    num("heartbeats_per_s"),
-                    "higher",
-                )
-                .notes(note.clone()),
-            );
-            records.push(
-                Record::new(
-                    &format!("heartbeat p50 ({tag})"),
-                    "ms",
-                    num("p50_ms"),
-                    "lower",
-                )
-                .notes(note.clone()),
-            );
-            records.push(
-                Record::new(
-                    &format!("heartbeat p99 ({tag})"),
-                    "ms",
-                    num("p99_ms"),
-                    "lower",
-                )
-                .notes(note),
-            );
-            records.push(
-                Record::new(
-                    &format!("conductor peak RSS ({tag})"),
-                    "MiB",
-                    r.rss_mib,
-                    "lower",
-                )
-                .notes(
-                    "VmHWM of the ferrite conductor process over setup, heartbeats and listings",
+            // Ironic is measured on SQLite only; PostgreSQL rows get no baseline.
+            let base: Result<&Run, String> = match (pg, ironic.get(&nodes)) {
+                (true, _) => Err("baseline: Ironic is measured on SQLite only".into()),
+                (false, Some(Ok(b))) => Ok(b),
+                (false, Some(Err(why))) => Err(why.clone()),
+                (false, None) => Err(format!(
+                    "OpenStack Ironic not measured at {nodes} nodes in this run (enrolling \
+                     through its API is slow; set FERRITE_BENCH_IRONIC_10K=1)"
+                )),
+            };
+            let base_note = match &base {
+                Ok(b) => format!(
+                    "Ironic: {} heartbeats, {} errors, setup {:.0} s",
+                    b.figures["heartbeats"],
+                    b.figures["errors"],
+                    num(&b.figures, "setup_s")
                 ),
+                Err(why) => why.clone(),
+            };
+            let note = format!(
+                "{} heartbeats in 10 s by 64 simulated agents, {} errors; release build; {base_note}",
+                f["heartbeats"], f["errors"]
             );
-            records.push(
-                Record::new(
-                    &format!("GET /v1/nodes?detail=true ({tag})"),
-                    "ms",
-                    num("list_detail_ms"),
-                    "lower",
-                )
-                .notes("first page (1,000 nodes, Ironic's max_limit), median of 5"),
-            );
+            let rec = |metric: String,
+                       unit: &str,
+                       v: f64,
+                       better: &'static str,
+                       key: Option<&str>,
+                       note: String| {
+                let r = Record::new(&metric, unit, v, better).notes(note);
+                match (&base, key) {
+                    (Ok(b), Some(k)) => r.baseline(IRONIC, num(&b.figures, k)),
+                    (Ok(b), None) => r.baseline(IRONIC, b.rss_mib),
+                    _ => r,
+                }
+            };
+            records.push(rec(
+                format!("heartbeats/s ({tag})"),
+                "1/s",
+                num(f, "heartbeats_per_s"),
+                "higher",
+                Some("heartbeats_per_s"),
+                note.clone(),
+            ));
+            records.push(rec(
+                format!("heartbeat p50 ({tag})"),
+                "ms",
+                num(f, "p50_ms"),
+                "lower",
+                Some("p50_ms"),
+                note.clone(),
+            ));
+            records.push(rec(
+                format!("heartbeat p99 ({tag})"),
+                "ms",
+                num(f, "p99_ms"),
+                "lower",
+                Some("p99_ms"),
+                note,
+            ));
+            records.push(rec(
+                format!("conductor peak RSS ({tag})"),
+                "MiB",
+                r.rss_mib,
+                "lower",
+                None,
+                format!("VmHWM of the ferrite conductor process over setup, heartbeats and listings; Ironic: sum over its processes; {base_note}"),
+            ));
+            records.push(rec(
+                format!("GET /v1/nodes?detail=true ({tag})"),
+                "ms",
+                num(f, "list_detail_ms"),
+                "lower",
+                Some("list_detail_ms"),
+                format!("first page (1,000 nodes, Ironic's max_limit), median of 5; {base_note}"),
+            ));
         }
     }
     Ok(records)

@@ -3,6 +3,7 @@
 
 mod agent;
 mod conductor;
+mod conductor_ironic;
 mod e2e;
 mod fileserver;
 mod image_write;

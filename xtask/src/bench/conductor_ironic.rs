@@ -1,0 +1,157 @@
+//! The same-run baseline of `cargo xtask bench conductor`: OpenStack Ironic from PyPI in
+//! standalone mode (noauth, SQLite, no message bus, fake-hardware with fast track) on a
+//! free loopback port, driven by the same load generator in `--mode ironic`.
+//!
+//! Nothing is installed here: the bench uses `target/ironic-venv` when it exists (made with
+//! `/usr/bin/python3 -m venv target/ironic-venv && target/ironic-venv/bin/pip install
+//! ironic`), and reports the baseline as missing otherwise.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context};
+
+use super::conductor::{free_port, wait_port, Guard};
+use crate::util;
+
+/// Where the bench looks for Ironic.
+pub fn venv() -> PathBuf {
+    util::project_root().join("target/ironic-venv")
+}
+
+/// Why Ironic cannot be measured, or `None` when its venv is there.
+pub fn missing() -> Option<String> {
+    let bin = venv().join("bin/ironic");
+    if bin.exists() {
+        return None;
+    }
+    Some(format!(
+        "OpenStack Ironic baseline not measured: {} is missing (create it with \
+         `/usr/bin/python3 -m venv target/ironic-venv && target/ironic-venv/bin/pip install \
+         ironic`; the bench installs nothing)",
+        bin.display()
+    ))
+}
+
+/// ../shared/baselines/ironic-standalone.conf, plus what heartbeats need: the `direct`
+/// deploy interface (it records heartbeats; `fake` ignores them), fast track (lookup and
+/// heartbeat of a powered-on `manageable` node), and plain-HTTP agent callbacks.
+fn config(state: &Path, port: u16) -> String {
+    let s = state.display();
+    format!(
+        "[DEFAULT]
+auth_strategy = noauth
+rpc_transport = none
+host = bench
+enabled_hardware_types = fake-hardware
+enabled_boot_interfaces = fake
+enabled_deploy_interfaces = direct,fake
+enabled_power_interfaces = fake
+enabled_management_interfaces = fake
+enabled_inspect_interfaces = no-inspect
+enabled_network_interfaces = noop
+enabled_console_interfaces = no-console
+enabled_raid_interfaces = no-raid
+enabled_rescue_interfaces = no-rescue
+enabled_bios_interfaces = no-bios
+enabled_vendor_interfaces = no-vendor
+enabled_firmware_interfaces = no-firmware
+default_network_interface = noop
+[database]
+connection = sqlite:///{s}/ironic.db
+[api]
+host_ip = 127.0.0.1
+port = {port}
+[conductor]
+automated_clean = false
+[deploy]
+fast_track = true
+[agent]
+require_tls = false
+[dhcp]
+dhcp_provider = none
+[oslo_concurrency]
+lock_path = {s}/locks
+"
+    )
+}
+
+/// A running standalone Ironic: its process group and API URL.
+pub struct Ironic {
+    pub guard: Guard,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+pub fn start() -> anyhow::Result<Ironic> {
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("locks"))?;
+    let port = free_port()?;
+    let conf = dir.path().join("ironic.conf");
+    std::fs::write(&conf, config(dir.path(), port))?;
+    let bin = venv().join("bin");
+    let out = Command::new(bin.join("ironic-dbsync"))
+        .arg("--config-file")
+        .arg(&conf)
+        .arg("create_schema")
+        .output()
+        .context("running ironic-dbsync")?;
+    if !out.status.success() {
+        bail!(
+            "ironic-dbsync create_schema failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let log = std::fs::File::create(dir.path().join("ironic.log"))?;
+    let mut cmd = Command::new(bin.join("ironic"));
+    cmd.arg("--config-file")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(log);
+    // Its own process group, so the guard stops the API workers with the master.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let guard = Guard::group(cmd.spawn().context("starting ironic")?);
+    wait_port(port, "ironic").with_context(|| {
+        let log = std::fs::read_to_string(dir.path().join("ironic.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        format!(
+            "ironic log tail:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    })?;
+    Ok(Ironic {
+        guard,
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    })
+}
+
+/// Sum of the peak RSS (VmHWM) of `pid` and its descendants, in MiB.
+pub fn tree_peak_rss_mib(pid: u32) -> f64 {
+    let mut pids = vec![pid];
+    let mut i = 0;
+    while i < pids.len() {
+        let parent = pids[i];
+        if let Ok(rd) = std::fs::read_dir("/proc") {
+            for e in rd.flatten() {
+                let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                    continue;
+                };
+                let stat =
+                    std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+                // The parent pid is the second field after the parenthesised command.
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
+                if ppid == Some(parent) && !pids.contains(&child) {
+                    pids.push(child);
+                }
+            }
+        }
+        i += 1;
+    }
+    pids.iter()
+        .map(|p| super::conductor::peak_rss_mib(*p))
+        .sum()
+}
