@@ -204,11 +204,13 @@ async fn main() -> anyhow::Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
+    let first_error: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let prepared = Arc::new(prepared);
     let start = Instant::now();
     let tasks: Vec<_> = (0..agents)
         .map(|a| {
             let (http, base, stop, errors, prepared) = (http.clone(), base.clone(), stop.clone(), errors.clone(), prepared.clone());
+            let first_error = first_error.clone();
             tokio::spawn(async move {
                 let mut lat = vec![];
                 let mut k = a;
@@ -220,8 +222,17 @@ async fn main() -> anyhow::Result<()> {
                     let r = http.post(format!("{base}/v1/heartbeat/{uuid}")).header(H, VERSION).json(&body).send().await;
                     match r {
                         Ok(resp) if resp.status().as_u16() == 202 => lat.push(t.elapsed().as_secs_f64() * 1000.0),
-                        _ => {
+                        Ok(resp) => {
                             errors.fetch_add(1, Ordering::Relaxed);
+                            if first_error.lock().unwrap().is_none() {
+                                let status = resp.status().as_u16();
+                                let text = resp.text().await.unwrap_or_default();
+                                first_error.lock().unwrap().get_or_insert(format!("HTTP {status}: {}", text.chars().take(300).collect::<String>()));
+                            }
+                        }
+                        Err(e) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            first_error.lock().unwrap().get_or_insert(format!("{e}"));
                         }
                     }
                 }
@@ -262,6 +273,7 @@ async fn main() -> anyhow::Result<()> {
             "setup_s": setup_s,
             "heartbeats": lat.len(),
             "errors": errors.load(Ordering::Relaxed),
+            "first_error": first_error.lock().unwrap().clone(),
             "heartbeats_per_s": lat.len() as f64 / elapsed,
             "p50_ms": percentile(&lat, 0.5),
             "p99_ms": percentile(&lat, 0.99),

@@ -5,6 +5,7 @@
 pub mod agent_client;
 pub mod api;
 pub mod cli;
+pub mod configdrive;
 pub mod db;
 pub mod drivers;
 pub mod engine;

@@ -415,6 +415,18 @@ async fn transitions(api: &Api) {
     api.wait_state(n, "manageable").await;
     assert_eq!(api.provision(n, json!({"target": "provide"})).await.0, 202);
     api.wait_state(n, "available").await;
+    for (cd, why) in [
+        (json!({"metadata": {}}), "unknown key \"metadata\""),
+        (json!({"meta_data": "h"}), "meta_data must be a JSON object"),
+        (json!({"user_data": 5}), "user_data must be"),
+    ] {
+        let (s, v) = api
+            .provision(n, json!({"target": "active", "configdrive": cd}))
+            .await;
+        assert_eq!(s, 400, "{cd}");
+        assert!(fault(&v).contains(why), "{cd}: {}", fault(&v));
+        assert_eq!(api.node(n).await["provision_state"], "available");
+    }
     let (s, v) = api
         .provision(
             n,

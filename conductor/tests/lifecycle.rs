@@ -9,7 +9,6 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use common::{Api, Backend, Server};
 use ferrite_agent::heartbeat::inspect::{post_inventory, InspectTiming};
 use ferrite_agent::heartbeat::ConductorClient;
@@ -109,6 +108,34 @@ async fn agent_loop(
             _ = stop.changed() => {}
         }
     }
+}
+
+/// `openstack/latest/meta_data.json` of the `config-2` VFAT partition the agent added.
+fn config_drive_meta(disk: &[u8]) -> serde_json::Value {
+    for e in 0..4 {
+        let entry = &disk[0x1BE + 16 * e..0x1BE + 16 * (e + 1)];
+        let start = u32::from_le_bytes(entry[8..12].try_into().unwrap()) as usize * 512;
+        let len = u32::from_le_bytes(entry[12..16].try_into().unwrap()) as usize * 512;
+        if start == 0 || len == 0 {
+            continue;
+        }
+        let mut part = std::io::Cursor::new(disk[start..start + len].to_vec());
+        let Ok(fs) = fatfs::FileSystem::new(&mut part, fatfs::FsOptions::new()) else {
+            continue;
+        };
+        assert_eq!(fs.volume_label(), "config-2");
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut fs
+                .root_dir()
+                .open_file("openstack/latest/meta_data.json")
+                .unwrap(),
+            &mut text,
+        )
+        .unwrap();
+        return serde_json::from_str(&text).unwrap();
+    }
+    panic!("no VFAT config drive partition in the MBR");
 }
 
 /// A 4 MiB whole-disk image with an MBR and one partition, served over HTTP.
@@ -245,9 +272,8 @@ async fn lifecycle(backend: Backend) {
         api.call("PATCH", "/v1/nodes/life", Some(patch)).await.0,
         200
     );
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&vec![0u8; 64 * 1024]).unwrap();
-    let cd = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
+    // Ironic's dict form: the conductor builds the config-2 image from it.
+    let cd = json!({"meta_data": {"hostname": "life"}, "user_data": "#cloud-config\n"});
     let (s, v) = api
         .provision("life", json!({"target": "active", "configdrive": cd}))
         .await;
@@ -261,6 +287,9 @@ async fn lifecycle(backend: Backend) {
         &img[1 << 20..],
         "the image is on the disk"
     );
+    let meta = config_drive_meta(&written);
+    assert_eq!(meta["hostname"], "life");
+    assert_eq!(meta["uuid"], node["uuid"]);
 
     // Undeploy: tear down and clean again.
     assert_eq!(

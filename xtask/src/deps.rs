@@ -56,6 +56,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "postgresql",
         "conductor tests and bench on a throwaway PostgreSQL server",
     ),
+    (
+        "python3-venv",
+        "conductor bench baseline: a venv for OpenStack Ironic from PyPI (target/ironic-venv)",
+    ),
 ];
 
 /// Installing qemu-system-x86 (7.2) removes the machine image's backported qemu-utils 10, so

@@ -277,7 +277,11 @@ impl Conductor {
             steps::parse_user_steps(s, "deploy_steps")?;
         }
         match &req.configdrive {
-            None | Some(Value::Object(_)) => {}
+            None => {}
+            Some(Value::Object(o)) => {
+                crate::configdrive::files(o, &node.uuid, node.name.as_deref())
+                    .map_err(|e| EngineError::Invalid(e.to_string()))?;
+            }
             Some(Value::String(s)) if s.len() <= CONFIGDRIVE_MAX => {}
             Some(Value::String(_)) => {
                 return Err(EngineError::Invalid(
@@ -340,9 +344,17 @@ impl Conductor {
                     None => dii.remove("user_deploy_steps"),
                 };
                 steps::reset(dii, steps::Kind::Deploy);
-                // A rebuild without a new config drive writes the one of the last deploy
+                // A dict becomes the config drive image here, as Ironic builds it. A
+                // rebuild without a new config drive writes the one of the last deploy
                 // again (as Ironic does); a deploy without one has none.
-                match req.configdrive {
+                let cd = match req.configdrive {
+                    Some(Value::Object(o)) => Some(Value::String(
+                        crate::configdrive::build(&o, &node.uuid, node.name.as_deref())
+                            .map_err(|e| EngineError::Invalid(crate::error_chain(&e)))?,
+                    )),
+                    other => other,
+                };
+                match cd {
                     Some(cd) => {
                         node.instance_info.insert("configdrive".into(), cd);
                     }

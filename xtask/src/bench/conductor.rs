@@ -300,9 +300,13 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
             };
             let base_note = match &base {
                 Ok(b) => format!(
-                    "Ironic: {} heartbeats, {} errors, setup {:.0} s",
+                    "Ironic: {} heartbeats, {} errors{}, setup {:.0} s",
                     b.figures["heartbeats"],
                     b.figures["errors"],
+                    b.figures["first_error"]
+                        .as_str()
+                        .map(|e| format!(" (first: {e})"))
+                        .unwrap_or_default(),
                     num(&b.figures, "setup_s")
                 ),
                 Err(why) => why.clone(),
