@@ -9,6 +9,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
 use common::{Api, Backend, Server};
 use ferrite_agent::heartbeat::inspect::{post_inventory, InspectTiming};
 use ferrite_agent::heartbeat::ConductorClient;
