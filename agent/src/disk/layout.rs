@@ -12,8 +12,6 @@ pub const BIOS_BOOT_MIB: u64 = 1;
 /// Left free at the end when root takes the rest of the disk: a 64 MiB config drive
 /// partition plus alignment and the backup GPT.
 pub const TAIL_RESERVE_MIB: u64 = 66;
-/// The largest disk an MBR can describe with 512-byte sectors.
-const MBR_MAX_SECTORS: u64 = 1 << 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Label {
@@ -197,7 +195,8 @@ pub fn plan(req: &Request, disk_bytes: u64, sector: u64) -> Result<Layout, Layou
         });
         at += sectors;
     }
-    if req.label == Label::Mbr && at > MBR_MAX_SECTORS.min(u64::from(u32::MAX)) {
+    // MBR entries hold 32-bit sector numbers.
+    if req.label == Label::Mbr && at > u64::from(u32::MAX) {
         return Err(LayoutError::MbrTooLarge);
     }
     Ok(Layout {
