@@ -355,3 +355,63 @@ fn refusals_leave_no_partition_table() {
     i.deploy_boot_mode = Some("legacy".into());
     assert!(deploy(&i).contains("deploy_boot_mode"));
 }
+
+#[test]
+fn loop_device_old_data_is_overwritten_and_the_table_reread() {
+    use std::os::unix::fs::FileExt;
+    let rt = runtime();
+    let srv = Server::start(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let fs_uuid = "5d0c1b2a-3333-4444-8555-666677778888";
+    let root_img = ext4_image(dir.path(), fs_uuid);
+    let url = srv.put("root.ext4", root_img.clone(), Mode::Range);
+    let backing = sparse_disk(dir.path(), "loop.img", DISK);
+    old_partition_table(&backing);
+    // Old data everywhere the new layout puts something: a block device is not zeroed
+    // first, so the image's zero runs and the ESP's FATs must be written for real.
+    {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&backing)
+            .unwrap();
+        let junk = vec![0x5a; (8 * MIB) as usize];
+        for at in (MIB..700 * MIB).step_by(junk.len()) {
+            f.write_all_at(&junk, at).unwrap();
+        }
+    }
+    let lo = LoopDevice::attach(&backing);
+    let mut i = info(&url, &root_img);
+    i.root_mb = Some(64);
+    let d = deploy_partition_image(
+        rt.handle(),
+        &i,
+        &target(&lo.dev),
+        &fast_http(),
+        &Progress::new(),
+        false,
+    )
+    .unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert!(d.partitions_reread, "BLKRRPART on the loop device");
+    let table = sfdisk_json(&lo.dev).expect("sfdisk reads the loop device's table");
+    assert_eq!(
+        table["partitiontable"]["partitions"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    let dev = std::fs::File::open(&lo.dev).unwrap();
+    let root_at = 551 * MIB;
+    let mut got = vec![0u8; ROOT_FS as usize];
+    dev.read_exact_at(&mut got, root_at).unwrap();
+    assert!(got == root_img, "root partition differs from the image");
+    let mut esp = vec![0u8; (550 * MIB) as usize];
+    dev.read_exact_at(&mut esp, MIB).unwrap();
+    let esp_img = dir.path().join("esp.img");
+    std::fs::write(&esp_img, &esp).unwrap();
+    run(Command::new("fsck.fat").arg("-n").arg(&esp_img));
+    assert_eq!(d.uuids(&lo.dev)["root uuid"], fs_uuid);
+    assert_eq!(
+        d.uuids(&lo.dev)["partitions"]["root"],
+        format!("{}p2", lo.dev.display())
+    );
+}
