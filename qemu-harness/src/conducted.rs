@@ -35,6 +35,10 @@ pub struct LabConfig {
     pub node_name: String,
     /// Echo each `ferrite …` command and the `--wait` progress on stderr (the demo does).
     pub echo: bool,
+    /// `direct` (the agent downloads the image) or `iscsi` (the conductor writes it
+    /// through the agent's iSCSI target, forwarded from a host port; image and config
+    /// drive URLs then point at the host's loopback, where the conductor reads them).
+    pub deploy_interface: String,
 }
 
 impl LabConfig {
@@ -51,6 +55,7 @@ impl LabConfig {
             node_serial: "FERRITE-NODE-0".into(),
             node_name: "node-0".into(),
             echo: false,
+            deploy_interface: "direct".into(),
         }
     }
 }
@@ -92,6 +97,8 @@ pub struct Lab {
     /// The node's disk (a raw file).
     pub disk: PathBuf,
     agent_port: u16,
+    /// Host port forwarded to the node's iSCSI portal (3260).
+    iscsi_port: u16,
 }
 
 fn term(pid: u32) {
@@ -134,7 +141,14 @@ impl Lab {
         std::fs::create_dir_all(&www).map_err(io("creating www"))?;
         std::fs::copy(&image.qcow2, www.join("os.qcow2")).map_err(io("serving the image"))?;
         let server = HttpServer::start(&www)?;
-        let image_base = format!("http://10.0.2.2:{}", server.port());
+        // Who downloads the image: the node (10.0.2.2 is the host's loopback as QEMU's
+        // user network shows it) or, with iscsi, the conductor on the host.
+        let image_host = if cfg.deploy_interface == "iscsi" {
+            "127.0.0.1"
+        } else {
+            "10.0.2.2"
+        };
+        let image_base = format!("http://{image_host}:{}", server.port());
 
         let port = free_tcp_port()?;
         let url = format!("http://127.0.0.1:{port}");
@@ -177,6 +191,7 @@ impl Lab {
         let disk = cfg.work_dir.join("disk0.raw");
         create_disk(&disk, cfg.disk_gib << 30)?;
         let agent_port = free_tcp_port()?;
+        let iscsi_port = free_tcp_port()?;
         let node = VmBuilder::new(&cfg.node_name)
             .memory_mib(cfg.memory_mib)
             .dir(cfg.work_dir.join("node"))
@@ -184,6 +199,7 @@ impl Lab {
             .smbios("Ferrite", "QEMU bare-metal node", &cfg.node_serial)
             .nic(&cfg.mac)
             .hostfwd(agent_port, AGENT_PORT)
+            .hostfwd(iscsi_port, 3260)
             .pxe_bootfile(&format!("http://10.0.2.2:{port}/boot/boot.ipxe"))
             .start_with_bmc()?;
         Ok(Lab {
@@ -200,6 +216,7 @@ impl Lab {
             initramfs_bytes: manifest.initramfs.bytes,
             disk,
             agent_port,
+            iscsi_port,
             cfg,
         })
     }
@@ -289,6 +306,14 @@ impl Lab {
             "--driver-info", &kernel, "--driver-info", &ramdisk, "--driver-info", &append,
         ])?;
         let uuid = node["uuid"].as_str().unwrap_or_default().to_string();
+        if self.cfg.deploy_interface != "direct" {
+            let portal = format!("ferrite_iscsi_address=127.0.0.1:{}", self.iscsi_port);
+            #[rustfmt::skip]
+            self.cli("node set", &[
+                "node", "set", &uuid, "--deploy-interface", &self.cfg.deploy_interface,
+                "--driver-info", &portal,
+            ])?;
+        }
         self.cli(
             "port create",
             &["port", "create", &self.cfg.mac, "--node", &uuid],
