@@ -44,9 +44,10 @@ pub struct Heartbeat {
     pub agent_version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_verify_ca: Option<String>,
+    /// `start`, `end` or `error` (Ironic ≥ 1.72; refused below it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_status: Option<Value>,
-    /// Human-readable detail for `agent_status` (Ironic ≥ 1.81).
+    /// Human-readable detail for `agent_status` (Ironic ≥ 1.72, with `agent_status`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_status_message: Option<String>,
 }
