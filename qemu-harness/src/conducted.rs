@@ -245,13 +245,18 @@ impl Lab {
     /// Runs `ferrite ARGS…` against the conductor; stdout on success, a phase-named error
     /// with the CLI's message, the conductor log and the console tail otherwise.
     pub fn cli(&self, phase: &str, args: &[&str]) -> Result<String, Error> {
-        if self.cfg.echo {
+        self.run_cli(phase, args, self.cfg.echo)
+    }
+
+    /// `echo`: print the command, its progress and its text output (not JSON).
+    fn run_cli(&self, phase: &str, args: &[&str], echo: bool) -> Result<String, Error> {
+        if echo {
             eprintln!("$ ferrite {}", shell_words(args));
         }
         let out = Command::new(&self.cfg.ferrite)
             .args(args)
             .env("FERRITE_URL", &self.url)
-            .stderr(if self.cfg.echo {
+            .stderr(if echo {
                 Stdio::inherit()
             } else {
                 Stdio::piped()
@@ -266,7 +271,7 @@ impl Lab {
                 format!("`ferrite {}` failed: {}", shell_words(args), stderr.trim()),
             ));
         }
-        if self.cfg.echo && !stdout.trim().is_empty() {
+        if echo && !stdout.trim().is_empty() && !args.contains(&"json") {
             eprintln!("{}", stdout.trim_end());
         }
         Ok(stdout)
@@ -280,9 +285,15 @@ impl Lab {
         serde_json::from_str(&out).map_err(|e| self.failed(phase, format!("bad JSON ({e}): {out}")))
     }
 
-    /// The node as the API shows it.
+    /// The node as the API shows it (never echoed: the walk polls it).
     pub fn show(&self) -> Result<Value, Error> {
-        self.cli_json("node show", &["node", "show", &self.cfg.node_name])
+        let out = self.run_cli(
+            "node show",
+            &["-f", "json", "node", "show", &self.cfg.node_name],
+            false,
+        )?;
+        serde_json::from_str(&out)
+            .map_err(|e| self.failed("node show", format!("bad JSON ({e}): {out}")))
     }
 
     /// Enrolls the node with the `ipmi` hardware type (its BMC, the deploy ramdisk, the
