@@ -8,32 +8,10 @@
 //! no partition table left, recovered with undeploy; (c) undeploy → cleaning → available
 //! with the disk's metadata erased. Skipped with FERRITE_SKIP_VM_TESTS.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use ferrite_qemu_harness::conducted::{Lab, LabConfig};
-use serde_json::Value;
-
-fn target() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target")
-}
-
-/// The `ferrite` binary next to this test's directory (`target/debug/ferrite`), which
-/// `cargo test --workspace` builds with the conductor's own tests.
-fn ferrite_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|d| d.join("ferrite"))
-        .expect("target directory");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p ferrite-conductor`",
-        bin.display()
-    );
-    bin
-}
+use ferrite_qemu_harness::conducted::Lab;
+use ferrite_tests::{ok, state};
 
 /// TCG is CPU-bound: the VM tests of this binary take turns.
 fn one_vm_at_a_time() -> std::sync::MutexGuard<'static, ()> {
@@ -42,31 +20,12 @@ fn one_vm_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn lab(tmp: &tempfile::TempDir, n: u8) -> Lab {
-    let agent = target().join("agent/ferrite-agent");
-    assert!(
-        agent.exists(),
-        "{} is missing: build the static agent first (`cargo xtask agent`)",
-        agent.display()
-    );
-    let mut cfg = LabConfig::new(
-        agent,
-        ferrite_bin(),
-        target().join("ramdisk-cache"),
-        tmp.path().to_path_buf(),
-    );
+    let mut cfg = ferrite_tests::lab_config(tmp.path());
     cfg.mac = format!("52:54:00:fe:10:{n:02x}");
     cfg.disk_serial = format!("E2E-DISK-{n}");
     cfg.node_serial = format!("E2E-NODE-{n}");
     cfg.node_name = format!("e2e-node-{n}");
     Lab::start(cfg).unwrap()
-}
-
-fn ok<T>(r: Result<T, ferrite_qemu_harness::Error>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn state(n: &Value) -> &str {
-    n["provision_state"].as_str().unwrap_or("?")
 }
 
 /// No MBR boot signature and no GPT header in the disk's first sectors.
@@ -114,7 +73,7 @@ fn operator_deploys_and_rebuilds_a_node_through_the_conductor() {
     )
     .unwrap();
     assert_eq!(status, 200, "{body}");
-    let inv: Value = serde_json::from_str(&body).unwrap();
+    let inv: serde_json::Value = serde_json::from_str(&body).unwrap();
     let inv = &inv["inventory"];
     assert_eq!(inv["cpu"]["count"], 1);
     let macs: Vec<&str> = inv["interfaces"]

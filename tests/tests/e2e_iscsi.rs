@@ -5,58 +5,18 @@
 //! through QEMU's port forward), and the deployed OS boots and prints the node's uuid and
 //! hostname. Skipped with FERRITE_SKIP_VM_TESTS.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use ferrite_qemu_harness::conducted::{Lab, LabConfig};
-use serde_json::Value;
-
-fn target() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target")
-}
-
-/// The `ferrite` binary next to this test's directory (`target/debug/ferrite`).
-fn ferrite_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|d| d.join("ferrite"))
-        .expect("target directory");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p ferrite-conductor`",
-        bin.display()
-    );
-    bin
-}
-
-fn ok<T>(r: Result<T, ferrite_qemu_harness::Error>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn state(n: &Value) -> &str {
-    n["provision_state"].as_str().unwrap_or("?")
-}
+use ferrite_qemu_harness::conducted::Lab;
+use ferrite_tests::{ok, state};
 
 #[test]
 fn a_node_deploys_through_the_iscsi_interface_and_boots() {
     if ferrite_tests::skip_vm_tests() {
         return;
     }
-    let agent = target().join("agent/ferrite-agent");
-    assert!(
-        agent.exists(),
-        "{} is missing: build the static agent first (`cargo xtask agent`)",
-        agent.display()
-    );
     let tmp = tempfile::tempdir().unwrap();
-    let mut cfg = LabConfig::new(
-        agent,
-        ferrite_bin(),
-        target().join("ramdisk-cache"),
-        tmp.path().to_path_buf(),
-    );
+    let mut cfg = ferrite_tests::lab_config(tmp.path());
     cfg.mac = "52:54:00:fe:20:01".into();
     cfg.disk_serial = "E2E-ISCSI-DISK".into();
     cfg.node_serial = "E2E-ISCSI-NODE".into();

@@ -49,21 +49,28 @@ fn source<'a>(node: &'a Node, key: &str) -> DResult<&'a str> {
 }
 
 impl IpxeBoot {
-    /// The MACs of the node's PXE-enabled ports.
-    async fn macs(&self, node: &Node) -> DResult<Vec<Mac>> {
+    /// The MACs of the PXE-enabled ports `filter` selects.
+    async fn pxe_macs(&self, filter: &PortFilter) -> DResult<Vec<Mac>> {
         let ports = self
             .db
-            .list_ports(&PortFilter {
-                node_uuid: Some(node.uuid.clone()),
-                ..Default::default()
-            })
+            .list_ports(filter)
             .await
             .map_err(|e| DriverError(format!("storage: {e}")))?;
-        let macs: Vec<Mac> = ports
+        Ok(ports
             .iter()
             .filter(|p| p.pxe_enabled)
             .filter_map(|p| p.address.parse().ok())
-            .collect();
+            .collect())
+    }
+
+    /// The MACs of the node's PXE-enabled ports.
+    async fn macs(&self, node: &Node) -> DResult<Vec<Mac>> {
+        let macs = self
+            .pxe_macs(&PortFilter {
+                node_uuid: Some(node.uuid.clone()),
+                ..Default::default()
+            })
+            .await?;
         if macs.is_empty() {
             return Err(DriverError(format!(
                 "node {} has no PXE-enabled port: create one with the MAC of the NIC it \
@@ -79,16 +86,7 @@ impl IpxeBoot {
         let Some(path) = &self.settings.dhcp_hostsfile else {
             return Ok(());
         };
-        let ports = self
-            .db
-            .list_ports(&PortFilter::default())
-            .await
-            .map_err(|e| DriverError(format!("storage: {e}")))?;
-        let macs: Vec<Mac> = ports
-            .iter()
-            .filter(|p| p.pxe_enabled)
-            .filter_map(|p| p.address.parse().ok())
-            .collect();
+        let macs = self.pxe_macs(&PortFilter::default()).await?;
         ferrite_netboot::dnsmasq::write_hostsfile(path, &macs)
             .map_err(|e| DriverError(format!("writing dhcp hosts file {}: {e}", path.display())))
     }
