@@ -159,57 +159,45 @@ async fn wait_power_on(http: &reqwest::Client, base: &str, uuid: &str) -> anyhow
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
+/// What one heartbeat phase measured.
+struct Phase {
+    /// Latencies of accepted heartbeats in ms, sorted.
+    lat: Vec<f64>,
+    errors: u64,
+    first_error: Option<String>,
+    elapsed: f64,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let get = |k: &str, d: &str| -> String {
-        args.iter()
-            .position(|a| a == k)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-            .unwrap_or_else(|| d.into())
-    };
-    let base = get("--url", "http://127.0.0.1:6385");
-    let nodes: usize = get("--nodes", "1000").parse()?;
-    let secs: f64 = get("--seconds", "10").parse()?;
-    let agents: usize = get("--concurrency", "64").parse()?;
-    let ironic = match get("--mode", "ferrite").as_str() {
-        "ferrite" => false,
-        "ironic" => true,
-        m => bail!("--mode {m:?}: use ferrite or ironic"),
-    };
-    // Setup requests in flight at once (Ironic's API is slower to enroll).
-    let setup_parallel: usize = get("--setup-concurrency", "64").parse()?;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()?;
-
-    let setup = Instant::now();
-    let mut prepared = Vec::with_capacity(nodes);
-    for chunk in (0..nodes).collect::<Vec<_>>().chunks(setup_parallel) {
-        let r = join_all(chunk.iter().map(|&i| prepare(&http, &base, i, ironic))).await;
-        for x in r {
-            prepared.push(x?);
-        }
+impl Phase {
+    fn figures(&self, agents: usize) -> Value {
+        json!({
+            "agents": agents,
+            "heartbeats": self.lat.len(),
+            "errors": self.errors,
+            "first_error": self.first_error,
+            "heartbeats_per_s": self.lat.len() as f64 / self.elapsed,
+            "p50_ms": percentile(&self.lat, 0.5),
+            "p99_ms": percentile(&self.lat, 0.99),
+        })
     }
-    let setup_s = setup.elapsed().as_secs_f64();
+}
 
+/// `agents` simulated agents heartbeat as fast as answered for `secs`, cycling over the
+/// prepared nodes.
+async fn hammer(
+    http: &reqwest::Client,
+    base: &str,
+    prepared: &Arc<Vec<(String, String)>>,
+    agents: usize,
+    secs: f64,
+) -> anyhow::Result<Phase> {
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let first_error: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
-    let prepared = Arc::new(prepared);
     let start = Instant::now();
     let tasks: Vec<_> = (0..agents)
         .map(|a| {
-            let (http, base, stop, errors, prepared) = (http.clone(), base.clone(), stop.clone(), errors.clone(), prepared.clone());
+            let (http, base, stop, errors, prepared) = (http.clone(), base.to_string(), stop.clone(), errors.clone(), prepared.clone());
             let first_error = first_error.clone();
             tokio::spawn(async move {
                 let mut lat = vec![];
@@ -248,6 +236,66 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     lat.sort_by(|a, b| a.total_cmp(b));
+    let first_error = first_error.lock().unwrap().clone();
+    Ok(Phase {
+        lat,
+        errors: errors.load(Ordering::Relaxed),
+        first_error,
+        elapsed,
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let get = |k: &str, d: &str| -> String {
+        args.iter()
+            .position(|a| a == k)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| d.into())
+    };
+    let base = get("--url", "http://127.0.0.1:6385");
+    let nodes: usize = get("--nodes", "1000").parse()?;
+    let secs: f64 = get("--seconds", "10").parse()?;
+    let agents: usize = get("--concurrency", "64").parse()?;
+    let ironic = match get("--mode", "ferrite").as_str() {
+        "ferrite" => false,
+        "ironic" => true,
+        m => bail!("--mode {m:?}: use ferrite or ironic"),
+    };
+    // A second, lighter phase after the first (0: none).
+    let low_agents: usize = get("--low-concurrency", "0").parse()?;
+    // Setup requests in flight at once (Ironic's API is slower to enroll).
+    let setup_parallel: usize = get("--setup-concurrency", "64").parse()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+
+    let setup = Instant::now();
+    let mut prepared = Vec::with_capacity(nodes);
+    for chunk in (0..nodes).collect::<Vec<_>>().chunks(setup_parallel) {
+        let r = join_all(chunk.iter().map(|&i| prepare(&http, &base, i, ironic))).await;
+        for x in r {
+            prepared.push(x?);
+        }
+    }
+    let setup_s = setup.elapsed().as_secs_f64();
+
+    let prepared = Arc::new(prepared);
+    let main = hammer(&http, &base, &prepared, agents, secs).await?;
+    let low = match low_agents {
+        0 => Value::Null,
+        n => hammer(&http, &base, &prepared, n, secs).await?.figures(n),
+    };
 
     // Listing latency: first page (1000 nodes) with detail, median of 5.
     let mut list = vec![];
@@ -271,12 +319,13 @@ async fn main() -> anyhow::Result<()> {
         json!({
             "nodes": nodes,
             "setup_s": setup_s,
-            "heartbeats": lat.len(),
-            "errors": errors.load(Ordering::Relaxed),
-            "first_error": first_error.lock().unwrap().clone(),
-            "heartbeats_per_s": lat.len() as f64 / elapsed,
-            "p50_ms": percentile(&lat, 0.5),
-            "p99_ms": percentile(&lat, 0.99),
+            "heartbeats": main.lat.len(),
+            "errors": main.errors,
+            "first_error": main.first_error,
+            "heartbeats_per_s": main.lat.len() as f64 / main.elapsed,
+            "p50_ms": percentile(&main.lat, 0.5),
+            "p99_ms": percentile(&main.lat, 0.99),
+            "low": low,
             "list_detail_ms": percentile(&list, 0.5),
         })
     );

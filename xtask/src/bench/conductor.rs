@@ -158,6 +158,9 @@ struct Run {
     rss_mib: f64,
 }
 
+/// Agents of the second, lighter heartbeat phase (after the 64-agent one).
+const LOW_AGENTS: usize = 8;
+
 /// Runs the load generator against `url`; its JSON figures.
 fn load(load: &Path, url: &str, nodes: usize, mode: &str) -> anyhow::Result<Value> {
     let setup = if mode == "ironic" { "16" } else { "64" };
@@ -178,6 +181,7 @@ fn load(load: &Path, url: &str, nodes: usize, mode: &str) -> anyhow::Result<Valu
             "--setup-concurrency",
             setup,
         ])
+        .args(["--low-concurrency", &LOW_AGENTS.to_string()])
         .output()
         .context("running heartbeat_load")?;
     if !out.status.success() {
@@ -353,6 +357,33 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
                 Some("p99_ms"),
                 note,
             ));
+            let low = |k: &str| f["low"][k].as_f64().unwrap_or(f64::NAN);
+            let low_note = match &base {
+                Ok(b) => format!(
+                    "{} heartbeats in 10 s by {LOW_AGENTS} agents, {} errors; Ironic: {} heartbeats, {} errors",
+                    f["low"]["heartbeats"], f["low"]["errors"], b.figures["low"]["heartbeats"], b.figures["low"]["errors"]
+                ),
+                Err(why) => format!(
+                    "{} heartbeats in 10 s by {LOW_AGENTS} agents, {} errors; {why}",
+                    f["low"]["heartbeats"], f["low"]["errors"]
+                ),
+            };
+            for (metric, unit, key, better) in [
+                ("heartbeats/s", "1/s", "heartbeats_per_s", "higher"),
+                ("heartbeat p99", "ms", "p99_ms", "lower"),
+            ] {
+                let r = Record::new(
+                    &format!("{metric}, {LOW_AGENTS} agents ({tag})"),
+                    unit,
+                    low(key),
+                    better,
+                )
+                .notes(low_note.clone());
+                records.push(match &base {
+                    Ok(b) => r.baseline(IRONIC, b.figures["low"][key].as_f64().unwrap_or(f64::NAN)),
+                    Err(_) => r,
+                });
+            }
             records.push(rec(
                 format!("conductor peak RSS ({tag})"),
                 "MiB",
