@@ -158,7 +158,7 @@ struct Run {
     rss_mib: f64,
 }
 
-/// Agents of the second, lighter heartbeat phase (after the 64-agent one).
+/// Agents of the lighter heartbeat phase (run before the 64-agent one).
 const LOW_AGENTS: usize = 8;
 
 /// Runs the load generator against `url`; its JSON figures.
@@ -360,8 +360,9 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
             let low = |k: &str| f["low"][k].as_f64().unwrap_or(f64::NAN);
             let low_note = match &base {
                 Ok(b) => format!(
-                    "{} heartbeats in 10 s by {LOW_AGENTS} agents, {} errors; Ironic: {} heartbeats, {} errors",
-                    f["low"]["heartbeats"], f["low"]["errors"], b.figures["low"]["heartbeats"], b.figures["low"]["errors"]
+                    "{} heartbeats in 10 s by {LOW_AGENTS} agents (before the 64-agent phase), {} errors; Ironic: {} heartbeats, {} errors{}",
+                    f["low"]["heartbeats"], f["low"]["errors"], b.figures["low"]["heartbeats"], b.figures["low"]["errors"],
+                    b.figures["low"]["first_error"].as_str().map(|e| format!(" (first: {e})")).unwrap_or_default()
                 ),
                 Err(why) => format!(
                     "{} heartbeats in 10 s by {LOW_AGENTS} agents, {} errors; {why}",
