@@ -347,6 +347,17 @@ async fn ports(api: &Api, node: &str) {
     }
     let (_, v) = api.get(&format!("/v1/nodes/{node}/ports")).await;
     assert_eq!(v["ports"].as_array().unwrap().len(), 1);
+    // A full page links to the next one through the same path, filters and fields.
+    let (_, v) = api
+        .get(&format!("/v1/nodes/{node}/ports?limit=1&fields=uuid"))
+        .await;
+    let next = v["next"].as_str().unwrap();
+    assert!(
+        next.ends_with(&format!(
+            "/v1/nodes/{node}/ports?fields=uuid&limit=1&marker={uuid}"
+        )),
+        "{next}"
+    );
     let (_, v) = api
         .get("/v1/ports?address=52:54:00:AA:BB:01&fields=uuid,node_uuid")
         .await;

@@ -332,6 +332,26 @@ pub fn parse_limit(limit: Option<&str>) -> ApiResult<i64> {
     }
 }
 
+/// The `next` link of a full page: the caller's query (filters, `fields`, `detail`) again,
+/// with `limit` and `marker` set for the page after `marker`.
+pub fn next_link(
+    base: &str,
+    path: &str,
+    q: &std::collections::HashMap<String, String>,
+    limit: i64,
+    marker: &str,
+) -> String {
+    let mut params: Vec<String> = q
+        .iter()
+        .filter(|(k, _)| k.as_str() != "marker" && k.as_str() != "limit")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    params.sort();
+    params.push(format!("limit={limit}"));
+    params.push(format!("marker={marker}"));
+    format!("{base}/v1/{path}?{}", params.join("&"))
+}
+
 pub fn parse_bool(name: &str, v: &str) -> ApiResult<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),

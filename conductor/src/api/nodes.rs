@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 
 use super::patch::{self, Operation};
 use super::{
-    base_url, json_ok, parse_bool, parse_fields, parse_json, parse_limit, ApiError, ApiResult,
-    JsonBody, Shared, Version,
+    base_url, json_ok, next_link, parse_bool, parse_fields, parse_json, parse_limit, ApiError,
+    ApiResult, JsonBody, Shared, Version,
 };
 use crate::db::NodeFilter;
 use crate::engine::{EngineError, ProvisionRequest};
@@ -369,16 +369,8 @@ async fn list_inner(
     let mut out = json!({"nodes": list});
     if nodes.len() as i64 == limit {
         if let Some(last) = nodes.last() {
-            let mut params: Vec<String> = q
-                .iter()
-                .filter(|(k, _)| k.as_str() != "marker" && k.as_str() != "limit")
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            params.sort();
-            params.push(format!("limit={limit}"));
-            params.push(format!("marker={}", last.uuid));
             let path = if detail_path { "nodes/detail" } else { "nodes" };
-            out["next"] = json!(format!("{base}/v1/{path}?{}", params.join("&")));
+            out["next"] = json!(next_link(&base, path, q, limit, &last.uuid));
         }
     }
     Ok(out)

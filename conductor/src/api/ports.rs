@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 use super::nodes::check_paths;
 use super::patch::{self, Operation};
 use super::{
-    base_url, json_ok, parse_bool, parse_fields, parse_limit, ApiError, ApiResult, JsonBody, Shared,
+    base_url, json_ok, next_link, parse_bool, parse_fields, parse_limit, ApiError, ApiResult,
+    JsonBody, Shared,
 };
 use crate::db::PortFilter;
 use crate::model::{is_uuid_like, normalize_mac, now, Obj, Port, PORT_FIELDS};
@@ -175,6 +176,11 @@ async fn list_inner(
         limit: Some(limit),
         ..Default::default()
     };
+    let path = match (&node, detail_path) {
+        (Some(n), _) => format!("nodes/{n}/ports"),
+        (None, true) => "ports/detail".to_string(),
+        (None, false) => "ports".to_string(),
+    };
     if let Some(n) = node.or_else(|| q.get("node").or(q.get("node_uuid")).cloned()) {
         let node = state
             .engine
@@ -222,10 +228,7 @@ async fn list_inner(
     let mut out = json!({"ports": list});
     if ports.len() as i64 == limit {
         if let Some(last) = ports.last() {
-            out["next"] = json!(format!(
-                "{base}/v1/ports?limit={limit}&marker={}",
-                last.uuid
-            ));
+            out["next"] = json!(next_link(&base, &path, q, limit, &last.uuid));
         }
     }
     Ok(out)
