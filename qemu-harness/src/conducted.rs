@@ -113,9 +113,7 @@ fn io(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
 }
 
 fn tail_file(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    crate::console::tail_lines(&std::fs::read_to_string(path).unwrap_or_default(), n)
 }
 
 impl Lab {

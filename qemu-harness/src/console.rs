@@ -112,7 +112,8 @@ pub fn clean(s: &str) -> String {
     out
 }
 
-fn tail_lines(text: &str, n: usize) -> String {
+/// The last `n` non-empty lines of `text`, terminal escapes removed.
+pub fn tail_lines(text: &str, n: usize) -> String {
     let text = clean(text);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
