@@ -151,3 +151,57 @@ async fn the_conductor_serves_tftp_when_asked() {
     );
     server.stop().await;
 }
+
+/// Booting the agent through `ipxe` without what it needs fails the node with a reason
+/// that says what to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipxe_without_a_kernel_or_a_port_fails_clearly() {
+    let server = Server::start(Backend::Sqlite, |_| {}).await;
+    let api = Api::new(&server.url);
+    let kernel = server.dir.path().join("vmlinuz");
+    std::fs::write(&kernel, b"k").unwrap();
+    let cases = [
+        (
+            "no-kernel",
+            json!({"deploy_ramdisk": "http://images.invalid/r"}),
+            true,
+            "driver_info.deploy_kernel is missing",
+        ),
+        (
+            "no-port",
+            json!({"deploy_kernel": kernel.display().to_string(), "deploy_ramdisk": "http://images.invalid/r"}),
+            false,
+            "no PXE-enabled port",
+        ),
+    ];
+    for (name, info, with_port, why) in cases {
+        let (s, v) = api
+            .call(
+                "POST",
+                "/v1/nodes",
+                Some(json!({
+                    "driver": "fake-hardware", "name": name, "boot_interface": "ipxe",
+                    "inspect_interface": "agent", "driver_info": info,
+                })),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        if with_port {
+            let body = json!({"address": "52:54:00:aa:bb:0f", "node_uuid": v["uuid"]});
+            assert_eq!(api.call("POST", "/v1/ports", Some(body)).await.0, 201);
+        }
+        assert_eq!(
+            api.provision(name, json!({"target": "manage"})).await.0,
+            202
+        );
+        api.wait_state(name, "manageable").await;
+        assert_eq!(
+            api.provision(name, json!({"target": "inspect"})).await.0,
+            202
+        );
+        let n = api.wait_state(name, "inspect failed").await;
+        let err = n["last_error"].as_str().unwrap_or("");
+        assert!(err.contains(why), "{name}: {err}");
+    }
+    server.stop().await;
+}
