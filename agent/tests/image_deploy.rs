@@ -125,6 +125,7 @@ fn raw_image_with_and_without_range_support() {
     let f = fixture(1);
     for mode in [Mode::Range, Mode::NoRange] {
         let disk = sparse_disk(f.dir.path(), "t.img", DISK);
+        let before = f.srv.requests.load(std::sync::atomic::Ordering::SeqCst);
         let d = deploy_and_check(
             &f,
             &format!("raw-{mode:?}"),
@@ -132,6 +133,13 @@ fn raw_image_with_and_without_range_support() {
             mode,
             "raw",
             &disk,
+        );
+        // One GET: reading on after the end must not reconnect (it once downloaded the
+        // whole image a second time).
+        assert_eq!(
+            f.srv.requests.load(std::sync::atomic::Ordering::SeqCst) - before,
+            1,
+            "{mode:?}: requests for one uncut download"
         );
         assert_eq!(d.outcome.format, "raw");
         assert_eq!(d.outcome.disk_bytes, IMAGE);

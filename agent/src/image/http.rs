@@ -3,7 +3,6 @@
 //! It is a blocking `Read` (the pipeline runs on a blocking thread) over reqwest's async
 //! client, driven through the agent's tokio runtime handle.
 
-use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::{self, Read};
 use std::time::Duration;
@@ -104,14 +103,19 @@ pub struct HttpSource {
     client: Client,
     cfg: HttpConfig,
     pub url: String,
-    /// Batches of the response body, read ahead by a task on the runtime.
+    /// The response body, read ahead by a task on the runtime.
     body: Option<Body>,
-    /// Received chunks not yet read, the front one partly read.
-    chunks: VecDeque<Bytes>,
+    /// The batch being read and how far.
+    batch: Vec<u8>,
+    at: usize,
     pos: u64,
     total: Option<u64>,
     accepts_ranges: bool,
     validator: Option<HeaderValue>,
+    /// Why the last connection broke, once its pump said so.
+    broken: Option<String>,
+    /// The whole body was read: further reads return 0 (and must not reconnect).
+    finished: bool,
     failures: u32,
     /// How many times the download was resumed, for reports and tests.
     pub resumes: u32,
@@ -149,10 +153,13 @@ impl HttpSource {
                         url: url.clone(),
                         total: resp.content_length(),
                         body: Some(pump(rt, resp, cfg.read_timeout)),
-                        chunks: VecDeque::new(),
+                        batch: Vec::new(),
+                        at: 0,
                         pos: 0,
                         accepts_ranges,
                         validator,
+                        broken: None,
+                        finished: false,
                         failures: 0,
                         resumes: 0,
                     });
@@ -258,99 +265,143 @@ impl HttpSource {
 
     fn skip(&mut self, mut n: u64) -> io::Result<()> {
         while n > 0 {
-            let Some(body) = self.body.as_mut() else {
-                return Ok(());
-            };
-            match body.blocking_recv() {
-                Some(Ok(batch)) => {
-                    for b in batch {
-                        let k = (b.len() as u64).min(n);
-                        n -= k;
-                        if k < b.len() as u64 {
-                            self.chunks.push_back(b.slice(k as usize..));
-                        }
-                    }
-                }
-                _ => {
-                    return Err(self.transport(
-                        "the restarted download broke before reaching the resume point".into(),
-                    ))
-                }
+            if self.at == self.batch.len() && !self.next_batch()? {
+                return Err(self.transport(
+                    "the restarted download broke before reaching the resume point".into(),
+                ));
             }
+            let k = ((self.batch.len() - self.at) as u64).min(n);
+            self.at += k as usize;
+            n -= k;
         }
         Ok(())
+    }
+
+    /// Take the next batch from the pump, giving the spent one back. False when the
+    /// body ended or broke; `self.body` is gone then and the reason is in `self.broken`.
+    fn next_batch(&mut self) -> io::Result<bool> {
+        let Some(body) = self.body.as_mut() else {
+            return Ok(false);
+        };
+        let spent = std::mem::take(&mut self.batch);
+        self.at = 0;
+        if spent.capacity() > 0 {
+            body.give_back(spent);
+        }
+        match body.batches.blocking_recv() {
+            Some(Ok(b)) => {
+                self.batch = b;
+                Ok(true)
+            }
+            Some(Err(why)) => {
+                self.body = None;
+                self.broken = Some(why);
+                Ok(false)
+            }
+            None => {
+                self.body = None;
+                self.broken = None;
+                Ok(false)
+            }
+        }
     }
 }
 
 impl Read for HttpSource {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         loop {
-            if buf.is_empty() {
-                return Ok(0);
-            }
-            if !self.chunks.is_empty() {
-                // Fill as much of `buf` as the queued chunks allow: fewer, larger reads.
-                let mut n = 0;
-                while n < buf.len() {
-                    let Some(front) = self.chunks.front_mut() else {
-                        break;
-                    };
-                    let k = (buf.len() - n).min(front.len());
-                    buf[n..n + k].copy_from_slice(&front[..k]);
-                    n += k;
-                    if k == front.len() {
-                        self.chunks.pop_front();
-                    } else {
-                        *front = front.slice(k..);
-                    }
-                }
+            if self.at < self.batch.len() {
+                let n = (self.batch.len() - self.at).min(buf.len());
+                buf[..n].copy_from_slice(&self.batch[self.at..self.at + n]);
+                self.at += n;
                 self.pos += n as u64;
                 return Ok(n);
             }
-            let Some(body) = self.body.as_mut() else {
+            if self.finished {
+                return Ok(0);
+            }
+            if self.body.is_none() {
                 self.resume("no connection")?;
                 continue;
-            };
-            match body.blocking_recv() {
-                Some(Ok(batch)) => {
-                    self.failures = 0;
-                    self.chunks
-                        .extend(batch.into_iter().filter(|b| !b.is_empty()));
-                }
+            }
+            if self.next_batch()? {
+                self.failures = 0;
+                continue;
+            }
+            match self.broken.take() {
+                Some(why) => self.resume(&why)?,
                 None => match self.total {
                     Some(t) if self.pos < t => self.resume("connection closed early")?,
-                    _ => return Ok(0),
+                    _ => {
+                        self.finished = true;
+                        return Ok(0);
+                    }
                 },
-                Some(Err(why)) => self.resume(&why)?,
             }
         }
     }
 }
 
-/// Body batches handed from the runtime to the blocking reader: the chunks as hyper
-/// produced them (no copy), about a MiB per batch.
-type Body = tokio::sync::mpsc::Receiver<Result<Vec<Bytes>, String>>;
-
 /// Size of the batches the pump hands over: one wake-up of the reader per MiB instead
 /// of one per network chunk (which costs dearly on a loaded machine).
 const BATCH: usize = 1 << 20;
+/// Batches in circulation per download: filling, queued, being read.
+const POOL: usize = 6;
 
-/// Read `resp` ahead on the runtime, up to 8 batches, ending with an error message if
-/// the body breaks or stalls for `timeout`. Chunks are passed on as they are: gathering
-/// them into one buffer cost a copy and a fresh allocation (page faults) per MiB.
+/// The response body as batches of up to [`BATCH`] bytes, read ahead by a task on the
+/// runtime, ending with an error message if the body breaks or stalls.
+///
+/// The pump copies each network chunk into a batch from a small pool and drops the chunk
+/// at once, on the thread that received it: hyper then reads the next chunk into the same
+/// buffer. Handing hyper's chunks over instead made it allocate a fresh ~400 KiB buffer per
+/// read, which musl's allocator maps and unmaps: one page fault per 4 KiB of image, ~40%
+/// of the pipeline's time.
+struct Body {
+    batches: tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
+    free: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+}
+
+impl Body {
+    fn give_back(&self, mut spent: Vec<u8>) {
+        spent.clear();
+        // The pump may have finished; the buffer is dropped then.
+        let _ = self.free.send(spent);
+    }
+}
+
 fn pump(rt: &Handle, mut resp: Response, timeout: Duration) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let (tx, batches) = tokio::sync::mpsc::channel(POOL);
+    let (free, mut free_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     rt.spawn(async move {
-        let mut batch = Vec::new();
-        let mut batched = 0;
+        let mut made = 0;
+        let mut cur: Vec<u8> = Vec::new();
         loop {
             let end = match tokio::time::timeout(timeout, resp.chunk()).await {
-                Ok(Ok(Some(b))) => {
-                    batched += b.len();
-                    batch.push(b);
-                    if batched >= BATCH {
-                        batched = 0;
-                        if tx.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+                Ok(Ok(Some(chunk))) => {
+                    let mut data = &chunk[..];
+                    while !data.is_empty() {
+                        if cur.capacity() == 0 {
+                            cur = match free_rx.try_recv() {
+                                Ok(b) => b,
+                                Err(_) if made < POOL => {
+                                    made += 1;
+                                    Vec::with_capacity(BATCH)
+                                }
+                                Err(_) => match free_rx.recv().await {
+                                    Some(b) => b,
+                                    None => return,
+                                },
+                            };
+                        }
+                        let n = (BATCH - cur.len()).min(data.len());
+                        cur.extend_from_slice(&data[..n]);
+                        data = &data[n..];
+                        if cur.len() == BATCH
+                            && tx.send(Ok(std::mem::take(&mut cur))).await.is_err()
+                        {
                             return;
                         }
                     }
@@ -360,7 +411,7 @@ fn pump(rt: &Handle, mut resp: Response, timeout: Duration) -> Body {
                 Ok(Err(e)) => Some(describe(&e)),
                 Err(_) => Some("read timed out".to_string()),
             };
-            if !batch.is_empty() && tx.send(Ok(batch)).await.is_err() {
+            if !cur.is_empty() && tx.send(Ok(cur)).await.is_err() {
                 return;
             }
             if let Some(why) = end {
@@ -369,7 +420,7 @@ fn pump(rt: &Handle, mut resp: Response, timeout: Duration) -> Body {
             return;
         }
     });
-    rx
+    Body { batches, free }
 }
 
 type Chunk = Result<Result<Option<Bytes>, reqwest::Error>, tokio::time::error::Elapsed>;
