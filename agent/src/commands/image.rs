@@ -266,6 +266,14 @@ async fn prepare_image(
             "at least one URL is required",
         ));
     }
+    if info.preserve_ephemeral == Some(true) {
+        // Writing the partition table again would lose the ephemeral partition's data.
+        return Err(CommandError::invalid_params(
+            "image_info.preserve_ephemeral",
+            "keeping the ephemeral partition across a rebuild is not supported by this agent; \
+             copy its data off and rebuild without preserve_ephemeral",
+        ));
+    }
     info.image_type.get_or_insert_with(|| "whole-disk".into());
     write_image(state, info, p.configdrive, None).await
 }

@@ -5,7 +5,7 @@ mod agent;
 mod auth;
 mod boot;
 mod misc;
-mod nodes;
+pub(crate) mod nodes;
 pub mod patch;
 mod ports;
 

@@ -199,7 +199,7 @@ fn apply_fields(state: &Shared, node: &mut Node, doc: &Obj, creating: bool) -> A
     Ok(())
 }
 
-fn blank_node() -> Node {
+pub(crate) fn blank_node() -> Node {
     Node {
         id: 0,
         uuid: uuid::Uuid::new_v4().to_string(),

@@ -442,7 +442,7 @@ impl Conductor {
             }
             ("deploy", "write_image", Kind::Deploy) if d.deploy.name() == "iscsi" => {
                 let t = self.target(node)?;
-                let info = image_info(node);
+                let info = image_info(node)?;
                 let summary =
                     crate::drivers::iscsi::write_image(&self.agent, &t, node, info).await?;
                 node.driver_internal_info
@@ -451,7 +451,7 @@ impl Conductor {
             }
             ("deploy", "write_image", Kind::Deploy) if agent => {
                 let mut params = Map::new();
-                params.insert("image_info".into(), image_info(node));
+                params.insert("image_info".into(), image_info(node)?);
                 params.insert(
                     "configdrive".into(),
                     node.instance_info
@@ -526,7 +526,10 @@ impl Conductor {
             .await
             .map_err(|e| crate::error_chain(&e))?;
         match r.command_status {
-            CommandStatus::Succeeded => Ok(Outcome::Done),
+            CommandStatus::Succeeded => {
+                record_result(node, &r);
+                Ok(Outcome::Done)
+            }
             CommandStatus::Failed => Err(command_error(&r)),
             CommandStatus::Running => {
                 node.driver_internal_info
@@ -661,7 +664,7 @@ impl Conductor {
                             );
                             return self.fail(&mut node, msg).await;
                         }
-                        CommandStatus::Succeeded => {}
+                        CommandStatus::Succeeded => record_result(&mut node, &r),
                     }
                 }
                 node.driver_internal_info
@@ -715,29 +718,205 @@ impl Conductor {
 }
 
 /// `image_info` for `standby.prepare_image` from the node's `instance_info` (CONTRACT.md §5).
-fn image_info(node: &Node) -> Value {
+/// A partition image also gets its layout, as Ironic sends it: sizes (`root_gb`/`root_mb`,
+/// `swap_mb`, `ephemeral_gb`/`ephemeral_mb`), `disk_label` and `boot_mode` from the
+/// capabilities (instance_info's first, then the node's), `deploy_boot_mode` defaulting to
+/// uefi as Ironic's does.
+fn image_info(node: &Node) -> Result<Value, String> {
     let ii = &node.instance_info;
     let get = |k: &str| ii.get(k).cloned().unwrap_or(Value::Null);
     let source = ii.get("image_source").and_then(Value::as_str).unwrap_or("");
-    json!({
+    let image_type = ii.get("image_type").cloned().unwrap_or(json!("whole-disk"));
+    let mut info = json!({
         "id": source,
         "urls": [source],
         "disk_format": ii.get("image_disk_format").cloned().unwrap_or(json!("raw")),
-        "image_type": ii.get("image_type").cloned().unwrap_or(json!("whole-disk")),
+        "image_type": image_type,
         "os_hash_algo": get("image_os_hash_algo"),
         "os_hash_value": get("image_os_hash_value"),
         "checksum": get("image_checksum"),
         "stream_raw_images": true,
-        "root_mb": get("root_mb"),
-        "swap_mb": get("swap_mb"),
-        "ephemeral_mb": get("ephemeral_mb"),
         "node_uuid": node.uuid,
+    });
+    if image_type != "partition" {
+        return Ok(info);
+    }
+    let layout = json!({
+        "root_mb": mebibytes(ii, "root")?,
+        "swap_mb": mebibytes(ii, "swap")?,
+        "ephemeral_mb": mebibytes(ii, "ephemeral")?,
+        "ephemeral_format": get("ephemeral_format"),
+        "preserve_ephemeral": flag(ii, "preserve_ephemeral")?,
+        "disk_label": capability(node, "disk_label"),
+        "deploy_boot_mode": capability(node, "boot_mode").unwrap_or_else(|| "uefi".into()),
+        "boot_option": "local",
+    });
+    if let (Some(i), Value::Object(l)) = (info.as_object_mut(), layout) {
+        i.extend(l);
+    }
+    Ok(info)
+}
+
+/// `NAME_mb`, or `NAME_gb` × 1024, from instance_info: a whole number (or a string of one).
+fn mebibytes(ii: &Map<String, Value>, name: &str) -> Result<Value, String> {
+    let whole = |k: &str| -> Result<Option<u64>, String> {
+        match ii.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+            Some(Value::String(s)) if s.trim().parse::<u64>().is_ok() => {
+                Ok(s.trim().parse::<u64>().ok())
+            }
+            Some(v) => Err(format!(
+                "instance_info.{k} must be a whole number, got {v}; fix it with `ferrite node set`"
+            )),
+        }
+    };
+    if let Some(mb) = whole(&format!("{name}_mb"))? {
+        return Ok(json!(mb));
+    }
+    Ok(match whole(&format!("{name}_gb"))? {
+        Some(gb) => json!(gb.saturating_mul(1024)),
+        None => Value::Null,
     })
+}
+
+/// A boolean of instance_info, also as the strings "true"/"false" (the CLI sets strings).
+fn flag(ii: &Map<String, Value>, key: &str) -> Result<Value, String> {
+    match ii.get(key) {
+        None | Some(Value::Null) => Ok(Value::Null),
+        Some(Value::Bool(b)) => Ok(json!(b)),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(json!(true)),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(json!(false)),
+        Some(v) => Err(format!(
+            "instance_info.{key} must be true or false, got {v}; fix it with `ferrite node set`"
+        )),
+    }
+}
+
+/// A capability of the node: instance_info's `capabilities` first, then properties', each
+/// either a dict or Ironic's "key:value,key:value" string.
+fn capability(node: &Node, key: &str) -> Option<String> {
+    [&node.instance_info, &node.properties]
+        .iter()
+        .find_map(|o| match o.get("capabilities")? {
+            Value::Object(m) => m.get(key).and_then(Value::as_str).map(str::to_owned),
+            Value::String(s) => s.split(',').find_map(|kv| {
+                let (k, v) = kv.split_once(':')?;
+                (k.trim() == key).then(|| v.trim().to_owned())
+            }),
+            _ => None,
+        })
+}
+
+/// Facts a finished agent command leaves on the node: after `prepare_image`, the root
+/// UUID it reported (`root_uuid_or_disk_id`, as Ironic keeps it).
+fn record_result(node: &mut Node, r: &CommandResult) {
+    if !r.command_name.ends_with("prepare_image") {
+        return;
+    }
+    let message = r
+        .command_result
+        .as_ref()
+        .and_then(|v| v.get("result"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if let Some(uuid) = message
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("root_uuid="))
+        .map(|u| u.trim_end_matches([';', ',']))
+        .filter(|u| !u.is_empty())
+    {
+        node.driver_internal_info
+            .insert("root_uuid_or_disk_id".into(), json!(uuid));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn node_with(instance_info: Value, properties: Value) -> Node {
+        let mut n = crate::api::nodes::blank_node();
+        n.instance_info = instance_info.as_object().cloned().unwrap_or_default();
+        n.properties = properties.as_object().cloned().unwrap_or_default();
+        n
+    }
+
+    #[test]
+    fn partition_images_get_their_layout_as_ironic_sends_it() {
+        let n = node_with(
+            json!({"image_source": "http://i/root.img", "image_type": "partition",
+                   "root_gb": 10, "swap_mb": "512", "ephemeral_gb": "2",
+                   "preserve_ephemeral": "false",
+                   "capabilities": {"disk_label": "msdos"}}),
+            json!({"capabilities": "boot_mode:bios,disk_label:gpt"}),
+        );
+        let i = image_info(&n).unwrap();
+        assert_eq!(i["image_type"], "partition");
+        assert_eq!(i["root_mb"], 10 * 1024);
+        assert_eq!(i["swap_mb"], 512);
+        assert_eq!(i["ephemeral_mb"], 2048);
+        assert_eq!(i["preserve_ephemeral"], false);
+        assert_eq!(i["disk_label"], "msdos", "instance_info's capabilities win");
+        assert_eq!(i["deploy_boot_mode"], "bios", "then the node's");
+        // The agent's own type reads it.
+        let parsed: ferrite_proto::image::ImageInfo = serde_json::from_value(i).unwrap();
+        assert_eq!(parsed.root_mb, Some(10240));
+        assert_eq!(parsed.disk_label.as_deref(), Some("msdos"));
+
+        let plain = node_with(
+            json!({"image_source": "http://i/root.img", "image_type": "partition", "root_mb": 64}),
+            json!({}),
+        );
+        let i = image_info(&plain).unwrap();
+        assert_eq!(i["deploy_boot_mode"], "uefi", "Ironic's default boot mode");
+        assert!(i["disk_label"].is_null());
+        assert_eq!(i["root_mb"], 64);
+
+        let whole = node_with(
+            json!({"image_source": "http://i/disk.raw", "root_gb": 10}),
+            json!({}),
+        );
+        let i = image_info(&whole).unwrap();
+        assert_eq!(i["image_type"], "whole-disk");
+        assert!(
+            i.get("root_mb").is_none(),
+            "whole-disk images carry no layout"
+        );
+    }
+
+    #[test]
+    fn bad_partition_sizes_say_which_field() {
+        for (field, v) in [
+            ("root_gb", json!("ten")),
+            ("swap_mb", json!(-1)),
+            ("preserve_ephemeral", json!("yes")),
+        ] {
+            let mut ii = json!({"image_source": "http://i/r.img", "image_type": "partition"});
+            ii[field] = v;
+            let e = image_info(&node_with(ii, json!({}))).unwrap_err();
+            assert!(e.contains(&format!("instance_info.{field}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn prepare_image_result_leaves_the_root_uuid() {
+        let mut n = node_with(json!({}), json!({}));
+        let r = |name: &str, msg: &str| CommandResult {
+            id: "1".into(),
+            command_name: name.into(),
+            command_params: Map::new(),
+            command_status: CommandStatus::Succeeded,
+            command_error: None,
+            command_result: Some(json!({"result": msg})),
+        };
+        record_result(&mut n, &r("prepare_image", "prepare_image: image (x) written to device /dev/sda root_uuid=0x1234abcd; config drive written"));
+        assert_eq!(n.driver_internal_info["root_uuid_or_disk_id"], "0x1234abcd");
+        let mut m = node_with(json!({}), json!({}));
+        record_result(&mut m, &r("execute_clean_step", "root_uuid=nope"));
+        record_result(&mut m, &r("prepare_image", "written root_uuid="));
+        assert!(!m.driver_internal_info.contains_key("root_uuid_or_disk_id"));
+    }
 
     #[test]
     fn user_steps_are_validated() {

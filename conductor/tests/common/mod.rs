@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferrite_conductor::server::ConductorConfig;
+
+pub mod agent;
 use serde_json::Value;
 
 pub const VERSION: &str = "1.68";
