@@ -20,10 +20,18 @@ pub enum ClientError {
     },
 }
 
+/// Retries of a request refused because the node is locked, and the wait between them
+/// (python-ironicclient: 5 × 2 s).
+const LOCKED_RETRIES: u32 = 5;
+const LOCKED_BACKOFF: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct Client {
     pub base: String,
     http: reqwest::Client,
     auth: Option<(String, String)>,
+    /// How often and how long apart a "node is locked" 409 is retried.
+    pub locked_retries: u32,
+    pub locked_backoff: std::time::Duration,
 }
 
 /// The faultstring of an Ironic error body, or the body itself.
@@ -49,10 +57,36 @@ impl Client {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
             auth,
+            locked_retries: LOCKED_RETRIES,
+            locked_backoff: LOCKED_BACKOFF,
         }
     }
 
     pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        // Like python-ironicclient: a node locked by the conductor's own work answers 409
+        // "please retry"; retry a few times before giving up.
+        let mut attempt = 0;
+        loop {
+            match self.call_once(method, path, body).await {
+                Err(ClientError::Api {
+                    status: 409,
+                    ref message,
+                    ..
+                }) if message.contains("is locked by") && attempt < self.locked_retries => {
+                    attempt += 1;
+                    tokio::time::sleep(self.locked_backoff).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn call_once(
         &self,
         method: &str,
         path: &str,
@@ -95,6 +129,62 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    /// A server answering `locked` 409s first, then 204; returns its URL and hit counter.
+    async fn flaky(locked: u32, message: &'static str) -> (String, Arc<AtomicU32>) {
+        let hits = Arc::new(AtomicU32::new(0));
+        let h = hits.clone();
+        let app = axum::Router::new().route(
+            "/v1/nodes/n",
+            axum::routing::delete(move || {
+                let n = h.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < locked {
+                        let body = serde_json::json!({"error_message": serde_json::json!({"faultstring": message}).to_string()});
+                        (axum::http::StatusCode::CONFLICT, body.to_string())
+                    } else {
+                        (axum::http::StatusCode::NO_CONTENT, String::new())
+                    }
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await });
+        (url, hits)
+    }
+
+    #[tokio::test]
+    async fn a_locked_node_is_retried_other_conflicts_are_not() {
+        let locked =
+            "Node n is locked by host c1, please retry after the current operation is completed.";
+        let (url, hits) = flaky(2, locked).await;
+        let mut c = Client::new(&url, None);
+        c.locked_backoff = std::time::Duration::from_millis(10);
+        assert!(c.call("DELETE", "/v1/nodes/n", None).await.is_ok());
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+
+        let (url, hits) = flaky(100, locked).await;
+        let mut c = Client::new(&url, None);
+        c.locked_backoff = std::time::Duration::from_millis(10);
+        let e = c.call("DELETE", "/v1/nodes/n", None).await.unwrap_err();
+        assert!(
+            e.to_string().contains("HTTP 409") && e.to_string().contains("locked"),
+            "{e}"
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 1 + LOCKED_RETRIES);
+
+        let (url, hits) = flaky(1, "Node n is in state active; it cannot be deleted").await;
+        let c = Client::new(&url, None);
+        assert!(c.call("DELETE", "/v1/nodes/n", None).await.is_err());
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "a real conflict is not retried"
+        );
+    }
 
     #[test]
     fn ironic_errors_become_one_line() {

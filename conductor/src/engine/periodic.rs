@@ -135,7 +135,9 @@ impl Conductor {
     pub async fn run_periodic(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.cfg.periodic_interval);
         let mut power = self.cfg.power_sync_interval.map(|every| {
-            let mut t = tokio::time::interval(every);
+            // The first pass after one interval, not at start-up: no burst of BMC reads
+            // (and node locks) while clients enrol and change nodes right after a start.
+            let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             t
         });
