@@ -35,6 +35,9 @@ pub enum Command {
     /// Write a whole-disk image from URLs to a disk named explicitly (a file or loop
     /// device outside the ramdisk), verifying its checksum; prints the outcome as JSON.
     WriteImage(crate::image::standalone::WriteImageArgs),
+    /// Erase a disk named explicitly (a file or loop device outside the ramdisk): NVMe
+    /// format/sanitize where supported, else zeroes; prints the outcome as JSON.
+    EraseDisk(crate::steps::erase::EraseDiskArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
             }
         },
         Some(Command::WriteImage(args)) => crate::image::standalone::run(args),
+        Some(Command::EraseDisk(args)) => crate::steps::erase::run(args),
         None => run_agent(cli.run),
     }
 }

@@ -304,6 +304,9 @@ async fn write_image_deploy_step_and_erase_clean_steps() {
         )
         .await;
     assert_eq!(res["command_status"], "SUCCEEDED", "{res}");
+    let erased = &res["command_result"]["erased"][0];
+    assert_eq!(erased["method"], "zeroed", "{res}");
+    assert_eq!(erased["reads_back_zeroes"], true, "{res}");
     assert!(
         std::fs::read(&disk).unwrap().iter().all(|&b| b == 0),
         "erase_devices zeroes the whole disk"

@@ -1,5 +1,5 @@
 //! Block device ioctls the agent needs (`BLKZEROOUT`, `BLKDISCARD`, `BLKRRPART`,
-//! `BLKSSZGET`), each a small safe wrapper.
+//! `BLKSSZGET`, `BLKFLSBUF`), each a small safe wrapper.
 
 use std::fs::File;
 use std::io;
@@ -17,6 +17,7 @@ nix::ioctl_write_ptr_bad!(
     [u64; 2]
 );
 nix::ioctl_none_bad!(ioctl_blkrrpart, nix::request_code_none!(0x12, 95));
+nix::ioctl_none_bad!(ioctl_blkflsbuf, nix::request_code_none!(0x12, 97));
 nix::ioctl_read_bad!(
     ioctl_blksszget,
     nix::request_code_none!(0x12, 104),
@@ -62,4 +63,13 @@ pub fn logical_sector_size(file: &File) -> io::Result<u32> {
     // SAFETY: BLKSSZGET writes one int into `size`, which outlives the call.
     unsafe { ioctl_blksszget(file.as_raw_fd(), &mut size) }.map_err(io::Error::from)?;
     Ok(size.max(512) as u32)
+}
+
+/// Flush and drop the kernel's buffer cache of a block device (after the device changed
+/// its contents behind the cache, e.g. an NVMe format).
+pub fn flush_buffers(file: &File) -> io::Result<()> {
+    // SAFETY: BLKFLSBUF takes no argument; the fd stays open during the call.
+    unsafe { ioctl_blkflsbuf(file.as_raw_fd()) }
+        .map(|_| ())
+        .map_err(io::Error::from)
 }

@@ -9,11 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::StepKind;
 use crate::commands::{image, CommandError, CommandFuture};
-use crate::disk::probe;
-use crate::disk::safety::{self, Choice};
-use crate::disk::wipe;
-use crate::image::writer::{DirectWriter, Target};
-use crate::image::BlockSink;
+use crate::disk::safety::Choice;
 use crate::state::AgentState;
 
 /// Start one of the generic disk steps; `None` for other steps.
@@ -45,45 +41,7 @@ fn disks(state: &AgentState) -> Result<Vec<(PathBuf, Choice)>, CommandError> {
         .collect())
 }
 
-/// Erase one disk: metadata only (both ends) or all of it (zero-out / punch / overwrite).
-pub fn erase_disk(
-    path: &std::path::Path,
-    choice: Choice,
-    full: bool,
-    force: bool,
-) -> Result<Value, CommandError> {
-    safety::authorize(path, choice).map_err(|e| CommandError::failed("refusing to erase", e))?;
-    let t = Target::open(path)
-        .map_err(|e| CommandError::failed(format!("cannot open {}", path.display()), e))?;
-    let found = probe::probe_file(t.file(), t.size)
-        .map_err(|e| CommandError::failed(format!("cannot read {}", path.display()), e))?;
-    let names: Vec<&str> = found.iter().map(|s| s.name()).collect();
-    if !force {
-        if let Some(s) = found.iter().find(|s| s.is_shared_storage()) {
-            return Err(CommandError::failed_msg(format!(
-                "{} holds a {} signature (shared storage); refusing to erase it: pass the step argument force=true to erase anyway",
-                path.display(),
-                s.name()
-            )));
-        }
-    }
-    let size = t.size;
-    let mut w = DirectWriter::new(t, false);
-    let method = if full {
-        // BLKZEROOUT (offloaded where the device can, else the kernel writes zeroes), or a
-        // punched hole for files: either way the disk reads back zeroes.
-        w.write_zeroes(0, size)
-            .map_err(|e| CommandError::failed(format!("erasing {}", path.display()), e))?;
-        "zeroed"
-    } else {
-        "metadata wiped"
-    };
-    wipe::wipe_partition_signatures(&mut w)
-        .map_err(|e| CommandError::failed(format!("wiping {}", path.display()), e))?;
-    w.flush()
-        .map_err(|e| CommandError::failed(format!("syncing {}", path.display()), e))?;
-    Ok(json!({"device": path.display().to_string(), "signatures": names, "method": method}))
-}
+pub use super::erase::erase_disk;
 
 async fn erase(
     state: Arc<AgentState>,

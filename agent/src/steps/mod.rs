@@ -2,6 +2,7 @@
 //! best first; a step runs on the first manager that implements it.
 
 pub mod disk;
+pub mod erase;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

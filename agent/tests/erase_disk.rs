@@ -1,0 +1,116 @@
+//! `ferrite-agent erase-disk` on targets the tests create: a loop device that is not NVMe
+//! falls back to zeroing (and says why), metadata-only keeps the data, and a device that is
+//! neither a file nor a loop device is refused before anything is touched.
+
+mod imaging;
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use imaging::*;
+
+const DISK: u64 = 8 * MIB;
+
+fn erase_disk(args: &[&str], disk: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferrite-agent"))
+        .arg("erase-disk")
+        .arg("--disk")
+        .arg(disk)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "erase-disk failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// A disk file full of a non-zero pattern, with a GPT at the start.
+fn patterned_disk(dir: &Path) -> std::path::PathBuf {
+    let disk = sparse_disk(dir, "disk.img", DISK);
+    let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+    f.write_all_at(&vec![0xA5; DISK as usize], 0).unwrap();
+    old_partition_table(&disk);
+    disk
+}
+
+#[test]
+fn a_loop_device_that_is_not_nvme_is_zeroed_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let backing = patterned_disk(dir.path());
+    let lo = LoopDevice::attach(&backing);
+    let v = json_of(&erase_disk(&[], &lo.dev));
+    assert_eq!(v["method"], "zeroed", "{v}");
+    assert_eq!(v["reads_back_zeroes"], true, "{v}");
+    assert_eq!(v["zeroes_evidence"], "BLKZEROOUT", "{v}");
+    assert_eq!(v["signatures"], serde_json::json!(["gpt"]), "{v}");
+    assert!(
+        v["nvme_skipped"]
+            .as_str()
+            .unwrap()
+            .contains("not a whole NVMe namespace"),
+        "{v}"
+    );
+    drop(lo);
+    assert!(
+        std::fs::read(&backing).unwrap().iter().all(|&b| b == 0),
+        "the backing file reads back zeroes"
+    );
+}
+
+#[test]
+fn metadata_only_wipes_the_ends_and_keeps_the_middle() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = patterned_disk(dir.path());
+    let v = json_of(&erase_disk(&["--metadata-only"], &disk));
+    assert_eq!(v["method"], "metadata wiped", "{v}");
+    assert!(v.get("reads_back_zeroes").is_none(), "{v}");
+    let data = std::fs::read(&disk).unwrap();
+    let mib = MIB as usize;
+    assert!(data[..mib].iter().all(|&b| b == 0));
+    assert!(data[data.len() - mib..].iter().all(|&b| b == 0));
+    assert!(data[mib..data.len() - mib].iter().all(|&b| b == 0xA5));
+    assert!(sfdisk_json(&disk).is_none(), "no partition table left");
+}
+
+#[test]
+fn a_file_is_zeroed_by_punching_a_hole() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = patterned_disk(dir.path());
+    let v = json_of(&erase_disk(&[], &disk));
+    assert_eq!(v["method"], "zeroed", "{v}");
+    assert_eq!(v["zeroes_evidence"], "hole punched in the file", "{v}");
+    assert!(
+        v.get("nvme_skipped").is_none(),
+        "files are not NVMe candidates: {v}"
+    );
+    assert!(std::fs::read(&disk).unwrap().iter().all(|&b| b == 0));
+}
+
+#[test]
+fn a_device_that_is_neither_a_file_nor_a_loop_device_is_refused() {
+    // /dev/zero: a character device, the stand-in for a disk the agent was not meant for.
+    let out = erase_disk(&[], Path::new("/dev/zero"));
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no result printed");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to erase"), "{err}");
+    assert!(
+        err.contains("neither a regular file nor a loop device"),
+        "{err}"
+    );
+    let missing = erase_disk(&[], Path::new("/nonexistent/disk"));
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("does not exist"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}
