@@ -6,7 +6,8 @@
 //! bit 1) without cryptographic erase (FNA 0) or Sanitize, and implements the format by
 //! writing zeroes over the namespace: the agent must report a user-data erase, and the
 //! backing file must read back zeroes, its middle included (the agent's own signature wipe
-//! only touches the first and last MiB).
+//! only touches the first and last MiB). A second namespace on the same controller keeps its
+//! data: QEMU's format acts on one namespace (FNA 0), and nothing else is touched.
 //!
 //! Needs the static agent (`cargo xtask agent`) and qemu-system-x86. Skipped by
 //! `cargo xtask test --quick` (FERRITE_SKIP_VM_TESTS).
@@ -24,6 +25,8 @@ const BEGIN: &str = "FERRITE-ERASE-BEGIN";
 const END: &str = "FERRITE-ERASE-END";
 const DISK_BYTES: u64 = 64 << 20;
 const PATTERN: u8 = 0xA5;
+const OTHER_BYTES: u64 = 16 << 20;
+const OTHER_PATTERN: u8 = 0x3C;
 
 /// Kills and reaps a child process when the test ends, passed or failed.
 struct Reaped(Child);
@@ -65,7 +68,7 @@ fn build_guest(dir: &Path, agent: &Path) -> (PathBuf, PathBuf) {
         "#!/bin/sh\nexport PATH=/bin:/sbin:/usr/bin:/usr/sbin\n\
          mount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs devtmpfs /dev\n\
          while read -r ko; do insmod \"$ko\"; done </{list}\n\
-         i=0; while [ ! -b /dev/nvme0n1 ] && [ $i -lt 300 ]; do usleep 100000; i=$((i+1)); done\n\
+         i=0; while [ ! -b /dev/nvme0n2 ] && [ $i -lt 300 ]; do usleep 100000; i=$((i+1)); done\n\
          ls -l /dev/nvme*\necho {BEGIN}\n/bin/ferrite-agent erase-disk --disk /dev/nvme0n1\n\
          echo \"exit=$?\"\necho {END}\npoweroff -f\n",
         list = initramfs::LOAD_LIST
@@ -123,6 +126,17 @@ fn erase_devices_formats_an_nvme_namespace_in_a_vm() {
         .unwrap()
         .write_all_at(&vec![PATTERN; DISK_BYTES as usize], 0)
         .unwrap();
+    let other = dir.0.join("other.img");
+    fs::File::create(&other)
+        .unwrap()
+        .write_all_at(&vec![OTHER_PATTERN; OTHER_BYTES as usize], 0)
+        .unwrap();
+    let drive = |path: &Path, id: &str| {
+        format!(
+            "file={},if=none,id={id},format=raw,cache=none,aio=threads",
+            path.display()
+        )
+    };
 
     let console = dir.0.join("console.log");
     let qemu = Command::new("qemu-system-x86_64")
@@ -136,11 +150,12 @@ fn erase_devices_formats_an_nvme_namespace_in_a_vm() {
         .arg(&initrd)
         .args(["-append", "console=ttyS0 loglevel=1 panic=-1"])
         .arg("-drive")
-        .arg(format!(
-            "file={},if=none,id=nvm,format=raw,cache=none,aio=threads",
-            disk.display()
-        ))
-        .args(["-device", "nvme,serial=FERRITE-NVME-1,drive=nvm"])
+        .arg(drive(&disk, "nvm1"))
+        .arg("-drive")
+        .arg(drive(&other, "nvm2"))
+        .args(["-device", "nvme,id=nvme0,serial=FERRITE-NVME-1"])
+        .args(["-device", "nvme-ns,bus=nvme0,drive=nvm1,nsid=1"])
+        .args(["-device", "nvme-ns,bus=nvme0,drive=nvm2,nsid=2"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -172,6 +187,11 @@ fn erase_devices_formats_an_nvme_namespace_in_a_vm() {
         .map(|(out, _)| out.trim().to_string())
         .unwrap_or_else(|| panic!("no output between the markers:\n{text}"));
     assert!(out.ends_with("exit=0"), "erase-disk failed:\n{text}");
+    let (before, _) = text.split_once(BEGIN).unwrap();
+    assert!(
+        before.contains("/dev/nvme0n2"),
+        "the guest sees both namespaces:\n{before}"
+    );
     let json = out
         .lines()
         .find(|l| l.trim_start().starts_with('{'))
@@ -197,5 +217,10 @@ fn erase_devices_formats_an_nvme_namespace_in_a_vm() {
     assert_eq!(
         first, None,
         "the backing file still holds data at {first:?}"
+    );
+    let kept = fs::read(&other).unwrap();
+    assert!(
+        kept.iter().all(|&b| b == OTHER_PATTERN),
+        "the other namespace of the controller was touched"
     );
 }
