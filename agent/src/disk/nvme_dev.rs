@@ -213,16 +213,7 @@ pub fn erase(file: &File, siblings: &[String], deadline: Duration) -> Result<Era
     let plan = ErasePlan::choose(&ctrl).ok_or(NvmeError::Unsupported {
         sanicap: ctrl.sanicap,
     })?;
-    let reaches_all = match plan {
-        ErasePlan::Format(_) => ctrl.format_all_namespaces() || ctrl.secure_erase_all_namespaces(),
-        ErasePlan::Sanitize(_) => true,
-    };
-    if reaches_all && !siblings.is_empty() {
-        return Err(NvmeError::SharedController {
-            method: plan.method(),
-            others: siblings.join(", "),
-        });
-    }
+    check_scope(plan, &ctrl, siblings)?;
     match plan {
         ErasePlan::Format(ses) => admin(
             file,
@@ -248,18 +239,49 @@ pub fn erase(file: &File, siblings: &[String], deadline: Duration) -> Result<Era
     })
 }
 
+/// Refuse a plan that would also erase `siblings`, other namespaces of the controller:
+/// a format when FNA bit 0 or 1 says it acts on all of them; a sanitize always does.
+fn check_scope(
+    plan: ErasePlan,
+    ctrl: &IdentifyController,
+    siblings: &[String],
+) -> Result<(), NvmeError> {
+    let reaches_all = match plan {
+        ErasePlan::Format(_) => ctrl.format_all_namespaces() || ctrl.secure_erase_all_namespaces(),
+        ErasePlan::Sanitize(_) => true,
+    };
+    if reaches_all && !siblings.is_empty() {
+        return Err(NvmeError::SharedController {
+            method: plan.method(),
+            others: siblings.join(", "),
+        });
+    }
+    Ok(())
+}
+
 /// Poll the Sanitize Status log page until the sanitize is over or `limit` passes.
 fn wait_for_sanitize(file: &File, limit: Duration) -> Result<(), NvmeError> {
-    let deadline = Instant::now() + limit;
     let mut buf = vec![0u8; nvme::SANITIZE_LOG_LEN];
     let cmd = nvme::get_log_page(
         nvme::LID_SANITIZE_STATUS,
         nvme::NSID_ALL,
         nvme::SANITIZE_LOG_LEN,
     );
-    loop {
+    poll_sanitize(limit, Duration::from_millis(500), || {
         admin(file, "Get Log Page (Sanitize Status)", &cmd, Some(&mut buf))?;
-        let status = SanitizeStatus::parse(&buf)?;
+        Ok(SanitizeStatus::parse(&buf)?)
+    })
+}
+
+/// Read the status with `read` every `every` until it is no longer in progress.
+fn poll_sanitize(
+    limit: Duration,
+    every: Duration,
+    mut read: impl FnMut() -> Result<SanitizeStatus, NvmeError>,
+) -> Result<(), NvmeError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let status = read()?;
         match status.state {
             SanitizeState::InProgress => {}
             SanitizeState::Failed => return Err(NvmeError::SanitizeFailed),
@@ -275,7 +297,7 @@ fn wait_for_sanitize(file: &File, limit: Duration) -> Result<(), NvmeError> {
             progress = format!("{:.1}%", status.percent()),
             "sanitize in progress"
         );
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(every);
     }
 }
 
@@ -322,6 +344,72 @@ mod tests {
         assert_eq!(sibling_namespaces(dir.path(), "nvme0n1"), vec!["nvme0n2"]);
         assert!(sibling_namespaces(dir.path(), "nvme1n1").is_empty());
         assert!(sibling_namespaces(&dir.path().join("none"), "nvme0n1").is_empty());
+    }
+
+    fn ctrl(fna: u8) -> IdentifyController {
+        IdentifyController {
+            serial: "S".into(),
+            model: "M".into(),
+            oacs: 0x2,
+            sanicap: 0x2,
+            nn: 2,
+            fna,
+        }
+    }
+
+    #[test]
+    fn plans_reaching_other_namespaces_are_refused() {
+        use nvme::{SanitizeAction, SecureErase};
+        let format = ErasePlan::Format(SecureErase::UserData);
+        let sanitize = ErasePlan::Sanitize(SanitizeAction::BlockErase);
+        let others = vec!["nvme0n2".to_string()];
+        assert!(check_scope(format, &ctrl(0), &others).is_ok());
+        assert!(check_scope(format, &ctrl(0x1), &[]).is_ok());
+        assert!(check_scope(sanitize, &ctrl(0), &[]).is_ok());
+        for (plan, fna) in [(format, 0x1), (format, 0x2), (sanitize, 0)] {
+            let e = check_scope(plan, &ctrl(fna), &others).unwrap_err();
+            assert!(e.to_string().contains("(nvme0n2)"), "{e}");
+            assert!(e.to_string().contains(plan.method()), "{e}");
+        }
+    }
+
+    fn status(state: SanitizeState, sprog: u16) -> SanitizeStatus {
+        SanitizeStatus {
+            sprog,
+            state,
+            global_data_erased: false,
+        }
+    }
+
+    #[test]
+    fn sanitize_polling_ends_on_completion_failure_or_deadline() {
+        let tick = Duration::from_millis(1);
+        let mut seq = vec![
+            status(SanitizeState::Completed, 0xFFFF),
+            status(SanitizeState::InProgress, 0x4000),
+            status(SanitizeState::InProgress, 0x1000),
+        ];
+        let mut reads = 0;
+        poll_sanitize(Duration::from_secs(5), tick, || {
+            reads += 1;
+            Ok(seq.pop().unwrap())
+        })
+        .unwrap();
+        assert_eq!(reads, 3);
+        let e = poll_sanitize(Duration::from_secs(5), tick, || {
+            Ok(status(SanitizeState::Failed, 0))
+        })
+        .unwrap_err();
+        assert!(matches!(e, NvmeError::SanitizeFailed), "{e}");
+        let e = poll_sanitize(Duration::from_millis(20), tick, || {
+            Ok(status(SanitizeState::InProgress, 0x8000))
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("50.0%"), "{e}");
+        let e = poll_sanitize(Duration::from_secs(5), tick, || {
+            Err(NvmeError::SanitizeFailed)
+        });
+        assert!(e.is_err(), "read errors end the wait");
     }
 
     #[test]
