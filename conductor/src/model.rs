@@ -140,7 +140,33 @@ fn obj_or_null(o: &Obj) -> Value {
     }
 }
 
+/// The boot mode of a node without a `boot_mode` capability (Ironic's
+/// `[deploy]default_boot_mode`).
+pub const DEFAULT_BOOT_MODE: &str = "uefi";
+
 impl Node {
+    /// A capability: instance_info's `capabilities` first, then properties', each either a
+    /// dict or Ironic's "key:value,key:value" string.
+    pub fn capability(&self, key: &str) -> Option<String> {
+        [&self.instance_info, &self.properties]
+            .iter()
+            .find_map(|o| match o.get("capabilities")? {
+                Value::Object(m) => m.get(key).and_then(Value::as_str).map(str::to_owned),
+                Value::String(s) => s.split(',').find_map(|kv| {
+                    let (k, v) = kv.split_once(':')?;
+                    (k.trim() == key).then(|| v.trim().to_owned())
+                }),
+                _ => None,
+            })
+    }
+
+    /// `uefi` or `bios`: the `boot_mode` capability, else [`DEFAULT_BOOT_MODE`]. Used for the
+    /// BMC's boot flags and a partition image's layout alike.
+    pub fn boot_mode(&self) -> String {
+        self.capability("boot_mode")
+            .unwrap_or_else(|| DEFAULT_BOOT_MODE.to_owned())
+    }
+
     /// The full API view with secrets masked and links under `base` (e.g. `http://h:6385`).
     pub fn to_api(&self, base: &str) -> Obj {
         let mut dii = self.driver_internal_info.clone();
@@ -333,6 +359,22 @@ pub fn age_secs(ts: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capabilities_and_boot_mode_follow_ironic() {
+        let mut n = crate::api::nodes::blank_node();
+        assert_eq!(n.boot_mode(), "uefi", "Ironic's default boot mode");
+        n.properties.insert(
+            "capabilities".into(),
+            json!("disk_label:gpt, boot_mode:bios"),
+        );
+        assert_eq!(n.boot_mode(), "bios");
+        assert_eq!(n.capability("disk_label").as_deref(), Some("gpt"));
+        n.instance_info
+            .insert("capabilities".into(), json!({"boot_mode": "uefi"}));
+        assert_eq!(n.boot_mode(), "uefi", "instance_info's capabilities win");
+        assert_eq!(n.capability("nothing"), None);
+    }
 
     #[test]
     fn macs_normalise_or_explain() {

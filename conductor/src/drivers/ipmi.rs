@@ -123,19 +123,6 @@ pub struct IpmiManagement(pub Arc<IpmiClients>);
 
 const BOOT_DEVICES: &[&str] = &["pxe", "disk", "cdrom", "bios", "safe"];
 
-/// UEFI when the node's capabilities say `boot_mode:uefi` (Ironic's convention).
-fn uefi(node: &Node) -> bool {
-    [&node.instance_info, &node.properties].iter().any(|o| {
-        o.get("capabilities")
-            .map(|c| match c {
-                Value::String(s) => s.contains("boot_mode:uefi"),
-                Value::Object(m) => m.get("boot_mode").and_then(|v| v.as_str()) == Some("uefi"),
-                _ => false,
-            })
-            .unwrap_or(false)
-    })
-}
-
 impl Management for IpmiManagement {
     fn name(&self) -> &'static str {
         "ipmitool"
@@ -166,7 +153,8 @@ impl Management for IpmiManagement {
                 .set_boot_options(BootOptions {
                     device: dev,
                     persistent,
-                    uefi: uefi(node),
+                    // Ironic's ipmitool driver sets the EFI flag unless the node says bios.
+                    uefi: node.boot_mode() == "uefi",
                     valid: true,
                 })
                 .await

@@ -747,8 +747,8 @@ fn image_info(node: &Node) -> Result<Value, String> {
         "ephemeral_mb": mebibytes(ii, "ephemeral")?,
         "ephemeral_format": get("ephemeral_format"),
         "preserve_ephemeral": flag(ii, "preserve_ephemeral")?,
-        "disk_label": capability(node, "disk_label"),
-        "deploy_boot_mode": capability(node, "boot_mode").unwrap_or_else(|| "uefi".into()),
+        "disk_label": node.capability("disk_label"),
+        "deploy_boot_mode": node.boot_mode(),
         "boot_option": "local",
     });
     if let (Some(i), Value::Object(l)) = (info.as_object_mut(), layout) {
@@ -791,21 +791,6 @@ fn flag(ii: &Map<String, Value>, key: &str) -> Result<Value, String> {
             "instance_info.{key} must be true or false, got {v}; fix it with `ferrite node set`"
         )),
     }
-}
-
-/// A capability of the node: instance_info's `capabilities` first, then properties', each
-/// either a dict or Ironic's "key:value,key:value" string.
-fn capability(node: &Node, key: &str) -> Option<String> {
-    [&node.instance_info, &node.properties]
-        .iter()
-        .find_map(|o| match o.get("capabilities")? {
-            Value::Object(m) => m.get(key).and_then(Value::as_str).map(str::to_owned),
-            Value::String(s) => s.split(',').find_map(|kv| {
-                let (k, v) = kv.split_once(':')?;
-                (k.trim() == key).then(|| v.trim().to_owned())
-            }),
-            _ => None,
-        })
 }
 
 /// Facts a finished agent command leaves on the node: after `prepare_image`, the root
