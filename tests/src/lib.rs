@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+pub mod guest;
+
 /// `tests/fixtures/` in the source tree.
 pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")

@@ -9,35 +9,15 @@
 
 use std::fs;
 use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use ferrite_proto::inventory::Inventory;
-use ferrite_ramdisk_build::cpio::Archive;
-use ferrite_ramdisk_build::{deb, initramfs, kmod::ModuleTree};
+use ferrite_tests::guest::{self, wait_until, Reaped, Script, TempDir};
 
 const BMC_IP: &str = "192.0.2.77";
 const BMC_MAC: &str = "52:54:00:aa:bb:77";
-const BEGIN: &str = "FERRITE-INVENTORY-BEGIN";
-const END: &str = "FERRITE-INVENTORY-END";
-
-/// Kills and reaps a child process when the test ends, passed or failed.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -53,55 +33,6 @@ fn free_udp_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Polls `cond` every 50 ms until it holds or `limit` passes.
-fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Kernel + initramfs whose init loads the IPMI drivers, prints the inventory between markers
-/// on the console and powers off.
-fn build_guest(dir: &Path, agent: &Path) -> (PathBuf, PathBuf) {
-    let cache = project_root().join("target/ramdisk-cache");
-    let kernel_dir = deb::KERNEL.unpack(&cache).expect("Debian kernel package");
-    let busybox_dir = deb::BUSYBOX.unpack(&cache).expect("busybox-static package");
-    let tree = ModuleTree::scan(&kernel_dir.join("lib/modules").join(deb::KERNEL_RELEASE))
-        .expect("kernel modules");
-    let modules = tree
-        .closure(&["ipmi_msghandler", "ipmi_devintf", "ipmi_si"])
-        .expect("IPMI modules");
-    let init = format!(
-        "#!/bin/sh\nexport PATH=/bin:/sbin:/usr/bin:/usr/sbin\n\
-         mount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs devtmpfs /dev\n\
-         while read -r ko; do insmod \"$ko\"; done </{list}\n\
-         i=0; while [ ! -e /dev/ipmi0 ] && [ $i -lt 200 ]; do usleep 100000; i=$((i+1)); done\n\
-         ls -l /dev/ipmi0; dmesg | grep -i -E \"ipmi|kcs\" | tail -20\necho {BEGIN}\n/bin/ferrite-agent inventory\necho {END}\npoweroff -f\n",
-        list = initramfs::LOAD_LIST
-    );
-    let mut archive = Archive::new();
-    initramfs::add_skeleton(&mut archive).unwrap();
-    initramfs::add_busybox(&mut archive, &busybox_dir.join("bin/busybox")).unwrap();
-    initramfs::add_modules(&mut archive, deb::KERNEL_RELEASE, &modules).unwrap();
-    archive.file("init", init.into_bytes(), 0o755).unwrap();
-    archive
-        .file("bin/ferrite-agent", fs::read(agent).unwrap(), 0o755)
-        .unwrap();
-    let initrd = dir.join("initrd.gz");
-    fs::write(
-        &initrd,
-        initramfs::gzip(&archive.to_bytes(initramfs::MTIME)).unwrap(),
-    )
-    .unwrap();
-    let kernel = kernel_dir.join(format!("boot/vmlinuz-{}", deb::KERNEL_RELEASE));
-    (kernel, initrd)
 }
 
 /// Starts ipmi_sim with LAN channel 1 on `lan_port` and the VM (KCS) socket on `kcs_port`.
@@ -213,63 +144,33 @@ fn agent_reads_bmc_addresses_through_dev_ipmi0() {
         eprintln!("skipped: FERRITE_SKIP_VM_TESTS is set");
         return;
     }
-    let agent = project_root().join("target/agent/ferrite-agent");
-    assert!(
-        agent.exists(),
-        "{} is missing: build the static agent first with `cargo xtask agent`",
-        agent.display()
-    );
-    let dir = std::env::temp_dir().join(format!("ferrite-bmc-vm-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    let (kernel, initrd) = build_guest(&dir, &agent);
+    let agent = guest::static_agent();
+    let dir = TempDir::new("ferrite-bmc-vm");
+    let script = Script {
+        modules: &["ipmi_msghandler", "ipmi_devintf", "ipmi_si"],
+        wait_for: "/dev/ipmi0",
+        before: "ls -l /dev/ipmi0; dmesg | grep -i -E \"ipmi|kcs\" | tail -20",
+        command: "/bin/ferrite-agent inventory",
+    };
+    let (kernel, initrd) = guest::build(&dir.0, &agent, &script);
     let (lan_port, kcs_port) = (free_udp_port(), free_tcp_port());
-    let _sim = start_ipmi_sim(&dir, lan_port, kcs_port);
+    let _sim = start_ipmi_sim(&dir.0, lan_port, kcs_port);
 
-    let console = dir.join("console.log");
-    let qemu = Command::new("qemu-system-x86_64")
-        .args(["-M", "q35", "-accel", "tcg", "-m", "512", "-smp", "1"])
-        .args(["-display", "none", "-no-reboot", "-net", "none"])
-        .arg("-serial")
-        .arg(format!("file:{}", console.display()))
-        .arg("-kernel")
-        .arg(&kernel)
-        .arg("-initrd")
-        .arg(&initrd)
-        .args(["-append", "console=ttyS0 loglevel=1 panic=-1"])
-        .arg("-chardev")
-        .arg(format!(
-            "socket,id=ipmi0,host=127.0.0.1,port={kcs_port},reconnect=10"
-        ))
-        .args(["-device", "ipmi-bmc-extern,chardev=ipmi0,id=bmc0"])
-        .args(["-device", "isa-ipmi-kcs,bmc=bmc0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("qemu-system-x86_64 (Debian package qemu-system-x86) must be installed");
-    let mut qemu = Reaped(qemu);
-    let read_console = || fs::read_to_string(&console).unwrap_or_default();
-    wait_until(
-        Duration::from_secs(300),
-        "the inventory on the console",
-        || {
-            // The guest powers off right after the inventory: look at the console first.
-            if read_console().contains(END) {
-                return true;
-            }
-            if let Ok(Some(status)) = qemu.0.try_wait() {
-                panic!("QEMU exited ({status}) early; console:\n{}", read_console());
-            }
-            false
-        },
+    let devices = [
+        "-chardev".to_string(),
+        format!("socket,id=ipmi0,host=127.0.0.1,port={kcs_port},reconnect=10"),
+        "-device".into(),
+        "ipmi-bmc-extern,chardev=ipmi0,id=bmc0".into(),
+        "-device".into(),
+        "isa-ipmi-kcs,bmc=bmc0".into(),
+    ];
+    let run = guest::run(&dir.0, &kernel, &initrd, &devices, Duration::from_secs(300));
+    assert_eq!(
+        run.exit, 0,
+        "ferrite-agent inventory failed:\n{}",
+        run.console
     );
-    let text = read_console();
-    let json = text
-        .split_once(BEGIN)
-        .and_then(|(_, rest)| rest.split_once(END))
-        .map(|(json, _)| json.trim())
-        .unwrap_or_else(|| panic!("no inventory between the markers:\n{text}"));
+    let json = run.output.as_str();
     let inv: Inventory = serde_json::from_str(json)
         .unwrap_or_else(|e| panic!("inventory is not CONTRACT JSON ({e}):\n{json}"));
 
@@ -283,6 +184,4 @@ fn agent_reads_bmc_addresses_through_dev_ipmi0() {
     assert_eq!(inv.cpu.count, 1);
     assert_eq!(inv.memory.physical_mb, Some(512));
     assert_eq!(inv.system_vendor.manufacturer.as_deref(), Some("QEMU"));
-    drop(qemu);
-    let _ = fs::remove_dir_all(&dir);
 }
