@@ -1,10 +1,17 @@
 //! The iSCSI initiator on tokio: login (None or CHAP, optionally mutual), SendTargets
-//! discovery, and one-command-at-a-time SCSI I/O on LUN 0 (read, write, sync, unmap).
+//! discovery, one-command-at-a-time SCSI I/O on LUN 0 (read, write, sync, unmap), and
+//! tagged writes with several in flight (see `initiator_tasks.rs`).
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 #[path = "initiator_login.rs"]
 mod login;
+#[path = "initiator_tasks.rs"]
+mod tasks;
+
+pub use tasks::Completion;
 
 use bytes::Bytes;
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
@@ -13,7 +20,7 @@ use tokio::net::TcpStream;
 
 use crate::chap::{ChapError, Credentials};
 use crate::io::{read_pdu_async, write_pdu_async, IoError};
-use crate::pdu::{Bhs, DataOut, Framing, Logout, Nop, Pdu, ScsiCmd, Text};
+use crate::pdu::{Bhs, Framing, Logout, Nop, Pdu, ScsiCmd, Text};
 use crate::scsi::Sense;
 use crate::text::{Offer, Pairs, Params};
 
@@ -53,6 +60,15 @@ pub enum InitiatorError {
     },
     #[error("buffer of {len} bytes is not a whole number of {block}-byte blocks")]
     Unaligned { len: usize, block: u32 },
+    /// The connection failed (socket error, malformed PDU, protocol violation); every
+    /// command outstanding on it, and every later one, fails with this cause.
+    #[error("the iSCSI session failed; log in again")]
+    SessionFailed {
+        #[source]
+        cause: Arc<InitiatorError>,
+    },
+    #[error("{0} commands are still outstanding; collect their completions first")]
+    Outstanding(usize),
 }
 
 fn login_meaning(class: u8, detail: u8) -> &'static str {
@@ -112,6 +128,18 @@ pub struct Initiator {
     unmap_zeroes: bool,
     /// The LUN field of our commands (SAM peripheral addressing).
     lun: u64,
+    /// The target's command window (RFC 7143 §4.2.2.1): we may send CmdSN ≤ MaxCmdSN.
+    exp_cmd_sn: u32,
+    max_cmd_sn: u32,
+    /// Tagged commands in flight, by ITT.
+    tasks: HashMap<u32, tasks::Task>,
+    /// Tagged commands to send again (after a UNIT ATTENTION).
+    retry: VecDeque<tasks::Task>,
+    /// Finished tagged commands not yet collected.
+    done: VecDeque<Completion>,
+    next_tag: u64,
+    /// Set once the connection failed: everything after fails with this cause.
+    broken: Option<Arc<InitiatorError>>,
 }
 
 impl Initiator {
@@ -151,6 +179,13 @@ impl Initiator {
             blocks: 0,
             unmap_zeroes: false,
             lun: (lun as u64) << 48,
+            exp_cmd_sn: 1,
+            max_cmd_sn: 1,
+            tasks: HashMap::new(),
+            retry: VecDeque::new(),
+            done: VecDeque::new(),
+            next_tag: 1,
+            broken: None,
         };
         s.login(opts).await?;
         if opts.target_name.is_some() {
@@ -238,12 +273,16 @@ impl Initiator {
     }
 
     fn next_itt(&mut self) -> u32 {
-        let i = self.itt;
-        self.itt = self.itt.wrapping_add(1);
-        if self.itt == 0xffff_ffff {
-            self.itt = 1;
+        loop {
+            let i = self.itt;
+            self.itt = self.itt.wrapping_add(1);
+            if self.itt == 0xffff_ffff {
+                self.itt = 1;
+            }
+            if !self.tasks.contains_key(&i) {
+                return i;
+            }
         }
-        i
     }
 
     async fn send(&mut self, pdu: Pdu) -> Result<(), IoError> {
@@ -252,11 +291,28 @@ impl Initiator {
         Ok(())
     }
 
-    async fn recv(&mut self) -> Result<Pdu, InitiatorError> {
-        match read_pdu_async(&mut self.r, &self.rx).await? {
-            Ok(p) => Ok(p),
-            Err((e, _)) => Err(InitiatorError::Io(IoError::Pdu(e))),
+    /// Sends a PDU; a failure breaks the session (failing every tagged command).
+    async fn send_or_break(&mut self, pdu: Pdu) -> Result<(), InitiatorError> {
+        self.check_session()?;
+        match self.send(pdu).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.break_session(InitiatorError::Io(e))),
         }
+    }
+
+    /// Reads the next PDU and notes the command window it carries. A failure breaks the
+    /// session: the stream cannot be trusted after it.
+    async fn recv(&mut self) -> Result<Pdu, InitiatorError> {
+        self.check_session()?;
+        let p = match read_pdu_async(&mut self.r, &self.rx).await {
+            Ok(Ok(p)) => p,
+            Ok(Err((e, _))) => return Err(self.break_session(InitiatorError::Io(IoError::Pdu(e)))),
+            Err(e) => return Err(self.break_session(InitiatorError::Io(e))),
+        };
+        if let Some((exp, max)) = tasks::window_of(&p.bhs) {
+            self.note_window(exp, max);
+        }
+        Ok(p)
     }
 
     /// Handles PDUs that may arrive at any time; anything else is a protocol error.
@@ -298,20 +354,15 @@ impl Initiator {
         read_len: u32,
         write: Option<&[u8]>,
     ) -> Result<Vec<u8>, InitiatorError> {
+        self.wait_window().await?;
         let itt = self.next_itt();
-        let out = write.unwrap_or(&[]);
+        let out = Bytes::copy_from_slice(write.unwrap_or(&[]));
         let edtl = if write.is_some() {
             out.len() as u32
         } else {
             read_len
         };
-        let imm = if self.params.immediate_data {
-            out.len()
-                .min(self.params.first_burst as usize)
-                .min(self.params.peer_max_recv_data as usize)
-        } else {
-            0
-        };
+        let imm = self.immediate_len(out.len());
         let cmd = ScsiCmd {
             final_: true,
             read: read_len > 0 && write.is_none(),
@@ -325,8 +376,8 @@ impl Initiator {
             cdb,
         };
         self.cmd_sn = self.cmd_sn.wrapping_add(1);
-        let data = Bytes::copy_from_slice(&out[..imm]);
-        self.send(Pdu::with_data(Bhs::ScsiCmd(cmd), data)).await?;
+        self.send_or_break(Pdu::with_data(Bhs::ScsiCmd(cmd), out.slice(..imm)))
+            .await?;
         let mut result = vec![
             0u8;
             if write.is_some() {
@@ -362,82 +413,14 @@ impl Initiator {
                         return Ok(result);
                     }
                 }
-                Bhs::R2t(r) if r.itt == itt => {
-                    let start = r.offset as usize;
-                    let end = start
-                        .checked_add(r.length as usize)
-                        .filter(|&e| e <= out.len());
-                    let Some(end) = end else {
-                        return Err(InitiatorError::Protocol(
-                            "R2T beyond the write buffer".into(),
-                        ));
-                    };
-                    let chunk = self.params.peer_max_recv_data as usize;
-                    let mut at = start;
-                    let mut data_sn = 0;
-                    while at < end {
-                        let n = chunk.min(end - at);
-                        let d = DataOut {
-                            final_: at + n == end,
-                            lun: self.lun,
-                            itt,
-                            ttt: r.ttt,
-                            exp_stat_sn: self.exp_stat_sn,
-                            data_sn,
-                            offset: at as u32,
-                        };
-                        write_pdu_async(
-                            &mut self.w,
-                            &Pdu::with_data(
-                                Bhs::DataOut(d),
-                                Bytes::copy_from_slice(&out[at..at + n]),
-                            ),
-                            &self.tx,
-                        )
-                        .await?;
-                        data_sn += 1;
-                        at += n;
-                    }
-                    self.w.flush().await.map_err(IoError::Io)?;
-                }
+                Bhs::R2t(r) if r.itt == itt => self.answer_r2t(&r, &out).await?,
                 Bhs::ScsiResp(r) if r.itt == itt => {
                     self.exp_stat_sn = r.stat_sn.wrapping_add(1);
-                    if r.response != 0 {
-                        return Err(InitiatorError::Protocol(format!(
-                            "target failure response {:#04x}",
-                            r.response
-                        )));
-                    }
-                    if r.status == crate::scsi::sense::CHECK_CONDITION {
-                        let sense =
-                            Sense::from_response_data(&p.data).unwrap_or(Sense::new(0, 0, 0));
-                        return Err(InitiatorError::CheckCondition {
-                            opcode: cdb[0],
-                            sense,
-                        });
-                    }
-                    if r.status != 0 {
-                        return Err(InitiatorError::Status {
-                            opcode: cdb[0],
-                            status: r.status,
-                        });
-                    }
+                    tasks::response_result(cdb[0], &r, &p.data)?;
                     result.truncate(got);
                     return Ok(result);
                 }
-                Bhs::NopIn(n) if n.ttt != 0xffff_ffff => {
-                    // The target pings us: answer with the same TTT.
-                    let o = Nop {
-                        lun: n.lun,
-                        itt: 0xffff_ffff,
-                        ttt: n.ttt,
-                        sn: self.cmd_sn,
-                        exp_sn: self.exp_stat_sn,
-                        max_cmd_sn: 0,
-                    };
-                    self.send(Pdu::new(Bhs::NopOut(o)).immediate()).await?;
-                }
-                _ => self.unexpected(p)?,
+                _ => self.other_pdu(p).await?,
             }
         }
     }
@@ -537,13 +520,18 @@ impl Initiator {
                     self.exp_stat_sn = r.sn.wrapping_add(1);
                     return Ok(p.data.to_vec());
                 }
-                _ => self.unexpected(p)?,
+                _ => self.other_pdu(p).await?,
             }
         }
     }
 
-    /// Logs the session out and closes the connection.
+    /// Logs the session out and closes the connection. Tagged commands must have been
+    /// collected first ([`Initiator::next_completion`]).
     pub async fn logout(mut self) -> Result<(), InitiatorError> {
+        let outstanding = self.in_flight() + self.done.len();
+        if outstanding > 0 {
+            return Err(InitiatorError::Outstanding(outstanding));
+        }
         let itt = self.next_itt();
         let l = Logout {
             reason: 0,
@@ -566,13 +554,13 @@ impl Initiator {
                     let _ = self.w.shutdown().await;
                     return Ok(());
                 }
-                _ => self.unexpected(p)?,
+                _ => self.other_pdu(p).await?,
             }
         }
     }
 }
 
-fn rw16(op: u8, lba: u64, blocks: u32) -> [u8; 16] {
+pub(crate) fn rw16(op: u8, lba: u64, blocks: u32) -> [u8; 16] {
     let mut c = [0u8; 16];
     c[0] = op;
     c[2..10].copy_from_slice(&lba.to_be_bytes());

@@ -101,6 +101,15 @@ pub async fn write_pdu_async<W: AsyncWrite + Unpin>(
     pdu: &Pdu,
     f: &Framing,
 ) -> Result<(), IoError> {
+    if !f.header_digest && !f.data_digest && pdu.ahs.is_empty() && pdu.data.len() > 4096 {
+        // Large payloads (Data-Out, immediate data) go to the writer without a copy.
+        let h = pdu.header()?;
+        w.write_all(&h).await?;
+        w.write_all(&pdu.data).await?;
+        let pad = crate::pdu::pad4(pdu.data.len()) - pdu.data.len();
+        w.write_all(&[0u8; 3][..pad]).await?;
+        return Ok(());
+    }
     let mut buf = BytesMut::new();
     pdu.encode(f, &mut buf)?;
     w.write_all(&buf).await?;

@@ -33,6 +33,8 @@ pub struct TargetConfig {
     pub mutual_chap: Option<Credentials>,
     /// Negotiation limits we offer.
     pub offer: Offer,
+    /// Commands an initiator may have outstanding (MaxCmdSN − ExpCmdSN + 1), at least 1.
+    pub cmd_window: u32,
 }
 
 impl TargetConfig {
@@ -44,6 +46,7 @@ impl TargetConfig {
             chap: None,
             mutual_chap: None,
             offer: Offer::default(),
+            cmd_window: 128,
         }
     }
 }

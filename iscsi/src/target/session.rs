@@ -13,8 +13,6 @@ use crate::io::{read_pdu_buf, IoError};
 use crate::pdu::{self, Bhs, Framing, Login, Nop, Pdu, Reject};
 use crate::text::{Pairs, Params};
 
-/// Commands the initiator may have outstanding (MaxCmdSN − ExpCmdSN + 1).
-const WINDOW: u32 = 128;
 /// PDUs we hold while a write waits for its data; more means a misbehaving initiator.
 const MAX_PENDING: usize = 4096;
 /// Bytes read from the store per step of a READ.
@@ -153,7 +151,8 @@ impl Conn<'_> {
     }
 
     fn max_cmd_sn(&self) -> u32 {
-        self.exp_cmd_sn.wrapping_add(WINDOW - 1)
+        self.exp_cmd_sn
+            .wrapping_add(self.t.cfg.cmd_window.max(1) - 1)
     }
 
     fn next_stat_sn(&mut self) -> u32 {

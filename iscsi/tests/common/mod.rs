@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use ferrite_iscsi::{Target, TargetConfig};
 
+pub mod proxy;
+pub mod tgtd;
+
 pub const IQN: &str = "iqn.2026-01.org.ferrite:test";
 pub const INITIATOR: &str = "iqn.2026-01.org.ferrite:initiator";
 
