@@ -17,6 +17,9 @@ const GIB: u64 = 1 << 30;
 const ROUNDS: usize = 3;
 /// Bytes per WRITE/READ command of our initiator.
 const CHUNK: usize = 1 << 20;
+/// Tagged WRITEs: bytes per command and commands in flight (as `IscsiDisk` sends them).
+const TAGGED_CHUNK: usize = 4 << 20;
+const TAGGED_DEPTH: usize = 4;
 /// iscsi-perf: requests in flight, blocks per request, seconds per run.
 const PERF_DEPTH: &str = "16";
 const PERF_BLOCKS: &str = "256";
@@ -27,6 +30,7 @@ const INITIATOR: &str = "iqn.2026-01.org.ferrite:bench-initiator";
 
 struct Results {
     write: Vec<f64>,
+    tagged: Vec<f64>,
     read: Vec<f64>,
     perf: Vec<f64>,
 }
@@ -64,11 +68,13 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
 
     let mut ours = Results {
         write: vec![],
+        tagged: vec![],
         read: vec![],
         perf: vec![],
     };
     let mut tgt = Results {
         write: vec![],
+        tagged: vec![],
         read: vec![],
         perf: vec![],
     };
@@ -104,6 +110,17 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
              1 GiB preallocated file on this machine's disk (page cache warm)",
         ),
         rec(
+            "sequential write 1 GiB, tagged WRITEs in flight",
+            "MiB/s",
+            &ours.tagged,
+            &tgt.tagged,
+            &format!(
+                "ferrite initiator, {} MiB WRITE(16) commands, {TAGGED_DEPTH} in flight (as \
+                 IscsiDisk sends them), then SYNCHRONIZE CACHE",
+                TAGGED_CHUNK >> 20
+            ),
+        ),
+        rec(
             "sequential read 1 GiB",
             "MiB/s",
             &ours.read,
@@ -131,7 +148,7 @@ fn measure(
     iqn: &str,
     lun: u8,
 ) -> anyhow::Result<()> {
-    let (w, rd) = rt.block_on(async {
+    let (w, rd, tw) = rt.block_on(async {
         let opts = LoginOptions::new(INITIATOR, iqn);
         let mut s = Initiator::connect_lun(addr, &opts, lun)
             .await
@@ -157,10 +174,40 @@ fn measure(
             }
         }
         let rd = GIB as f64 / 1048576.0 / t0.elapsed().as_secs_f64();
+        let big = bytes::Bytes::from(
+            (0..TAGGED_CHUNK)
+                .map(|i| (i % 241) as u8 | 1)
+                .collect::<Vec<u8>>(),
+        );
+        let t0 = Instant::now();
+        for i in 0..(GIB as usize / TAGGED_CHUNK) {
+            while s.in_flight() >= TAGGED_DEPTH {
+                if let Some(c) = s.next_completion().await {
+                    c.result.context("tagged write")?;
+                }
+            }
+            s.submit_write((i * TAGGED_CHUNK) as u64 / bs, big.clone())
+                .await
+                .context("tagged write")?;
+        }
+        s.wait_all().await.context("tagged write")?;
+        s.sync().await.context("sync")?;
+        let tw = GIB as f64 / 1048576.0 / t0.elapsed().as_secs_f64();
+        let got = s
+            .read(
+                GIB / bs - TAGGED_CHUNK as u64 / bs,
+                (TAGGED_CHUNK as u64 / bs) as u32,
+            )
+            .await
+            .context("read")?;
+        if got != big {
+            bail!("the last tagged write read back different data");
+        }
         s.logout().await?;
-        anyhow::Ok((w, rd))
+        anyhow::Ok((w, rd, tw))
     })?;
     r.write.push(w);
+    r.tagged.push(tw);
     r.read.push(rd);
     r.perf
         .push(iscsi_perf(&format!("iscsi://{addr}/{iqn}/{lun}"))?);
