@@ -1,7 +1,7 @@
 //! Inline image checksum: md5/sha256/sha512 chosen by `os_hash_algo` or by the length of a
 //! legacy `checksum` (which may also be the URL of a sha256sum-style file).
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 use md5::Md5;
 use sha2::{Digest, Sha256, Sha512};
@@ -208,6 +208,8 @@ impl Hasher {
 pub struct HashingReader<R> {
     inner: R,
     hasher: Option<OffloadHasher>,
+    /// Some bytes went by unhashed: the digest is lost.
+    lost: bool,
     pub bytes: u64,
 }
 
@@ -216,6 +218,7 @@ impl<R: Read> HashingReader<R> {
         HashingReader {
             inner,
             hasher: algo.map(|a| OffloadHasher::new(Hasher::new(a))),
+            lost: false,
             bytes: 0,
         }
     }
@@ -230,6 +233,9 @@ impl<R: Read> HashingReader<R> {
 
     /// Compare the digest of everything read with `expected`.
     pub fn verify(&mut self, expected: &Expected) -> Result<(), ChecksumError> {
+        if self.lost {
+            return Err(ChecksumError::Lost);
+        }
         let actual = match self.hasher.take() {
             Some(h) => h.finish_hex().ok_or(ChecksumError::Lost)?,
             None => Hasher::new(expected.algo).finish_hex(),
@@ -254,6 +260,38 @@ impl<R: Read> Read for HashingReader<R> {
         }
         self.bytes += n as u64;
         Ok(n)
+    }
+}
+
+/// Bytes are hashed as they are consumed, straight from the inner reader's buffer.
+impl<R: BufRead> BufRead for HashingReader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        // The bytes consumed are still in the inner buffer: fill_buf returns them without I/O.
+        let n = match self.inner.fill_buf() {
+            Ok(buf) => {
+                let n = n.min(buf.len());
+                if let Some(h) = self.hasher.as_mut() {
+                    h.update(&buf[..n]);
+                }
+                n
+            }
+            Err(_) => {
+                // Cannot happen with a buffered reader; if it did, the digest is not that
+                // of the image any more: verification must fail rather than pass.
+                self.hasher = None;
+                self.lost = true;
+                n
+            }
+        };
+        self.bytes += n as u64;
+        self.inner.consume(n);
     }
 }
 

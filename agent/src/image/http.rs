@@ -4,7 +4,7 @@
 //! client, driven through the agent's tokio runtime handle.
 
 use std::fmt::Write as _;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -312,16 +312,20 @@ impl Read for HttpSource {
         if buf.is_empty() {
             return Ok(0);
         }
-        loop {
-            if self.at < self.batch.len() {
-                let n = (self.batch.len() - self.at).min(buf.len());
-                buf[..n].copy_from_slice(&self.batch[self.at..self.at + n]);
-                self.at += n;
-                self.pos += n as u64;
-                return Ok(n);
-            }
+        let data = self.fill_buf()?;
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// The pipeline reads the pump's batches in place: no copy into a reader buffer.
+impl BufRead for HttpSource {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.at == self.batch.len() {
             if self.finished {
-                return Ok(0);
+                return Ok(&[]);
             }
             if self.body.is_none() {
                 self.resume("no connection")?;
@@ -335,13 +339,17 @@ impl Read for HttpSource {
                 Some(why) => self.resume(&why)?,
                 None => match self.total {
                     Some(t) if self.pos < t => self.resume("connection closed early")?,
-                    _ => {
-                        self.finished = true;
-                        return Ok(0);
-                    }
+                    _ => self.finished = true,
                 },
             }
         }
+        Ok(&self.batch[self.at..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.batch.len() - self.at);
+        self.at += n;
+        self.pos += n as u64;
     }
 }
 

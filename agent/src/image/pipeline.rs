@@ -2,7 +2,7 @@
 //! → sparse → sink. Nothing bootable reaches the disk before the checksum passed; on
 //! any failure the partition table signatures are wiped.
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader};
 
 use super::checksum::{ChecksumError, Expected, HashingReader};
 use super::decompress::{peek, Compression, DecompressReader, TransportError};
@@ -76,7 +76,7 @@ fn classify(e: io::Error) -> ImageError {
     ImageError::Read(e)
 }
 
-/// The bytes of one image as they arrive.
+/// The bytes of one image as they arrive (buffered: the pipeline reads the buffer in place).
 pub struct Input<R> {
     pub reader: R,
     /// Length of the transported file, when known.
@@ -103,7 +103,7 @@ pub struct Outcome {
 }
 
 /// Write the image from `input` onto `sink`, verifying it against `expected`.
-pub fn write_image<R: Read>(
+pub fn write_image<R: BufRead>(
     input: Input<R>,
     expected: Option<&Expected>,
     sink: &mut dyn BlockSink,
@@ -133,17 +133,17 @@ pub fn write_image<R: Read>(
     }
 }
 
-fn run<R: Read>(
+fn run<R: BufRead>(
     input: Input<R>,
     expected: Option<&Expected>,
     sink: &mut dyn BlockSink,
     progress: &Progress,
 ) -> Result<Outcome, ImageError> {
-    let hashing = HashingReader::new(
+    // The source's own buffer is read in place (no copy into a reader buffer here).
+    let mut outer = HashingReader::new(
         CountingReader::new(input.reader, progress.clone()),
         expected.map(|e| e.algo),
     );
-    let mut outer = BufReader::with_capacity(READ_BUF, hashing);
     let kind = Compression::sniff(&peek(&mut outer, 8).map_err(classify)?);
     let disk = sink.size();
     let declared = input.declared_format.as_deref();
@@ -161,12 +161,11 @@ fn run<R: Read>(
     };
     // Hash what a decompressor left unread (padding after the last frame).
     io::copy(&mut outer, &mut io::sink()).map_err(classify)?;
-    let hashing = outer.get_mut();
     if let Some(e) = expected {
         progress.set_phase(Phase::Verifying);
-        hashing.verify(e)?;
+        outer.verify(e)?;
     }
-    let image_bytes = hashing.bytes;
+    let image_bytes = outer.bytes;
     progress.set_phase(Phase::Committing);
     hold.commit(extent).map_err(ImageError::Write)?;
     progress.set_phase(Phase::Syncing);

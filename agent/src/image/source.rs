@@ -2,7 +2,7 @@
 //! that feeds progress.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -52,5 +52,16 @@ impl<R: Read> Read for CountingReader<R> {
         let n = self.inner.read(buf)?;
         self.progress.add_downloaded(n as u64);
         Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for CountingReader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.progress.add_downloaded(n as u64);
+        self.inner.consume(n);
     }
 }

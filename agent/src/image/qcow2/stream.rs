@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hasher as _};
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 use super::header::{l1_entry, l2_entry, table_u64, CompressionType, Header, L2Entry, Qcow2Error};
 use crate::image::sink::BlockSink;
@@ -74,7 +74,7 @@ struct Walker<'a> {
     scratch: Vec<u8>,
 }
 
-fn read_full(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+fn read_full(src: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match src.read(&mut buf[n..]) {
@@ -89,7 +89,7 @@ fn read_full(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Convert the qcow2 image read from `src` (positioned at its first byte) onto `out`.
 pub fn convert(
-    src: &mut dyn Read,
+    src: &mut dyn BufRead,
     ranges: Option<&mut dyn RangeRead>,
     image_len: Option<u64>,
     out: &mut dyn BlockSink,
@@ -156,6 +156,16 @@ pub fn convert(
     }
     let mut buf = vec![0u8; cs as usize];
     loop {
+        // A whole cluster in the source's buffer is handled in place; one split across
+        // buffers is gathered into `buf`.
+        let avail = src.fill_buf().map_err(ConvertError::Read)?;
+        if avail.len() >= cs as usize {
+            let at = w.pos;
+            w.pos += cs;
+            w.cluster(at, &avail[..cs as usize])?;
+            src.consume(cs as usize);
+            continue;
+        }
         let n = read_full(src, &mut buf).map_err(ConvertError::Read)?;
         if n == 0 {
             break;
