@@ -171,6 +171,38 @@ fn compressed_raw_images_gzip_xz_zstd() {
     }
 }
 
+/// A connection cut a few bytes into the body must not fool the format sniffing: the
+/// resumed download is still seen as gzip (or qcow2), not written as raw bytes.
+#[test]
+fn a_cut_within_the_magic_bytes_still_sniffs_the_format() {
+    let f = fixture(6);
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(vec![], flate2::Compression::fast());
+        e.write_all(&f.raw).unwrap();
+        e.finish().unwrap()
+    };
+    let q = to_qcow2(&f.raw_path, &f.dir.path().join("cut.qcow2"), &[]);
+    for (name, data, format, k) in [("gz-cut1", gz, "raw", 1), ("qcow2-cut2", q, "qcow2", 2)] {
+        let srv = Server::start(&f.rt);
+        let sha = sha256_hex(&data);
+        let url = srv.put(name, data, Mode::CutFirst(k));
+        let disk = sparse_disk(f.dir.path(), "t.img", DISK);
+        let d = deploy(&f.rt, &info(&url, &sha, format), &disk)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.chain()));
+        assert!(d.outcome.disk_bytes == IMAGE, "{name}: {:?}", d.outcome);
+        let got = std::fs::read(&disk).unwrap();
+        assert!(
+            got[MIB as usize..(IMAGE - MIB) as usize]
+                == f.raw[MIB as usize..(IMAGE - MIB) as usize],
+            "{name}: the image's bytes, not the transport's"
+        );
+        assert!(
+            srv.requests.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+            "{name}: resumed"
+        );
+    }
+}
+
 #[test]
 fn qcow2_images_from_qemu_img_plain_and_compressed() {
     let f = fixture(3);

@@ -358,6 +358,9 @@ impl BufRead for HttpSource {
 const BATCH: usize = 1 << 20;
 /// Batches in circulation per download: filling, queued, being read.
 const POOL: usize = 6;
+/// The least a connection must deliver before its bytes count (see the pump): more than
+/// any magic number the pipeline sniffs (gzip, xz, zstd, qcow2).
+const SNIFF_BYTES: usize = 64;
 
 /// The response body as batches of up to [`BATCH`] bytes, read ahead by a task on the
 /// runtime, ending with an error message if the body breaks or stalls.
@@ -385,6 +388,7 @@ fn pump(rt: &Handle, mut resp: Response, timeout: Duration) -> Body {
     let (free, mut free_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     rt.spawn(async move {
         let mut made = 0;
+        let mut sent_any = false;
         let mut cur: Vec<u8> = Vec::new();
         loop {
             let end = match tokio::time::timeout(timeout, resp.chunk()).await {
@@ -407,10 +411,11 @@ fn pump(rt: &Handle, mut resp: Response, timeout: Duration) -> Body {
                         let n = (BATCH - cur.len()).min(data.len());
                         cur.extend_from_slice(&data[..n]);
                         data = &data[n..];
-                        if cur.len() == BATCH
-                            && tx.send(Ok(std::mem::take(&mut cur))).await.is_err()
-                        {
-                            return;
+                        if cur.len() == BATCH {
+                            sent_any = true;
+                            if tx.send(Ok(std::mem::take(&mut cur))).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     continue;
@@ -419,7 +424,12 @@ fn pump(rt: &Handle, mut resp: Response, timeout: Duration) -> Body {
                 Ok(Err(e)) => Some(describe(&e)),
                 Err(_) => Some("read timed out".to_string()),
             };
-            if !cur.is_empty() && tx.send(Ok(cur)).await.is_err() {
+            // A connection that broke before SNIFF_BYTES arrived delivers nothing: the
+            // resume fetches those bytes again, so the pipeline's format sniffing always
+            // sees a whole magic number (a cut after one byte of a gzip image once made
+            // it look raw, and the compressed bytes went to the disk).
+            let too_short = end.is_some() && !sent_any && cur.len() < SNIFF_BYTES;
+            if !cur.is_empty() && !too_short && tx.send(Ok(cur)).await.is_err() {
                 return;
             }
             if let Some(why) = end {

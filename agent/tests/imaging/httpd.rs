@@ -31,6 +31,8 @@ pub enum Mode {
     Status(u16),
     /// Like `Range`, but sends 64 KiB every `n` milliseconds (a slow link).
     Slow(u64),
+    /// Like `Range`, but the server's first response is cut after this many bytes.
+    CutFirst(usize),
 }
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -184,6 +186,12 @@ fn serve(
             return r;
         }
         Mode::NoRange => full(StatusCode::OK, data),
+        Mode::CutFirst(k) if n == 0 => {
+            let mut r = Response::new(cut_body(data.slice(..k.min(data.len()))));
+            r.headers_mut()
+                .insert(hyper::header::CONTENT_LENGTH, total.into());
+            r
+        }
         Mode::Slow(ms) => {
             let chunks: Vec<Bytes> = data.chunks(64 << 10).map(Bytes::copy_from_slice).collect();
             let stream = futures_util::stream::iter(chunks).then(move |c| async move {
@@ -195,7 +203,7 @@ fn serve(
                 .insert(hyper::header::CONTENT_LENGTH, total.into());
             r
         }
-        Mode::Range | Mode::Cut => {
+        Mode::Range | Mode::Cut | Mode::CutFirst(_) => {
             let (status, a, b) = match range {
                 Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b),
                 None => (StatusCode::OK, 0, total.saturating_sub(1)),
@@ -224,7 +232,7 @@ fn serve(
             r
         }
     };
-    if matches!(mode, Mode::Range | Mode::Cut) {
+    if matches!(mode, Mode::Range | Mode::Cut | Mode::CutFirst(_)) {
         resp.headers_mut()
             .insert(hyper::header::ACCEPT_RANGES, "bytes".parse().unwrap());
         resp.headers_mut()
