@@ -29,6 +29,17 @@ const STAGE_BYTES: usize = 4 << 20;
 /// WRITEs outstanding at once. Memory: these, the job queue (2) and the buffer being
 /// filled, each up to [`STAGE_BYTES`]: 28 MiB at most.
 pub const IN_FLIGHT: usize = 4;
+/// Overrides [`IN_FLIGHT`] (1–16), for measuring: `cargo xtask bench iscsi` times a deploy
+/// with 1 against the default in the same run.
+pub const IN_FLIGHT_ENV: &str = "FERRITE_ISCSI_WRITES_IN_FLIGHT";
+
+/// The WRITEs to keep outstanding: [`IN_FLIGHT`] unless [`IN_FLIGHT_ENV`] says otherwise.
+fn in_flight_limit() -> usize {
+    std::env::var(IN_FLIGHT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(IN_FLIGHT, |n| n.clamp(1, 16))
+}
 /// Blocks per UNMAP descriptor (our target's and most targets' limit is larger).
 const UNMAP_CHUNK_BLOCKS: u64 = 1 << 20;
 
@@ -310,6 +321,7 @@ async fn run(
         init,
         failed,
         peak,
+        limit: in_flight_limit(),
         ranges: HashMap::new(),
         zeros: Bytes::new(),
     };
@@ -385,6 +397,8 @@ struct Net {
     init: Initiator,
     failed: Arc<Mutex<Option<String>>>,
     peak: Arc<AtomicUsize>,
+    /// WRITEs to keep outstanding.
+    limit: usize,
     /// Tag → byte range of each outstanding WRITE.
     ranges: HashMap<u64, (u64, u64)>,
     /// Shared zeroes for [`Job::Zero`], allocated on first use.
@@ -434,7 +448,7 @@ impl Net {
             if self.ranges.values().any(|&(s, e)| s < end && start < e) {
                 self.drain().await;
             }
-            while self.init.in_flight() >= IN_FLIGHT {
+            while self.init.in_flight() >= self.limit {
                 self.reap_one().await;
             }
             if let Some(e) = self.broken() {
