@@ -1,6 +1,7 @@
 //! Tagged writes in flight on one connection, against our target and tgtd: many writes then
 //! read back; a CHECK CONDITION reaches the one write it belongs to; a dropped connection
-//! fails every outstanding write; the CmdSN window is respected when the target keeps it small.
+//! fails every outstanding write; a Reject reaches its own task; the CmdSN window is
+//! respected when the target keeps it small.
 
 mod common;
 
@@ -231,4 +232,34 @@ async fn tagged_writes_against_tgtd() {
     bounded("check condition", check_condition_reaches_its_write(&mut s)).await;
     s.logout().await.unwrap();
     bounded("drop", dropped_connection_fails_all(t.addr, &opts, 1)).await;
+}
+
+#[tokio::test]
+async fn a_reject_reaches_the_task_it_belongs_to() {
+    // SCSI commands in a discovery session are rejected (reason 0x04) with their header.
+    let t = start(1 << 20, |_| {});
+    let opts = LoginOptions {
+        target_name: None,
+        ..LoginOptions::new(INITIATOR, "")
+    };
+    let mut s = Initiator::connect(t.addr, &opts).await.unwrap();
+    let mut write = [0u8; 16];
+    write[0] = 0x8a;
+    write[13] = 1;
+    let a = s.submit([0u8; 16], Bytes::new()).await.unwrap();
+    let b = s.submit(write, Bytes::from(vec![7u8; 512])).await.unwrap();
+    let c = s.submit([0u8; 16], Bytes::new()).await.unwrap();
+    let mut rejected = Vec::new();
+    while let Some(done) = bounded("rejects", s.next_completion()).await {
+        match done.result {
+            Err(InitiatorError::Rejected(0x04)) => rejected.push(done.tag),
+            other => panic!("command {} got {other:?}", done.tag),
+        }
+    }
+    rejected.sort();
+    assert_eq!(rejected, vec![a, b, c]);
+    // The session is still sound after its tasks were rejected.
+    assert_eq!(s.ping(b"still here").await.unwrap(), b"still here");
+    s.logout().await.unwrap();
+    assert!(std::fs::read(&t.backing).unwrap().iter().all(|&b| b == 0));
 }
