@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[path = "initiator_login.rs"]
 mod login;
@@ -52,6 +53,8 @@ pub enum InitiatorError {
     Status { opcode: u8, status: u8 },
     #[error("the target rejected a PDU (reason {0:#04x})")]
     Rejected(u8),
+    #[error("the iSCSI target sent nothing for {0:?} while a response was due; it may be hung or the network is down")]
+    Timeout(Duration),
     #[error("LBA range {lba}+{blocks} is outside the LUN of {capacity} blocks")]
     OutOfRange {
         lba: u64,
@@ -95,7 +98,14 @@ pub struct LoginOptions {
     /// When set, we challenge the target and expect these credentials back.
     pub mutual_chap: Option<Credentials>,
     pub offer: Offer,
+    /// How long to wait for the target's next PDU while one is due; a target silent for
+    /// longer breaks the session instead of hanging the deploy.
+    pub response_timeout: Duration,
 }
+
+/// Default of [`LoginOptions::response_timeout`]: room for a SYNCHRONIZE CACHE of a big,
+/// slow disk.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl LoginOptions {
     pub fn new(initiator_name: impl Into<String>, target_name: impl Into<String>) -> LoginOptions {
@@ -105,6 +115,7 @@ impl LoginOptions {
             chap: None,
             mutual_chap: None,
             offer: Offer::default(),
+            response_timeout: RESPONSE_TIMEOUT,
         }
     }
 }
@@ -140,6 +151,7 @@ pub struct Initiator {
     next_tag: u64,
     /// Set once the connection failed: everything after fails with this cause.
     broken: Option<Arc<InitiatorError>>,
+    response_timeout: Duration,
 }
 
 impl Initiator {
@@ -186,6 +198,7 @@ impl Initiator {
             done: VecDeque::new(),
             next_tag: 1,
             broken: None,
+            response_timeout: opts.response_timeout,
         };
         s.login(opts).await?;
         if opts.target_name.is_some() {
@@ -304,10 +317,17 @@ impl Initiator {
     /// session: the stream cannot be trusted after it.
     async fn recv(&mut self) -> Result<Pdu, InitiatorError> {
         self.check_session()?;
-        let p = match read_pdu_async(&mut self.r, &self.rx).await {
-            Ok(Ok(p)) => p,
-            Ok(Err((e, _))) => return Err(self.break_session(InitiatorError::Io(IoError::Pdu(e)))),
-            Err(e) => return Err(self.break_session(InitiatorError::Io(e))),
+        let read = read_pdu_async(&mut self.r, &self.rx);
+        let p = match tokio::time::timeout(self.response_timeout, read).await {
+            Ok(Ok(Ok(p))) => p,
+            Ok(Ok(Err((e, _)))) => {
+                return Err(self.break_session(InitiatorError::Io(IoError::Pdu(e))))
+            }
+            Ok(Err(e)) => return Err(self.break_session(InitiatorError::Io(e))),
+            Err(_) => {
+                let t = self.response_timeout;
+                return Err(self.break_session(InitiatorError::Timeout(t)));
+            }
         };
         if let Some((exp, max)) = tasks::window_of(&p.bhs) {
             self.note_window(exp, max);

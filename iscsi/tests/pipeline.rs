@@ -1,7 +1,7 @@
 //! Tagged writes in flight on one connection, against our target and tgtd: many writes then
 //! read back; a CHECK CONDITION reaches the one write it belongs to; a dropped connection
 //! fails every outstanding write; a Reject reaches its own task; the CmdSN window is
-//! respected when the target keeps it small.
+//! respected when the target keeps it small; a target that stops answering times out.
 
 mod common;
 
@@ -210,6 +210,37 @@ async fn check_condition_on_one_of_several_writes_with_our_target() {
         .unwrap();
     bounded("writes", check_condition_reaches_its_write(&mut s)).await;
     s.logout().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_silent_target_times_out_instead_of_hanging() {
+    let t = start(8 << 20, |_| {});
+    let mut proxy = Proxy::start(t.addr).await;
+    let opts = LoginOptions {
+        response_timeout: Duration::from_millis(500),
+        ..LoginOptions::new(INITIATOR, IQN)
+    };
+    let mut s = Initiator::connect(proxy.addr, &opts).await.unwrap();
+    // Outstanding tagged writes and a one-at-a-time write both give up with the cause.
+    let tag = s
+        .submit_write(0, Bytes::from(pattern(MIB, 5)))
+        .await
+        .unwrap();
+    proxy.hold_replies();
+    let started = std::time::Instant::now();
+    let e = bounded("the silent write", s.write(4096, &pattern(MIB, 6)))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let msg = format!("{:#}", anyhow::Error::new(e));
+    assert!(msg.contains("sent nothing for 500ms"), "{msg}");
+    let c = bounded("the completion", s.next_completion())
+        .await
+        .expect("the tagged write completes");
+    assert_eq!(c.tag, tag);
+    let msg = format!("{:#}", anyhow::Error::new(c.result.unwrap_err()));
+    assert!(msg.contains("sent nothing"), "{msg}");
+    proxy.cut().await;
 }
 
 #[tokio::test]
