@@ -13,9 +13,6 @@ use crate::util;
 
 const IMAGE_MIB: &str = "1024";
 const ROUNDS: &str = "3";
-/// IscsiDisk's override of its WRITEs in flight (agent/src/iscsi_disk.rs IN_FLIGHT_ENV;
-/// xtask does not link the agent).
-const IN_FLIGHT_ENV: &str = "FERRITE_ISCSI_WRITES_IN_FLIGHT";
 
 pub fn records() -> anyhow::Result<Vec<Record>> {
     // The deployed build, as `bench conductor` uses (the bench-conductor profile it once
@@ -34,62 +31,12 @@ pub fn records() -> anyhow::Result<Vec<Record>> {
     let root = util::project_root();
     let bin = root.join("target").join(dir).join("examples/deploy_timing");
     let work = root.join("target/bench/iscsi-deploy");
-    let (iscsi, direct) = timings(&bin, &work, None)?;
-    // The same deploys with one WRITE in flight at a time, as IscsiDisk sent them before
-    // tagged commands; its own direct rounds are the baseline of that run.
-    let (iscsi1, direct1) = timings(&bin, &work, Some("1"))?;
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    Ok(vec![
-        Record::new(
-            &format!("conductor deploy, {IMAGE_MIB} MiB raw image"),
-            "s",
-            mean(&iscsi),
-            "lower",
-        )
-        .baseline(
-            "deploy_interface=direct (agent streams the image), same image, same run",
-            mean(&direct),
-        )
-        .notes(format!(
-            "deploy_interface=iscsi: the agent exports its disk, the conductor writes through \
-         our initiator and the shared pipeline; PUT active → active, in-process conductor \
-         (SQLite, fake-hardware) + agent library on loopback, sparse-file disks; \
-         mean of {ROUNDS} alternating rounds; iscsi {iscsi:.2?}, direct {direct:.2?}; \
-         cargo profile {profile}"
-        )),
-        Record::new(
-            &format!("conductor deploy, {IMAGE_MIB} MiB raw image, 1 WRITE in flight"),
-            "s",
-            mean(&iscsi1),
-            "lower",
-        )
-        .baseline(
-            "deploy_interface=direct, same image, same run (a second run of deploy_timing)",
-            mean(&direct1),
-        )
-        .notes(format!(
-            "as above with {IN_FLIGHT_ENV}=1: the iscsi deploy with IscsiDisk sending one \
-         4 MiB WRITE at a time (the behaviour before tagged commands); mean of {ROUNDS} \
-         alternating rounds; iscsi {iscsi1:.2?}, direct {direct1:.2?}; cargo profile {profile}"
-        )),
-    ])
-}
-
-/// Runs deploy_timing once; returns (iscsi, direct) seconds per round.
-fn timings(
-    bin: &std::path::Path,
-    work: &std::path::Path,
-    in_flight: Option<&str>,
-) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-    let mut cmd = Command::new(bin);
-    cmd.arg(work).args([IMAGE_MIB, ROUNDS]);
-    if let Some(n) = in_flight {
-        cmd.env(IN_FLIGHT_ENV, n);
-    }
-    let out = cmd
+    let out = Command::new(&bin)
+        .arg(&work)
+        .args([IMAGE_MIB, ROUNDS])
         .output()
         .with_context(|| format!("running {}", bin.display()))?;
-    let _ = std::fs::remove_dir_all(work);
+    let _ = std::fs::remove_dir_all(&work);
     if !out.status.success() {
         bail!(
             "deploy_timing failed: {}",
@@ -106,5 +53,22 @@ fn timings(
     if iscsi.is_empty() || direct.is_empty() {
         bail!("deploy_timing printed no timings: {v}");
     }
-    Ok((iscsi, direct))
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    Ok(vec![Record::new(
+        &format!("conductor deploy, {IMAGE_MIB} MiB raw image"),
+        "s",
+        mean(&iscsi),
+        "lower",
+    )
+    .baseline(
+        "deploy_interface=direct (agent streams the image), same image, same run",
+        mean(&direct),
+    )
+    .notes(format!(
+        "deploy_interface=iscsi: the agent exports its disk, the conductor writes through \
+         our initiator and the shared pipeline; PUT active → active, in-process conductor \
+         (SQLite, fake-hardware) + agent library on loopback, sparse-file disks; \
+         mean of {ROUNDS} alternating rounds; iscsi {iscsi:.2?}, direct {direct:.2?}; \
+         cargo profile {profile}"
+    ))])
 }
