@@ -36,8 +36,10 @@ impl Compression {
 
 /// Peek at least `n` bytes (fewer only at end of stream) without consuming them.
 pub fn peek<R: BufRead>(r: &mut R, n: usize) -> io::Result<Vec<u8>> {
-    // BufReader only refills when empty; a stream delivering tiny chunks could give fewer
-    // bytes than asked, which at worst means "not compressed" for a valid image.
+    // Only what is buffered is looked at: a source must not hand over a first buffer
+    // shorter than a magic number unless the image is that short (HttpSource drops a
+    // connection's first bytes when it broke before SNIFF_BYTES; files fill whole
+    // buffers). Fewer bytes would make a compressed image look raw.
     let buf = r.fill_buf()?;
     Ok(buf[..buf.len().min(n)].to_vec())
 }
