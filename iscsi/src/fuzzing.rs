@@ -1,9 +1,16 @@
 //! Entry points shared by the cargo-fuzz targets (iscsi/fuzz) and a stable-Rust smoke test
-//! that feeds them deterministic pseudo-random and mutated inputs.
+//! that feeds them deterministic pseudo-random and mutated inputs; and a scripted target
+//! (a fixed reply stream on a loopback socket) for testing the initiator against a
+//! target that lies.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener};
+use std::time::Duration;
 
 use bytes::BytesMut;
 
-use crate::pdu::{Framing, Pdu};
+use crate::initiator::{Initiator, LoginOptions, MAX_BLOCK_SIZE};
+use crate::pdu::{Bhs, DataIn, Framing, Login, Pdu};
 use crate::target::login::LoginState;
 use crate::text::{Offer, Pairs};
 
@@ -57,6 +64,131 @@ pub fn login(data: &[u8]) {
     }
 }
 
+/// A "target" on a free loopback port that, once one initiator connects, sends `replies`
+/// verbatim and half-closes, draining whatever the initiator sends until it hangs up.
+/// The replies do not depend on the requests, so a session is a pure function of the
+/// bytes (the initiator's ITTs are deterministic: 1 for login, then 2, 3, …).
+pub fn scripted_target(replies: Vec<u8>) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = l.local_addr().expect("local address");
+    let t = std::thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        let Ok(mut r) = s.try_clone() else { return };
+        let drain = std::thread::spawn(move || {
+            let mut b = [0u8; 16 * 1024];
+            while let Ok(1..) = r.read(&mut b) {}
+        });
+        let _ = s.write_all(&replies);
+        let _ = s.shutdown(Shutdown::Write);
+        let _ = drain.join();
+    });
+    (addr, t)
+}
+
+/// Encodes PDUs without digests, as a scripted target sends them.
+pub fn encode(pdus: &[Pdu]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    for p in pdus {
+        p.encode(&Framing::default(), &mut out)
+            .expect("scripted PDU encodes");
+    }
+    out.to_vec()
+}
+
+/// The two login responses that take our initiator (no CHAP) to the full feature phase.
+pub fn login_replies() -> Vec<Pdu> {
+    let resp = |csg, nsg, keys: &[u8]| {
+        let l = Login {
+            transit: true,
+            csg,
+            nsg,
+            tsih: if nsg == 3 { 1 } else { 0 },
+            itt: 1,
+            sn: 0,
+            exp_sn: 1,
+            max_cmd_sn: 64,
+            ..Default::default()
+        };
+        Pdu::with_data(Bhs::LoginResp(l), keys.to_vec())
+    };
+    vec![resp(0, 1, b"AuthMethod=None\0"), resp(1, 3, b"")]
+}
+
+/// A Data-In carrying `data` and good status for the command with `itt`.
+pub fn data_in_with_status(itt: u32, stat_sn: u32, data: &[u8]) -> Pdu {
+    let d = DataIn {
+        final_: true,
+        has_status: true,
+        itt,
+        ttt: 0xffff_ffff,
+        stat_sn,
+        exp_cmd_sn: 2,
+        max_cmd_sn: 64,
+        ..Default::default()
+    };
+    Pdu::with_data(Bhs::DataIn(d), data.to_vec())
+}
+
+/// One initiator session against [`scripted_target`]: `data[0]` picks the session kind
+/// and which commands to run, the rest is what the target sends. Nothing the target
+/// sends may make the initiator panic, and what it accepts must be within bounds.
+pub fn initiator(data: &[u8]) {
+    let Some((&how, replies)) = data.split_first() else {
+        return;
+    };
+    let (addr, target) = scripted_target(replies.to_vec());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let mut opts = LoginOptions::new("iqn.2026-01.fuzz:i", "iqn.2026-01.fuzz:t");
+        // The target half-closes after its script, so nothing should wait this long.
+        opts.response_timeout = Duration::from_secs(10);
+        if how & 1 != 0 {
+            opts.chap = Some(crate::chap::Credentials {
+                user: "u".into(),
+                secret: "secretsecret".into(),
+            });
+        }
+        if how & 2 != 0 {
+            let _ = Initiator::discover(addr, "iqn.2026-01.fuzz:i").await;
+            return;
+        }
+        let Ok(mut s) = Initiator::connect(addr, &opts).await else {
+            return;
+        };
+        let bs = s.block_size();
+        assert!(bs.is_power_of_two() && (512..=MAX_BLOCK_SIZE).contains(&bs));
+        assert!(s.blocks().checked_mul(u64::from(bs)).is_some());
+        let block = vec![0xa5u8; bs as usize];
+        if how & 4 != 0 {
+            let _ = s.read(0, 2).await;
+        }
+        if how & 8 != 0 {
+            let _ = s.write(1, &block).await;
+        }
+        if how & 16 != 0 {
+            for lba in 0..3 {
+                let _ = s.submit_write(lba, block.clone().into()).await;
+            }
+            while s.next_completion().await.is_some() {}
+        }
+        if how & 32 != 0 {
+            let _ = s.sync().await;
+            let _ = s.unmap(0, 1).await;
+        }
+        if how & 64 != 0 {
+            let _ = s.ping(b"ping").await;
+        }
+        if how & 128 != 0 {
+            let _ = s.logout().await;
+        }
+    });
+    drop(rt);
+    target.join().expect("scripted target thread");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +235,37 @@ mod tests {
             login(&v);
         }
         login(b"\x87InitiatorName=iqn.a:b\0TargetName=iqn.2026-01.t:x\0AuthMethod=CHAP\0\xff\x07CHAP_A=5\0");
+    }
+
+    /// A script that takes the initiator through login, READ CAPACITY and one READ.
+    fn good_script() -> Vec<u8> {
+        let mut cap = vec![0u8; 32];
+        cap[7] = 15; // last LBA 15: 16 blocks
+        cap[10] = 2; // 512-byte blocks
+        let mut pdus = login_replies();
+        pdus.push(data_in_with_status(2, 1, &cap));
+        pdus.push(data_in_with_status(3, 2, &[7u8; 1024]));
+        let mut v = vec![4u8];
+        v.extend(encode(&pdus));
+        v
+    }
+
+    #[test]
+    fn initiator_against_mutated_scripts_never_panics() {
+        let good = good_script();
+        initiator(&good);
+        let mut r = Rng(0x2545_f491_4f6c_dd1d);
+        for i in 0..300 {
+            let mut v = good.clone();
+            for _ in 0..(r.next() % 6 + 1) {
+                let at = 1 + (r.next() as usize) % (v.len() - 1);
+                v[at] = r.next() as u8;
+            }
+            v[0] = r.next() as u8;
+            if i % 4 == 0 {
+                v.truncate(1 + (r.next() as usize) % (v.len() - 1));
+            }
+            initiator(&v);
+        }
     }
 }

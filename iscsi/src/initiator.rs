@@ -203,19 +203,10 @@ impl Initiator {
         s.login(opts).await?;
         if opts.target_name.is_some() {
             let cap = s.command(read_capacity16(), 32, None).await?;
-            if cap.len() < 12 {
-                return Err(InitiatorError::Protocol(
-                    "READ CAPACITY(16) returned too little data".into(),
-                ));
-            }
-            s.blocks = u64::from_be_bytes(cap[0..8].try_into().expect("8 bytes")) + 1;
-            s.block_size = u32::from_be_bytes(cap[8..12].try_into().expect("4 bytes"));
-            s.unmap_zeroes = cap[14] & 0xc0 == 0xc0;
-            if s.block_size == 0 {
-                return Err(InitiatorError::Protocol(
-                    "target reports a block size of 0".into(),
-                ));
-            }
+            let cap = Capacity::parse16(&cap)?;
+            s.blocks = cap.blocks;
+            s.block_size = cap.block_size;
+            s.unmap_zeroes = cap.unmap_zeroes;
         }
         Ok(s)
     }
@@ -577,6 +568,56 @@ impl Initiator {
                 _ => self.other_pdu(p).await?,
             }
         }
+    }
+}
+
+/// Largest logical block size we accept from a target. SBC allows any size, but real
+/// disks use 512 or 4096 bytes; the block size sizes our buffers, so it is bounded.
+pub const MAX_BLOCK_SIZE: u32 = 64 * 1024;
+
+/// What READ CAPACITY(16) says about a LUN, checked: the numbers come from the network
+/// and size buffers and LBA arithmetic, so none is taken unbounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    pub blocks: u64,
+    pub block_size: u32,
+    /// LBPME and LBPRZ: thin-provisioned, unmapped blocks read back as zeros.
+    pub unmap_zeroes: bool,
+}
+
+impl Capacity {
+    /// Parses READ CAPACITY(16) parameter data (SBC-4 §5.20.2). Bytes 0–11 (last LBA,
+    /// block length) are required; the provisioning byte (14) only counts when sent.
+    pub fn parse16(d: &[u8]) -> Result<Capacity, InitiatorError> {
+        let bad = |what: String| InitiatorError::Protocol(format!("READ CAPACITY(16): {what}"));
+        let (Some(last), Some(size)) = (d.get(0..8), d.get(8..12)) else {
+            return Err(bad(format!(
+                "the target returned {} bytes, at least 12 are needed",
+                d.len()
+            )));
+        };
+        let last = u64::from_be_bytes(last.try_into().expect("8 bytes"));
+        let block_size = u32::from_be_bytes(size.try_into().expect("4 bytes"));
+        if !block_size.is_power_of_two() || !(512..=MAX_BLOCK_SIZE).contains(&block_size) {
+            return Err(bad(format!(
+                "the target reports a block size of {block_size} bytes; \
+                 a power of two from 512 to {MAX_BLOCK_SIZE} is required"
+            )));
+        }
+        let blocks = last
+            .checked_add(1)
+            .filter(|b| b.checked_mul(u64::from(block_size)).is_some())
+            .ok_or_else(|| {
+                bad(format!(
+                    "the target reports a last LBA of {last}, more than 2^64 bytes"
+                ))
+            })?;
+        let unmap_zeroes = d.get(14).is_some_and(|b| b & 0xc0 == 0xc0);
+        Ok(Capacity {
+            blocks,
+            block_size,
+            unmap_zeroes,
+        })
     }
 }
 
