@@ -117,6 +117,8 @@ pub fn is_secret_key(key: &str) -> bool {
     k.contains("password") || k.contains("secret") || k.ends_with("token") || k == "configdrive"
 }
 
+/// `obj` with the value of every secret key replaced by the mask, at any depth (inside
+/// nested objects and arrays too), as Ironic's `mask_dict_password` does.
 pub fn mask(obj: &Obj) -> Value {
     let mut out = Obj::new();
     for (k, v) in obj {
@@ -126,10 +128,18 @@ pub fn mask(obj: &Obj) -> Value {
                 Value::String(ferrite_proto::MASKED_SECRET.into()),
             );
         } else {
-            out.insert(k.clone(), v.clone());
+            out.insert(k.clone(), mask_value(v));
         }
     }
     Value::Object(out)
+}
+
+fn mask_value(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => mask(o),
+        Value::Array(a) => Value::Array(a.iter().map(mask_value).collect()),
+        other => other.clone(),
+    }
 }
 
 fn obj_or_null(o: &Obj) -> Value {
@@ -187,10 +197,10 @@ impl Node {
             "name": self.name,
             "driver": self.driver,
             "driver_info": mask(&self.driver_info),
-            "properties": self.properties,
+            "properties": mask(&self.properties),
             "instance_info": mask(&self.instance_info),
             "instance_uuid": self.instance_uuid,
-            "extra": self.extra,
+            "extra": mask(&self.extra),
             "provision_state": self.provision_state.as_str(),
             "target_provision_state": self.target_provision_state.map(|s| s.as_str()),
             "power_state": self.power_state,
@@ -200,7 +210,7 @@ impl Node {
             "maintenance_reason": self.maintenance_reason,
             "reservation": self.reservation,
             "conductor": self.conductor,
-            "driver_internal_info": dii,
+            "driver_internal_info": mask(&dii),
             "clean_step": obj_or_null(&self.clean_step),
             "deploy_step": obj_or_null(&self.deploy_step),
             "resource_class": self.resource_class,
@@ -307,7 +317,7 @@ impl Port {
             "address": self.address,
             "node_uuid": self.node_uuid,
             "pxe_enabled": self.pxe_enabled,
-            "extra": self.extra,
+            "extra": mask(&self.extra),
             "local_link_connection": self.local_link_connection,
             "physical_network": self.physical_network,
             "internal_info": {},
@@ -393,9 +403,16 @@ mod tests {
         let mut o = Obj::new();
         o.insert("ipmi_password".into(), json!("hunter2"));
         o.insert("ipmi_username".into(), json!("admin"));
+        o.insert(
+            "nested".into(),
+            json!({"redfish": {"Password": "p1", "user": "u"}, "list": [{"auth_token": "t"}, 1]}),
+        );
         let m = mask(&o);
         assert_eq!(m["ipmi_password"], "******");
         assert_eq!(m["ipmi_username"], "admin");
+        assert_eq!(m["nested"]["redfish"]["Password"], "******");
+        assert_eq!(m["nested"]["redfish"]["user"], "u");
+        assert_eq!(m["nested"]["list"], json!([{"auth_token": "******"}, 1]));
     }
 
     #[test]

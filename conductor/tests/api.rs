@@ -272,10 +272,7 @@ async fn json_patch(api: &Api) {
             json!([{"op": "replace", "path": "/deploy_interface", "value": "warp"}]),
             "choose one of",
         ),
-        (
-            json!([{"op": "jump", "path": "/name"}]),
-            "Unknown patch operation",
-        ),
+        (json!([{"op": "jump", "path": "/name"}]), "is not supported"),
         (
             json!([{"op": "add", "path": "name", "value": 1}]),
             "must start with",

@@ -468,6 +468,19 @@ pub async fn update(
         .update(&ident, move |node| {
             let mut doc = patch_doc(node);
             patch::apply(&mut doc, &ops).map_err(|e| EngineError::Invalid(e.to_string()))?;
+            // A config drive comes with a provisioning request (up to 64 MiB) and is not
+            // the patch's to count.
+            let configdrive = doc
+                .get_mut("instance_info")
+                .and_then(Value::as_object_mut)
+                .and_then(|i| i.remove("configdrive"));
+            patch::check_size(&doc, "node").map_err(|e| EngineError::Invalid(e.to_string()))?;
+            if let (Some(cd), Some(i)) = (
+                configdrive,
+                doc.get_mut("instance_info").and_then(Value::as_object_mut),
+            ) {
+                i.insert("configdrive".into(), cd);
+            }
             let mut obj = match doc {
                 Value::Object(o) => o,
                 _ => {

@@ -1,5 +1,8 @@
-//! A small RFC 6902 JSON Patch applier (add, remove, replace, move, copy, test) with
-//! RFC 6901 pointers. Pure: no I/O, errors name the operation and path.
+//! A small RFC 6902 JSON Patch applier with RFC 6901 pointers, limited to what Ironic
+//! accepts: add, replace and remove. `copy` and `move` could carry a secret
+//! (`driver_info/ipmi_password`) to a field shown unmasked, and `copy` could double a
+//! document per operation; `test` is refused with them. Pure: no I/O, errors name the
+//! operation and path.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -111,23 +114,58 @@ fn remove(doc: &mut Value, tokens: &[String], path: &str) -> Result<Value, Patch
     }
 }
 
+/// Most bytes a patched node or port document may serialize to (a provisioning request's
+/// config drive, stored in `instance_info`, is not counted). Each request body is at most
+/// 1 MiB, but patches accumulate; Ironic's JSON columns are bounded by the database.
+pub const MAX_DOCUMENT: usize = 256 * 1024;
+
+/// The length of `v` serialized as compact JSON, without building the string.
+pub fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing a Value to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+/// Refuses a patched document larger than [`MAX_DOCUMENT`].
+pub fn check_size(doc: &Value, what: &str) -> Result<(), PatchError> {
+    let len = json_len(doc);
+    if len > MAX_DOCUMENT {
+        return Err(PatchError(format!(
+            "The patched {what} would be {len} bytes of JSON; the limit is {MAX_DOCUMENT}: \
+             keep large data elsewhere and store a URL"
+        )));
+    }
+    Ok(())
+}
+
 /// Applies `ops` to `doc` in order; on error `doc` may be partly changed (callers work on
 /// a copy).
 pub fn apply(doc: &mut Value, ops: &[Operation]) -> Result<(), PatchError> {
     for op in ops {
         let tokens = pointer(&op.path)?;
+        let supported = matches!(op.op.as_str(), "add" | "replace" | "remove");
+        if supported && op.from.is_some() {
+            return Err(PatchError(format!(
+                "Patch operation {:?} on {:?} takes no \"from\" (only copy and move do, \
+                 which are not supported)",
+                op.op, op.path
+            )));
+        }
         let need_value = || {
             op.value.clone().ok_or_else(|| {
                 PatchError(format!(
                     "Patch operation {:?} on {:?} needs a \"value\"",
-                    op.op, op.path
-                ))
-            })
-        };
-        let need_from = || {
-            op.from.as_deref().ok_or_else(|| {
-                PatchError(format!(
-                    "Patch operation {:?} on {:?} needs a \"from\"",
                     op.op, op.path
                 ))
             })
@@ -149,33 +187,10 @@ pub fn apply(doc: &mut Value, ops: &[Operation]) -> Result<(), PatchError> {
                 }
                 add(doc, &tokens, need_value()?, &op.path)?;
             }
-            "move" => {
-                let from = need_from()?;
-                let ft = pointer(from)?;
-                if tokens.starts_with(&ft) && tokens.len() > ft.len() {
-                    return Err(PatchError(format!(
-                        "Cannot move {from:?} into its own child"
-                    )));
-                }
-                let v = remove(doc, &ft, from)?;
-                add(doc, &tokens, v, &op.path)?;
-            }
-            "copy" => {
-                let from = need_from()?;
-                let v = get(doc, &pointer(from)?).ok_or_else(|| {
-                    PatchError(format!("Cannot copy {from:?}: it does not exist"))
-                })?;
-                add(doc, &tokens, v, &op.path)?;
-            }
-            "test" => {
-                if get(doc, &tokens) != Some(need_value()?) {
-                    return Err(PatchError(format!("Patch test failed at {:?}", op.path)));
-                }
-            }
             other => {
                 return Err(PatchError(format!(
-                "Unknown patch operation {other:?}: use add, remove, replace, move, copy or test"
-            )))
+                    "Patch operation {other:?} is not supported: use add, replace or remove"
+                )))
             }
         }
     }
@@ -215,16 +230,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d, json!({"foo": ["qux", "baz", 1]}));
-        let mut d = json!({"a": {"b": 1}, "c": {}});
-        apply(
-            &mut d,
-            &ops(json!([{"op": "move", "from": "/a/b", "path": "/c/d"},
-                                    {"op": "copy", "from": "/c/d", "path": "/e"},
-                                    {"op": "test", "path": "/e", "value": 1},
-                                    {"op": "replace", "path": "/e", "value": 2}])),
-        )
-        .unwrap();
-        assert_eq!(d, json!({"a": {}, "c": {"d": 1}, "e": 2}));
         let mut d = json!({"a~b": {"c/d": 1}});
         apply(
             &mut d,
@@ -247,21 +252,14 @@ mod tests {
                 "must start with '/'",
             ),
             (json!([{"op": "add", "path": "/x"}]), "needs a \"value\""),
-            (
-                json!([{"op": "frob", "path": "/x"}]),
-                "Unknown patch operation",
-            ),
-            (
-                json!([{"op": "test", "path": "/a", "value": 2}]),
-                "test failed",
-            ),
+            (json!([{"op": "frob", "path": "/x"}]), "not supported"),
             (
                 json!([{"op": "add", "path": "/a/b/c", "value": 2}]),
                 "does not exist",
             ),
             (
-                json!([{"op": "move", "from": "/a", "path": "/a/x"}]),
-                "own child",
+                json!([{"op": "add", "from": "/a", "path": "/b", "value": 1}]),
+                "takes no \"from\"",
             ),
         ];
         for (o, why) in cases {
@@ -269,5 +267,39 @@ mod tests {
             let e = apply(&mut d, &ops(o)).unwrap_err().to_string();
             assert!(e.contains(why), "{e} lacks {why}");
         }
+    }
+
+    /// Ironic accepts add, replace and remove only: copy and move could carry a secret to
+    /// a field shown unmasked, and copy could double a document per operation.
+    #[test]
+    fn copy_move_and_test_are_refused_and_change_nothing() {
+        for op in [
+            json!({"op": "copy", "from": "/driver_info/ipmi_password", "path": "/extra/p"}),
+            json!({"op": "move", "from": "/driver_info/ipmi_password", "path": "/extra/p"}),
+            json!({"op": "test", "path": "/extra", "value": {}}),
+        ] {
+            let name = op["op"].as_str().unwrap().to_string();
+            let mut d = json!({"driver_info": {"ipmi_password": "hunter2"}, "extra": {}});
+            let before = d.clone();
+            let e = apply(&mut d, &ops(json!([op]))).unwrap_err().to_string();
+            assert!(e.contains(&format!("{name:?} is not supported")), "{e}");
+            assert!(e.contains("use add, replace or remove"), "{e}");
+            assert_eq!(d, before);
+        }
+    }
+
+    #[test]
+    fn document_size_is_bounded() {
+        let mut d = json!({"extra": {}});
+        let big = "x".repeat(MAX_DOCUMENT);
+        apply(
+            &mut d,
+            &ops(json!([{"op": "add", "path": "/extra/big", "value": big}])),
+        )
+        .unwrap();
+        let e = check_size(&d, "node").unwrap_err().to_string();
+        assert!(e.contains("the limit is 262144"), "{e}");
+        assert_eq!(json_len(&d), serde_json::to_vec(&d).unwrap().len());
+        check_size(&json!({"extra": {"a": 1}}), "node").unwrap();
     }
 }

@@ -304,6 +304,7 @@ pub async fn update(
         "physical_network": p.physical_network,
     });
     patch::apply(&mut doc, &ops).map_err(|e| ApiError::bad(e.to_string()))?;
+    patch::check_size(&doc, "port").map_err(|e| ApiError::bad(e.to_string()))?;
     let Value::Object(mut obj) = doc else {
         return Err(ApiError::bad("The patch replaced the whole port"));
     };
