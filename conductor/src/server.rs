@@ -65,6 +65,12 @@ pub struct ConductorConfig {
     /// a node's `driver_info.kernel_append_params` is added after them.
     #[arg(long)]
     pub kernel_params: Option<String>,
+    /// Directories a node's local `deploy_kernel`/`deploy_ramdisk` may come from,
+    /// comma-separated (Ironic's `file_url_allowed_paths`) [default: the state dir].
+    /// /etc, /proc, /sys, /dev, /boot and /run are always refused, and so is any file not
+    /// readable by everyone.
+    #[arg(long, value_delimiter = ',')]
+    pub file_url_allowed_paths: Option<Vec<PathBuf>>,
     /// dnsmasq `dhcp-hostsfile` to keep listing the MACs of PXE-enabled ports.
     #[arg(long)]
     pub dhcp_hostsfile: Option<PathBuf>,
@@ -112,6 +118,7 @@ impl ConductorConfig {
             heartbeat_timeout,
             boot_url,
             kernel_params,
+            file_url_allowed_paths,
             dhcp_hostsfile,
             power_sync_interval,
             tftp_listen,
@@ -180,19 +187,30 @@ impl ConductorConfig {
         if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
             bail!("--boot-url {api_url:?} must be an http(s) URL");
         }
+        ferrite_netboot::ipxe::check_word("--boot-url", &api_url)?;
         let dir = self.state_dir().join("boot");
+        let local_dirs = match &self.file_url_allowed_paths {
+            Some(dirs) => dirs.clone(),
+            None => vec![self.state_dir()],
+        };
         let files = BootFiles::new(&dir, &api_url)
-            .with_context(|| format!("preparing the boot file directory {}", dir.display()))?;
+            .with_context(|| format!("preparing the boot file directory {}", dir.display()))?
+            .with_local_dirs(&local_dirs)
+            .context("checking --file-url-allowed-paths")?;
+        let kernel_params: Vec<String> = self
+            .kernel_params
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        for p in &kernel_params {
+            ferrite_netboot::ipxe::check_word("--kernel-params parameter", p)?;
+        }
         Ok(IpxeSettings {
             files,
             api_url,
-            kernel_params: self
-                .kernel_params
-                .as_deref()
-                .unwrap_or("")
-                .split_whitespace()
-                .map(String::from)
-                .collect(),
+            kernel_params,
             dhcp_hostsfile: self.dhcp_hostsfile.clone(),
         })
     }

@@ -1,16 +1,24 @@
 //! The files behind the conductor's `/boot/` URL: one script per port MAC
 //! (`<aa-bb-…>.ipxe`), the deploy kernel and ramdisk staged per node (`<uuid>/deploy_kernel`),
 //! written when a step needs them and removed on cleanup. Every request path is checked:
-//! nothing outside the root is ever served.
+//! nothing outside the root is ever served. A local deploy kernel/ramdisk is staged only
+//! from the configured source directories, never from a system directory, and only when
+//! it is world-readable (Ironic's OSSA-2025-001: otherwise anyone who may set driver_info
+//! could have the conductor serve any file it can read, without authentication).
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::ipxe;
+use crate::ipxe::{self, ScriptError};
 use crate::mac::Mac;
 
 /// The names a node's staged files may have.
 pub const STAGED_NAMES: [&str; 2] = ["deploy_kernel", "deploy_ramdisk"];
+
+/// Directories no deploy kernel or ramdisk is ever taken from, whatever is configured
+/// (the list Ironic refuses since OSSA-2025-001).
+pub const SYSTEM_DIRS: [&str; 6] = ["/dev", "/sys", "/proc", "/boot", "/run", "/etc"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
@@ -33,6 +41,35 @@ pub enum FilesError {
          (file:///path or /path); fix the node's driver_info"
     )]
     BadSource { name: String, source_ref: String },
+    #[error(
+        "{name} source {path:?} is outside the directories local boot files may come from \
+         ({allowed}); put the file there, use an http(s) URL, or add its directory to \
+         --file-url-allowed-paths"
+    )]
+    NotAllowed {
+        name: String,
+        path: PathBuf,
+        allowed: String,
+    },
+    #[error("{name} source {path:?} is under the system directory {dir}, which is never served")]
+    SystemPath {
+        name: String,
+        path: PathBuf,
+        dir: &'static str,
+    },
+    #[error(
+        "{name} source {path:?} is not readable by everyone (mode {mode:o}): private files \
+         (databases, keys) are never served; chmod o+r it if it really is a boot file"
+    )]
+    Private {
+        name: String,
+        path: PathBuf,
+        mode: u32,
+    },
+    #[error("{path:?} cannot be a directory of local boot files: {why}")]
+    BadAllowedDir { path: PathBuf, why: String },
+    #[error(transparent)]
+    Script(#[from] ScriptError),
 }
 
 /// What to answer for a request under `/boot/`.
@@ -51,6 +88,13 @@ pub enum Served {
 pub struct BootFiles {
     root: PathBuf,
     base_url: String,
+    /// Canonical directories a local deploy kernel/ramdisk may be staged from.
+    local_dirs: Vec<PathBuf>,
+}
+
+/// The system directory `path` (canonical) is in, if any.
+fn system_dir(path: &Path) -> Option<&'static str> {
+    SYSTEM_DIRS.into_iter().find(|d| path.starts_with(d))
 }
 
 fn valid_uuid(s: &str) -> bool {
@@ -71,7 +115,94 @@ impl BootFiles {
         Ok(BootFiles {
             root,
             base_url: base_url.trim_end_matches('/').to_string(),
+            local_dirs: Vec::new(),
         })
+    }
+
+    /// Sets the directories local deploy kernels and ramdisks may come from (none by
+    /// default: only http(s) URLs). Each must exist; `/` and system directories are
+    /// refused.
+    pub fn with_local_dirs(mut self, dirs: &[PathBuf]) -> Result<BootFiles, FilesError> {
+        let mut out = Vec::new();
+        for d in dirs {
+            let bad = |why: String| FilesError::BadAllowedDir {
+                path: d.clone(),
+                why,
+            };
+            let real = d
+                .canonicalize()
+                .map_err(|e| bad(format!("it cannot be resolved ({e})")))?;
+            if !real.is_dir() {
+                return Err(bad("it is not a directory".into()));
+            }
+            if real == Path::new("/") {
+                return Err(bad("the whole file system would be served".into()));
+            }
+            if let Some(sys) = system_dir(&real) {
+                return Err(bad(format!("{sys} is a system directory")));
+            }
+            if SYSTEM_DIRS.iter().any(|s| Path::new(s).starts_with(&real)) {
+                return Err(bad("it contains system directories".into()));
+            }
+            out.push(real);
+        }
+        self.local_dirs = out;
+        Ok(self)
+    }
+
+    /// The directories local boot files may come from.
+    pub fn local_dirs(&self) -> &[PathBuf] {
+        &self.local_dirs
+    }
+
+    /// Checks a local source: inside a configured directory (after resolving symlinks),
+    /// outside system directories and the boot root, a regular world-readable file.
+    fn check_local(&self, name: &str, source: &str) -> Result<PathBuf, FilesError> {
+        let bad = || FilesError::BadSource {
+            name: name.into(),
+            source_ref: source.into(),
+        };
+        let local = Path::new(source.strip_prefix("file://").unwrap_or(source));
+        if !local.is_absolute() {
+            return Err(bad());
+        }
+        let real = local.canonicalize().map_err(|_| bad())?;
+        if let Some(dir) = system_dir(&real) {
+            return Err(FilesError::SystemPath {
+                name: name.into(),
+                path: real,
+                dir,
+            });
+        }
+        if real.starts_with(&self.root) || !self.local_dirs.iter().any(|d| real.starts_with(d)) {
+            let allowed = if self.local_dirs.is_empty() {
+                "none configured".to_string()
+            } else {
+                self.local_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(FilesError::NotAllowed {
+                name: name.into(),
+                path: real,
+                allowed,
+            });
+        }
+        let meta = std::fs::metadata(&real).map_err(|_| bad())?;
+        if !meta.is_file() {
+            return Err(bad());
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o004 == 0 {
+            return Err(FilesError::Private {
+                name: name.into(),
+                path: real,
+                mode,
+            });
+        }
+        Ok(real)
     }
 
     pub fn root(&self) -> &Path {
@@ -112,7 +243,8 @@ impl BootFiles {
     }
 
     /// The URL iPXE should fetch `name` (deploy_kernel/deploy_ramdisk) from: http(s)
-    /// sources are used as they are; a local file (`file:///p` or `/p`) is staged under the
+    /// sources are used as they are (once [`ipxe::check_word`] passes them); a local file
+    /// (`file:///p` or `/p`) that [`BootFiles::with_local_dirs`] allows is staged under the
     /// node's directory (hard link, or copy across file systems) and served by us.
     pub fn deploy_url(
         &self,
@@ -121,6 +253,7 @@ impl BootFiles {
         source: &str,
     ) -> Result<String, FilesError> {
         if source.starts_with("http://") || source.starts_with("https://") {
+            ipxe::check_word(&format!("{name} URL"), source)?;
             return Ok(source.to_string());
         }
         if !valid_uuid(node_uuid) {
@@ -133,10 +266,7 @@ impl BootFiles {
         if !STAGED_NAMES.contains(&name) {
             return Err(bad());
         }
-        let local = Path::new(source.strip_prefix("file://").unwrap_or(source));
-        if !local.is_absolute() || !local.is_file() {
-            return Err(bad());
-        }
+        let local = self.check_local(name, source)?;
         let dir = self.root.join(node_uuid);
         std::fs::create_dir_all(&dir).map_err(|source| FilesError::Write {
             path: dir.clone(),
@@ -144,8 +274,8 @@ impl BootFiles {
         })?;
         let dest = dir.join(name);
         let _ = std::fs::remove_file(&dest);
-        if std::fs::hard_link(local, &dest).is_err() {
-            std::fs::copy(local, &dest).map_err(|source| FilesError::Write {
+        if std::fs::hard_link(&local, &dest).is_err() {
+            std::fs::copy(&local, &dest).map_err(|source| FilesError::Write {
                 path: dest.clone(),
                 source,
             })?;

@@ -4,6 +4,38 @@
 
 use crate::mac::Mac;
 
+/// A URL or kernel parameter that cannot go into an iPXE script as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} {value:?} {why}; fix the node's driver_info or the conductor's configuration")]
+pub struct ScriptError {
+    pub what: String,
+    pub value: String,
+    pub why: &'static str,
+}
+
+/// Checks one word of an iPXE script line (a URL, one kernel parameter): a space would
+/// start another argument and a newline or other control character another command, so
+/// a value with either could run anything in the server's boot firmware.
+pub fn check_word(what: &str, value: &str) -> Result<(), ScriptError> {
+    let err = |why| {
+        Err(ScriptError {
+            what: what.into(),
+            value: value.into(),
+            why,
+        })
+    };
+    if value.is_empty() {
+        return err("is empty");
+    }
+    if value.chars().any(char::is_whitespace) {
+        return err("contains whitespace");
+    }
+    if value.chars().any(char::is_control) {
+        return err("contains a control character");
+    }
+    Ok(())
+}
+
 /// The agent's kernel command line, in CONTRACT.md §3 terms.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KernelParams {
@@ -19,6 +51,21 @@ pub struct KernelParams {
 }
 
 impl KernelParams {
+    /// Checks every part with [`check_word`].
+    pub fn check(&self) -> Result<(), ScriptError> {
+        check_word("ipa-api-url", &self.api_url)?;
+        if let Some(u) = &self.inspection_callback_url {
+            check_word("ipa-inspection-callback-url", u)?;
+        }
+        if let Some((host, _)) = &self.advertise {
+            check_word("ipa-advertise-host", host)?;
+        }
+        for p in &self.extra {
+            check_word("kernel parameter", p)?;
+        }
+        Ok(())
+    }
+
     /// The command line; `BOOTIF` uses iPXE's own idea of the booting MAC.
     pub fn render(&self) -> String {
         let mut p = vec![format!("ipa-api-url={}", self.api_url)];
@@ -65,9 +112,14 @@ exit 1
 }
 
 /// The per-node script while the node expects an agent: boot the deploy ramdisk, retrying
-/// downloads a few times, and power off if they never succeed.
-pub fn deploy_script(boot: &DeployBoot) -> String {
-    format!(
+/// downloads a few times, and power off if they never succeed. Every URL and parameter is
+/// checked with [`check_word`] first.
+pub fn deploy_script(boot: &DeployBoot) -> Result<String, ScriptError> {
+    check_word("node UUID", &boot.node_uuid)?;
+    check_word("deploy kernel URL", &boot.kernel_url)?;
+    check_word("deploy ramdisk URL", &boot.ramdisk_url)?;
+    boot.params.check()?;
+    Ok(format!(
         "#!ipxe
 # Ferrite: deploy ramdisk for node {uuid}
 set attempts:int32 10
@@ -93,7 +145,7 @@ poweroff || exit 1
         kernel = boot.kernel_url,
         ramdisk = boot.ramdisk_url,
         params = boot.params.render(),
-    )
+    ))
 }
 
 /// The per-node script once the node is deployed: boot the first local disk.

@@ -38,12 +38,12 @@ fn deploy() -> DeployBoot {
 #[test]
 fn golden_scripts() {
     golden("boot.ipxe", &ipxe::chain_script("http://10.0.2.2:6385/"));
-    golden("deploy.ipxe", &ipxe::deploy_script(&deploy()));
+    golden("deploy.ipxe", &ipxe::deploy_script(&deploy()).unwrap());
     let mut inspect = deploy();
     inspect.params.inspection_callback_url =
         Some("http://10.0.2.2:6385/v1/continue_inspection".into());
     inspect.params.advertise = None;
-    golden("inspect.ipxe", &ipxe::deploy_script(&inspect));
+    golden("inspect.ipxe", &ipxe::deploy_script(&inspect).unwrap());
     golden("local.ipxe", &ipxe::local_boot_script(UUID));
     golden(
         "not-managed.ipxe",
@@ -64,7 +64,10 @@ fn kernel_params_follow_the_contract() {
 #[test]
 fn boot_files_lifecycle_and_confinement() {
     let dir = tempfile::tempdir().unwrap();
-    let files = BootFiles::new(dir.path().join("boot"), "http://10.0.2.2:6385").unwrap();
+    let files = BootFiles::new(dir.path().join("boot"), "http://10.0.2.2:6385")
+        .unwrap()
+        .with_local_dirs(&[dir.path().to_path_buf()])
+        .unwrap();
     let kernel = dir.path().join("vmlinuz");
     std::fs::write(&kernel, b"kernel bytes").unwrap();
     std::fs::write(dir.path().join("secret"), b"no").unwrap();

@@ -80,7 +80,10 @@ fn ipxe_runs_chain_and_deploy_scripts() {
     let port = listener.local_addr().unwrap().port();
     // The guest reaches the host's loopback as 10.0.2.2 (QEMU user networking).
     let base = format!("http://10.0.2.2:{port}");
-    let files = BootFiles::new(dir.path().join("boot"), &base).unwrap();
+    let files = BootFiles::new(dir.path().join("boot"), &base)
+        .unwrap()
+        .with_local_dirs(&[dir.path().to_path_buf()])
+        .unwrap();
     let mac: Mac = "52:54:00:fe:12:34".parse().unwrap();
     const UUID: &str = "0c7f4f6e-1f5e-4a38-9d54-0d5a2b3b9f01";
     // Staged, then removed again: the kernel download fails (404) and the script retries.
@@ -101,7 +104,8 @@ fn ipxe_runs_chain_and_deploy_scripts() {
             api_url: base.clone(),
             ..Default::default()
         },
-    });
+    })
+    .unwrap();
     files.write_node_script(&[mac], &script).unwrap();
     std::fs::remove_file(files.root().join(UUID).join("deploy_kernel")).unwrap();
     let log = Arc::new(Mutex::new(Vec::new()));

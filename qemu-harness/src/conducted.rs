@@ -157,6 +157,9 @@ impl Lab {
             .arg("--state-dir")
             .arg(cfg.work_dir.join("state"))
             .args(["--boot-url", &format!("http://10.0.2.2:{port}")])
+            // The deploy kernel and ramdisk are staged from the ramdisk build directory.
+            .arg("--file-url-allowed-paths")
+            .arg(&boot)
             .args(["--kernel-params", "console=ttyS0 quiet"])
             .args(["--periodic-interval", "2", "--heartbeat-timeout", "30"])
             .env(

@@ -48,6 +48,32 @@ pub enum Backend {
     Postgres,
 }
 
+/// Creates the SQLite database file (and its WAL and shared-memory files, which SQLite
+/// creates with the database's mode) readable by the owner only, or tightens an existing
+/// one: it holds BMC passwords and agent tokens. `:memory:` databases have no file.
+fn restrict_sqlite_files(url: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or("");
+    if path.is_empty() || path.starts_with(':') {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let p = format!("{path}{suffix}");
+        if std::path::Path::new(&p).exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
 #[derive(Clone)]
 pub struct Db {
     pub(crate) pool: AnyPool,
@@ -64,6 +90,12 @@ impl Db {
         } else {
             Backend::Sqlite
         };
+        if backend == Backend::Sqlite {
+            restrict_sqlite_files(url).map_err(|source| DbError::Open {
+                url: redact(url),
+                source: sqlx::Error::Io(source),
+            })?;
+        }
         let url_full = match backend {
             Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
             _ => url.to_string(),

@@ -91,23 +91,33 @@ impl IpxeBoot {
             .map_err(|e| DriverError(format!("writing dhcp hosts file {}: {e}", path.display())))
     }
 
-    fn kernel_params(&self, node: &Node) -> KernelParams {
+    /// The node's own kernel parameters (`driver_info.kernel_append_params`), each
+    /// checked for what cannot go into an iPXE script.
+    fn node_params(node: &Node) -> DResult<Vec<String>> {
+        let Some(v) = node.driver_info.get("kernel_append_params") else {
+            return Ok(Vec::new());
+        };
+        let p = v.as_str().ok_or_else(|| {
+            DriverError("driver_info.kernel_append_params must be a string".into())
+        })?;
+        let params: Vec<String> = p.split_whitespace().map(String::from).collect();
+        for w in &params {
+            ipxe::check_word("driver_info.kernel_append_params parameter", w).map_err(err)?;
+        }
+        Ok(params)
+    }
+
+    fn kernel_params(&self, node: &Node) -> DResult<KernelParams> {
         let inspecting = matches!(node.provision_state, State::Inspecting | State::InspectWait);
         let mut extra = self.settings.kernel_params.clone();
-        if let Some(p) = node
-            .driver_info
-            .get("kernel_append_params")
-            .and_then(|v| v.as_str())
-        {
-            extra.extend(p.split_whitespace().map(String::from));
-        }
-        KernelParams {
+        extra.extend(Self::node_params(node)?);
+        Ok(KernelParams {
             api_url: self.settings.api_url.clone(),
             inspection_callback_url: inspecting
                 .then(|| format!("{}/v1/continue_inspection", self.settings.api_url)),
             advertise: None,
             extra,
-        }
+        })
     }
 }
 
@@ -116,8 +126,13 @@ impl Boot for IpxeBoot {
         "ipxe"
     }
     fn validate(&self, node: &Node) -> DResult<()> {
-        source(node, "deploy_kernel")?;
-        source(node, "deploy_ramdisk")?;
+        for key in ["deploy_kernel", "deploy_ramdisk"] {
+            let src = source(node, key)?;
+            if src.starts_with("http://") || src.starts_with("https://") {
+                ipxe::check_word(&format!("driver_info.{key}"), src).map_err(err)?;
+            }
+        }
+        Self::node_params(node)?;
         Ok(())
     }
     fn prepare_ramdisk<'a>(&'a self, node: &'a Node) -> BoxFut<'a, DResult<()>> {
@@ -138,8 +153,9 @@ impl Boot for IpxeBoot {
                 node_uuid: node.uuid.clone(),
                 kernel_url: kernel,
                 ramdisk_url: ramdisk,
-                params: self.kernel_params(node),
-            });
+                params: self.kernel_params(node)?,
+            })
+            .map_err(err)?;
             files.write_node_script(&macs, &script).map_err(err)?;
             self.sync_hostsfile().await
         })
