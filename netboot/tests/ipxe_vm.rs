@@ -71,8 +71,7 @@ fn wait_for(log: &Arc<Mutex<Vec<String>>>, what: &str, pred: impl Fn(&[String]) 
 
 #[test]
 fn ipxe_runs_chain_and_deploy_scripts() {
-    if std::env::var_os("FERRITE_SKIP_VM_TESTS").is_some() {
-        eprintln!("skipped: FERRITE_SKIP_VM_TESTS is set");
+    if ferrite_qemu_harness::skip_vm_test() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -66,6 +66,9 @@ fn up(
         "kvm" => Accel::Kvm,
         other => anyhow::bail!("--accel {other:?}: expected tcg or kvm"),
     };
+    // SIGTERM/SIGHUP/SIGINT stop every ipmi_sim and QEMU below this process, even while
+    // the nodes are still starting.
+    crate::reaper::stop_descendants_on_signals()?;
     let mut running: Vec<Node> = vec![];
     println!("name\tbmc\tusername\tpassword\tmac\tagent\tconsole");
     for i in 0..nodes {
@@ -103,25 +106,11 @@ fn up(
         );
         running.push(node);
     }
-    println!("ferrite-qemu-harness: {nodes} node(s) up; Ctrl-C stops them");
-    wait_for_termination();
-    println!("ferrite-qemu-harness: stopping");
-    drop(running);
-    Ok(())
-}
-
-/// Blocks until SIGINT or SIGTERM arrives.
-fn wait_for_termination() {
-    // SAFETY: sigset_t is plain data initialised by sigemptyset before use; blocking the
-    // signals and then sigwait-ing on them is the documented pattern and touches no Rust state.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        let mut sig = 0;
-        libc::sigwait(&set, &mut sig);
+    println!("ferrite-qemu-harness: {nodes} node(s) up; Ctrl-C or SIGTERM stops them");
+    // The reaper thread stops the nodes (QEMU, ipmi_sim) and exits the process.
+    let _keep = running;
+    loop {
+        std::thread::park();
     }
 }
 

@@ -9,6 +9,8 @@ pub mod conducted;
 pub mod console;
 pub mod http;
 pub mod process;
+pub mod reaper;
+pub mod skip;
 pub mod spec;
 pub mod vm;
 pub mod walk;
@@ -17,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use console::Console;
+pub use skip::skip_vm_test;
 pub use spec::{Accel, BootDevice, DiskFormat, VmSpec};
 pub use vm::{create_disk, free_tcp_port, Node, Vm, VmBuilder, AGENT_PORT};
 

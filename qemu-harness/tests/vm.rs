@@ -9,10 +9,6 @@ use ferrite_qemu_harness::http::HttpServer;
 use ferrite_qemu_harness::{create_disk, free_tcp_port, BootDevice, DiskFormat, VmBuilder};
 use ferrite_ramdisk_build::{test_image, RamdiskBuilder, TestImageBuilder};
 
-fn skip() -> bool {
-    std::env::var_os("FERRITE_SKIP_VM_TESTS").is_some()
-}
-
 /// TCG is CPU-bound: VMs booting side by side on a 2-core machine slow each other down past
 /// any sensible deadline, so these tests take turns.
 fn one_vm_at_a_time() -> std::sync::MutexGuard<'static, ()> {
@@ -26,7 +22,7 @@ fn target() -> PathBuf {
 
 #[test]
 fn test_image_boots_and_prints_its_config_drive() {
-    if skip() {
+    if ferrite_qemu_harness::skip_vm_test() {
         return;
     }
     let _turn = one_vm_at_a_time();
@@ -67,7 +63,7 @@ fn test_image_boots_and_prints_its_config_drive() {
 
 #[test]
 fn node_pxe_boots_the_ramdisk_when_its_bmc_powers_it_on() {
-    if skip() {
+    if ferrite_qemu_harness::skip_vm_test() {
         return;
     }
     let _turn = one_vm_at_a_time();
@@ -202,7 +198,7 @@ fn node_pxe_boots_the_ramdisk_when_its_bmc_powers_it_on() {
 
 #[test]
 fn a_vm_that_never_boots_fails_the_wait_with_its_console_and_is_reaped() {
-    if skip() {
+    if ferrite_qemu_harness::skip_vm_test() {
         return;
     }
     let _turn = one_vm_at_a_time();

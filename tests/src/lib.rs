@@ -9,9 +9,12 @@ pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
-/// True when the caller asked to skip the slow QEMU tests (`cargo xtask test --quick`).
+/// True when the caller asked to skip the slow QEMU tests (`cargo xtask test --quick`
+/// sets `FERRITE_SKIP_VM_TESTS=1`); prints and records the skip (see
+/// `ferrite_qemu_harness::skip`).
+#[track_caller]
 pub fn skip_vm_tests() -> bool {
-    std::env::var_os("FERRITE_SKIP_VM_TESTS").is_some()
+    ferrite_qemu_harness::skip_vm_test()
 }
 
 /// The workspace's `target/` directory.

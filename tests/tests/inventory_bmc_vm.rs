@@ -141,7 +141,6 @@ fn ipmitool_lan_print(lan_port: u16) -> (String, String) {
 #[test]
 fn agent_reads_bmc_addresses_through_dev_ipmi0() {
     if ferrite_tests::skip_vm_tests() {
-        eprintln!("skipped: FERRITE_SKIP_VM_TESTS is set");
         return;
     }
     let agent = guest::static_agent();

@@ -27,7 +27,6 @@ const OTHER_PATTERN: u8 = 0x3C;
 #[test]
 fn erase_devices_formats_an_nvme_namespace_in_a_vm() {
     if ferrite_tests::skip_vm_tests() {
-        eprintln!("skipped: FERRITE_SKIP_VM_TESTS is set");
         return;
     }
     let agent = guest::static_agent();

@@ -21,8 +21,7 @@ impl Drop for Qemu {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipxe_fetches_scripts_and_a_file_over_our_tftp() {
-    if std::env::var_os("FERRITE_SKIP_VM_TESTS").is_some() {
-        eprintln!("skipped: FERRITE_SKIP_VM_TESTS is set");
+    if ferrite_qemu_harness::skip_vm_test() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -15,6 +15,9 @@ use serde_json::Value;
 use crate::util;
 
 pub fn run(keep: bool) -> anyhow::Result<()> {
+    // SIGTERM/SIGHUP/SIGINT (a closed terminal, a process manager, Ctrl-C) stop the
+    // conductor, ipmi_sim and QEMU too, not only this process.
+    ferrite_qemu_harness::reaper::stop_descendants_on_signals()?;
     crate::deps::install()?;
     util::step("static agent");
     let agent = crate::build_agent()?;
@@ -106,11 +109,12 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     if keep {
         println!(
             "\n--keep: everything stays up; try `FERRITE_URL={} target/debug/ferrite node list`. \
-             Ctrl-C stops it all.",
+             Ctrl-C (or SIGTERM/SIGHUP) stops it all.",
             lab.url()
         );
+        // The reaper thread stops everything and exits on a signal.
         loop {
-            std::thread::sleep(Duration::from_secs(3600));
+            std::thread::park();
         }
     }
     Ok(())

@@ -1,5 +1,10 @@
-//! Installs the Debian packages that builds and tests need: only the missing ones, once.
+//! Everything a build, test, benchmark or the demo needs beyond the Rust toolchain that
+//! rustup installed: Debian packages, rustup targets and toolchains, cargo tools and Python
+//! venvs for baselines. `install` adds only what is missing (idempotent); `check` lists every
+//! item and fails on anything missing, so a step that only worked on a hand-prepared machine
+//! shows up (`.ci/run` runs both).
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context};
@@ -66,6 +71,46 @@ pub const PACKAGES: &[(&str, &str)] = &[
 /// qemu-utils is installed afterwards, pinned to the installed qemu-system-x86's version.
 const QEMU_UTILS: &str = "qemu-utils";
 
+/// The rustup target of the static agent, added to the toolchain rust-toolchain.toml names.
+pub const RUSTUP_TARGETS: &[(&str, &str)] = &[(
+    crate::MUSL_TARGET,
+    "the static ferrite-agent of the deploy ramdisk",
+)];
+
+/// The toolchain the fuzz targets build with (cargo-fuzz needs nightly's sanitizer flags).
+pub const FUZZ_TOOLCHAIN: &str = "nightly";
+
+/// Cargo subcommands installed with `cargo install --locked`: (crate, major.minor series,
+/// binary, why). Any release of the series will do.
+pub const CARGO_TOOLS: &[(&str, &str, &str, &str)] = &[(
+    "cargo-fuzz",
+    "0.13",
+    "cargo-fuzz",
+    "`cargo xtask fuzz` and the short fuzz runs of `cargo xtask test` (libFuzzer)",
+)];
+
+/// A Python virtual environment under `target/` for a baseline from PyPI.
+pub struct Venv {
+    /// Directory name under `target/`.
+    pub dir: &'static str,
+    /// pip requirement specifiers.
+    pub requirements: &'static [&'static str],
+    /// A file inside the venv that exists once the requirements are installed.
+    pub probe: &'static str,
+    pub why: &'static str,
+}
+
+/// Python venvs of the benchmark baselines (made with Debian's /usr/bin/python3).
+pub const VENVS: &[Venv] = &[Venv {
+    dir: "ironic-venv",
+    requirements: &["ironic>=39,<40"],
+    probe: "bin/ironic",
+    why: "conductor bench baseline: OpenStack Ironic standalone",
+}];
+
+/// The Python the venvs are made with (Debian's, with python3-venv).
+const PYTHON: &str = "/usr/bin/python3";
+
 fn version_of(pkg: &str) -> Option<String> {
     let out = Command::new("dpkg-query")
         .args(["-W", "-f=${Version}", pkg])
@@ -104,7 +149,192 @@ pub fn missing() -> Vec<&'static str> {
         .collect()
 }
 
+/// The toolchain this workspace builds with: the one rustup chose for this process
+/// (`RUSTUP_TOOLCHAIN`, set by rustup's cargo proxy from rust-toolchain.toml), else the
+/// channel rust-toolchain.toml names.
+fn project_toolchain() -> String {
+    if let Ok(t) = std::env::var("RUSTUP_TOOLCHAIN") {
+        if !t.is_empty() {
+            return t;
+        }
+    }
+    let file = util::project_root().join("rust-toolchain.toml");
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .filter_map(|l| l.trim().strip_prefix("channel"))
+                .filter_map(|rest| rest.split('"').nth(1).map(str::to_string))
+                .next()
+        })
+        .unwrap_or_else(|| "stable".into())
+}
+
+/// Output of a command run in the project root, or `None` if it could not run or failed.
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.current_dir(util::project_root()).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn rustup_available() -> bool {
+    output(Command::new("rustup").arg("--version")).is_some()
+}
+
+fn target_installed(toolchain: &str, target: &str) -> bool {
+    output(Command::new("rustup").args(["target", "list", "--installed", "--toolchain", toolchain]))
+        .is_some_and(|s| s.lines().any(|l| l.trim() == target))
+}
+
+fn toolchain_installed(toolchain: &str) -> bool {
+    // `rustup run` fails when the toolchain is not installed (and never installs it).
+    output(
+        Command::new("rustup")
+            .args(["run", toolchain, "rustc", "--version"])
+            .env("RUSTUP_AUTO_INSTALL", "0"),
+    )
+    .is_some()
+}
+
+fn cargo_bin_dir() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
+        .join("bin")
+}
+
+/// Whether `binary --version` names a release of the `series` (e.g. "0.13" for 0.13.2).
+fn tool_installed(binary: &str, series: &str) -> bool {
+    let path = cargo_bin_dir().join(binary);
+    let prefix = format!("{series}.");
+    output(Command::new(&path).arg("--version"))
+        .is_some_and(|v| v.split_whitespace().any(|w| w.starts_with(&prefix)))
+}
+
+fn venv_dir(v: &Venv) -> PathBuf {
+    util::project_root().join("target").join(v.dir)
+}
+
+/// The stamp a finished venv install leaves: its requirements, one per line.
+fn venv_stamp(v: &Venv) -> PathBuf {
+    venv_dir(v).join(".ferrite-requirements")
+}
+
+fn venv_ready(v: &Venv) -> bool {
+    venv_dir(v).join(v.probe).exists()
+        && std::fs::read_to_string(venv_stamp(v)).is_ok_and(|s| s == v.requirements.join("\n"))
+}
+
+/// One line of `deps --check`: what, whether present, why it is needed.
+struct Item {
+    kind: &'static str,
+    name: String,
+    present: bool,
+    why: &'static str,
+    /// The command that installs it.
+    fix: String,
+}
+
+fn items() -> Vec<Item> {
+    let mut items = vec![];
+    for (p, why) in PACKAGES {
+        items.push(Item {
+            kind: "debian",
+            name: p.to_string(),
+            present: installed(p),
+            why,
+            fix: format!("apt-get install --no-install-recommends {p}"),
+        });
+    }
+    let rustup = rustup_available();
+    let toolchain = project_toolchain();
+    for (t, why) in RUSTUP_TARGETS {
+        items.push(Item {
+            kind: "rustup target",
+            name: format!("{t} ({toolchain})"),
+            present: rustup && target_installed(&toolchain, t),
+            why,
+            fix: format!("rustup target add --toolchain {toolchain} {t}"),
+        });
+    }
+    items.push(Item {
+        kind: "rustup toolchain",
+        name: FUZZ_TOOLCHAIN.into(),
+        present: rustup && toolchain_installed(FUZZ_TOOLCHAIN),
+        why: "the fuzz targets (cargo-fuzz needs nightly)",
+        fix: format!("rustup toolchain install --profile minimal {FUZZ_TOOLCHAIN}"),
+    });
+    for (krate, version, bin, why) in CARGO_TOOLS {
+        items.push(Item {
+            kind: "cargo tool",
+            name: format!("{krate} {version}"),
+            present: tool_installed(bin, version),
+            why,
+            fix: format!("cargo install --locked {krate} --version '~{version}'"),
+        });
+    }
+    for v in VENVS {
+        items.push(Item {
+            kind: "python venv",
+            name: format!("target/{} ({})", v.dir, v.requirements.join(" ")),
+            present: venv_ready(v),
+            why: v.why,
+            fix: format!(
+                "{PYTHON} -m venv target/{0} && target/{0}/bin/pip install {1}",
+                v.dir,
+                v.requirements
+                    .iter()
+                    .map(|r| format!("'{r}'"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        });
+    }
+    items
+}
+
+/// `cargo xtask deps --check`: every item, present or not; an error naming the missing ones.
+pub fn check() -> anyhow::Result<()> {
+    let items = items();
+    let mut missing = vec![];
+    for i in &items {
+        println!(
+            "{:<8} {:<17} {:<48} {}",
+            if i.present { "ok" } else { "MISSING" },
+            i.kind,
+            i.name,
+            i.why
+        );
+        if !i.present {
+            missing.push(i);
+        }
+    }
+    if missing.is_empty() {
+        println!("deps: all {} items present", items.len());
+        return Ok(());
+    }
+    let fixes: Vec<&str> = missing.iter().map(|i| i.fix.as_str()).collect();
+    bail!(
+        "{} of {} items are missing; `cargo xtask deps` installs them (as root for the Debian \
+         packages), or run:\n  {}",
+        missing.len(),
+        items.len(),
+        fixes.join("\n  ")
+    )
+}
+
+/// `cargo xtask deps`: installs whatever is missing. The Debian packages need root; without
+/// it, the exact commands are printed and nothing else is tried.
 pub fn install() -> anyhow::Result<()> {
+    install_packages()?;
+    install_rust()?;
+    install_venvs()?;
+    Ok(())
+}
+
+fn install_packages() -> anyhow::Result<()> {
     let missing = missing();
     if missing.is_empty() {
         println!("deps: all {} Debian packages present", PACKAGES.len());
@@ -113,7 +343,7 @@ pub fn install() -> anyhow::Result<()> {
     if !util::is_root() {
         bail!(
             "these Debian packages are missing: {}; run `sudo cargo xtask deps` or \
-             `sudo apt-get install {}`",
+             `sudo apt-get update && sudo apt-get install --no-install-recommends {}`",
             missing.join(", "),
             missing.join(" ")
         );
@@ -141,6 +371,82 @@ pub fn install() -> anyhow::Result<()> {
             "apt-get finished but these are still missing: {}",
             still.join(", ")
         );
+    }
+    Ok(())
+}
+
+/// The rustup target of the static agent, the fuzzing toolchain and cargo-fuzz. rustup and
+/// cargo install into the user's own directories: no root needed.
+fn install_rust() -> anyhow::Result<()> {
+    if !rustup_available() {
+        bail!(
+            "rustup is not on PATH: Ferrite builds with a rustup-managed toolchain (see \
+             https://rustup.rs), which also provides the {} target it needs",
+            crate::MUSL_TARGET
+        );
+    }
+    let toolchain = project_toolchain();
+    for (t, _) in RUSTUP_TARGETS {
+        if !target_installed(&toolchain, t) {
+            println!("deps: rustup target add --toolchain {toolchain} {t}");
+            util::run(
+                Command::new("rustup")
+                    .args(["target", "add", "--toolchain", &toolchain, t])
+                    .current_dir(util::project_root()),
+            )?;
+        }
+    }
+    if !toolchain_installed(FUZZ_TOOLCHAIN) {
+        println!("deps: rustup toolchain install --profile minimal {FUZZ_TOOLCHAIN}");
+        util::run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "--profile",
+            "minimal",
+            FUZZ_TOOLCHAIN,
+        ]))?;
+    }
+    for (krate, version, bin, _) in CARGO_TOOLS {
+        if !tool_installed(bin, version) {
+            println!("deps: cargo install --locked {krate} --version ~{version}");
+            // Built with the project's toolchain, outside the workspace (its own lock file).
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            util::run(
+                Command::new(cargo)
+                    .args([
+                        "install",
+                        "--locked",
+                        krate,
+                        "--version",
+                        &format!("~{version}"),
+                    ])
+                    .current_dir(std::env::temp_dir()),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn install_venvs() -> anyhow::Result<()> {
+    for v in VENVS {
+        if venv_ready(v) {
+            continue;
+        }
+        let dir = venv_dir(v);
+        println!(
+            "deps: python venv target/{} with {}",
+            v.dir,
+            v.requirements.join(" ")
+        );
+        if !dir.join("bin/pip").exists() {
+            util::run(Command::new(PYTHON).arg("-m").arg("venv").arg(&dir))?;
+        }
+        util::run(
+            Command::new(dir.join("bin/pip"))
+                .args(["install", "-q", "--disable-pip-version-check"])
+                .args(v.requirements),
+        )?;
+        std::fs::write(venv_stamp(v), v.requirements.join("\n"))?;
     }
     Ok(())
 }

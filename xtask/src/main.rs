@@ -19,16 +19,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Install the Debian packages the tests need (only those missing; needs root).
-    Deps,
+    /// Install what builds, tests, benches and the demo need and is missing: Debian packages
+    /// (needs root), the agent's rustup target, the fuzzing toolchain and cargo-fuzz, Python
+    /// venvs of the baselines.
+    Deps {
+        /// Install nothing: list every item, present or missing, and fail if any is missing.
+        #[arg(long)]
+        check: bool,
+    },
     /// Build the static release agent into target/agent/ferrite-agent.
     Agent,
     /// Through a conductor and the `ferrite` CLI: enroll a QEMU server with a simulated BMC,
     /// inspect it, clean it, deploy the test OS with a config drive, boot it, and print the
     /// inventory and phase timings.
     Demo {
-        /// Leave the conductor, the image server and the node running at the end (Ctrl-C
-        /// stops them).
+        /// Leave the conductor, the image server and the node running at the end (Ctrl-C,
+        /// SIGTERM or SIGHUP stops them all).
         #[arg(long)]
         keep: bool,
     },
@@ -52,7 +58,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Deps => deps::install(),
+        Command::Deps { check: false } => deps::install(),
+        Command::Deps { check: true } => deps::check(),
         Command::Agent => build_agent().map(|_| ()),
         Command::Demo { keep } => demo::run(keep),
         Command::Ramdisk => build_ramdisk().map(|_| ()),
@@ -166,6 +173,7 @@ pub fn build_test_image() -> anyhow::Result<ferrite_ramdisk_build::TestImage> {
 
 fn test(quick: bool) -> anyhow::Result<()> {
     deps::install()?;
+    deps::check()?;
     util::step("cargo fmt --check");
     util::cargo(&["fmt", "--all", "--", "--check"])?;
     util::step("cargo clippy");
@@ -181,11 +189,26 @@ fn test(quick: bool) -> anyhow::Result<()> {
     util::step("static agent");
     build_agent()?;
     util::step("cargo test");
-    let mut env = vec![];
+    // Every VM test records a skip in this file; without --quick none may skip.
+    let skip_log = util::project_root().join("target/vm-test-skips.log");
+    let _ = std::fs::remove_file(&skip_log);
+    let mut cmd = util::cargo_command(&["test", "--workspace", "--locked"]);
+    cmd.env(ferrite_qemu_harness::skip::SKIP_LOG_VAR, &skip_log);
     if quick {
-        env.push(("FERRITE_SKIP_VM_TESTS", "1"));
+        cmd.env(ferrite_qemu_harness::skip::SKIP_VAR, "1");
+    } else {
+        cmd.env_remove(ferrite_qemu_harness::skip::SKIP_VAR);
     }
-    util::cargo_env(&["test", "--workspace", "--locked"], &env)?;
+    util::run(&mut cmd)?;
+    let skipped = std::fs::read_to_string(&skip_log).unwrap_or_default();
+    if quick {
+        println!(
+            "xtask: --quick: {} VM tests skipped",
+            skipped.lines().count()
+        );
+    } else if !skipped.trim().is_empty() {
+        anyhow::bail!("VM tests were skipped in a full run (CI must run them all):\n{skipped}");
+    }
     println!("xtask: all tests passed");
     Ok(())
 }

@@ -17,17 +17,15 @@ pub fn step(name: &str) {
 }
 
 pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
-    cargo_env(args, &[])
+    run(&mut cargo_command(args))
 }
 
-pub fn cargo_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
+/// `cargo <args>` in the project root, with the cargo that runs xtask.
+pub fn cargo_command(args: &[&str]) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(args).current_dir(project_root());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    run(&mut cmd)
+    cmd
 }
 
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {

@@ -83,6 +83,8 @@ async fn run_conductor(cfg: ConductorConfig) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: a log file or pipe gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cfg = cfg.resolve()?;
     let addr = cfg.listen_addr();
