@@ -1,6 +1,7 @@
 //! The ramdisk agent (`ferrite-agent` with no subcommand): kernel command line → inventory
-//! → agent API (automatic TLS) → inspection post → lookup → heartbeat until stopped.
-//! `--standalone` serves the API and talks to no conductor.
+//! → inspection post → lookup until it hands out a token → agent API (automatic TLS) →
+//! heartbeat until stopped. The API is never served to anyone before the agent holds a
+//! token. `--standalone` talks to no conductor and needs a pre-shared `ipa-agent-token`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,10 +18,10 @@ use crate::cmdline::{self, KernelParams, Protocol};
 use crate::heartbeat::callback::{advertise_host, callback_url};
 use crate::heartbeat::heartbeat::{absorb_token, HeartbeatTiming, Heartbeater};
 use crate::heartbeat::inspect::{post_inventory, InspectTiming};
-use crate::heartbeat::lookup::{lookup, LookupTiming};
+use crate::heartbeat::lookup::{lookup_until_token, LookupTiming};
 use crate::heartbeat::token::TokenStore;
 use crate::heartbeat::{AgentLink, ConductorClient, FALLBACK_API_VERSION, VERIFY_CA_API_VERSION};
-use crate::state::{AgentConfig, AgentState, RealSystemHooks};
+use crate::state::{AgentConfig, AgentState, RealSystemHooks, MIN_TOKEN_LEN};
 use crate::system::SystemHooks;
 
 /// Flags of the ramdisk agent run mode.
@@ -103,6 +104,7 @@ pub async fn run_with_hooks(
     hooks: Arc<dyn SystemHooks>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    tokio::pin!(shutdown);
     let line =
         cmdline::load(config.cmdline.as_deref()).context("reading the kernel command line")?;
     let params = cmdline::parse(&line)?;
@@ -114,14 +116,6 @@ pub async fn run_with_hooks(
         version = env!("CARGO_PKG_VERSION"),
         "starting ferrite-agent"
     );
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
 
     let root = config.root.clone();
     let inventory =
@@ -159,8 +153,6 @@ pub async fn run_with_hooks(
     let listen = config
         .listen
         .unwrap_or_else(|| SocketAddr::new(params.listen_host, params.listen_port));
-    let listener = bind(listen).await?;
-    let port = listener.local_addr()?.port();
 
     // Without a conductor there is nobody to call us back, so nothing to advertise or pin.
     let advertised = match &client {
@@ -187,6 +179,61 @@ pub async fn run_with_hooks(
     if let Some(token) = &params.agent_token {
         state.set_agent_token(token).context("ipa-agent-token")?;
     }
+    if client.is_none() && state.agent_token().is_none() && config.standalone {
+        bail!(
+            "--standalone serves commands only to the holder of a pre-shared token: put \
+             ipa-agent-token=<at least {MIN_TOKEN_LEN} characters> on the command line (--cmdline)"
+        );
+    }
+
+    // Inspection and lookup come first: the API is not served until this agent holds a
+    // token, so nobody on the network can command it in between (IPA serves after lookup).
+    let mut tokens = TokenStore::new(params.agent_token.clone());
+    let talk = async {
+        let node_uuid = if config.standalone {
+            None
+        } else {
+            inspect(&params, inventory.as_ref(), &mut tokens, &*state).await
+        };
+        match &client {
+            Some(client) => lookup_until_token(
+                client,
+                &macs,
+                node_uuid.as_deref(),
+                &lookup_timing(&params),
+                &mut tokens,
+                &*state,
+            )
+            .await
+            .map(Some)
+            .map_err(anyhow::Error::from),
+            None => Ok(None),
+        }
+    };
+    let found = tokio::select! {
+        _ = shutdown_or_lockdown(&state, &mut shutdown) => return Ok(()),
+        found = talk => found?,
+    };
+    if state.agent_token().is_none() {
+        // Only reachable without a conductor (no ipa-api-url) and without a pre-shared
+        // token: nothing can ever authorise a command, so serving would be pointless.
+        tracing::error!(
+            "no ipa-api-url and no ipa-agent-token: this agent can never hold a token, so it \
+             does not serve its API"
+        );
+        shutdown_or_lockdown(&state, &mut shutdown).await;
+        return Ok(());
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let listener = bind(listen).await?;
+    let port = listener.local_addr()?.port();
     let api = tokio::spawn(crate::api::serve(
         listener,
         tls.as_ref().map(|t| t.server_config.clone()),
@@ -195,37 +242,63 @@ pub async fn run_with_hooks(
     ));
     tracing::info!(%listen, port, tls = tls.is_some(), "agent API listening");
 
-    let outer = async {
-        tokio::select! {
-            _ = shutdown => {}
-            _ = state.wait_locked_down() => {
-                let hooks = state.hooks.clone();
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || hooks.lockdown_network()).await {
-                    tracing::error!(error = %e, "lockdown: bringing the network down failed");
-                }
+    let work = async {
+        let (Some(client), Some(found), Some(host)) = (client, found, advertised) else {
+            if !config.standalone {
+                tracing::warn!("no ipa-api-url: serving the API without lookup or heartbeat");
             }
-        }
+            stopped().await;
+            return Ok(());
+        };
+        let mut hb = Heartbeater {
+            client,
+            node_uuid: String::new(),
+            heartbeat_timeout: std::time::Duration::ZERO,
+            tokens,
+            callback_url: callback_url(protocol, &host, params.advertise_port.unwrap_or(port)),
+            verify_ca: tls.as_ref().map(|t| t.cert_pem.clone()),
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            timing: HeartbeatTiming::default(),
+            macs,
+            lookup_timing: lookup_timing(&params),
+            link: state.clone(),
+        };
+        hb.absorb_lookup(&found);
+        tracing::info!(node = %hb.node_uuid, callback = %hb.callback_url, "heartbeating");
+        hb.run(stopped()).await.map_err(anyhow::Error::from)
     };
-    let work = talk_to_conductor(TalkArgs {
-        params: &params,
-        standalone: config.standalone,
-        client,
-        inventory: inventory.as_ref(),
-        macs,
-        callback_url: advertised
-            .as_deref()
-            .map(|h| callback_url(protocol, h, params.advertise_port.unwrap_or(port))),
-        verify_ca: tls.as_ref().map(|t| t.cert_pem.clone()),
-        state: state.clone(),
-        stopped: stopped(),
-    });
     let result = tokio::select! {
-        _ = outer => Ok(()),
+        _ = shutdown_or_lockdown(&state, &mut shutdown) => Ok(()),
         r = work => r,
     };
     let _ = stop_tx.send(true);
     api.await?.context("serving the agent API")?;
     result
+}
+
+/// Resolves on `shutdown` or once `system.lockdown` ran; after a lockdown the network is
+/// brought down first.
+async fn shutdown_or_lockdown(
+    state: &AgentState,
+    shutdown: &mut Pin<&mut (impl Future<Output = ()> + Send)>,
+) {
+    tokio::select! {
+        _ = shutdown.as_mut() => {}
+        _ = state.wait_locked_down() => {
+            let hooks = state.hooks.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || hooks.lockdown_network()).await {
+                tracing::error!(error = %e, "lockdown: bringing the network down failed");
+            }
+        }
+    }
+}
+
+fn lookup_timing(params: &KernelParams) -> LookupTiming {
+    LookupTiming {
+        timeout: params.lookup_timeout,
+        start: params.lookup_interval,
+        ..LookupTiming::default()
+    }
 }
 
 /// Binds the API listener. The default `[::]` falls back to `0.0.0.0` on kernels booted
@@ -260,84 +333,52 @@ fn wants_tls(params: &KernelParams, version: (u32, u32)) -> anyhow::Result<bool>
     }
 }
 
-struct TalkArgs<'a, S> {
-    params: &'a KernelParams,
-    standalone: bool,
-    client: Option<ConductorClient>,
-    inventory: Option<&'a Inventory>,
-    macs: Vec<String>,
-    callback_url: Option<String>,
-    verify_ca: Option<String>,
-    state: Arc<AgentState>,
-    stopped: S,
-}
-
-/// Inspection, lookup and the heartbeat loop; returns when stopped or when lookup fails.
-async fn talk_to_conductor<S: Future<Output = ()>>(a: TalkArgs<'_, S>) -> anyhow::Result<()> {
-    let mut tokens = TokenStore::new(a.params.agent_token.clone());
-    let mut node_uuid = None;
-    if let (Some(url), false) = (&a.params.inspection_callback_url, a.standalone) {
-        match a.inventory {
-            None => tracing::error!("no inventory to post to the inspection callback"),
-            Some(inv) => {
-                let http = reqwest::Client::builder()
-                    .danger_accept_invalid_certs(a.params.insecure)
-                    .build()?;
-                match post_inventory(
-                    &http,
-                    url,
-                    inv,
-                    a.params.bootif.as_deref(),
-                    &InspectTiming::default(),
-                )
-                .await
-                {
-                    Ok(answer) => {
-                        tracing::info!(node = %answer.uuid, "inspection data accepted");
-                        let offered = answer
-                            .config
-                            .as_ref()
-                            .and_then(|c| c.agent_token.as_deref());
-                        absorb_token(&mut tokens, offered, &*a.state);
-                        node_uuid = Some(answer.uuid);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "inspection failed; going on to the lookup")
-                    }
-                }
-            }
+/// Posts the inventory to `ipa-inspection-callback-url` when one is set; the node UUID
+/// it answers (used by the lookup), and any token it hands out, are kept.
+async fn inspect(
+    params: &KernelParams,
+    inventory: Option<&Inventory>,
+    tokens: &mut TokenStore,
+    link: &dyn AgentLink,
+) -> Option<String> {
+    let url = params.inspection_callback_url.as_ref()?;
+    let Some(inv) = inventory else {
+        tracing::error!("no inventory to post to the inspection callback");
+        return None;
+    };
+    let http = match reqwest::Client::builder()
+        .danger_accept_invalid_certs(params.insecure)
+        .build()
+    {
+        Ok(http) => http,
+        Err(e) => {
+            tracing::error!(error = %e, "no HTTP client for the inspection callback");
+            return None;
+        }
+    };
+    match post_inventory(
+        &http,
+        url,
+        inv,
+        params.bootif.as_deref(),
+        &InspectTiming::default(),
+    )
+    .await
+    {
+        Ok(answer) => {
+            tracing::info!(node = %answer.uuid, "inspection data accepted");
+            let offered = answer
+                .config
+                .as_ref()
+                .and_then(|c| c.agent_token.as_deref());
+            absorb_token(tokens, offered, link);
+            Some(answer.uuid)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "inspection failed; going on to the lookup");
+            None
         }
     }
-    let (Some(client), Some(callback_url)) = (a.client, a.callback_url) else {
-        if !a.standalone {
-            tracing::warn!("no ipa-api-url: serving the API without lookup or heartbeat");
-        }
-        a.stopped.await;
-        return Ok(());
-    };
-    let lookup_timing = LookupTiming {
-        timeout: a.params.lookup_timeout,
-        start: a.params.lookup_interval,
-        ..LookupTiming::default()
-    };
-    let found = lookup(&client, &a.macs, node_uuid.as_deref(), &lookup_timing).await?;
-    let mut hb = Heartbeater {
-        client,
-        node_uuid: String::new(),
-        heartbeat_timeout: std::time::Duration::ZERO,
-        tokens,
-        callback_url,
-        verify_ca: a.verify_ca,
-        agent_version: env!("CARGO_PKG_VERSION").into(),
-        timing: HeartbeatTiming::default(),
-        macs: a.macs,
-        lookup_timing,
-        link: a.state.clone(),
-    };
-    hb.absorb_lookup(&found);
-    tracing::info!(node = %hb.node_uuid, callback = %hb.callback_url, "heartbeating");
-    hb.run(a.stopped).await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -165,8 +165,8 @@ impl AgentState {
         &self.version
     }
 
-    /// The token the conductor handed out at lookup; `None` until then, and while it is
-    /// `None` the API requires no token (standalone use).
+    /// The token the conductor handed out at lookup (or `ipa-agent-token`); `None` until
+    /// then, and while it is `None` every command is refused.
     pub fn agent_token(&self) -> Option<&str> {
         self.token.get().map(String::as_str)
     }
@@ -188,13 +188,13 @@ impl AgentState {
         }
     }
 
-    /// Whether `offered` (from `?agent_token=`) grants access: always when no token is
-    /// set yet, else only an exact match, compared in constant time.
+    /// Whether `offered` (from `?agent_token=`) grants access: only an exact match of the
+    /// token set, compared in constant time. Without a token nothing is allowed (IPA's
+    /// `validate_agent_token`): an agent nobody handed a token to obeys nobody.
     pub fn token_allows(&self, offered: Option<&str>) -> bool {
         use subtle::ConstantTimeEq;
         match (self.agent_token(), offered) {
-            (None, _) => true,
-            (Some(_), None) => false,
+            (None, _) | (Some(_), None) => false,
             (Some(expected), Some(offered)) => {
                 bool::from(expected.as_bytes().ct_eq(offered.as_bytes()))
             }
@@ -267,11 +267,12 @@ mod tests {
     }
 
     #[test]
-    fn no_token_means_open() {
+    fn no_token_means_closed() {
         let s = state();
         assert_eq!(s.agent_token(), None);
-        assert!(s.token_allows(None));
-        assert!(s.token_allows(Some("anything")));
+        assert!(!s.token_allows(None));
+        assert!(!s.token_allows(Some("")));
+        assert!(!s.token_allows(Some("0123456789abcdef0123456789abcdef")));
     }
 
     #[test]

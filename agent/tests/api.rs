@@ -84,19 +84,44 @@ async fn unknown_paths_404_and_wrong_methods_405() {
     agent.assert_serving().await;
 }
 
+/// Issue 15 finding 1: an agent nobody handed a token obeys nobody, whatever is offered.
 #[tokio::test]
-async fn no_token_is_needed_until_one_is_set() {
-    let agent = Agent::start().await;
-    let (code, list) = agent.get("/v1/commands/").await;
-    assert_eq!(code, 200);
-    assert_eq!(list, json!({"commands": []}));
-    let (code, _) = agent.command("", "standby.sync", json!({})).await;
-    assert_eq!(code, 200);
+async fn without_a_token_no_command_is_accepted() {
+    let agent = Agent::start_without_token().await;
+    for path in ["/v1/commands/", "/v1/commands/some-id"] {
+        for query in ["", "?agent_token=", &format!("?agent_token={TOKEN}")] {
+            assert_fault(
+                &agent.get(&format!("{path}{query}")).await,
+                401,
+                "has no token yet",
+            );
+        }
+    }
+    for query in ["?wait=true", &format!("?wait=true&agent_token={TOKEN}")] {
+        for name in [
+            "standby.sync",
+            "standby.prepare_image",
+            "iscsi.start_iscsi_target",
+        ] {
+            let body = json!({"name": name, "params": {}}).to_string();
+            assert_fault(
+                &agent.post_raw(&format!("/v1/commands/{query}"), body).await,
+                401,
+                "has no token yet",
+            );
+        }
+    }
+    assert!(agent.hooks.calls().is_empty(), "a refused command ran");
+    assert!(
+        agent.state.commands.list().is_empty(),
+        "a refused command was stored"
+    );
+    agent.assert_serving().await;
 }
 
 #[tokio::test]
 async fn token_is_required_once_set() {
-    let agent = Agent::start().await;
+    let agent = Agent::start_without_token().await;
     agent.state.set_agent_token(TOKEN).unwrap();
 
     for path in ["/v1/commands", "/v1/commands/", "/v1/commands/some-id"] {
@@ -212,7 +237,10 @@ async fn bodies_in_memory_at_once_are_bounded() {
     // Two clients declare 4 KiB bodies and send only part: they hold the whole budget.
     let body = json!({"name": "standby.sync", "params": {"pad": "x".repeat(3900)}}).to_string();
     let body = format!("{body:<4096}");
-    let head = "POST /v1/commands/ HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\nConnection: close\r\n\r\n";
+    let head = format!(
+        "POST /v1/commands/?agent_token={TOKEN} HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\
+         Connection: close\r\n\r\n"
+    );
     let mut slow = Vec::new();
     for _ in 0..2 {
         let mut conn = tokio::net::TcpStream::connect(agent.addr).await.unwrap();

@@ -224,16 +224,32 @@ async fn inspection_is_posted_and_its_uuid_used_in_lookup() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn standalone_serves_plain_http_without_talking_to_the_conductor() {
-    let d = Double::start(double_script()).await;
-    let line = format!("ipa-api-url={}", d.url());
-    // Find the port by asking the OS for a free one first (the run API hides it).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// A port nothing listens on now (the run API hides the one it binds).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+/// Polls `url` until it answers, or panics at the deadline.
+async fn first_answer(client: &reqwest::Client, url: &str) -> reqwest::Response {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match client.get(url).send().await {
+            Ok(r) => return r,
+            Err(e) if std::time::Instant::now() > deadline => panic!("{url}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_serves_the_pre_shared_token_only_and_talks_to_no_conductor() {
+    let d = Double::start(double_script()).await;
+    let line = format!("ipa-api-url={} ipa-agent-token={TOKEN}", d.url());
+    let port = free_port();
     let stop = Arc::new(Notify::new());
     let config = RunConfig {
         cmdline: Some(line),
@@ -245,16 +261,13 @@ async fn standalone_serves_plain_http_without_talking_to_the_conductor() {
         let stop = stop.clone();
         async move { run(config, async move { stop.notified().await }).await }
     });
-    let url = format!("http://127.0.0.1:{port}/v1/status");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        match reqwest::get(&url).await {
-            Ok(r) => break r,
-            Err(e) if std::time::Instant::now() > deadline => panic!("{url}: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    };
+    let http = reqwest::Client::new();
+    let status = first_answer(&http, &format!("http://127.0.0.1:{port}/v1/status")).await;
     assert_eq!(status.status(), 200);
+    let commands = format!("http://127.0.0.1:{port}/v1/commands/");
+    assert_eq!(http.get(&commands).send().await.unwrap().status(), 401);
+    let with = format!("{commands}?agent_token={TOKEN}");
+    assert_eq!(http.get(&with).send().await.unwrap().status(), 200);
     stop.notify_one();
     task.await.unwrap().unwrap();
     assert!(
@@ -262,6 +275,27 @@ async fn standalone_serves_plain_http_without_talking_to_the_conductor() {
         "standalone must not call the conductor: {:?}",
         d.seen()
     );
+}
+
+/// Issue 15 finding 1: standalone without `ipa-agent-token` would serve nobody; it says so.
+#[tokio::test]
+async fn standalone_without_a_pre_shared_token_refuses_to_start() {
+    let port = free_port();
+    let err = run(
+        RunConfig {
+            cmdline: Some(String::new()),
+            root: fixture_root(),
+            listen: Some(format!("127.0.0.1:{port}").parse().unwrap()),
+            standalone: true,
+        },
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("ipa-agent-token"), "{err:#}");
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -280,24 +314,85 @@ async fn bad_command_line_stops_the_agent_with_the_key_named() {
     assert!(format!("{err:#}").contains("ipa-advertise-port"), "{err:#}");
 }
 
+/// Issue 15 finding 1: while no lookup has handed this agent a token, its API port is
+/// closed, and the agent keeps looking up past `ipa-lookup-timeout` (through 404s and a
+/// masked token it never saw) instead of giving up or serving; once the conductor hands out
+/// a token the API opens, for that token only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lookup_timeout_ends_the_run_with_an_error() {
+async fn no_api_until_a_lookup_hands_out_a_token_and_lookup_never_gives_up() {
     let d = Double::start(Script {
         lookup_default: Reply::status(404),
         ..Script::default()
     })
     .await;
+    let port = free_port();
     let line = format!(
-        "ipa-api-url={} BOOTIF=01-52-54-00-AA-BB-01 ipa-lookup-timeout=0.3 ipa-lookup-interval=0.05",
+        "ipa-api-url={} BOOTIF=01-52-54-00-AA-BB-01 ipa-lookup-timeout=0.3 \
+         ipa-lookup-interval=0.05 ferrite-auto-tls=0 ipa-advertise-host=127.0.0.1",
         d.url()
     );
-    let mut agent = Agent::start(line, fixture_root(), false);
-    let err = tokio::time::timeout(Duration::from_secs(10), &mut agent.task)
+    let stop = Arc::new(Notify::new());
+    let config = RunConfig {
+        cmdline: Some(line),
+        root: fixture_root(),
+        listen: Some(format!("127.0.0.1:{port}").parse().unwrap()),
+        standalone: false,
+    };
+    let mut task = tokio::spawn({
+        let stop = stop.clone();
+        async move { run(config, async move { stop.notified().await }).await }
+    });
+    let closed = || async {
+        assert!(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err(),
+            "the agent API accepts connections before it holds a token"
+        );
+    };
+    // Well past two lookup timeouts of 404s: still looking, still closed.
+    d.wait_until("lookups for 1 s", Duration::from_secs(20), |s| {
+        let l: Vec<_> = s.iter().filter(|r| r.is_lookup()).collect();
+        l.len() >= 2 && l[l.len() - 1].at.duration_since(l[0].at) > Duration::from_secs(1)
+    })
+    .await;
+    assert!(!task.is_finished(), "the agent gave up looking up");
+    closed().await;
+
+    // A masked token we never saw: no token, still closed, still looking.
+    d.script.lock().unwrap().lookup_default = Reply::found(Some(ferrite_proto::MASKED_SECRET), 1.0);
+    let before = d.lookups().len();
+    d.wait_until("three masked lookups", Duration::from_secs(20), |s| {
+        s.iter().filter(|r| r.is_lookup()).count() >= before + 3
+    })
+    .await;
+    assert!(
+        !task.is_finished(),
+        "the agent gave up after a masked token"
+    );
+    assert!(d.heartbeats().is_empty(), "heartbeat without a token");
+    closed().await;
+
+    // A real token: the API opens, for that token only.
+    d.script.lock().unwrap().lookup_default = Reply::found(Some(TOKEN), 1.0);
+    d.wait_until("a heartbeat", Duration::from_secs(20), |s| {
+        s.iter().any(|r| r.is_heartbeat())
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let commands = format!("http://127.0.0.1:{port}/v1/commands/");
+    let refused = first_answer(&http, &commands).await;
+    assert_eq!(refused.status(), 401);
+    let wrong = format!("{commands}?agent_token={}", "x".repeat(TOKEN.len()));
+    assert_eq!(http.get(&wrong).send().await.unwrap().status(), 401);
+    let with = format!("{commands}?agent_token={TOKEN}");
+    assert_eq!(http.get(&with).send().await.unwrap().status(), 200);
+    stop.notify_one();
+    tokio::time::timeout(Duration::from_secs(10), &mut task)
         .await
-        .expect("run returns")
+        .expect("the agent stops")
         .unwrap()
-        .unwrap_err();
-    assert!(format!("{err:#}").contains("ipa-lookup-timeout"), "{err:#}");
+        .unwrap();
 }
 
 fn sigterm(pid: u32) {

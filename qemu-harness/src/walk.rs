@@ -1,6 +1,6 @@
 //! The deploy walk without a conductor, as the end-to-end tests and `cargo xtask bench e2e`
 //! run it: a node behind its BMC PXE-boots the real ramdisk, the agent posts its inventory
-//! and looks itself up (answered 404 by a stand-in), is told over its API to write the test
+//! and looks itself up (a stand-in hands out a token), is told over its API to write the test
 //! OS image with a config drive, and the BMC boots the disk until the OS prints its marker.
 
 use std::path::PathBuf;
@@ -82,6 +82,9 @@ pub struct WalkReport {
     pub node: Node,
 }
 
+/// The agent token the walk's stand-in conductor hands out at lookup.
+const WALK_TOKEN: &str = "ferrite-walk-token-0123456789abcdef";
+
 fn fail(phase: &str, why: impl std::fmt::Display, node: Option<&Node>) -> Error {
     Error::Walk {
         phase: phase.into(),
@@ -145,11 +148,14 @@ pub fn run(cfg: &WalkConfig) -> Result<WalkReport, Error> {
     )
     .map_err(|e| io("writing boot.ipxe", e))?;
     server.reply("/v1/continue_inspection", 202, r#"{"uuid": "walk"}"#);
-    server.reply(
-        "/v1/lookup",
-        404,
-        r#"{"error_message": "no conductor here"}"#,
-    );
+    // The agent serves its API only after a lookup handed it a token: the stand-in hands
+    // out WALK_TOKEN and accepts heartbeats.
+    let lookup = json!({
+        "node": {"uuid": cfg.uuid, "properties": {}, "instance_info": {}, "driver_internal_info": {}},
+        "config": {"agent_token": WALK_TOKEN, "heartbeat_timeout": 300},
+    });
+    server.reply("/v1/lookup", 200, &lookup.to_string());
+    server.reply(&format!("/v1/heartbeat/{}", cfg.uuid), 202, "");
 
     let disk = cfg.work_dir.join("disk0.raw");
     create_disk(&disk, cfg.disk_gib << 30)?;
@@ -212,11 +218,17 @@ pub fn run(cfg: &WalkConfig) -> Result<WalkReport, Error> {
             "configdrive": format!("{base}/configdrive.vfat"),
         }
     });
+    // The API opens just after the lookup; QEMU's port forward resets until it does.
+    poll("agent API up", Duration::from_secs(60), &node, || {
+        http::call(agent, "GET", "/v1/status", None)
+            .ok()
+            .filter(|(s, _)| *s == 200)
+    })?;
     let t1 = Instant::now();
     let (status, body) = http::call(
         agent,
         "POST",
-        "/v1/commands/?wait=false",
+        &format!("/v1/commands/?wait=false&agent_token={WALK_TOKEN}"),
         Some(&command.to_string()),
     )
     .map_err(|e| fail("asking the agent to write the image", e, Some(&node)))?;
@@ -238,7 +250,13 @@ pub fn run(cfg: &WalkConfig) -> Result<WalkReport, Error> {
             )
         })?;
     let deploy = poll("image write", Duration::from_secs(300), &node, || {
-        let (s, b) = http::call(agent, "GET", &format!("/v1/commands/{id}"), None).ok()?;
+        let (s, b) = http::call(
+            agent,
+            "GET",
+            &format!("/v1/commands/{id}?agent_token={WALK_TOKEN}"),
+            None,
+        )
+        .ok()?;
         let v: Value = serde_json::from_str(&b).ok()?;
         (s == 200 && v["command_status"] != "RUNNING").then_some(v)
     })?;
@@ -326,10 +344,15 @@ fn agent_command(
     phase: &str,
     command: &Value,
 ) -> Result<Value, Error> {
+    poll(phase, Duration::from_secs(60), node, || {
+        http::call(agent, "GET", "/v1/status", None)
+            .ok()
+            .filter(|(s, _)| *s == 200)
+    })?;
     let (status, body) = http::call(
         agent,
         "POST",
-        "/v1/commands/?wait=false",
+        &format!("/v1/commands/?wait=false&agent_token={WALK_TOKEN}"),
         Some(&command.to_string()),
     )
     .map_err(|e| fail(phase, e, Some(node)))?;
@@ -341,7 +364,13 @@ fn agent_command(
         .and_then(|v| v["id"].as_str().map(String::from))
         .ok_or_else(|| fail(phase, format!("no command id in {body}"), Some(node)))?;
     poll(phase, Duration::from_secs(300), node, || {
-        let (s, b) = http::call(agent, "GET", &format!("/v1/commands/{id}"), None).ok()?;
+        let (s, b) = http::call(
+            agent,
+            "GET",
+            &format!("/v1/commands/{id}?agent_token={WALK_TOKEN}"),
+            None,
+        )
+        .ok()?;
         let v: Value = serde_json::from_str(&b).ok()?;
         (s == 200 && v["command_status"] != "RUNNING").then_some(v)
     })

@@ -199,7 +199,10 @@ fn authorize<B>(req: &Request<B>, state: &AgentState) -> Result<CommandQuery, Bo
     if !state.token_allows(token.as_deref()) {
         return Err(Box::new(fault(
             StatusCode::UNAUTHORIZED,
-            if token.is_none() {
+            if state.agent_token().is_none() {
+                "Token invalid: this agent has no token yet (none from lookup or \
+                 ipa-agent-token), so it accepts no command"
+            } else if token.is_none() {
                 "Token invalid: this agent requires its token; pass the token from lookup \
                  as the query parameter agent_token"
             } else {
@@ -407,9 +410,13 @@ mod tests {
             },
             Arc::new(crate::state::RecordingHooks::new()),
         ));
+        let token = "0123456789abcdef0123456789abcdef";
+        state.set_agent_token(token).unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
         let pieces = [
             "",
+            "?agent_token=0123456789abcdef0123456789abcdef",
+            "&agent_token=0123456789abcdef0123456789abcdef",
             "/",
             "v1",
             "commands",
@@ -468,7 +475,7 @@ mod tests {
             let resp = handle(req, state.clone(), Scheme::Http).await;
             let code = resp.status().as_u16();
             assert!(
-                [200, 202, 400, 404, 405, 409, 413].contains(&code),
+                [200, 202, 400, 401, 404, 405, 409, 413].contains(&code),
                 "{path}: {code}"
             );
             let bytes = resp.into_body().collect().await.unwrap().to_bytes();

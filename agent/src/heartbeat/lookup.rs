@@ -7,7 +7,9 @@ use ferrite_proto::lookup::LookupResponse;
 use reqwest::StatusCode;
 use tokio::time::Instant;
 
-use super::{jitter, ConductorClient, ConductorError};
+use super::heartbeat::absorb_token;
+use super::token::TokenStore;
+use super::{jitter, AgentLink, ConductorClient, ConductorError};
 
 /// Every wait of the lookup, configurable so tests run in milliseconds.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +131,43 @@ pub async fn lookup(
         let wait = wait.min(deadline - now);
         tracing::warn!(error = %err, retry_in = ?wait, "lookup not answered yet");
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// Looks the node up until an answer leaves us holding a token (handed out now, or
+/// pre-shared in `tokens`), and never gives up while the conductor cannot be reached or
+/// does not know us yet: an agent without a token must not serve, so the only useful thing
+/// it can do is keep asking (IPA's agent exits and is restarted, which amounts to the
+/// same). Fails only when there is nothing to look the node up by.
+pub async fn lookup_until_token(
+    client: &ConductorClient,
+    macs: &[String],
+    node_uuid: Option<&str>,
+    timing: &LookupTiming,
+    tokens: &mut TokenStore,
+    link: &dyn AgentLink,
+) -> Result<LookupResponse, LookupError> {
+    let mut backoff = Backoff::new(timing.clone());
+    loop {
+        match lookup(client, macs, node_uuid, timing).await {
+            Ok(found) => {
+                absorb_token(tokens, found.config.agent_token.as_deref(), link);
+                if tokens.get().is_some() {
+                    return Ok(found);
+                }
+                let wait = backoff.after_failure();
+                tracing::error!(
+                    retry_in = ?wait,
+                    "the lookup handed out no token this agent can use; the agent API stays \
+                     closed and the lookup is repeated"
+                );
+                tokio::time::sleep(wait).await;
+            }
+            Err(e @ LookupError::TimedOut { .. }) => {
+                tracing::error!(error = %e, "still no lookup answer; the agent API stays closed")
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

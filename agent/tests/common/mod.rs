@@ -26,6 +26,9 @@ pub struct Agent {
     pub release: Arc<Notify>,
     pub client: reqwest::Client,
     pub scheme: &'static str,
+    /// The token the harness set and adds to every `/v1/commands` URL (the conductor's
+    /// side always sends it); `None` for tests of the token rules themselves.
+    pub token: Option<&'static str>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -35,10 +38,27 @@ impl Agent {
         Self::start_with(AgentConfig::default(), None, None).await
     }
 
+    /// An agent that holds no token (as before a lookup) and URLs without one.
+    pub async fn start_without_token() -> Agent {
+        let mut agent = Self::start_with_token(AgentConfig::default(), None, None, None).await;
+        agent.token = None;
+        agent
+    }
+
+    /// Holds [`TOKEN`], which [`Agent::url`] adds to command URLs.
     pub async fn start_with(
         config: AgentConfig,
         tls: Option<Arc<rustls::ServerConfig>>,
         client: Option<reqwest::Client>,
+    ) -> Agent {
+        Self::start_with_token(config, tls, client, Some(TOKEN)).await
+    }
+
+    async fn start_with_token(
+        config: AgentConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        client: Option<reqwest::Client>,
+        token: Option<&'static str>,
     ) -> Agent {
         let hooks = Arc::new(RecordingHooks::new());
         let release = Arc::new(Notify::new());
@@ -73,6 +93,9 @@ impl Agent {
             registry,
             ferrite_agent::steps::default_managers(),
         ));
+        if let Some(token) = token {
+            state.set_agent_token(token).unwrap();
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -99,12 +122,21 @@ impl Agent {
             release,
             client,
             scheme,
+            token,
             shutdown: Some(tx),
             task: Some(task),
         }
     }
 
+    /// The URL of `path`; command paths get `agent_token` unless they name one.
     pub fn url(&self, path: &str) -> String {
+        let path = match self.token {
+            Some(t) if path.starts_with("/v1/commands") && !path.contains("agent_token=") => {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                format!("{path}{sep}agent_token={t}")
+            }
+            _ => path.to_string(),
+        };
         format!("{}://{}{path}", self.scheme, self.addr)
     }
 
@@ -139,9 +171,20 @@ impl Agent {
     }
 
     /// Sends raw bytes on a new connection and returns all the server answered.
+    /// A request line naming `/v1/commands/` gets the token, as [`Agent::url`] adds it.
     pub async fn raw(&self, bytes: &[u8]) -> String {
+        let bytes = match self.token {
+            Some(t) => String::from_utf8_lossy(bytes)
+                .replacen(
+                    " /v1/commands/ HTTP/1.1",
+                    &format!(" /v1/commands/?agent_token={t} HTTP/1.1"),
+                    1,
+                )
+                .into_bytes(),
+            None => bytes.to_vec(),
+        };
         let mut conn = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        conn.write_all(bytes).await.unwrap();
+        conn.write_all(&bytes).await.unwrap();
         let mut out = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut out));
         let _ = read.await.expect("server answers raw requests within 10 s");
