@@ -84,6 +84,13 @@ pub struct ConductorConfig {
     /// and ipxe.efi from Debian's ipxe package when it is installed].
     #[arg(long)]
     pub tftp_root: Option<PathBuf>,
+    /// Power a node off when its deploy fails (Ironic's power_off_after_deploy_failure)
+    /// [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub power_off_after_deploy_failure: Option<bool>,
+    /// Power a node off when its cleaning fails [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub power_off_after_clean_failure: Option<bool>,
 }
 
 impl ConductorConfig {
@@ -122,7 +129,9 @@ impl ConductorConfig {
             dhcp_hostsfile,
             power_sync_interval,
             tftp_listen,
-            tftp_root
+            tftp_root,
+            power_off_after_deploy_failure,
+            power_off_after_clean_failure
         ))
     }
 
@@ -148,6 +157,12 @@ impl ConductorConfig {
                 None => d.power_sync_interval,
             },
             power_sync_workers: d.power_sync_workers,
+            power_off_after_deploy_failure: self
+                .power_off_after_deploy_failure
+                .unwrap_or(d.power_off_after_deploy_failure),
+            power_off_after_clean_failure: self
+                .power_off_after_clean_failure
+                .unwrap_or(d.power_off_after_clean_failure),
         }
     }
 

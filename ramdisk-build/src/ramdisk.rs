@@ -43,6 +43,7 @@ pub const MANIFEST_FILE: &str = "ferrite.manifest.json";
 
 const INIT: &str = include_str!("scripts/ramdisk-init.sh");
 const UDHCPC_SCRIPT: &str = include_str!("scripts/udhcpc.sh");
+const AGENT_SUPERVISOR: &str = include_str!("scripts/agent-supervisor.sh");
 
 /// One output or input file: name, size and sha256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +161,11 @@ impl RamdiskBuilder {
         archive.file(
             "etc/ferrite/udhcpc.script",
             UDHCPC_SCRIPT.as_bytes().to_vec(),
+            0o755,
+        )?;
+        archive.file(
+            "etc/ferrite/agent-supervisor.sh",
+            AGENT_SUPERVISOR.as_bytes().to_vec(),
             0o755,
         )?;
         archive.file("bin/ferrite-agent", agent.clone(), 0o755)?;

@@ -46,6 +46,13 @@ pub struct EngineConfig {
     pub power_sync_interval: Option<Duration>,
     /// How many BMCs the power sync talks to at once.
     pub power_sync_workers: usize,
+    /// Power a node off when its deploy fails (Ironic's
+    /// `[deploy]power_off_after_deploy_failure`, default on): a failed node must not sit
+    /// in the ramdisk waiting for whoever reaches its agent next.
+    pub power_off_after_deploy_failure: bool,
+    /// The same after cleaning fails (Ironic's `[conductor]poweroff_in_cleanfail`, which
+    /// Ironic leaves off; on here, for the same reason).
+    pub power_off_after_clean_failure: bool,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +67,8 @@ impl Default for EngineConfig {
             agent_timeout: Duration::from_secs(60),
             power_sync_interval: Some(Duration::from_secs(60)),
             power_sync_workers: 8,
+            power_off_after_deploy_failure: true,
+            power_off_after_clean_failure: true,
         }
     }
 }
@@ -188,18 +197,58 @@ impl Conductor {
         Ok(())
     }
 
-    /// Moves a working or waiting node to its failed state with `last_error`.
+    /// Moves a working or waiting node to its failed state with `last_error`. The agent
+    /// of this boot loses its token (nothing may command it any more), and after a
+    /// failed deploy or cleaning the node is powered off unless configured otherwise.
     pub async fn fail(&self, node: &mut Node, message: String) -> EResult<()> {
         tracing::warn!(node = %node.uuid, state = %node.provision_state, %message, "failing node");
         node.last_error = Some(message);
         node.driver_internal_info.remove("agent_command");
         node.driver_internal_info.remove("waiting");
+        self.db.clear_agent(&node.uuid).await?;
+        node.agent_token = None;
+        node.agent_url = None;
+        node.agent_verify_ca = None;
+        if self.powers_off_after_failure(node.provision_state) {
+            self.power_off_failed(node).await;
+        }
         let event = if matches!(node.provision_state, State::CleanHold | State::DeployHold) {
             Event::Abort
         } else {
             Event::Fail
         };
         self.transition(node, event).await
+    }
+
+    fn powers_off_after_failure(&self, from: State) -> bool {
+        match from {
+            State::Deploying | State::WaitCallBack | State::DeployHold => {
+                self.cfg.power_off_after_deploy_failure
+            }
+            State::Cleaning | State::CleanWait | State::CleanHold => {
+                self.cfg.power_off_after_clean_failure
+            }
+            _ => false,
+        }
+    }
+
+    /// Powers a failing node off; a BMC that refuses is added to `last_error`, as the
+    /// node is failed either way.
+    async fn power_off_failed(&self, node: &mut Node) {
+        let result = match self.drivers.for_node(node) {
+            Ok(d) => d.power.set_state(node, PowerTarget::Off).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => node.power_state = Some(crate::drivers::POWER_OFF.into()),
+            Err(e) => {
+                tracing::error!(node = %node.uuid, error = %e, "cannot power off the failed node");
+                let last = node.last_error.take().unwrap_or_default();
+                node.last_error = Some(format!(
+                    "{last}. Also powering the node off after the failure failed: {e}"
+                ));
+            }
+        }
     }
 
     /// Runs `f` on the locked node in a background task that releases the lock at the end.

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Ferrite deploy ramdisk: PID 1. Mounts the kernel filesystems, loads the drivers, brings
-# every NIC up with DHCP, runs ferrite-agent, and keeps a shell on the console if it exits.
+# every NIC up with DHCP, and hands over to the supervisor that keeps ferrite-agent running.
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -20,13 +20,4 @@ for dev in /sys/class/net/*; do
     udhcpc -i "$nic" -s /etc/ferrite/udhcpc.script -t 10 -T 1 -b -S &
 done
 wait
-echo "ferrite-ramdisk: starting ferrite-agent"
-set -o pipefail
-/bin/ferrite-agent 2>&1 | tee /var/log/ferrite-agent.log
-status=$?
-echo "ferrite-ramdisk: ferrite-agent exited with status $status; its log:"
-cat /var/log/ferrite-agent.log
-echo "ferrite-ramdisk: end of the agent log; starting a shell on the console"
-while true; do
-    setsid cttyhack sh
-done
+exec /etc/ferrite/agent-supervisor.sh

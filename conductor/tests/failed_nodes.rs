@@ -1,0 +1,207 @@
+//! A node whose deploy or cleaning fails is powered off and its agent loses its token
+//! (issue 15 finding 5), with `fake-hardware` and the real ferrite-agent library
+//! in-process on loopback; `power_off_after_deploy_failure = false` keeps it on.
+
+mod common;
+
+use std::time::Duration;
+
+use common::agent::{serve_image, AgentBoot};
+use common::{Api, Backend, Server};
+use ferrite_agent::heartbeat::ConductorClient;
+use ferrite_proto::lookup::Heartbeat;
+use serde_json::{json, Value};
+
+struct Lab {
+    server: Server,
+    api: Api,
+    client: ConductorClient,
+    root: std::path::PathBuf,
+    disk: std::path::PathBuf,
+    macs: Vec<String>,
+}
+
+impl Lab {
+    async fn start(tweak: impl FnOnce(&mut ferrite_conductor::server::ConductorConfig)) -> Lab {
+        let server = Server::start(Backend::Sqlite, tweak).await;
+        let api = Api::new(&server.url);
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/inventory/qemu-q35");
+        let inventory = ferrite_agent::inventory::collect(&root).expect("fixture inventory");
+        let macs = vec![inventory.interfaces[0].mac_address.clone().unwrap()];
+        let disk = server.dir.path().join("disk.img");
+        std::fs::File::create(&disk)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        let client = ConductorClient::new(server.url.parse().unwrap(), false, None).unwrap();
+        let (s, n) = api
+            .call(
+                "POST",
+                "/v1/nodes",
+                Some(json!({"driver": "fake-hardware", "name": "n", "deploy_interface": "direct"})),
+            )
+            .await;
+        assert_eq!(s, 201, "{n}");
+        let port = json!({"address": macs[0], "node_uuid": "n"});
+        assert_eq!(api.call("POST", "/v1/ports", Some(port)).await.0, 201);
+        assert_eq!(api.provision("n", json!({"target": "manage"})).await.0, 202);
+        api.wait_state("n", "manageable").await;
+        Lab {
+            server,
+            api,
+            client,
+            root,
+            disk,
+            macs,
+        }
+    }
+
+    /// Plays the agent of one boot (lookup for a token, heartbeats) until the node leaves
+    /// the waiting states; returns the node and the token that boot held.
+    async fn agent_until_settled(&self) -> (Value, String) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut boot: Option<AgentBoot> = None;
+        loop {
+            let n = self.api.node("n").await;
+            let state = n["provision_state"].as_str().unwrap_or("").to_string();
+            let busy = !n["reservation"].is_null();
+            if !busy
+                && !["clean wait", "wait call-back", "cleaning", "deploying"]
+                    .contains(&state.as_str())
+            {
+                let token = boot
+                    .as_ref()
+                    .and_then(|b| b.state.agent_token().map(String::from))
+                    .expect("an agent boot got a token");
+                return (n, token);
+            }
+            assert!(std::time::Instant::now() < deadline, "stuck in {state}");
+            if ["clean wait", "wait call-back"].contains(&state.as_str()) {
+                if boot.is_none() {
+                    if let Ok(r) = self.client.lookup(&self.macs, None).await {
+                        let b = AgentBoot::start(&self.root, &self.disk).await;
+                        b.state
+                            .set_agent_token(r.config.agent_token.as_deref().unwrap())
+                            .unwrap();
+                        boot = Some(b);
+                    }
+                }
+                if let Some(b) = &boot {
+                    let _ = self.client.heartbeat("n", &heartbeat(b)).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Points the node at an image whose checksum cannot match and deploys it.
+    async fn deploy_bad_checksum(&self) {
+        let url = serve_image(vec![0x42; 1 << 20]).await;
+        let patch = json!([{"op": "add", "path": "/instance_info", "value": {
+            "image_source": url, "image_os_hash_algo": "sha256",
+            "image_os_hash_value": "0".repeat(64), "image_disk_format": "raw"}}]);
+        assert_eq!(
+            self.api.call("PATCH", "/v1/nodes/n", Some(patch)).await.0,
+            200
+        );
+        let (s, v) = self.api.provision("n", json!({"target": "active"})).await;
+        assert_eq!(s, 202, "{v}");
+    }
+}
+
+fn heartbeat(b: &AgentBoot) -> Heartbeat {
+    Heartbeat {
+        callback_url: b.url.clone(),
+        agent_token: b.state.agent_token().unwrap_or_default().to_string(),
+        agent_version: "in-process".into(),
+        agent_verify_ca: None,
+        agent_status: None,
+        agent_status_message: None,
+    }
+}
+
+/// The failed node forgot its agent: no token, no URL, and the old token is refused.
+async fn assert_agent_forgotten(lab: &Lab, node: &Value, token: &str) {
+    let dii = &node["driver_internal_info"];
+    assert!(dii.get("agent_secret_token").is_none(), "token kept: {dii}");
+    assert!(dii.get("agent_url").is_none(), "agent URL kept: {dii}");
+    let hb = Heartbeat {
+        callback_url: "http://127.0.0.1:1".into(),
+        agent_token: token.into(),
+        agent_version: "in-process".into(),
+        agent_verify_ca: None,
+        agent_status: None,
+        agent_status_message: None,
+    };
+    let refused = lab.client.heartbeat("n", &hb).await;
+    assert!(
+        refused.is_err(),
+        "the failed boot's token is still accepted"
+    );
+    let n = lab.api.node("n").await;
+    assert!(n["driver_internal_info"].get("agent_url").is_none(), "{n}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_deploy_powers_the_node_off_and_revokes_the_agent_token() {
+    let lab = Lab::start(|_| {}).await;
+    assert_eq!(
+        lab.api.provision("n", json!({"target": "provide"})).await.0,
+        202
+    );
+    let (n, _) = lab.agent_until_settled().await;
+    assert_eq!(n["provision_state"], "available", "{}", n["last_error"]);
+
+    lab.deploy_bad_checksum().await;
+    let (n, token) = lab.agent_until_settled().await;
+    assert_eq!(n["provision_state"], "deploy failed", "{n}");
+    assert!(
+        n["last_error"].as_str().unwrap().contains("checksum"),
+        "{n}"
+    );
+    assert_eq!(n["power_state"], "power off", "{n}");
+    assert_agent_forgotten(&lab, &n, &token).await;
+    lab.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_cleaning_powers_the_node_off_and_revokes_the_agent_token() {
+    let lab = Lab::start(|_| {}).await;
+    let steps = json!([{"interface": "deploy", "step": "no_such_step"}]);
+    let (s, v) = lab
+        .api
+        .provision("n", json!({"target": "clean", "clean_steps": steps}))
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let (n, token) = lab.agent_until_settled().await;
+    assert_eq!(n["provision_state"], "clean failed", "{n}");
+    assert!(
+        n["last_error"].as_str().unwrap().contains("no_such_step"),
+        "{n}"
+    );
+    assert_eq!(n["power_state"], "power off", "{n}");
+    assert_agent_forgotten(&lab, &n, &token).await;
+    lab.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_off_after_deploy_failure_can_be_switched_off() {
+    let lab = Lab::start(|c| {
+        c.power_off_after_deploy_failure = Some(false);
+        c.periodic_interval = Some(0.2);
+    })
+    .await;
+    assert_eq!(
+        lab.api.provision("n", json!({"target": "provide"})).await.0,
+        202
+    );
+    let (n, _) = lab.agent_until_settled().await;
+    assert_eq!(n["provision_state"], "available", "{}", n["last_error"]);
+    lab.deploy_bad_checksum().await;
+    let (n, token) = lab.agent_until_settled().await;
+    assert_eq!(n["provision_state"], "deploy failed", "{n}");
+    assert_eq!(n["power_state"], "power on", "{n}");
+    assert_agent_forgotten(&lab, &n, &token).await;
+    lab.server.stop().await;
+}
