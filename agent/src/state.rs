@@ -86,6 +86,8 @@ pub struct AgentState {
     pub partition_uuids: std::sync::Mutex<Option<serde_json::Value>>,
     locked_down: watch::Sender<bool>,
     heartbeat_now: Notify,
+    /// The iSCSI target `iscsi.start_iscsi_target` started, if any.
+    pub(crate) iscsi: crate::commands::iscsi::Export,
     /// KiB of request bodies that may be in memory at once (see `reserve_body`).
     body_budget: Semaphore,
     body_budget_kib: u32,
@@ -137,6 +139,7 @@ impl AgentState {
             partition_uuids: std::sync::Mutex::new(None),
             locked_down: watch::channel(false).0,
             heartbeat_now: Notify::new(),
+            iscsi: Default::default(),
             body_budget: Semaphore::new(body_budget_kib as usize),
             body_budget_kib,
         }

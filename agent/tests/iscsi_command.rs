@@ -122,3 +122,64 @@ async fn start_write_through_initiator_then_stop() {
         "middle untouched"
     );
 }
+
+/// Each agent stops only its own target. Regression: the running target was one
+/// process-wide static, so in the conductor's tests (several in-process agents) another
+/// test's `standby.sync` stopped the target `deploy_through_iscsi` was writing to, and its
+/// deploy failed with "connection closed by the peer".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_is_stopped_only_by_its_own_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = |name: &str| {
+        let disk = dir.path().join(name);
+        std::fs::write(&disk, vec![0x55u8; DISK as usize]).unwrap();
+        Agent::start_with(
+            AgentConfig {
+                target_disk: Some(disk),
+                ..AgentConfig::default()
+            },
+            None,
+            None,
+        )
+    };
+    let (exporting, other) = (agent("a.img").await, agent("b.img").await);
+    let (code, res) = exporting
+        .command(
+            "",
+            "iscsi.start_iscsi_target",
+            json!({"iqn": IQN, "portal_port": 0}),
+        )
+        .await;
+    assert_eq!(code, 200, "{res}");
+    let port = res["command_result"]["ferrite_portal_port"]
+        .as_u64()
+        .unwrap() as u16;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut s = Initiator::connect(addr, &LoginOptions::new("iqn.2026-01.org.ferrite:c", IQN))
+        .await
+        .unwrap();
+    let data: Vec<u8> = (0..(4 << 20)).map(|i| (i % 251) as u8).collect();
+    let data = bytes::Bytes::from(data);
+    s.submit_write(0, data.slice(..2 << 20)).await.unwrap();
+
+    // The other agent ends its deploy while this one's disk is being written.
+    let (code, res) = other.command("", "standby.sync", json!({})).await;
+    assert_eq!(code, 200, "{res}");
+    assert_eq!(res["command_status"], "SUCCEEDED", "{res}");
+    let (_, res) = other
+        .command("", "iscsi.stop_iscsi_target", json!({}))
+        .await;
+    assert!(res["command_result"]["ferrite_stopped"].is_null(), "{res}");
+
+    s.submit_write(4096, data.slice(2 << 20..)).await.unwrap();
+    s.wait_all()
+        .await
+        .expect("writes in flight survive another agent's standby.sync");
+    assert_eq!(s.read(0, 8192).await.unwrap(), &data[..]);
+    s.sync().await.unwrap();
+    s.logout().await.unwrap();
+    let (_, res) = exporting
+        .command("", "iscsi.stop_iscsi_target", json!({}))
+        .await;
+    assert_eq!(res["command_result"]["ferrite_stopped"], IQN, "{res}");
+}

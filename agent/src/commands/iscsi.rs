@@ -1,7 +1,9 @@
 //! `iscsi.start_iscsi_target` (CONTRACT.md §1): exports the install disk as LUN 0 of an
 //! iSCSI target on the advertised address, so the conductor can write the image with its
 //! initiator. Ferrite extensions: CHAP credentials (`ferrite_chap_user`/`_secret`) and
-//! `iscsi.stop_iscsi_target`.
+//! `iscsi.stop_iscsi_target`. The running target belongs to its agent's state
+//! ([`Export`]), so agents sharing a process (the conductor's tests) never stop each
+//! other's, and it stops when that state is dropped.
 
 use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -38,13 +40,17 @@ fn default_port() -> u16 {
 }
 
 struct Running {
+    /// Sending (or dropping) this stops the target and closes its connections.
     stop: tokio::sync::oneshot::Sender<()>,
     done: tokio::task::JoinHandle<()>,
     iqn: String,
 }
 
-/// The one target this agent serves at a time.
-static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
+/// The one target an agent serves at a time; a field of [`AgentState`].
+#[derive(Default)]
+pub struct Export {
+    running: Mutex<Option<Running>>,
+}
 
 async fn start(p: StartParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
     if !ferrite_iscsi::target::valid_name(&p.iqn) {
@@ -63,7 +69,7 @@ async fn start(p: StartParams, state: Arc<AgentState>) -> Result<Value, CommandE
             ))
         }
     };
-    stop_running().await;
+    stop_running(&state).await;
     let disk = super::image::target_disk(&state, None)?;
     safety::authorize(&disk.path, disk.choice)
         .map_err(|e| CommandError::failed("exporting the disk is not allowed", e))?;
@@ -99,7 +105,11 @@ async fn start(p: StartParams, state: Arc<AgentState>) -> Result<Value, CommandE
             tracing::warn!(error = %e, "iSCSI target stopped");
         }
     });
-    *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running {
+    *state
+        .iscsi
+        .running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(Running {
         stop,
         done,
         iqn: p.iqn.clone(),
@@ -115,15 +125,20 @@ async fn start(p: StartParams, state: Arc<AgentState>) -> Result<Value, CommandE
     )
 }
 
-/// Stops the running target, if any, and returns its IQN.
-pub(crate) async fn stop_running() -> Option<String> {
-    let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take();
+/// Stops the target `state`'s agent is running, if any, and returns its IQN.
+pub(crate) async fn stop_running(state: &AgentState) -> Option<String> {
+    let running = state
+        .iscsi
+        .running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     let r = running?;
     let _ = r.stop.send(());
     let _ = r.done.await;
     Some(r.iqn)
 }
 
-async fn stop(_: NoParams, _state: Arc<AgentState>) -> Result<Value, CommandError> {
-    Ok(json!({ "ferrite_stopped": stop_running().await }))
+async fn stop(_: NoParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
+    Ok(json!({ "ferrite_stopped": stop_running(&state).await }))
 }

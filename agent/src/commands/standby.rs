@@ -18,7 +18,7 @@ pub fn register(r: &mut Registry) {
 
 async fn sync(_: NoParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
     // The deploy is over once the conductor asks for a sync: stop exporting the disk.
-    super::iscsi::stop_running().await;
+    super::iscsi::stop_running(&state).await;
     blocking("sync", move || {
         state
             .hooks
@@ -30,7 +30,7 @@ async fn sync(_: NoParams, state: Arc<AgentState>) -> Result<Value, CommandError
 }
 
 async fn power_off(_: NoParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
-    super::iscsi::stop_running().await;
+    super::iscsi::stop_running(&state).await;
     blocking("power off", move || {
         state
             .hooks
@@ -42,7 +42,7 @@ async fn power_off(_: NoParams, state: Arc<AgentState>) -> Result<Value, Command
 }
 
 async fn run_image(_: NoParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
-    super::iscsi::stop_running().await;
+    super::iscsi::stop_running(&state).await;
     blocking("reboot", move || {
         state
             .hooks

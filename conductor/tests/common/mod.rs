@@ -319,14 +319,21 @@ impl Api {
         .await
     }
 
-    /// Waits until the node reaches `state`; panics (with last_error) on another stable one.
+    /// Waits until the node reaches `state`; panics (with last_error) at once when it lands
+    /// in a failure state instead (the deploy will not go on), else after 60 s.
     pub async fn wait_state(&self, ident: &str, state: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let n = self.node(ident).await;
-            if n["provision_state"] == state && n["reservation"].is_null() {
+            let now = n["provision_state"].as_str().unwrap_or("");
+            if now == state && n["reservation"].is_null() {
                 return n;
             }
+            assert!(
+                !(now.ends_with(" failed") && n["reservation"].is_null()),
+                "node {ident} stopped in {now:?} waiting for {state:?} (last_error {})",
+                n["last_error"]
+            );
             assert!(
                 Instant::now() < deadline,
                 "node {ident} did not reach {state}: {} (last_error {})",
