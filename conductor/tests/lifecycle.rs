@@ -317,7 +317,7 @@ async fn deploy_through_iscsi() {
     assert_eq!(w["disk_bytes"], img.len() as u64, "{w}");
     assert!(w["zero_bytes_skipped"].as_u64().unwrap() >= 1 << 20, "{w}");
     assert!(
-        w["configdrive"]
+        w["configdrive_written"]
             .as_str()
             .unwrap()
             .contains("new MBR partition 2"),

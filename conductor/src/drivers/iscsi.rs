@@ -251,7 +251,7 @@ async fn write_through(
             "iqn": iqn, "portal": addr.to_string(), "format": o.format,
             "compression": o.compression, "image_bytes": o.image_bytes,
             "disk_bytes": o.disk_bytes, "zero_bytes_skipped": o.zero_bytes_skipped,
-            "partitions": partitions, "configdrive": cd,
+            "partitions": partitions, "configdrive_written": cd,
         }))
     };
     let mut summary = tokio::task::spawn_blocking(job)
