@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 mod deps;
 mod elf;
+mod fuzz;
 mod util;
 
 use std::process::ExitCode;
@@ -42,11 +43,21 @@ enum Command {
     Ramdisk,
     /// Build the test OS image: target/test-image/ferrite-test-os.{raw,qcow2} + SHA256SUMS.
     TestImage,
-    /// fmt check, clippy -D warnings, the static agent, and every test.
+    /// fmt check, clippy -D warnings, the static agent, every test, and each fuzz target
+    /// for 10 s.
     Test {
         /// Skip the QEMU VM tests (for a quick local loop; CI never passes this).
         #[arg(long)]
         quick: bool,
+    },
+    /// Run every cargo-fuzz target (nightly) for a while each; a crash fails the run.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only the targets whose name contains this.
+        #[arg(long)]
+        target: Option<String>,
     },
     /// Run a benchmark; prints a table and writes target/bench/<name>.json.
     Bench {
@@ -66,6 +77,7 @@ fn main() -> ExitCode {
         Command::TestImage => build_test_image().map(|_| ()),
         Command::Test { quick } => test(quick),
         Command::Bench { name } => bench::run(&name),
+        Command::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -171,6 +183,9 @@ pub fn build_test_image() -> anyhow::Result<ferrite_ramdisk_build::TestImage> {
     Ok(image)
 }
 
+/// How long `cargo xtask test` runs each fuzz target.
+const FUZZ_SMOKE_SECONDS: u64 = 10;
+
 fn test(quick: bool) -> anyhow::Result<()> {
     deps::install()?;
     deps::check()?;
@@ -208,6 +223,11 @@ fn test(quick: bool) -> anyhow::Result<()> {
         );
     } else if !skipped.trim().is_empty() {
         anyhow::bail!("VM tests were skipped in a full run (CI must run them all):\n{skipped}");
+    }
+    if !quick {
+        // Briefly, so no fuzz target rots; `cargo xtask fuzz` is the long run.
+        util::step("fuzz targets, 10 s each");
+        fuzz::run(FUZZ_SMOKE_SECONDS, None)?;
     }
     println!("xtask: all tests passed");
     Ok(())

@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    ferrite_iscsi::fuzzing::initiator(data);
+    let _ = ferrite_iscsi::fuzzing::initiator(data);
 });
