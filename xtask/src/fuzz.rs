@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
 
+use crate::deps::FUZZ_TOOLCHAIN;
 use crate::util;
 
 /// One `[[bin]]` of a fuzz crate.
@@ -100,7 +101,7 @@ fn parse_output(log: &str) -> Outcome {
 /// `cargo xtask`, i.e. under stable cargo).
 fn nightly_cargo(dir: &Path) -> Command {
     let mut cmd = Command::new("cargo");
-    cmd.arg("+nightly")
+    cmd.arg(format!("+{FUZZ_TOOLCHAIN}"))
         .current_dir(dir)
         .env_remove("RUSTC")
         .env_remove("RUSTDOC")
@@ -111,7 +112,8 @@ fn nightly_cargo(dir: &Path) -> Command {
 
 fn check_tools() -> anyhow::Result<()> {
     let ok = Command::new("cargo")
-        .args(["+nightly", "fuzz", "--version"])
+        .arg(format!("+{FUZZ_TOOLCHAIN}"))
+        .args(["fuzz", "--version"])
         .env_remove("RUSTUP_TOOLCHAIN")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -120,9 +122,8 @@ fn check_tools() -> anyhow::Result<()> {
         .unwrap_or(false);
     if !ok {
         bail!(
-            "cargo-fuzz on the nightly toolchain is needed: run `cargo xtask deps`, or \
-             `rustup toolchain install nightly --profile minimal` and \
-             `cargo install cargo-fuzz --locked`"
+            "cargo-fuzz on the {FUZZ_TOOLCHAIN} toolchain is needed: run `cargo xtask deps` \
+             (`cargo xtask deps --check` lists what is missing)"
         );
     }
     Ok(())
