@@ -60,13 +60,16 @@ pub fn encode_hex(b: &[u8]) -> String {
 pub fn decode_binary(v: &str) -> Result<Vec<u8>, ChapError> {
     let bad = || ChapError::BadEncoding(v.chars().take(40).collect());
     if let Some(h) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        // Bytes, not str slices: a peer's non-ASCII text must not split a character.
+        let h = h.as_bytes();
         if h.is_empty() || h.len() % 2 != 0 {
             return Err(bad());
         }
-        (0..h.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).map_err(|_| bad()))
-            .collect()
+        let nibble = |c: u8| char::from(c).to_digit(16);
+        h.chunks(2)
+            .map(|p| Some((nibble(p[0])? << 4 | nibble(p[1])?) as u8))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(bad)
     } else if let Some(b) = v.strip_prefix("0b").or_else(|| v.strip_prefix("0B")) {
         base64(b).ok_or_else(bad)
     } else {
@@ -154,6 +157,24 @@ pub fn new_challenge() -> (u8, Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the initiator fuzz target: a target's CHAP_C with a multi-byte character
+    /// after `0x` split it mid-character and panicked (both ends decode peers' values).
+    #[test]
+    fn non_ascii_hex_is_refused_not_a_panic() {
+        for v in [
+            "0x\u{fffd}a",
+            "0xa\u{e9}",
+            "0x\u{1f600}00",
+            "0b\u{e9}\u{e9}",
+        ] {
+            assert!(
+                matches!(decode_binary(v), Err(ChapError::BadEncoding(_))),
+                "{v:?}"
+            );
+        }
+        assert_eq!(decode_binary("0x0aFf").unwrap(), [0x0a, 0xff]);
+    }
 
     #[test]
     fn md5_response_matches_fixture() {
