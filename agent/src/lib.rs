@@ -9,7 +9,6 @@ pub mod disk;
 pub mod heartbeat;
 pub mod image;
 pub mod inventory;
-pub mod iscsi_disk;
 pub mod iscsi_target;
 pub mod run;
 pub mod state;

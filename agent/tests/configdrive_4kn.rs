@@ -8,10 +8,10 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
 
-use ferrite_agent::disk::configdrive::write_data;
-use ferrite_agent::disk::gpt::{read_table, Table};
-use ferrite_agent::disk::layout::{plan, BootMode, Label, Request};
-use ferrite_agent::disk::table_write;
+use ferrite_image::disk::configdrive::write_data;
+use ferrite_image::disk::gpt::{read_table, Table};
+use ferrite_image::disk::layout::{plan, BootMode, Label, Request};
+use ferrite_image::disk::table_write;
 use imaging::*;
 
 const DISK: u64 = 512 * MIB;

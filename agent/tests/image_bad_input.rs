@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use ferrite_agent::disk::safety::Choice;
 use ferrite_agent::image::deploy::{deploy_whole_disk, TargetDisk};
-use ferrite_agent::image::http::HttpConfig;
-use ferrite_agent::image::Progress;
+use ferrite_image::http::HttpConfig;
+use ferrite_image::Progress;
 use ferrite_proto::image::ImageInfo;
 use imaging::httpd::{Mode, Server};
 use imaging::*;

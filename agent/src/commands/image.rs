@@ -5,19 +5,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferrite_image::disk::gpt::{self, Table};
+use ferrite_image::http::HttpConfig;
+use ferrite_image::{Outcome, Progress};
 use ferrite_proto::image::ImageInfo;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{blocking, CommandError, Mode, NoParams, Registry};
-use crate::disk::gpt::{self, Table};
 use crate::disk::hints;
 use crate::disk::safety::Choice;
 use crate::image::deploy::{self, TargetDisk};
-use crate::image::http::HttpConfig;
 use crate::image::partition;
-use crate::image::Outcome;
-use crate::image::Progress;
 use crate::state::{AgentProgress, AgentState};
 
 pub fn register(r: &mut Registry) {
@@ -186,7 +185,7 @@ pub async fn write_image(
                 Some(cd) if !cd.is_empty() => {
                     let node_uuid = job_info.node_uuid.clone().unwrap_or_else(|| "local".into());
                     Some(
-                        crate::disk::configdrive::write(&rt, cd, &job_target, &cfg, &node_uuid)
+                        crate::image::configdrive::write(&rt, cd, &job_target, &cfg, &node_uuid)
                             .map_err(|e| {
                                 CommandError::failed_msg(format!(
                                     "writing the config drive to {} failed: {}",

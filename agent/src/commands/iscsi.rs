@@ -79,7 +79,7 @@ async fn start(p: StartParams, state: Arc<AgentState>) -> Result<Value, CommandE
             let target = crate::image::writer::Target::open(&path)
                 .map_err(|e| CommandError::failed("opening the disk failed", e))?;
             let mut sink = crate::image::writer::DirectWriter::new(target, false);
-            crate::disk::wipe::wipe_partition_signatures(&mut sink)
+            ferrite_image::disk::wipe::wipe_partition_signatures(&mut sink)
                 .map_err(|e| CommandError::failed("wiping partition signatures failed", e))
         })
         .await?;

@@ -1,23 +1,19 @@
 //! Whole-disk deploy of an `image_info` onto a named target: safety gate, checksum
-//! resolution, download, the pipeline, then the GPT/partition re-read fix-ups.
+//! resolution, download, the pipeline (`ferrite_image::stream_image`), then the
+//! GPT/partition re-read fix-ups.
 
 use std::path::{Path, PathBuf};
 
+use ferrite_image::checksum::ChecksumError;
+use ferrite_image::disk::gpt;
+use ferrite_image::http::HttpConfig;
+use ferrite_image::{stream_image, ImageError, Outcome, Phase, Progress};
 use ferrite_proto::image::ImageInfo;
 use tokio::runtime::Handle;
 
-use super::checksum::{self, ChecksumError, Expected, Spec};
-use super::http::{self, HttpConfig, HttpSource};
-use super::pipeline::{write_image, ImageError, Input, Outcome};
-use super::progress::{Phase, Progress};
-use super::qcow2::RangeRead;
-use super::sink::BlockSink;
 use super::writer::{DirectWriter, Target};
+use crate::disk::blkdev;
 use crate::disk::safety::{self, Choice, SafetyError};
-use crate::disk::{blkdev, gpt, wipe};
-
-/// Largest checksum file fetched.
-const CHECKSUM_FILE_LIMIT: usize = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -32,7 +28,7 @@ pub enum DeployError {
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error(transparent)]
-    Layout(#[from] crate::disk::layout::LayoutError),
+    Layout(#[from] ferrite_image::disk::layout::LayoutError),
     #[error(
         "image_info.image_type {0:?} is not supported by this command (whole-disk images only)"
     )]
@@ -71,27 +67,6 @@ pub struct Deployed {
     pub outcome: Outcome,
     pub backup_gpt_moved: bool,
     pub partitions_reread: bool,
-}
-
-/// The image's expected checksum, fetching a checksum file if `checksum` is a URL.
-pub fn expected_checksum(
-    rt: &Handle,
-    info: &ImageInfo,
-    cfg: &HttpConfig,
-) -> Result<Expected, ImageError> {
-    match checksum::spec(
-        info.os_hash_algo.as_deref(),
-        info.os_hash_value.as_deref(),
-        info.checksum.as_deref(),
-    )? {
-        Spec::Value(e) => Ok(e),
-        Spec::Url(url) => {
-            let client = http::client(cfg)?;
-            let text = http::fetch_text(rt, &client, &url, cfg, CHECKSUM_FILE_LIMIT)?;
-            let image_url = info.urls.first().map(String::as_str).unwrap_or("");
-            Ok(checksum::from_checksum_file(&text, &url, image_url)?)
-        }
-    }
 }
 
 /// Write the whole-disk image of `info` to `target`. Must run on a blocking thread.
@@ -135,49 +110,6 @@ pub fn deploy_whole_disk(
         backup_gpt_moved,
         partitions_reread,
     })
-}
-
-/// Resolve the checksum, download `info`'s image and run the pipeline onto `sink` (a local
-/// disk's writer or a remote LUN). Must run on a blocking thread. On any failure the
-/// sink's partition tables are wiped.
-pub fn stream_image(
-    rt: &Handle,
-    info: &ImageInfo,
-    sink: &mut dyn BlockSink,
-    cfg: &HttpConfig,
-    progress: &Progress,
-) -> Result<Outcome, ImageError> {
-    let fail = |sink: &mut dyn BlockSink, e: ImageError| -> ImageError {
-        progress.set_phase(Phase::Failed);
-        match wipe::wipe_partition_signatures(sink) {
-            Ok(()) => e,
-            Err(wipe) => ImageError::WipeFailed {
-                error: Box::new(e),
-                wipe,
-            },
-        }
-    };
-    let expected = match expected_checksum(rt, info, cfg) {
-        Ok(e) => e,
-        Err(e) => return Err(fail(sink, e)),
-    };
-    let client = match http::client(cfg) {
-        Ok(c) => c,
-        Err(e) => return Err(fail(sink, e.into())),
-    };
-    let source = match HttpSource::open(rt, &client, &info.urls, cfg) {
-        Ok(s) => s,
-        Err(e) => return Err(fail(sink, e.into())),
-    };
-    let input = Input {
-        len: source.len(),
-        ranges: source
-            .ranges()
-            .map(|r| Box::new(r) as Box<dyn RangeRead + Send>),
-        declared_format: info.disk_format.clone(),
-        reader: source,
-    };
-    write_image(input, Some(&expected), sink, progress)
 }
 
 /// Logical sector size: the device's, or 512 for files.

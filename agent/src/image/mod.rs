@@ -1,24 +1,10 @@
-//! The image pipeline, one stream adaptor per file: `http` (source) → `checksum` →
-//! `decompress` → `qcow2` → `holdback` → `sparse` → `writer` (a `BlockSink`).
-//! `pipeline` stacks them; `deploy` adds target selection, safety and the disk fix-ups.
+//! Images onto this machine's disks: the device side of a deploy. The pipeline and the
+//! on-disk formats are `ferrite_image`'s; here are the O_DIRECT `writer` (a `BlockSink`),
+//! whole-disk and partition-image deploys with the safety gate and re-reads, the config
+//! drive onto a local disk, and the standalone `write-image` command.
 
-pub mod checksum;
-pub mod decompress;
-
-pub mod holdback;
-pub mod http;
-pub mod offload;
-pub mod partition;
-pub mod pipeline;
-pub mod progress;
-pub mod qcow2;
-pub mod sink;
-pub mod source;
-pub mod sparse;
-pub mod writer;
-
-pub use pipeline::{write_image, ImageError, Input, Outcome};
-pub use progress::{Phase, Progress};
-pub use sink::BlockSink;
+pub mod configdrive;
 pub mod deploy;
+pub mod partition;
 pub mod standalone;
+pub mod writer;

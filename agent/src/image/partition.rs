@@ -6,21 +6,21 @@
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use ferrite_image::disk::layout::{self, BootMode, Label, Layout, LayoutError, Request, Role};
+use ferrite_image::disk::mkfs::{self, MkfsError};
+use ferrite_image::disk::table_write::{self, Piece};
+use ferrite_image::disk::wipe;
+use ferrite_image::http::HttpConfig;
+use ferrite_image::sink::{BlockSink, Window};
+use ferrite_image::{stream_image, ImageError, Outcome, Phase, Progress};
 use ferrite_proto::image::ImageInfo;
 use serde_json::{json, Map, Value};
 use tokio::runtime::Handle;
 use uuid::Uuid;
 
-use super::deploy::{sector_size, stream_image, DeployError, TargetDisk};
-use super::http::HttpConfig;
-use super::pipeline::{ImageError, Outcome};
-use super::progress::{Phase, Progress};
-use super::sink::{BlockSink, Window};
+use super::deploy::{sector_size, DeployError, TargetDisk};
 use super::writer::{DirectWriter, Target};
-use crate::disk::layout::{self, BootMode, Label, Layout, LayoutError, Request, Role};
-use crate::disk::mkfs::{self, MkfsError};
-use crate::disk::table_write::{self, Piece};
-use crate::disk::{blkdev, safety, wipe};
+use crate::disk::{blkdev, safety};
 
 /// What a partition-image deploy did.
 #[derive(Debug, Clone)]

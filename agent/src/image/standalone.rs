@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use ferrite_image::http::HttpConfig;
+use ferrite_image::Progress;
 use ferrite_proto::image::ImageInfo;
 use serde_json::json;
 
 use super::deploy::{deploy_whole_disk, TargetDisk};
-use super::http::HttpConfig;
-use super::progress::Progress;
 use crate::disk::safety::Choice;
 
 #[derive(Debug, clap::Args)]

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
+use ferrite_image::BlockSink;
 use nix::fcntl::{fallocate, FallocateFlags};
 
-use super::sink::BlockSink;
 use crate::disk::blkdev;
 
 /// Alignment of buffers, offsets and lengths for `O_DIRECT` (fits 512 and 4Kn disks).

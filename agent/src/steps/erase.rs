@@ -5,13 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use ferrite_image::disk::wipe;
+use ferrite_image::BlockSink;
 use serde_json::{json, Map, Value};
 
 use crate::commands::CommandError;
 use crate::disk::safety::{self, Choice};
-use crate::disk::{blkdev, nvme_dev, probe, readback, wipe};
+use crate::disk::{blkdev, nvme_dev, probe, readback};
 use crate::image::writer::{DirectWriter, Target};
-use crate::image::BlockSink;
 
 /// Why the NVMe path was not taken, for the step result and the log.
 fn nvme_attempt(path: &Path, t: &Target) -> Result<nvme_dev::Erased, String> {

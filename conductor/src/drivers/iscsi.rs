@@ -1,6 +1,6 @@
 //! `iscsi` deploy interface: the agent exports its install disk as an iSCSI target
 //! (`iscsi.start_iscsi_target`, with per-deploy CHAP credentials) and the conductor writes
-//! the image itself, through our initiator and the agent's own image pipeline (checksum,
+//! the image itself, through our initiator and the agent's own image pipeline (`ferrite_image`) (checksum,
 //! decompression, qcow2, sparse skipping, first MiB held back, wipe on failure), then the
 //! config drive; it reads the partition table back, logs out and stops the target.
 //!
@@ -11,11 +11,9 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use ferrite_agent::disk::{configdrive, gpt};
-use ferrite_agent::image::deploy::stream_image;
-use ferrite_agent::image::http::HttpConfig;
-use ferrite_agent::image::Progress;
-use ferrite_agent::iscsi_disk::IscsiDisk;
+use ferrite_image::disk::{configdrive, gpt};
+use ferrite_image::http::HttpConfig;
+use ferrite_image::{stream_image, BlockSink, Progress};
 use ferrite_iscsi::{Credentials, LoginOptions};
 use ferrite_proto::agent::CommandStatus;
 use ferrite_proto::image::ImageInfo;
@@ -23,6 +21,7 @@ use ferrite_proto::steps::Step;
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Map, Value};
 
+use super::iscsi_disk::IscsiDisk;
 use super::*;
 use crate::agent_client::{AgentClient, AgentTarget};
 
@@ -222,7 +221,7 @@ async fn write_through(
         let progress = Progress::new();
         let o = stream_image(&rt, &info, &mut disk, &cfg, &progress)
             .map_err(|e| format!("writing image {} over iSCSI failed: {}", info.id, e.chain()))?;
-        let size = ferrite_agent::image::BlockSink::size(&disk);
+        let size = BlockSink::size(&disk);
         let sector = u64::from(disk.block_size());
         let io = |what: &str, e: std::io::Error| format!("{what} over iSCSI: {e}");
         gpt::move_backup_to_end(&disk, size, sector).map_err(|e| io("moving the backup GPT", e))?;

@@ -5,6 +5,7 @@ pub mod fake;
 pub mod ipmi;
 pub mod ipxe;
 pub mod iscsi;
+pub mod iscsi_disk;
 
 use std::collections::BTreeMap;
 use std::future::Future;

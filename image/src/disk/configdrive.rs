@@ -9,11 +9,8 @@ use tokio::runtime::Handle;
 
 use super::gpt::{self, GptHeader, Table};
 use super::io::DiskIo;
-use super::{blkdev, safety};
 use super::{iso9660, vfat_build};
-use crate::image::deploy::{sector_size, TargetDisk};
-use crate::image::http::{self, HttpConfig, HttpSource};
-use crate::image::writer::Target;
+use crate::http::{self, HttpConfig, HttpSource};
 
 /// Largest config drive accepted, and the size of a partition made for one.
 pub const MAX_BYTES: u64 = 64 << 20;
@@ -42,8 +39,6 @@ pub enum ConfigDriveError {
     NoRoom(String),
     #[error("the ISO9660 config drive must be rebuilt as VFAT for this disk's {sector}-byte sectors, and that failed: {why}")]
     Rebuild { sector: u64, why: String },
-    #[error(transparent)]
-    Safety(#[from] safety::SafetyError),
     #[error("config drive I/O on {path}: {source}")]
     Io {
         path: String,
@@ -110,34 +105,6 @@ pub fn label_at(f: &dyn DiskIo, offset: u64) -> Option<String> {
         }
     }
     None
-}
-
-fn io_err(t: &TargetDisk) -> impl Fn(std::io::Error) -> ConfigDriveError + '_ {
-    move |source| ConfigDriveError::Io {
-        path: t.path.display().to_string(),
-        source,
-    }
-}
-
-/// Fetch, decode and write the config drive; returns a message saying where it went.
-pub fn write(
-    rt: &Handle,
-    configdrive: &str,
-    target: &TargetDisk,
-    cfg: &HttpConfig,
-    node: &str,
-) -> Result<String, ConfigDriveError> {
-    safety::authorize(&target.path, target.choice)?;
-    let data = fetch(rt, configdrive, cfg)?;
-    let t = Target::open(&target.path).map_err(io_err(target))?;
-    let sector = sector_size(&t);
-    tracing::info!(node, disk = %target.path.display(), bytes = data.len(), "writing the config drive");
-    let name = target.path.display().to_string();
-    let msg = write_data(t.file(), t.size, sector, &data, &name)?;
-    if t.is_block_device {
-        let _ = blkdev::reread_partitions(t.file());
-    }
-    Ok(msg)
 }
 
 /// The config drive's bytes: `configdrive` decoded, or downloaded from its URL and decoded.

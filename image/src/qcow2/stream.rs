@@ -8,7 +8,7 @@ use std::hash::{DefaultHasher, Hasher as _};
 use std::io::{self, BufRead, Read};
 
 use super::header::{l1_entry, l2_entry, table_u64, CompressionType, Header, L2Entry, Qcow2Error};
-use crate::image::sink::BlockSink;
+use crate::sink::BlockSink;
 
 /// Random access to the image, when the transport has it (HTTP Range, a local file).
 pub trait RangeRead {
@@ -587,7 +587,7 @@ pub fn inflate(kind: CompressionType, input: &[u8], out: &mut [u8]) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::sink::MemSink;
+    use crate::sink::MemSink;
     use rand::{Rng, SeedableRng};
 
     struct Ranges(Vec<u8>);

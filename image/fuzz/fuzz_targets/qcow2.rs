@@ -2,8 +2,8 @@
 //! small in-memory disk, with and without Range access. Must never panic.
 #![no_main]
 
-use ferrite_agent::image::qcow2::{self, header, RangeRead};
-use ferrite_agent::image::sink::MemSink;
+use ferrite_image::qcow2::{self, header, RangeRead};
+use ferrite_image::sink::MemSink;
 use libfuzzer_sys::fuzz_target;
 
 struct Ranges<'a>(&'a [u8]);

@@ -97,7 +97,7 @@ impl<S: BlockSink> BlockSink for HoldBack<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::sink::MemSink;
+    use crate::sink::MemSink;
 
     #[test]
     fn head_reaches_the_target_only_on_commit() {

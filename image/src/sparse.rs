@@ -99,7 +99,7 @@ impl<S: BlockSink> BlockSink for SparseSink<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::sink::MemSink;
+    use crate::sink::MemSink;
 
     #[test]
     fn skips_zero_blocks_only_when_target_reads_zero() {

@@ -130,7 +130,7 @@ impl OffloadHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::checksum::Algo;
+    use crate::checksum::Algo;
 
     #[test]
     fn same_digest_as_inline_for_any_split() {

@@ -3,7 +3,7 @@
 
 use std::io;
 
-use crate::image::sink::BlockSink;
+use crate::sink::BlockSink;
 
 /// Bytes zeroed at each end: covers MBR + GPT (34 sectors of 512, or 6 of 4096) with room.
 pub const WIPE_BYTES: u64 = 1 << 20;
@@ -24,7 +24,7 @@ pub fn wipe_partition_signatures(sink: &mut dyn BlockSink) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::sink::MemSink;
+    use crate::sink::MemSink;
 
     #[test]
     fn zeroes_both_ends_and_keeps_the_middle() {

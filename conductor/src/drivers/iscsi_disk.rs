@@ -11,11 +11,10 @@ use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
+use ferrite_image::disk::io::DiskIo;
+use ferrite_image::BlockSink;
 use ferrite_iscsi::{Initiator, InitiatorError, LoginOptions};
 use tokio::sync::{mpsc, oneshot};
-
-use crate::disk::io::DiskIo;
-use crate::image::sink::BlockSink;
 
 /// Bytes gathered before a WRITE goes out, and the largest WRITE sent.
 const STAGE_BYTES: usize = 4 << 20;

@@ -7,10 +7,10 @@ use std::io::Cursor;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use ferrite_agent::disk::{configdrive, gpt};
-use ferrite_agent::image::checksum::{Algo, Expected, Hasher};
-use ferrite_agent::image::{write_image, BlockSink, ImageError, Input, Progress};
-use ferrite_agent::iscsi_disk::IscsiDisk;
+use ferrite_conductor::drivers::iscsi_disk::IscsiDisk;
+use ferrite_image::checksum::{Algo, Expected, Hasher};
+use ferrite_image::disk::{configdrive, gpt};
+use ferrite_image::{write_image, BlockSink, ImageError, Input, Progress};
 use ferrite_iscsi::{LoginOptions, Target, TargetConfig};
 
 const IQN: &str = "iqn.2026-01.org.ferrite:remote-disk";
