@@ -2,11 +2,16 @@
 //! `user_data`, `network_data`, `vendor_data`): an OpenStack config-2 tree
 //! (`openstack/latest/meta_data.json`, `user_data`, `network_data.json`,
 //! `vendor_data2.json`) on a VFAT filesystem labelled `config-2`, gzipped and base64
-//! encoded — the form the agent writes (CONTRACT.md §5). Pure: bytes in, text out.
+//! encoded — the form the agent writes (CONTRACT.md §5). Pure: bytes in, text out. The
+//! filesystem is built by `ferrite_image::disk::vfat_build`, the builder the agent uses
+//! for 4Kn disks (with its fix of fatfs's `.`/`..` slot order that `fsck.fat` needs).
 
-use std::io::{Cursor, Write};
+use std::io::Write;
 
 use base64::Engine;
+use ferrite_image::disk::configdrive::MAX_BYTES;
+use ferrite_image::disk::iso9660::Entry;
+use ferrite_image::disk::vfat_build::{self, VfatError};
 use serde_json::{json, Map, Value};
 
 use crate::model::Obj;
@@ -23,10 +28,12 @@ pub enum ConfigDriveError {
         key: &'static str,
         want: &'static str,
     },
-    #[error("the config drive content is {0} bytes: at most 64 MiB fit; pass a URL instead")]
+    #[error("the config drive content is {0} bytes, too much for a config drive of at most 64 MiB; pass a URL instead")]
     TooLarge(usize),
     #[error("building the config drive's VFAT image failed")]
-    Image(#[source] std::io::Error),
+    Image(#[source] VfatError),
+    #[error("compressing the config drive failed")]
+    Gzip(#[source] std::io::Error),
 }
 
 /// The files of the config-2 tree, as (path under `openstack/latest/`, bytes).
@@ -85,49 +92,37 @@ pub fn files(
     Ok(out)
 }
 
-/// The raw VFAT image holding `files` under `openstack/latest/`.
+/// The raw VFAT image (512-byte sectors) holding `files` under `openstack/latest/`, at
+/// most the agent's config drive limit.
 pub fn vfat_image(files: &[(&str, Vec<u8>)]) -> Result<Vec<u8>, ConfigDriveError> {
-    let content: usize = files.iter().map(|(_, b)| b.len()).sum();
-    // Room for the FATs, directories and cluster slack; whole MiBs, 2 MiB at least.
-    let size = (content + content / 8 + (1 << 20)).div_ceil(1 << 20).max(2) << 20;
-    let mut img = Cursor::new(vec![0u8; size]);
-    let io = ConfigDriveError::Image;
-    fatfs::format_volume(
-        &mut img,
-        fatfs::FormatVolumeOptions::new().volume_label(*b"config-2   "),
-    )
-    .map_err(io)?;
-    {
-        let fs = fatfs::FileSystem::new(&mut img, fatfs::FsOptions::new()).map_err(io)?;
-        let dir = fs
-            .root_dir()
-            .create_dir("openstack")
-            .and_then(|d| d.create_dir("latest"))
-            .map_err(io)?;
-        for (name, bytes) in files {
-            let mut f = dir.create_file(name).map_err(io)?;
-            f.truncate().map_err(io)?;
-            f.write_all(bytes).map_err(io)?;
-            f.flush().map_err(io)?;
-        }
-        drop(dir);
-        fs.unmount().map_err(io)?;
-    }
-    Ok(img.into_inner())
+    let dir = |path: &str| Entry {
+        path: path.into(),
+        data: None,
+    };
+    let mut entries = vec![dir("openstack"), dir("openstack/latest")];
+    entries.extend(files.iter().map(|(name, bytes)| Entry {
+        path: format!("openstack/latest/{name}"),
+        data: Some(bytes.clone()),
+    }));
+    let content = files.iter().map(|(_, b)| b.len()).sum();
+    vfat_build::build("config-2", &entries, 512, MAX_BYTES).map_err(|e| match e {
+        VfatError::TooLarge(..) => ConfigDriveError::TooLarge(content),
+        e => ConfigDriveError::Image(e),
+    })
 }
 
 /// The config drive for `dict` on node `uuid`, as base64 of the gzipped image.
 pub fn build(dict: &Obj, uuid: &str, name: Option<&str>) -> Result<String, ConfigDriveError> {
     let image = vfat_image(&files(dict, uuid, name)?)?;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&image).map_err(ConfigDriveError::Image)?;
-    let gz = gz.finish().map_err(ConfigDriveError::Image)?;
+    gz.write_all(&image).map_err(ConfigDriveError::Gzip)?;
+    let gz = gz.finish().map_err(ConfigDriveError::Gzip)?;
     Ok(base64::engine::general_purpose::STANDARD.encode(gz))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::Read;
+    use std::io::{Cursor, Read};
 
     use super::*;
 
@@ -198,6 +193,7 @@ mod tests {
         ];
         let img = vfat_image(&files).unwrap();
         assert_eq!(img.len() % (1 << 20), 0);
+        assert_eq!(u16::from_le_bytes([img[11], img[12]]), 512);
         let mut c = Cursor::new(img);
         let fs = fatfs::FileSystem::new(&mut c, fatfs::FsOptions::new()).unwrap();
         assert_eq!(fs.volume_label(), "config-2");
@@ -219,7 +215,7 @@ mod tests {
         flate2::read::GzDecoder::new(&gz[..])
             .read_to_end(&mut img)
             .unwrap();
-        assert_eq!(img.len(), 2 << 20);
+        assert_eq!(img.len(), 8 << 20, "the builder's smallest image");
         assert!(gz.len() < 64 * 1024, "zeros compress: {}", gz.len());
     }
 }

@@ -1,5 +1,6 @@
 //! Config drives built from Ironic's JSON dict, read back by real tools: mtools lists and
-//! prints the files, blkid sees the `config-2` label cloud-init looks for.
+//! prints the files, blkid sees the `config-2` label cloud-init looks for, fsck.fat finds
+//! nothing to repair.
 
 use std::io::Read;
 use std::process::Command;
@@ -29,7 +30,8 @@ fn run(cmd: &mut Command) -> String {
         .unwrap_or_else(|e| panic!("{cmd:?}: {e} (run `cargo xtask deps`: mtools)"));
     assert!(
         out.status.success(),
-        "{cmd:?}: {}",
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
@@ -64,6 +66,9 @@ fn mtools_and_blkid_read_the_config_drive() {
     assert_eq!(label.trim(), "config-2");
     let fstype = run(Command::new("blkid").args(["-p", "-o", "value", "-s", "TYPE", img]));
     assert_eq!(fstype.trim(), "vfat");
+    // fsck.fat -n checks without repairing and fails on any damage, such as `.`/`..`
+    // not in the first two slots of a directory (fatfs's order, which the builder fixes).
+    run(Command::new("fsck.fat").args(["-n", "-V", img]));
 }
 
 #[test]
