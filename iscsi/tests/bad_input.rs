@@ -336,3 +336,84 @@ fn disconnect_mid_command_leaves_the_target_serving_and_the_lun_untouched() {
     assert_eq!(file.len(), 1 << 20);
     assert!(file.iter().all(|&b| b == 0), "nothing was written");
 }
+
+/// Sends WRITE(10) of 64 blocks at `lba` and answers its R2T with `pieces` (offset, seed,
+/// blocks) as Data-Outs in that order, the last one final; returns the SCSI status.
+fn write_in_pieces(
+    s: &mut TcpStream,
+    f: &Framing,
+    sn: u32,
+    lba: u8,
+    pieces: &[(u32, u8, usize)],
+) -> u8 {
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0x2a;
+    cdb[5] = lba;
+    cdb[8] = 64;
+    let itt = 100 + sn;
+    let cmd = ScsiCmd {
+        final_: true,
+        write: true,
+        itt,
+        cmd_sn: sn,
+        edtl: 64 * 512,
+        cdb,
+        ..Default::default()
+    };
+    send(s, &Pdu::new(Bhs::ScsiCmd(cmd)), f);
+    let p = recv(s, f);
+    let Bhs::R2t(r) = p.bhs else {
+        panic!("expected an R2T, got {p:?}")
+    };
+    for (i, &(offset, seed, blocks)) in pieces.iter().enumerate() {
+        let d = DataOut {
+            final_: i + 1 == pieces.len(),
+            itt,
+            ttt: r.ttt,
+            data_sn: i as u32,
+            offset,
+            ..Default::default()
+        };
+        send(
+            s,
+            &Pdu::with_data(Bhs::DataOut(d), pattern(blocks * 512, seed)),
+            f,
+        );
+    }
+    match recv(s, f).bhs {
+        Bhs::ScsiResp(r) if r.itt == itt => r.status,
+        other => panic!("expected the SCSI response, got {other:?}"),
+    }
+}
+
+#[test]
+fn data_outs_that_add_up_but_leave_a_gap_fail_the_write() {
+    // DataPDUInOrder=Yes: each Data-Out must continue where the previous one ended. Two
+    // halves at the same offset add up to the R2T's length yet leave its second half
+    // unwritten; the target must not write stale buffer bytes there.
+    let t = start(1 << 20, |_| {});
+    let f = Framing {
+        max_recv_data: 1 << 20,
+        ..Framing::default()
+    };
+    let mut s = raw_login(t.addr, "None");
+    let good = write_in_pieces(&mut s, &f, 1, 8, &[(0, 1, 32), (32 * 512, 2, 32)]);
+    assert_eq!(good, 0, "a write in order succeeds");
+    let bad = write_in_pieces(&mut s, &f, 2, 100, &[(0, 3, 32), (0, 4, 32)]);
+    assert_eq!(bad, 0x02, "CHECK CONDITION for the overlapping Data-Outs");
+    let skipped = write_in_pieces(&mut s, &f, 3, 180, &[(32 * 512, 5, 32), (0, 6, 32)]);
+    assert_eq!(skipped, 0x02, "CHECK CONDITION for Data-Outs out of order");
+    drop(s);
+    target_still_serves(t.addr);
+    let file = std::fs::read(&t.backing).unwrap();
+    let mut want = pattern(32 * 512, 1);
+    want.extend(pattern(32 * 512, 2));
+    assert!(file[8 * 512..72 * 512] == want[..], "the good write landed");
+    assert!(
+        file[..8 * 512]
+            .iter()
+            .chain(&file[72 * 512..])
+            .all(|&b| b == 0),
+        "the failed writes wrote nothing"
+    );
+}

@@ -5,7 +5,8 @@ use bytes::Bytes;
 
 use super::{residual, Conn, IoError, MAX_PENDING, READ_CHUNK};
 use crate::crc32c::crc32c;
-use crate::pdu::{self, Bhs, DataIn, Pdu, R2t, ScsiCmd, ScsiResp};
+use crate::io::{Landed, Landing};
+use crate::pdu::{self, Bhs, DataIn, DataOut, Pdu, R2t, ScsiCmd, ScsiResp};
 use crate::scsi::{sense, DataOutOp, Plan, Sense};
 
 impl Conn<'_> {
@@ -223,7 +224,8 @@ impl Conn<'_> {
         let mut r2t_sn = 0u32;
         while received < len {
             let n = (len - received).min(self.params.max_burst);
-            burst_buf.clear();
+            // No need to clear it: a burst is written out only when its Data-Outs covered
+            // every byte in order (`Burst::take`).
             burst_buf.resize(n as usize, 0);
             let early = deferred.take().map(|d| (op, d));
             match self.solicit(c, received, &mut burst_buf, r2t_sn, early)? {
@@ -279,7 +281,11 @@ impl Conn<'_> {
         early: Option<(DataOutOp, Bytes)>,
     ) -> Result<Solicit, IoError> {
         let ttt = self.next_ttt;
-        self.next_ttt = self.next_ttt.wrapping_add(1).max(1);
+        // 0xffffffff is the reserved "no tag" value; 0 is left unused too.
+        self.next_ttt = match self.next_ttt.wrapping_add(1) {
+            0 | 0xffff_ffff => 1,
+            n => n,
+        };
         let r = R2t {
             lun: c.lun,
             itt: c.itt,
@@ -292,46 +298,47 @@ impl Conn<'_> {
             length: buf.len() as u32,
         };
         self.send(&Pdu::new(Bhs::R2t(r)))?;
-        let mut got = 0usize;
-        let mut failed: Option<Sense> = None;
+        let mut burst = Burst {
+            offset,
+            len: buf.len(),
+            got: 0,
+            data_sn: 0,
+            failed: None,
+        };
         if let Some((op, data)) = early {
             if let Err(s) = self.write_part(&op, 0, &data) {
-                failed = Some(s);
+                burst.failed = Some(s);
             }
         }
-        let mut data_sn = 0u32;
         loop {
-            let Some(p) = self.recv()? else { continue };
+            let mut landing = Landing {
+                itt: c.itt,
+                ttt,
+                offset,
+                buf: &mut *buf,
+            };
+            let p = match self.recv_landing(&mut landing)? {
+                None => continue,
+                Some(Landed::DataOut(d, n)) => match burst.take(&d, n) {
+                    Some(done) => return Ok(done),
+                    None => continue,
+                },
+                Some(Landed::Pdu(Ok(p))) => p,
+                // recv_landing has rejected it.
+                Some(Landed::Pdu(Err(_))) => continue,
+            };
             match p.bhs {
+                // Ours but not landed: no data, or data outside the burst.
                 Bhs::DataOut(d) if d.itt == c.itt && d.ttt == ttt => {
-                    if d.data_sn != data_sn {
-                        // ERL 0 cannot recover a lost or reordered Data-Out: fail the task.
-                        failed.get_or_insert(Sense::new(sense::key::ABORTED_COMMAND, 0x4b, 0x00));
+                    if !p.data.is_empty() {
+                        burst.failed.get_or_insert(Sense::new(
+                            sense::key::ABORTED_COMMAND,
+                            0x0c,
+                            0x0d,
+                        ));
                     }
-                    data_sn = data_sn.wrapping_add(1);
-                    let start = d.offset.wrapping_sub(offset) as usize;
-                    let end = start.checked_add(p.data.len());
-                    match end {
-                        Some(end) if d.offset >= offset && end <= buf.len() => {
-                            buf[start..end].copy_from_slice(&p.data);
-                            got += p.data.len();
-                        }
-                        _ => {
-                            failed.get_or_insert(Sense::new(
-                                sense::key::ABORTED_COMMAND,
-                                0x0c,
-                                0x0d,
-                            ));
-                        }
-                    }
-                    if d.final_ {
-                        if got != buf.len() && failed.is_none() {
-                            failed = Some(Sense::new(sense::key::ABORTED_COMMAND, 0x0c, 0x0d));
-                        }
-                        return Ok(match failed {
-                            Some(s) => Solicit::Failed(s),
-                            None => Solicit::Done,
-                        });
+                    if let Some(done) = burst.take(&d, 0) {
+                        return Ok(done);
                     }
                 }
                 Bhs::DataOut(_) => {}
@@ -370,4 +377,45 @@ enum Solicit {
     Done,
     Aborted,
     Failed(Sense),
+}
+
+/// The Data-Out PDUs of one R2T as they arrive.
+struct Burst {
+    /// Buffer offset and bytes the R2T asked for.
+    offset: u32,
+    len: usize,
+    got: usize,
+    /// DataSN the next Data-Out must carry.
+    data_sn: u32,
+    failed: Option<Sense>,
+}
+
+impl Burst {
+    /// Counts a Data-Out that delivered `n` bytes in place; the outcome once it is the
+    /// final one.
+    fn take(&mut self, d: &DataOut, n: usize) -> Option<Solicit> {
+        if d.data_sn != self.data_sn {
+            // ERL 0 cannot recover a lost or reordered Data-Out: fail the task.
+            self.failed
+                .get_or_insert(Sense::new(sense::key::ABORTED_COMMAND, 0x4b, 0x00));
+        }
+        self.data_sn = self.data_sn.wrapping_add(1);
+        // DataPDUInOrder=Yes: each PDU continues where the last one ended, so a burst
+        // whose count adds up has every byte of the buffer written.
+        if d.offset as usize != self.offset as usize + self.got {
+            self.failed
+                .get_or_insert(Sense::new(sense::key::ABORTED_COMMAND, 0x0c, 0x0d));
+        }
+        self.got += n;
+        if !d.final_ {
+            return None;
+        }
+        if self.got != self.len && self.failed.is_none() {
+            self.failed = Some(Sense::new(sense::key::ABORTED_COMMAND, 0x0c, 0x0d));
+        }
+        Some(match self.failed.take() {
+            Some(s) => Solicit::Failed(s),
+            None => Solicit::Done,
+        })
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::login::{LoginState, SessionKind, STAGE_FULL};
 use super::out::{Out, Pool};
 use super::Target;
-use crate::io::{read_pdu_buf, IoError};
+use crate::io::{read_pdu_buf, read_pdu_landing, IoError, Landed, Landing};
 use crate::pdu::{self, Bhs, Framing, Login, Nop, Pdu, Reject};
 use crate::text::{Pairs, Params};
 
@@ -17,6 +17,8 @@ use crate::text::{Pairs, Params};
 const MAX_PENDING: usize = 4096;
 /// Bytes read from the store per step of a READ.
 const READ_CHUNK: usize = 1 << 20;
+/// The socket reader's buffer.
+const READ_BUFFER: usize = 16 * 1024;
 
 #[path = "scsi_io.rs"]
 mod scsi_io;
@@ -40,7 +42,9 @@ pub(super) fn run(t: &Target, sock: TcpStream) {
     };
     let mut c = Conn {
         t,
-        r: BufReader::with_capacity(256 * 1024, reader),
+        // Small: the data segments of large PDUs are read past it, straight to where
+        // they go (Data-Out into the burst buffer, immediate data into `rbuf`).
+        r: BufReader::with_capacity(READ_BUFFER, reader),
         out,
         rx: Framing::default(),
         tx: Framing::default(),
@@ -126,13 +130,29 @@ impl Conn<'_> {
     /// Reads the next PDU.
     /// Returns None for a PDU that was rejected.
     fn recv(&mut self) -> Result<Option<Pdu>, IoError> {
-        match read_pdu_buf(&mut self.r, &self.rx, &mut self.rbuf) {
-            Ok(Ok(p)) => Ok(Some(p)),
-            Ok(Err((e, bhs))) => {
+        let read = read_pdu_buf(&mut self.r, &self.rx, &mut self.rbuf);
+        match self.checked(read.map(Landed::Pdu))? {
+            Some(Landed::Pdu(Ok(p))) => Ok(Some(p)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Like [`Conn::recv`], with a Data-Out matching `landing` read straight into its
+    /// buffer; None (or a `Landed::Pdu(Err)`) for a PDU that was rejected.
+    fn recv_landing(&mut self, landing: &mut Landing<'_>) -> Result<Option<Landed>, IoError> {
+        let read = read_pdu_landing(&mut self.r, &self.rx, &mut self.rbuf, landing);
+        self.checked(read)
+    }
+
+    /// Rejects a PDU that is framed but unparseable, and closes on a framing error.
+    fn checked(&mut self, read: Result<Landed, IoError>) -> Result<Option<Landed>, IoError> {
+        match read {
+            Ok(Landed::Pdu(Err((e, bhs)))) => {
                 tracing::info!(error = %e, "rejecting PDU");
                 self.reject(0x05, bhs.map(|b| b.to_vec()).unwrap_or_default())?;
                 Ok(None)
             }
+            Ok(landed) => Ok(Some(landed)),
             Err(IoError::Pdu(e)) => {
                 // The stream cannot be trusted past a framing error: say why, then close.
                 tracing::info!(error = %e, "closing connection on a malformed PDU");
