@@ -1,5 +1,7 @@
 //! Ferrite's deploy agent: hardware inventory, the IPA-compatible agent API, lookup and
-//! heartbeat to the conductor, and (later) writing images to disk.
+//! heartbeat to the conductor, and writing images to disk. Layers, top down: `api` →
+//! `commands` → `steps` → `install` → `job`, `image` → `disk`; the pipeline and on-disk
+//! formats are the `ferrite-image` crate.
 
 pub mod api;
 pub mod cli;
@@ -8,8 +10,10 @@ pub mod commands;
 pub mod disk;
 pub mod heartbeat;
 pub mod image;
+pub mod install;
 pub mod inventory;
 pub mod iscsi_target;
+pub mod job;
 pub mod run;
 pub mod state;
 pub mod steps;

@@ -70,7 +70,7 @@ async fn start(p: StartParams, state: Arc<AgentState>) -> Result<Value, CommandE
         }
     };
     stop_running(&state).await;
-    let disk = super::image::target_disk(&state, None)?;
+    let disk = crate::install::target_disk(&state, None)?;
     safety::authorize(&disk.path, disk.choice)
         .map_err(|e| CommandError::failed("exporting the disk is not allowed", e))?;
     if p.wipe_disk_metadata {

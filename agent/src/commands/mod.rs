@@ -2,7 +2,6 @@
 //! synchronous (answered when done) or asynchronous (answered at once, polled later), and
 //! `execute`, which admits one command at a time as IPA does and stores its result.
 
-mod error;
 mod store;
 
 pub mod clean;
@@ -19,18 +18,15 @@ use std::future::Future;
 use std::sync::Arc;
 
 use ferrite_proto::agent::CommandResult;
-use futures_util::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::state::AgentState;
 
-pub use error::CommandError;
+// The job types are the steps' too, so they live below both in `crate::job`.
+pub use crate::job::{blocking, CommandError, CommandFuture};
 pub use store::{CommandEntry, CommandStore};
-
-/// What a handler returns: the `command_result` value or an error.
-pub type CommandFuture = BoxFuture<'static, Result<Value, CommandError>>;
 
 /// A handler in its raw form: the request's `params` object and the agent state.
 pub type Handler =
@@ -255,20 +251,6 @@ async fn run_guarded(name: &str, future: CommandFuture) -> Result<Value, Command
         Ok(outcome) => outcome,
         Err(join) => Err(CommandError::failed_msg(format!(
             "command {name} ended abnormally: {join}"
-        ))),
-    }
-}
-
-/// Run blocking work (file reads, syscalls) off the async threads.
-pub(crate) async fn blocking<T, F>(what: &str, f: F) -> Result<T, CommandError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, CommandError> + Send + 'static,
-{
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r,
-        Err(join) => Err(CommandError::failed_msg(format!(
-            "{what} ended abnormally: {join}"
         ))),
     }
 }

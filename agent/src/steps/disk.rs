@@ -8,8 +8,9 @@ use ferrite_proto::image::ImageInfo;
 use serde_json::{json, Map, Value};
 
 use super::StepKind;
-use crate::commands::{image, CommandError, CommandFuture};
 use crate::disk::safety::Choice;
+use crate::install;
+use crate::job::{blocking, CommandError, CommandFuture};
 use crate::state::AgentState;
 
 /// Start one of the generic disk steps; `None` for other steps.
@@ -50,7 +51,7 @@ async fn erase(
 ) -> Result<Value, CommandError> {
     let force = args.get("force").and_then(Value::as_bool).unwrap_or(false);
     let targets = disks(&state)?;
-    let done = crate::commands::blocking("erasing disks", move || {
+    let done = blocking("erasing disks", move || {
         targets
             .iter()
             .map(|(p, c)| erase_disk(p, *c, full, force))
@@ -78,5 +79,5 @@ async fn write_image(
         .get("configdrive")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    image::write_image(state, info, configdrive, None).await
+    install::write_image(state, info, configdrive, None).await
 }

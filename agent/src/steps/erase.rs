@@ -9,10 +9,10 @@ use ferrite_image::disk::wipe;
 use ferrite_image::BlockSink;
 use serde_json::{json, Map, Value};
 
-use crate::commands::CommandError;
 use crate::disk::safety::{self, Choice};
 use crate::disk::{blkdev, nvme_dev, probe, readback};
 use crate::image::writer::{DirectWriter, Target};
+use crate::job::CommandError;
 
 /// Why the NVMe path was not taken, for the step result and the log.
 fn nvme_attempt(path: &Path, t: &Target) -> Result<nvme_dev::Erased, String> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use ferrite_proto::steps::Step;
 use serde_json::{Map, Value};
 
-use crate::commands::{CommandError, CommandFuture};
+use crate::job::{CommandError, CommandFuture};
 use crate::state::AgentState;
 
 /// Clean or deploy.
