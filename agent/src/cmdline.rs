@@ -58,6 +58,9 @@ pub struct KernelParams {
     pub lookup_interval: Duration,
     /// `ipa-agent-token`: a pre-shared token; wins over the one the lookup hands out.
     pub agent_token: Option<String>,
+    /// `ferrite-inspection-token`: the conductor's one-time token for posting inspection
+    /// data (the ramdisk has no agent token before its lookup).
+    pub inspection_token: Option<String>,
     /// `ipa-insecure`: skip TLS verification of the conductor.
     pub insecure: bool,
     /// `ipa-global-request-id`: sent as `X-OpenStack-Request-ID`.
@@ -87,6 +90,7 @@ impl Default for KernelParams {
             lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
             lookup_interval: DEFAULT_LOOKUP_INTERVAL,
             agent_token: None,
+            inspection_token: None,
             insecure: false,
             global_request_id: None,
             debug: false,
@@ -201,6 +205,19 @@ pub fn parse(line: &str) -> Result<KernelParams, CmdlineError> {
                     ));
                 }
                 p.agent_token = Some(v.into());
+            }
+            "ferrite-inspection-token" => {
+                if v.len() < MIN_TOKEN_LEN {
+                    return Err(bad(
+                        key,
+                        "<hidden>",
+                        format!(
+                            "a token must be at least {MIN_TOKEN_LEN} characters, got {}",
+                            v.len()
+                        ),
+                    ));
+                }
+                p.inspection_token = Some(v.into());
             }
             "ipa-insecure" => p.insecure = parse_bool(key, flag_value)?,
             "ipa-debug" => p.debug = parse_bool(key, flag_value)?,
@@ -442,6 +459,7 @@ mod tests {
             ("ipa-advertise-host=bad_host!", "ipa-advertise-host"),
             ("ipa-listen-host=example.com", "ipa-listen-host"),
             ("ipa-agent-token=short", "ipa-agent-token"),
+            ("ferrite-inspection-token=short", "ferrite-inspection-token"),
             ("ipa-global-request-id=abc", "ipa-global-request-id"),
             ("BOOTIF=01-zz-bb-cc-dd-ee-ff", "BOOTIF"),
             ("BOOTIF=01-aa-bb", "BOOTIF"),
@@ -450,6 +468,14 @@ mod tests {
             assert_eq!(err.key, key, "{line}");
             assert!(err.to_string().contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn inspection_token_is_read() {
+        let t = "t".repeat(43);
+        let p = parse(&format!("ferrite-inspection-token={t}")).unwrap();
+        assert_eq!(p.inspection_token.as_deref(), Some(t.as_str()));
+        assert_eq!(p.agent_token, None);
     }
 
     #[test]

@@ -361,6 +361,10 @@ async fn inspect(
         url,
         inv,
         params.bootif.as_deref(),
+        params
+            .inspection_token
+            .as_deref()
+            .or(params.agent_token.as_deref()),
         &InspectTiming::default(),
     )
     .await

@@ -71,6 +71,10 @@ pub struct ConductorConfig {
     /// readable by everyone.
     #[arg(long, value_delimiter = ',')]
     pub file_url_allowed_paths: Option<Vec<PathBuf>>,
+    /// Which NICs of inspection data get a port: pxe (the one the node booted from),
+    /// active (those with an IP address), all, or disabled [default: pxe].
+    #[arg(long, value_enum)]
+    pub inspect_add_ports: Option<crate::engine::AddPorts>,
     /// dnsmasq `dhcp-hostsfile` to keep listing the MACs of PXE-enabled ports.
     #[arg(long)]
     pub dhcp_hostsfile: Option<PathBuf>,
@@ -126,6 +130,7 @@ impl ConductorConfig {
             boot_url,
             kernel_params,
             file_url_allowed_paths,
+            inspect_add_ports,
             dhcp_hostsfile,
             power_sync_interval,
             tftp_listen,
@@ -163,6 +168,7 @@ impl ConductorConfig {
             power_off_after_clean_failure: self
                 .power_off_after_clean_failure
                 .unwrap_or(d.power_off_after_clean_failure),
+            inspect_add_ports: self.inspect_add_ports.unwrap_or(d.inspect_add_ports),
         }
     }
 

@@ -203,3 +203,133 @@ async fn sqlite_files_are_private() {
     assert!(seen >= 2, "the database and its WAL exist");
     server.stop().await;
 }
+
+fn inventory(nics: &[(&str, Option<&str>)]) -> serde_json::Value {
+    let mut inv = ferrite_proto::inventory::Inventory::default();
+    inv.cpu.count = 2;
+    inv.cpu.architecture = "x86_64".into();
+    inv.memory.total = 2 << 30;
+    for (i, (mac, ip)) in nics.iter().enumerate() {
+        inv.interfaces.push(ferrite_proto::inventory::Interface {
+            name: format!("eth{i}"),
+            mac_address: Some(mac.to_string()),
+            ipv4_address: ip.map(str::to_string),
+            ..Default::default()
+        });
+    }
+    serde_json::to_value(inv).unwrap()
+}
+
+/// Finding 8: inspection data only with the node's token or its one-time inspection token
+/// (which reaches the ramdisk on the kernel command line of its iPXE script); only the
+/// booting NIC gets a port (Ironic's add_ports = pxe); lists are capped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspection_data_needs_a_token_and_adds_only_the_pxe_port() {
+    let server = Server::start(Backend::Sqlite, |_| {}).await;
+    let api = Api::new(&server.url);
+    let kernel = server.dir.path().join("vmlinuz");
+    std::fs::write(&kernel, b"k").unwrap();
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/nodes",
+            Some(json!({
+                "driver": "fake-hardware", "name": "insp", "boot_interface": "ipxe",
+                "inspect_interface": "agent",
+                "driver_info": {"deploy_kernel": kernel.display().to_string(),
+                                "deploy_ramdisk": "http://images.invalid/r"},
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let boot_mac = "52:54:00:00:10:01";
+    let body = json!({"address": boot_mac, "node_uuid": v["uuid"]});
+    assert_eq!(api.call("POST", "/v1/ports", Some(body)).await.0, 201);
+    let inspect = || async {
+        for (target, state) in [("inspect", "inspect wait")] {
+            assert_eq!(
+                api.provision("insp", json!({"target": target})).await.0,
+                202
+            );
+            api.wait_state("insp", state).await;
+        }
+        let (_, script) = fetch(&server.url, "/boot/52-54-00-00-10-01.ipxe").await;
+        let script = String::from_utf8(script).unwrap();
+        script
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("ferrite-inspection-token="))
+            .unwrap_or_else(|| panic!("no inspection token in\n{script}"))
+            .to_string()
+    };
+    assert_eq!(
+        api.provision("insp", json!({"target": "manage"})).await.0,
+        202
+    );
+    api.wait_state("insp", "manageable").await;
+    let token = inspect().await;
+    let node = api.node("insp").await;
+    assert_eq!(node["driver_internal_info"]["inspection_token"], "******");
+
+    let nics = [
+        (boot_mac, Some("10.0.0.5")),
+        ("52:54:00:00:10:02", Some("10.0.1.5")),
+        ("52:54:00:00:10:03", None),
+    ];
+    let post = |body: serde_json::Value| {
+        let api = api.clone();
+        async move {
+            api.call("POST", "/v1/continue_inspection", Some(body))
+                .await
+        }
+    };
+    let good =
+        json!({"inventory": inventory(&nics), "boot_interface": boot_mac, "agent_token": token});
+    let mut no_token = good.clone();
+    no_token.as_object_mut().unwrap().remove("agent_token");
+    let mut wrong = good.clone();
+    wrong["agent_token"] = json!("x".repeat(token.len()));
+    for bad in [no_token, wrong] {
+        let (s, v) = post(bad).await;
+        assert_eq!(s, 403, "{v}");
+        assert!(
+            fault(&v).contains("ferrite-inspection-token"),
+            "{}",
+            fault(&v)
+        );
+    }
+    let many: Vec<(String, Option<&str>)> = (0..300)
+        .map(|i| (format!("52:54:00:01:{:02x}:{:02x}", i / 256, i % 256), None))
+        .collect();
+    let many: Vec<(&str, Option<&str>)> = many.iter().map(|(m, ip)| (m.as_str(), *ip)).collect();
+    let (s, v) = post(
+        json!({"inventory": inventory(&many), "boot_interface": boot_mac,
+                             "agent_token": token}),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(fault(&v).contains("at most 256"), "{}", fault(&v));
+    // Nothing was stored by the refused posts.
+    let node = api.node("insp").await;
+    assert_eq!(node["provision_state"], "inspect wait");
+    assert!(node["properties"].get("cpus").is_none(), "{node}");
+
+    let (s, v) = post(good.clone()).await;
+    assert_eq!(s, 202, "{v}");
+    let node = api.wait_state("insp", "manageable").await;
+    assert_eq!(node["properties"]["cpus"], 2);
+    let (_, ports) = api.get("/v1/ports?node=insp").await;
+    let addrs: Vec<&str> = ports["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(addrs, [boot_mac], "only the booting NIC has a port");
+
+    // The token was for one inspection: the next one gets another, the old one is refused.
+    let second = inspect().await;
+    assert_ne!(second, token);
+    let (s, v) = post(good).await;
+    assert_eq!(s, 403, "{v}");
+    server.stop().await;
+}

@@ -57,6 +57,10 @@ pub struct Heartbeat {
 pub struct InspectionData {
     pub inventory: Inventory,
     pub boot_interface: Option<String>,
+    /// The node's agent token, or the one-time inspection token of the ramdisk's kernel
+    /// command line (`ferrite-inspection-token`); required by the conductor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_token: Option<String>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub ferrite: Map<String, Value>,
 }

@@ -34,17 +34,21 @@ pub fn boot_interface(bootif: Option<&str>, inventory: &Inventory) -> Option<Str
         .or_else(|| inventory.boot.pxe_interface.clone())
 }
 
-/// Posts the inventory; returns the conductor's answer (the node UUID, maybe a token).
+/// Posts the inventory with `token` (the one-time inspection token of the kernel command
+/// line, or an agent token); returns the conductor's answer (the node UUID, maybe a
+/// token).
 pub async fn post_inventory(
     http: &reqwest::Client,
     url: &Url,
     inventory: &Inventory,
     bootif: Option<&str>,
+    token: Option<&str>,
     timing: &InspectTiming,
 ) -> Result<InspectionResponse, ConductorError> {
     let body = InspectionData {
         inventory: inventory.clone(),
         boot_interface: boot_interface(bootif, inventory),
+        agent_token: token.map(str::to_string),
         ferrite: serde_json::Map::from_iter([(
             "agent_version".to_string(),
             env!("CARGO_PKG_VERSION").into(),
@@ -124,6 +128,7 @@ mod tests {
             &reqwest::Client::new(),
             &url,
             &Inventory::default(),
+            None,
             None,
             &timing,
         )

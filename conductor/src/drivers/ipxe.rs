@@ -111,6 +111,14 @@ impl IpxeBoot {
         let inspecting = matches!(node.provision_state, State::Inspecting | State::InspectWait);
         let mut extra = self.settings.kernel_params.clone();
         extra.extend(Self::node_params(node)?);
+        if let Some(t) = node
+            .driver_internal_info
+            .get(crate::engine::INSPECTION_TOKEN)
+            .and_then(|v| v.as_str())
+            .filter(|_| inspecting)
+        {
+            extra.push(format!("ferrite-inspection-token={t}"));
+        }
         Ok(KernelParams {
             api_url: self.settings.api_url.clone(),
             inspection_callback_url: inspecting

@@ -46,7 +46,15 @@ fn same_token(a: &str, b: &str) -> bool {
         == 0
 }
 
-fn new_token() -> String {
+/// `driver_internal_info` key of the one-time inspection token (masked in the API).
+pub const INSPECTION_TOKEN: &str = "inspection_token";
+
+/// Most NICs, disks and CPU flags inspection data may list; real servers stay far below.
+pub const MAX_INTERFACES: usize = 256;
+pub const MAX_DISKS: usize = 1024;
+pub const MAX_CPU_FLAGS: usize = 1024;
+
+pub(crate) fn new_token() -> String {
     use base64::Engine;
     let bytes: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -285,6 +293,18 @@ impl Conductor {
         data: InspectionData,
         raw: Value,
     ) -> EResult<ContinueInspection> {
+        let inv = &data.inventory;
+        for (what, n, max) in [
+            ("interfaces", inv.interfaces.len(), MAX_INTERFACES),
+            ("disks", inv.disks.len(), MAX_DISKS),
+            ("cpu flags", inv.cpu.flags.len(), MAX_CPU_FLAGS),
+        ] {
+            if n > max {
+                return Err(EngineError::Invalid(format!(
+                    "Inspection data lists {n} {what}; at most {max} are accepted"
+                )));
+            }
+        }
         let mut macs: Vec<String> = data
             .inventory
             .interfaces
@@ -331,7 +351,13 @@ impl Conductor {
                 node.provision_state
             )));
         }
+        check_inspection_token(&node, data.agent_token.as_deref())?;
         let mut node = self.lock(&node).await?;
+        // Checked again under the lock: the one-time token may have been used meanwhile.
+        if let Err(e) = check_inspection_token(&node, data.agent_token.as_deref()) {
+            self.unlock(&uuid).await;
+            return Err(e);
+        }
         if let Err(e) = self.store_inspection(&mut node, &data, raw, &macs).await {
             self.unlock(&uuid).await;
             return Err(e);
@@ -375,7 +401,22 @@ impl Conductor {
             .boot_interface
             .as_deref()
             .and_then(|m| normalize_mac(m.trim_start_matches("01-")).ok());
-        for mac in macs {
+        node.driver_internal_info.remove(INSPECTION_TOKEN);
+        let with_ip: Vec<String> = inv
+            .interfaces
+            .iter()
+            .filter(|i| i.ipv4_address.is_some() || i.ipv6_address.is_some())
+            .filter_map(|i| normalize_mac(i.mac_address.as_deref()?).ok())
+            .collect();
+        let wanted: Vec<&String> = match (self.cfg.inspect_add_ports, &pxe) {
+            (super::AddPorts::Disabled, _) => vec![],
+            (super::AddPorts::All, _) => macs.iter().collect(),
+            (super::AddPorts::Pxe, Some(p)) => macs.iter().filter(|m| *m == p).collect(),
+            (super::AddPorts::Pxe | super::AddPorts::Active, _) => {
+                macs.iter().filter(|m| with_ip.contains(m)).collect()
+            }
+        };
+        for mac in wanted {
             let existing = self
                 .db
                 .list_ports(&crate::db::PortFilter {
@@ -389,7 +430,7 @@ impl Conductor {
                     uuid: uuid::Uuid::new_v4().to_string(),
                     address: mac.clone(),
                     node_uuid: node.uuid.clone(),
-                    pxe_enabled: pxe.as_deref().is_none_or(|p| p == mac),
+                    pxe_enabled: pxe.as_deref().is_none_or(|p| p == mac.as_str()),
                     extra: Map::new(),
                     local_link_connection: Map::new(),
                     physical_network: None,
@@ -428,6 +469,31 @@ impl Conductor {
         node.last_error = None;
         self.db.clear_agent(&node.uuid).await?;
         self.transition(node, Event::Done).await
+    }
+}
+
+/// Inspection data is accepted with the node's agent token (from a lookup) or its
+/// one-time inspection token (from the ramdisk's kernel command line).
+fn check_inspection_token(node: &Node, offered: Option<&str>) -> EResult<()> {
+    let inspection = node
+        .driver_internal_info
+        .get(INSPECTION_TOKEN)
+        .and_then(Value::as_str);
+    let ok = offered.is_some_and(|t| {
+        [node.agent_token.as_deref(), inspection]
+            .into_iter()
+            .flatten()
+            .any(|want| same_token(want, t))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::Forbidden(format!(
+            "Inspection data for node {} needs its agent token (from a lookup) or its one-time \
+             inspection token (the ramdisk's ferrite-inspection-token kernel parameter) in \
+             \"agent_token\"",
+            node.uuid
+        )))
     }
 }
 

@@ -9,7 +9,7 @@ pub mod power_sync;
 mod steps;
 mod work;
 
-pub use agent_api::ContinueInspection;
+pub use agent_api::{ContinueInspection, INSPECTION_TOKEN};
 pub use heartbeats::HeartbeatBuffer;
 
 use std::sync::Arc;
@@ -53,6 +53,24 @@ pub struct EngineConfig {
     /// The same after cleaning fails (Ironic's `[conductor]poweroff_in_cleanfail`, which
     /// Ironic leaves off; on here, for the same reason).
     pub power_off_after_clean_failure: bool,
+    /// Which NICs of inspection data get a port (Ironic's `[inspector]add_ports`).
+    pub inspect_add_ports: AddPorts,
+}
+
+/// Ports created from inspection data (Ironic's `[inspector]add_ports`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddPorts {
+    /// Only the NIC the node network-booted from (BOOTIF); without one, the NICs with an
+    /// IP address (Ironic's fallback).
+    #[default]
+    Pxe,
+    /// The NICs with an IP address.
+    Active,
+    /// Every NIC reported.
+    All,
+    /// None.
+    Disabled,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +87,7 @@ impl Default for EngineConfig {
             power_sync_workers: 8,
             power_off_after_deploy_failure: true,
             power_off_after_clean_failure: true,
+            inspect_add_ports: AddPorts::Pxe,
         }
     }
 }

@@ -72,6 +72,13 @@ impl Conductor {
             node.inspection_finished_at = Some(now());
             return self.transition(&mut node, Event::Done).await;
         }
+        // A one-time token for the inspection data, handed to the ramdisk on its kernel
+        // command line (`ferrite-inspection-token`): without it, or the agent token of a
+        // lookup, anyone could post inspection data for a node in `inspect wait`.
+        node.driver_internal_info.insert(
+            super::agent_api::INSPECTION_TOKEN.into(),
+            serde_json::json!(super::agent_api::new_token()),
+        );
         if let Err(e) = self.boot_agent(&mut node, d).await {
             return self
                 .fail(
