@@ -3,21 +3,42 @@
 //! deploy over iSCSI runs the very pipeline that writes local disks.
 //!
 //! Callers are blocking threads (the pipeline's); the initiator lives in a tokio task that
-//! takes jobs in order. Contiguous writes gather into 4 MiB buffers, and one buffer goes
-//! over the network while the next fills.
+//! takes jobs in order. Contiguous writes gather into 4 MiB buffers, sent as tagged WRITEs
+//! with up to [`IN_FLIGHT`] outstanding while the next buffer fills. Reads, syncs,
+//! unaligned writes and writes overlapping one in flight wait for the outstanding writes
+//! first (simple task attributes let a target reorder them); the first failure fails the
+//! write path with its message.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use ferrite_image::disk::io::DiskIo;
 use ferrite_image::BlockSink;
 use ferrite_iscsi::{Initiator, InitiatorError, LoginOptions};
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 /// Bytes gathered before a WRITE goes out, and the largest WRITE sent.
 const STAGE_BYTES: usize = 4 << 20;
+/// WRITEs outstanding at once. Memory: these, the job queue (2) and the buffer being
+/// filled, each up to [`STAGE_BYTES`]: 28 MiB at most.
+pub const IN_FLIGHT: usize = 4;
+/// Overrides [`IN_FLIGHT`] (1–16), for measuring (e.g. conductor/examples/deploy_timing
+/// with 1, the one-at-a-time behaviour, against the default).
+pub const IN_FLIGHT_ENV: &str = "FERRITE_ISCSI_WRITES_IN_FLIGHT";
+
+/// The WRITEs to keep outstanding: [`IN_FLIGHT`] unless [`IN_FLIGHT_ENV`] says otherwise.
+fn in_flight_limit() -> usize {
+    std::env::var(IN_FLIGHT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(IN_FLIGHT, |n| n.clamp(1, 16))
+}
 /// Blocks per UNMAP descriptor (our target's and most targets' limit is larger).
 const UNMAP_CHUNK_BLOCKS: u64 = 1 << 20;
 
@@ -54,6 +75,8 @@ pub struct IscsiDisk {
     block_size: u32,
     reads_zero: bool,
     pub bytes_written: u64,
+    /// The most WRITEs that were outstanding together.
+    peak: Arc<AtomicUsize>,
 }
 
 fn other(msg: impl Into<String>) -> io::Error {
@@ -124,7 +147,8 @@ impl IscsiDisk {
         }
         let (tx, rx) = mpsc::channel(2);
         let failed = Arc::new(Mutex::new(None));
-        tokio::spawn(run(init, rx, failed.clone()));
+        let peak = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(run(init, rx, failed.clone(), peak.clone()));
         Ok(IscsiDisk {
             jobs: tx,
             stage: Mutex::new(Stage {
@@ -136,11 +160,17 @@ impl IscsiDisk {
             block_size,
             reads_zero,
             bytes_written: 0,
+            peak,
         })
     }
 
     pub fn block_size(&self) -> u32 {
         self.block_size
+    }
+
+    /// The most WRITEs that have been outstanding together so far.
+    pub fn peak_in_flight(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
     }
 
     fn error(&self) -> io::Error {
@@ -278,61 +308,79 @@ impl DiskIo for IscsiDisk {
     }
 }
 
-/// The network task: runs jobs in order; after the first failure it only reports it.
+/// The network task: runs jobs in order, keeping up to [`IN_FLIGHT`] writes outstanding;
+/// after the first failure it only reports it.
 async fn run(
-    mut init: Initiator,
+    init: Initiator,
     mut jobs: mpsc::Receiver<Job>,
     failed: Arc<Mutex<Option<String>>>,
+    peak: Arc<AtomicUsize>,
 ) {
-    let fail = |e: &io::Error| {
-        let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
-        f.get_or_insert_with(|| format!("iSCSI I/O failed: {e}"));
+    let mut net = Net {
+        init,
+        failed,
+        peak,
+        limit: in_flight_limit(),
+        ranges: HashMap::new(),
+        zeros: Bytes::new(),
     };
-    let broken = || {
-        failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .map(other)
-    };
-    while let Some(job) = jobs.recv().await {
+    loop {
+        let job = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(TryRecvError::Disconnected) => {
+                net.drain().await;
+                return;
+            }
+            Err(TryRecvError::Empty) if net.init.in_flight() > 0 => {
+                // Nothing queued: collect a finished write instead of idling.
+                net.reap_one().await;
+                continue;
+            }
+            Err(TryRecvError::Empty) => match jobs.recv().await {
+                Some(job) => job,
+                None => return,
+            },
+        };
         match job {
             Job::Write { offset, data } => {
-                if broken().is_none() {
-                    if let Err(e) = write_bytes(&mut init, offset, &data).await {
-                        fail(&e);
+                if net.broken().is_none() {
+                    if let Err(e) = net.write(offset, Bytes::from(data)).await {
+                        net.fail(&e);
                     }
                 }
             }
             Job::Zero { offset, len } => {
-                if broken().is_none() {
-                    if let Err(e) = zero(&mut init, offset, len).await {
-                        fail(&e);
+                if net.broken().is_none() {
+                    if let Err(e) = net.zero(offset, len).await {
+                        net.fail(&e);
                     }
                 }
             }
             Job::Read { offset, len, reply } => {
-                let r = match broken() {
+                net.drain().await;
+                let r = match net.broken() {
                     Some(e) => Err(e),
-                    None => read_bytes(&mut init, offset, len).await,
+                    None => read_bytes(&mut net.init, offset, len).await,
                 };
                 let _ = reply.send(r);
             }
             Job::Sync(reply) => {
-                let r = match broken() {
+                net.drain().await;
+                let r = match net.broken() {
                     Some(e) => Err(e),
-                    None => init.sync().await.map_err(io_err),
+                    None => net.init.sync().await.map_err(io_err),
                 };
                 if let Err(e) = &r {
-                    fail(e);
+                    net.fail(e);
                 }
                 let _ = reply.send(r);
             }
             Job::Logout(reply) => {
-                let r = match broken() {
+                net.drain().await;
+                let r = match net.broken() {
                     Some(e) => Err(e),
-                    None => match init.sync().await {
-                        Ok(()) => init.logout().await.map_err(io_err),
+                    None => match net.init.sync().await {
+                        Ok(()) => net.init.logout().await.map_err(io_err),
                         Err(e) => Err(io_err(e)),
                     },
                 };
@@ -340,6 +388,111 @@ async fn run(
                 return;
             }
         }
+    }
+}
+
+/// The initiator with the byte ranges of the writes in flight.
+struct Net {
+    init: Initiator,
+    failed: Arc<Mutex<Option<String>>>,
+    peak: Arc<AtomicUsize>,
+    /// WRITEs to keep outstanding.
+    limit: usize,
+    /// Tag → byte range of each outstanding WRITE.
+    ranges: HashMap<u64, (u64, u64)>,
+    /// Shared zeroes for [`Job::Zero`], allocated on first use.
+    zeros: Bytes,
+}
+
+impl Net {
+    fn fail(&self, e: &io::Error) {
+        let mut f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        f.get_or_insert_with(|| format!("iSCSI I/O failed: {e}"));
+    }
+
+    fn broken(&self) -> Option<io::Error> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .map(other)
+    }
+
+    /// Collects one finished write (the first failure is kept).
+    async fn reap_one(&mut self) {
+        if let Some(c) = self.init.next_completion().await {
+            self.ranges.remove(&c.tag);
+            if let Err(e) = c.result {
+                self.fail(&io_err(e));
+            }
+        }
+    }
+
+    /// Waits for every outstanding write.
+    async fn drain(&mut self) {
+        while self.init.in_flight() > 0 {
+            self.reap_one().await;
+        }
+    }
+
+    /// Sends whole blocks at a block-aligned `offset` as tagged WRITEs of at most
+    /// [`STAGE_BYTES`], waiting first for room and for overlapping writes in flight.
+    async fn write_aligned(&mut self, offset: u64, data: Bytes) -> io::Result<()> {
+        let bs = self.init.block_size() as usize;
+        let chunk = (STAGE_BYTES / bs * bs).max(bs);
+        let mut at = 0;
+        while at < data.len() {
+            let n = chunk.min(data.len() - at);
+            let (start, end) = (offset + at as u64, offset + (at + n) as u64);
+            if self.ranges.values().any(|&(s, e)| s < end && start < e) {
+                self.drain().await;
+            }
+            while self.init.in_flight() >= self.limit {
+                self.reap_one().await;
+            }
+            if let Some(e) = self.broken() {
+                return Err(e);
+            }
+            let tag = self
+                .init
+                .submit_write(start / bs as u64, data.slice(at..at + n))
+                .await
+                .map_err(io_err)?;
+            self.ranges.insert(tag, (start, end));
+            self.peak
+                .fetch_max(self.init.in_flight(), Ordering::Relaxed);
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// Writes bytes at any offset: aligned runs go out tagged; partial blocks at either
+    /// end are read, merged and written back whole once the writes in flight are done.
+    async fn write(&mut self, offset: u64, data: Bytes) -> io::Result<()> {
+        let bs = self.init.block_size() as u64;
+        let end = offset + data.len() as u64;
+        if offset.is_multiple_of(bs) && end.is_multiple_of(bs) {
+            return self.write_aligned(offset, data).await;
+        }
+        self.drain().await;
+        if let Some(e) = self.broken() {
+            return Err(e);
+        }
+        write_bytes(&mut self.init, offset, &data).await
+    }
+
+    async fn zero(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        if self.zeros.is_empty() {
+            self.zeros = Bytes::from(vec![0u8; STAGE_BYTES]);
+        }
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(STAGE_BYTES as u64) as usize;
+            let zeros = self.zeros.slice(..n);
+            self.write(offset + done, zeros).await?;
+            done += n as u64;
+        }
+        Ok(())
     }
 }
 
@@ -360,14 +513,11 @@ async fn read_bytes(init: &mut Initiator, offset: u64, len: usize) -> io::Result
     Ok(out[skip..skip + len].to_vec())
 }
 
-/// Writes bytes at any offset: partial blocks at either end are read, merged and
-/// written back whole.
+/// Read-modify-write of a range with partial blocks, one command at a time (nothing else
+/// is in flight when this runs).
 async fn write_bytes(init: &mut Initiator, offset: u64, data: &[u8]) -> io::Result<()> {
     let bs = init.block_size() as u64;
     let end = offset + data.len() as u64;
-    if offset.is_multiple_of(bs) && end.is_multiple_of(bs) {
-        return write_blocks(init, offset / bs, data).await;
-    }
     let first = offset / bs;
     let last = end.div_ceil(bs);
     let mut buf = vec![0u8; ((last - first) * bs) as usize];
@@ -380,27 +530,11 @@ async fn write_bytes(init: &mut Initiator, offset: u64, data: &[u8]) -> io::Resu
     }
     let skip = (offset - first * bs) as usize;
     buf[skip..skip + data.len()].copy_from_slice(data);
-    write_blocks(init, first, &buf).await
-}
-
-async fn write_blocks(init: &mut Initiator, lba: u64, data: &[u8]) -> io::Result<()> {
-    let bs = init.block_size() as usize;
-    let chunk = STAGE_BYTES / bs * bs;
-    let mut lba = lba;
-    for part in data.chunks(chunk.max(bs)) {
+    let chunk = (STAGE_BYTES as u64 / bs * bs).max(bs) as usize;
+    let mut lba = first;
+    for part in buf.chunks(chunk) {
         init.write(lba, part).await.map_err(io_err)?;
-        lba += (part.len() / bs) as u64;
-    }
-    Ok(())
-}
-
-async fn zero(init: &mut Initiator, offset: u64, len: u64) -> io::Result<()> {
-    let zeros = vec![0u8; STAGE_BYTES];
-    let mut done = 0;
-    while done < len {
-        let n = (len - done).min(STAGE_BYTES as u64) as usize;
-        write_bytes(init, offset + done, &zeros[..n]).await?;
-        done += n as u64;
+        lba += part.len() as u64 / bs;
     }
     Ok(())
 }
