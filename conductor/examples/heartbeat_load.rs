@@ -7,6 +7,13 @@
 //! same way for the baseline: nodes with the `direct` deploy interface are made
 //! `manageable` and powered on (fake power), then looked up for a token; Ironic records
 //! such a node's heartbeats (`agent_url`, `agent_last_heartbeat`) like Ferrite does.
+//! With `--clone-in-db POSTGRES_URL` (Ironic only: its API enrols ~2 nodes/s here) one node
+//! is prepared through the API and cloned N-1 times in Ironic's database; every clone
+//! carries the prepared node's state and agent token.
+//!
+//! Between the phases the server is drained: the next phase starts once single heartbeats
+//! are answered 202 five times in a row (a server still working off a backlog refuses or
+//! delays them), and the time that took is reported.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -159,6 +166,81 @@ async fn wait_power_on(http: &reqwest::Client, base: &str, uuid: &str) -> anyhow
     }
 }
 
+/// Clones node `template` `copies` times in Ironic's `nodes` table (fresh uuid and name,
+/// everything else as prepared); the uuids of all nodes.
+async fn clone_in_db(db: &str, template: &str, copies: usize) -> anyhow::Result<Vec<String>> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(db)
+        .await
+        .with_context(|| format!("connecting to Ironic's database {db}"))?;
+    let cols: Vec<String> = sqlx::query_scalar(
+        "SELECT column_name::text FROM information_schema.columns \
+         WHERE table_name = 'nodes' AND column_name <> 'id' ORDER BY ordinal_position",
+    )
+    .fetch_all(&pool)
+    .await?;
+    if !cols.iter().any(|c| c == "uuid") || !cols.iter().any(|c| c == "name") {
+        bail!("Ironic's nodes table has no uuid or name column: {cols:?}");
+    }
+    let names: Vec<String> = cols.iter().map(|c| format!("\"{c}\"")).collect();
+    let values: Vec<String> = cols
+        .iter()
+        .map(|c| match c.as_str() {
+            "uuid" => "gen_random_uuid()::text".to_string(),
+            "name" => "'bench-clone-' || g".to_string(),
+            c => format!("n.\"{c}\""),
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO nodes ({}) SELECT {} FROM nodes n, generate_series(1, $1) g WHERE n.uuid = $2",
+        names.join(", "),
+        values.join(", ")
+    );
+    // Built from the table's own column names, quoted; the values are bound.
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(copies as i32)
+        .bind(template)
+        .execute(&pool)
+        .await
+        .context("cloning the prepared node")?;
+    if done.rows_affected() != copies as u64 {
+        bail!("cloned {} nodes, wanted {copies}", done.rows_affected());
+    }
+    let uuids = sqlx::query_scalar("SELECT uuid::text FROM nodes ORDER BY id")
+        .fetch_all(&pool)
+        .await?;
+    pool.close().await;
+    Ok(uuids)
+}
+
+/// Waits until single heartbeats are accepted (202) five times in a row; seconds waited.
+async fn drain(http: &reqwest::Client, base: &str, node: &(String, String)) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(300);
+    let mut in_a_row = 0;
+    while in_a_row < 5 {
+        let body = json!({"callback_url": "http://127.0.0.1:9999", "agent_token": node.1, "agent_version": "bench"});
+        let r = http
+            .post(format!("{base}/v1/heartbeat/{}", node.0))
+            .header(H, VERSION)
+            .json(&body)
+            .send()
+            .await;
+        match r {
+            Ok(resp) if resp.status().as_u16() == 202 => in_a_row += 1,
+            _ => {
+                in_a_row = 0;
+                if Instant::now() > deadline {
+                    bail!("the server did not drain within 300 s");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
 /// What one heartbeat phase measured.
 struct Phase {
     /// Latencies of accepted heartbeats in ms, sorted.
@@ -280,24 +362,44 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(256)
         .build()?;
 
+    let clone_db = args
+        .iter()
+        .position(|a| a == "--clone-in-db")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    if clone_db.is_some() && !ironic {
+        bail!("--clone-in-db is for --mode ironic");
+    }
+
     let setup = Instant::now();
     let mut prepared = Vec::with_capacity(nodes);
-    for chunk in (0..nodes).collect::<Vec<_>>().chunks(setup_parallel) {
-        let r = join_all(chunk.iter().map(|&i| prepare(&http, &base, i, ironic))).await;
-        for x in r {
-            prepared.push(x?);
+    if let Some(db) = &clone_db {
+        let (uuid, token) = prepare(&http, &base, 0, ironic).await?;
+        for u in clone_in_db(db, &uuid, nodes.saturating_sub(1)).await? {
+            prepared.push((u, token.clone()));
+        }
+    } else {
+        for chunk in (0..nodes).collect::<Vec<_>>().chunks(setup_parallel) {
+            let r = join_all(chunk.iter().map(|&i| prepare(&http, &base, i, ironic))).await;
+            for x in r {
+                prepared.push(x?);
+            }
         }
     }
     let setup_s = setup.elapsed().as_secs_f64();
 
     let prepared = Arc::new(prepared);
-    // The light phase first: a server saturated by the heavy one may still be working
-    // off its backlog afterwards.
+    let mut drained_s = vec![drain(&http, &base, &prepared[0]).await?];
     let low = match low_agents {
         0 => Value::Null,
-        n => hammer(&http, &base, &prepared, n, secs).await?.figures(n),
+        n => {
+            let f = hammer(&http, &base, &prepared, n, secs).await?.figures(n);
+            drained_s.push(drain(&http, &base, &prepared[0]).await?);
+            f
+        }
     };
     let main = hammer(&http, &base, &prepared, agents, secs).await?;
+    drained_s.push(drain(&http, &base, &prepared[0]).await?);
 
     // Listing latency: first page (1000 nodes) with detail, median of 5.
     let mut list = vec![];
@@ -321,6 +423,8 @@ async fn main() -> anyhow::Result<()> {
         json!({
             "nodes": nodes,
             "setup_s": setup_s,
+            "enrolled_in_db": clone_db.is_some(),
+            "drained_s": drained_s,
             "heartbeats": main.lat.len(),
             "errors": main.errors,
             "first_error": main.first_error,

@@ -61,6 +61,21 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "postgresql",
         "conductor tests and bench on a throwaway PostgreSQL server",
     ),
+    ("fio", "image-write bench: what the target takes (sequential O_DIRECT write)"),
+    ("bmap-tools", "image-write bench: bmaptool copy, the sparse-write baseline"),
+    ("openssl", "image-write bench: sha256 throughput of one core"),
+    (
+        "udev",
+        "agent bench: udevadm, which ironic-python-agent's list_hardware_info runs",
+    ),
+    (
+        "dmidecode",
+        "agent bench: ironic-python-agent's list_hardware_info reads DMI with it",
+    ),
+    (
+        QEMU_BLOCK_EXTRA,
+        "image-write bench: qemu-img's curl driver (qemu-img convert reading over HTTP)",
+    ),
     (
         "python3-venv",
         "conductor bench baseline: a venv for OpenStack Ironic from PyPI (target/ironic-venv)",
@@ -70,6 +85,9 @@ pub const PACKAGES: &[(&str, &str)] = &[
 /// Installing qemu-system-x86 (7.2) removes the machine image's backported qemu-utils 10, so
 /// qemu-utils is installed afterwards, pinned to the installed qemu-system-x86's version.
 const QEMU_UTILS: &str = "qemu-utils";
+/// qemu-img's extra block drivers (curl): only with qemu-utils of the same version, so
+/// installed with it.
+const QEMU_BLOCK_EXTRA: &str = "qemu-block-extra";
 
 /// The rustup target of the static agent, added to the toolchain rust-toolchain.toml names.
 pub const RUSTUP_TARGETS: &[(&str, &str)] = &[(
@@ -101,12 +119,26 @@ pub struct Venv {
 }
 
 /// Python venvs of the benchmark baselines (made with Debian's /usr/bin/python3).
-pub const VENVS: &[Venv] = &[Venv {
-    dir: "ironic-venv",
-    requirements: &["ironic>=39,<40"],
-    probe: "bin/ironic",
-    why: "conductor bench baseline: OpenStack Ironic standalone",
-}];
+pub const VENVS: &[Venv] = &[
+    Venv {
+        dir: "ironic-venv",
+        requirements: &["ironic>=39,<40", "psycopg2-binary>=2.9,<3"],
+        probe: "bin/ironic",
+        why: "conductor bench baseline: OpenStack Ironic standalone on PostgreSQL",
+    },
+    Venv {
+        dir: "pyghmi-venv",
+        requirements: &["pyghmi>=1.6,<2"],
+        probe: "bin/python",
+        why: "ipmi bench baseline: pyghmi in-process (library to library)",
+    },
+    Venv {
+        dir: "ipa-venv",
+        requirements: &["ironic-python-agent>=13,<14"],
+        probe: "bin/python",
+        why: "agent bench baseline: ironic-python-agent's list_hardware_info in-process",
+    },
+];
 
 /// The Python the venvs are made with (Debian's, with python3-venv).
 const PYTHON: &str = "/usr/bin/python3";
@@ -353,17 +385,21 @@ fn install_packages() -> anyhow::Result<()> {
     let first: Vec<&str> = missing
         .iter()
         .copied()
-        .filter(|p| *p != QEMU_UTILS)
+        .filter(|p| *p != QEMU_UTILS && *p != QEMU_BLOCK_EXTRA)
         .collect();
     if !first.is_empty() {
         apt_install(&first)?;
     }
-    if !installed(QEMU_UTILS) {
-        let pinned = match version_of("qemu-system-x86") {
-            Some(v) => format!("{QEMU_UTILS}={v}"),
-            None => QEMU_UTILS.to_string(),
-        };
-        apt_install(&[&pinned])?;
+    if !installed(QEMU_UTILS) || !installed(QEMU_BLOCK_EXTRA) {
+        let pinned: Vec<String> = [QEMU_UTILS, QEMU_BLOCK_EXTRA]
+            .iter()
+            .map(|p| match version_of("qemu-system-x86") {
+                Some(v) => format!("{p}={v}"),
+                None => p.to_string(),
+            })
+            .collect();
+        let pinned: Vec<&str> = pinned.iter().map(String::as_str).collect();
+        apt_install(&pinned)?;
     }
     let still = self::missing();
     if !still.is_empty() {

@@ -61,8 +61,13 @@ enum Command {
     },
     /// Run a benchmark; prints a table and writes target/bench/<name>.json.
     Bench {
-        /// Which benchmark: one of the names `cargo xtask bench --help` lists.
-        name: String,
+        /// Which benchmark: ipmi, agent, e2e, iscsi, image-write or conductor.
+        #[arg(required_unless_present = "smoke")]
+        name: Option<String>,
+        /// Run every benchmark (or only NAME) with tiny sizes and check the records each
+        /// writes (target/bench/smoke/<name>.json); `cargo xtask test` runs this.
+        #[arg(long)]
+        smoke: bool,
     },
 }
 
@@ -76,7 +81,8 @@ fn main() -> ExitCode {
         Command::Ramdisk => build_ramdisk().map(|_| ()),
         Command::TestImage => build_test_image().map(|_| ()),
         Command::Test { quick } => test(quick),
-        Command::Bench { name } => bench::run(&name),
+        Command::Bench { smoke: true, name } => bench::smoke(false, name.as_deref()),
+        Command::Bench { name, .. } => bench::run(name.as_deref().unwrap_or_default()),
         Command::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref()),
     };
     match result {
@@ -224,6 +230,8 @@ fn test(quick: bool) -> anyhow::Result<()> {
     } else if !skipped.trim().is_empty() {
         anyhow::bail!("VM tests were skipped in a full run (CI must run them all):\n{skipped}");
     }
+    util::step("cargo xtask bench --smoke");
+    bench::smoke(quick, None)?;
     if !quick {
         // Briefly, so no fuzz target rots; `cargo xtask fuzz` is the long run.
         util::step("fuzz targets, 10 s each");

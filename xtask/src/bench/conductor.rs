@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use super::{conductor_ironic, Record};
+use super::{conductor_ironic, Record, Size};
 use crate::util;
 
 /// A child process stopped (the signal, then SIGKILL) and reaped on drop; with `group`,
@@ -158,32 +158,35 @@ struct Run {
     rss_mib: f64,
 }
 
+/// What each conductor record rests on.
+const VERIFIED: &str = "a heartbeat counts only when answered HTTP 202 (others are errors); \
+                        ferrite's runs must have no errors; each listing returned nodes";
+
 /// Agents of the lighter heartbeat phase (run before the 64-agent one).
 const LOW_AGENTS: usize = 8;
 
-/// Runs the load generator against `url`; its JSON figures.
-fn load(load: &Path, url: &str, nodes: usize, mode: &str) -> anyhow::Result<Value> {
-    let setup = if mode == "ironic" { "16" } else { "64" };
-    let out = Command::new(load)
-        .args([
-            "--url",
-            url,
-            "--nodes",
-            &nodes.to_string(),
-            "--seconds",
-            "10",
-        ])
-        .args([
-            "--concurrency",
-            "64",
-            "--mode",
-            mode,
-            "--setup-concurrency",
-            setup,
-        ])
-        .args(["--low-concurrency", &LOW_AGENTS.to_string()])
-        .output()
-        .context("running heartbeat_load")?;
+/// Setup requests in flight at once, for both servers.
+const SETUP_CONCURRENCY: &str = "64";
+
+/// Runs the load generator against `url` for `secs` per phase (nodes enrolled through the
+/// API, or cloned in `clone_db`); its JSON figures.
+fn load(
+    load: &Path,
+    url: &str,
+    nodes: usize,
+    mode: &str,
+    secs: u64,
+    clone_db: Option<&str>,
+) -> anyhow::Result<Value> {
+    let mut cmd = Command::new(load);
+    cmd.args(["--url", url, "--nodes", &nodes.to_string()])
+        .args(["--seconds", &secs.to_string(), "--concurrency", "64"])
+        .args(["--mode", mode, "--setup-concurrency", SETUP_CONCURRENCY])
+        .args(["--low-concurrency", &LOW_AGENTS.to_string()]);
+    if let Some(db) = clone_db {
+        cmd.args(["--clone-in-db", db]);
+    }
+    let out = cmd.output().context("running heartbeat_load")?;
     if !out.status.success() {
         bail!(
             "heartbeat_load --mode {mode} failed: {}",
@@ -193,7 +196,7 @@ fn load(load: &Path, url: &str, nodes: usize, mode: &str) -> anyhow::Result<Valu
     serde_json::from_slice(&out.stdout).context("heartbeat_load output")
 }
 
-fn run_one(bin: &Path, load_bin: &Path, nodes: usize, pg: bool) -> anyhow::Result<Run> {
+fn run_one(bin: &Path, load_bin: &Path, nodes: usize, pg: bool, secs: u64) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
     let pg_dir = tempfile::tempdir()?;
     let pg = if pg {
@@ -228,43 +231,59 @@ fn run_one(bin: &Path, load_bin: &Path, nodes: usize, pg: bool) -> anyhow::Resul
         &format!("http://127.0.0.1:{port}"),
         nodes,
         "ferrite",
+        secs,
+        None,
     )?;
+    for phase in [&figures, &figures["low"]] {
+        if phase["errors"].as_u64() != Some(0) || phase["heartbeats"].as_u64().unwrap_or(0) == 0 {
+            bail!("the ferrite conductor refused heartbeats: {phase}");
+        }
+    }
     let rss_mib = peak_rss_mib(conductor.child.id());
     drop(conductor);
     drop(pg);
     Ok(Run { figures, rss_mib })
 }
 
-/// Ironic at `nodes`, or why not.
-fn run_ironic(load_bin: &Path, nodes: usize) -> Result<Run, String> {
+/// Ironic at `nodes` on its own fresh PostgreSQL, or why not.
+fn run_ironic(load_bin: &Path, nodes: usize, secs: u64) -> Result<Run, String> {
     if let Some(why) = conductor_ironic::missing() {
         return Err(why);
     }
     let r = (|| {
-        let ironic = conductor_ironic::start()?;
-        let figures = load(load_bin, &ironic.url, nodes, "ironic")?;
+        let pg_dir = tempfile::tempdir()?;
+        let (pg, db) = postgres(pg_dir.path())?;
+        let ironic = conductor_ironic::start(&db)?;
+        let clone = (nodes > IRONIC_API_NODES).then_some(db.as_str());
+        let figures = load(load_bin, &ironic.url, nodes, "ironic", secs, clone)?;
         let rss_mib = conductor_ironic::tree_peak_rss_mib(ironic.guard.child.id());
+        drop(ironic);
+        drop(pg);
         Ok::<_, anyhow::Error>(Run { figures, rss_mib })
     })();
     r.map_err(|e| format!("OpenStack Ironic baseline failed in this run: {e:#}"))
 }
 
-/// Node counts Ironic is measured at: preparing a node through its API (create, manage,
-/// power on, lookup) takes ~0.5 s here (1,000 nodes: ~8 min),
-/// so 10,000 nodes only with FERRITE_BENCH_IRONIC_10K=1.
-fn ironic_counts() -> Vec<usize> {
-    if std::env::var("FERRITE_BENCH_IRONIC_10K").is_ok_and(|v| v == "1") {
-        vec![1000, 10_000]
-    } else {
-        vec![1000]
-    }
-}
+/// Up to this many nodes Ironic is enrolled through its API (create, manage, power on,
+/// lookup: ~0.5 s per node here, 1,000 nodes ~8 min); beyond, one node is and the rest
+/// are cloned from it in its database.
+const IRONIC_API_NODES: usize = 1000;
 
-pub fn run() -> anyhow::Result<Vec<Record>> {
-    // The deployed build: `cargo build --release`.
+/// Nodes of a smoke run.
+const SMOKE_NODES: usize = 20;
+
+const IRONIC: &str = "OpenStack Ironic 39 (standalone, PostgreSQL, API workers = cores, \
+                      WARNING logs, fake-hardware + direct deploy, fast track)";
+
+pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
+    let secs = size.pick(10, 1);
+    let counts = size.pick(vec![1000usize, 10_000], vec![SMOKE_NODES]);
+    // The deployed build, `cargo build --release`; a smoke run takes the dev build.
+    let profile = size.pick("release", "dev");
     util::cargo(&[
         "build",
-        "--release",
+        "--profile",
+        profile,
         "-p",
         "ferrite-conductor",
         "--bin",
@@ -272,136 +291,160 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
         "--example",
         "heartbeat_load",
     ])?;
-    let out = util::project_root().join("target/release");
+    let out = util::project_root()
+        .join("target")
+        .join(size.pick("release", "debug"));
     let (bin, load_bin) = (out.join("ferrite"), out.join("examples/heartbeat_load"));
-    let mut ironic = std::collections::HashMap::new();
-    for nodes in ironic_counts() {
-        println!("bench conductor: OpenStack Ironic, {nodes} nodes");
-        let r = run_ironic(&load_bin, nodes);
-        if let Err(why) = &r {
+    let mut records = vec![];
+    for &nodes in &counts {
+        // Interleaved: ferrite on SQLite, Ironic, ferrite on PostgreSQL.
+        println!("bench conductor: ferrite, sqlite, {nodes} nodes");
+        let sqlite = run_one(&bin, &load_bin, nodes, false, secs)?;
+        println!("bench conductor: OpenStack Ironic, postgres, {nodes} nodes");
+        let ironic = run_ironic(&load_bin, nodes, secs);
+        if let Err(why) = &ironic {
             println!("  {why}");
         }
-        ironic.insert(nodes, r);
-    }
-    const IRONIC: &str =
-        "OpenStack Ironic (standalone, SQLite, fake-hardware + direct deploy, fast track)";
-    let mut records = vec![];
-    for (backend, pg) in [("sqlite", false), ("postgres", true)] {
-        for nodes in [1000usize, 10_000] {
-            println!("bench conductor: {backend}, {nodes} nodes");
-            let r = run_one(&bin, &load_bin, nodes, pg)?;
-            let f = &r.figures;
-            let num = |f: &Value, k: &str| f[k].as_f64().unwrap_or(f64::NAN);
-            let tag = format!("{backend} {nodes} nodes");
-            // Ironic is measured on SQLite only; PostgreSQL rows get no baseline.
-            let base: Result<&Run, String> = match (pg, ironic.get(&nodes)) {
-                (true, _) => Err("baseline: Ironic is measured on SQLite only".into()),
-                (false, Some(Ok(b))) => Ok(b),
-                (false, Some(Err(why))) => Err(why.clone()),
-                (false, None) => Err(format!(
-                    "OpenStack Ironic not measured at {nodes} nodes in this run (enrolling \
-                     through its API is slow; set FERRITE_BENCH_IRONIC_10K=1)"
-                )),
-            };
-            let base_note = match &base {
-                Ok(b) => format!(
-                    "Ironic: {} heartbeats, {} errors{}, setup {:.0} s",
-                    b.figures["heartbeats"],
-                    b.figures["errors"],
-                    b.figures["first_error"]
-                        .as_str()
-                        .map(|e| format!(" (first: {e})"))
-                        .unwrap_or_default(),
-                    num(&b.figures, "setup_s")
-                ),
-                Err(why) => why.clone(),
-            };
-            let note = format!(
-                "{} heartbeats in 10 s by 64 simulated agents, {} errors; release build; {base_note}",
-                f["heartbeats"], f["errors"]
-            );
-            let rec = |metric: String,
-                       unit: &str,
-                       v: f64,
-                       better: &'static str,
-                       key: Option<&str>,
-                       note: String| {
-                let r = Record::new(&metric, unit, v, better).notes(note);
-                match (&base, key) {
-                    (Ok(b), Some(k)) => r.baseline(IRONIC, num(&b.figures, k)),
-                    (Ok(b), None) => r.baseline(IRONIC, b.rss_mib),
-                    _ => r,
-                }
-            };
-            records.push(rec(
-                format!("heartbeats/s ({tag})"),
-                "1/s",
-                num(f, "heartbeats_per_s"),
-                "higher",
-                Some("heartbeats_per_s"),
-                note.clone(),
-            ));
-            records.push(rec(
-                format!("heartbeat p50 ({tag})"),
-                "ms",
-                num(f, "p50_ms"),
-                "lower",
-                Some("p50_ms"),
-                note.clone(),
-            ));
-            records.push(rec(
-                format!("heartbeat p99 ({tag})"),
-                "ms",
-                num(f, "p99_ms"),
-                "lower",
-                Some("p99_ms"),
-                note,
-            ));
-            let low = |k: &str| f["low"][k].as_f64().unwrap_or(f64::NAN);
-            let low_note = match &base {
-                Ok(b) => format!(
-                    "{} heartbeats in 10 s by {LOW_AGENTS} agents (before the 64-agent phase), {} errors; Ironic: {} heartbeats, {} errors{}",
-                    f["low"]["heartbeats"], f["low"]["errors"], b.figures["low"]["heartbeats"], b.figures["low"]["errors"],
-                    b.figures["low"]["first_error"].as_str().map(|e| format!(" (first: {e})")).unwrap_or_default()
-                ),
-                Err(why) => format!(
-                    "{} heartbeats in 10 s by {LOW_AGENTS} agents, {} errors; {why}",
-                    f["low"]["heartbeats"], f["low"]["errors"]
-                ),
-            };
-            for (metric, unit, key, better) in [
-                ("heartbeats/s", "1/s", "heartbeats_per_s", "higher"),
-                ("heartbeat p99", "ms", "p99_ms", "lower"),
-            ] {
-                let r = Record::new(
-                    &format!("{metric}, {LOW_AGENTS} agents ({tag})"),
-                    unit,
-                    low(key),
-                    better,
-                )
-                .notes(low_note.clone());
-                records.push(match &base {
-                    Ok(b) => r.baseline(IRONIC, b.figures["low"][key].as_f64().unwrap_or(f64::NAN)),
-                    Err(_) => r,
-                });
-            }
-            records.push(rec(
-                format!("conductor peak RSS ({tag})"),
-                "MiB",
-                r.rss_mib,
-                "lower",
-                None,
-                format!("VmHWM of the ferrite conductor process over setup, heartbeats and listings; Ironic: sum over its processes; {base_note}"),
-            ));
-            records.push(rec(
-                format!("GET /v1/nodes?detail=true ({tag})"),
-                "ms",
-                num(f, "list_detail_ms"),
-                "lower",
-                Some("list_detail_ms"),
-                format!("first page (1,000 nodes, Ironic's max_limit), median of 5; {base_note}"),
-            ));
-        }
+        println!("bench conductor: ferrite, postgres, {nodes} nodes");
+        let pg = run_one(&bin, &load_bin, nodes, true, secs)?;
+        let on_sqlite: Result<&Run, String> =
+            Err("baseline: Ironic runs on PostgreSQL (its best standalone configuration); see the postgres rows".into());
+        records.extend(run_records(
+            &sqlite, &on_sqlite, "sqlite", nodes, secs, profile,
+        ));
+        records.extend(run_records(
+            &pg,
+            &ironic.as_ref().map_err(Clone::clone),
+            "postgres",
+            nodes,
+            secs,
+            profile,
+        ));
     }
     Ok(records)
+}
+
+/// The records of one ferrite run against its baseline (or why there is none).
+fn run_records(
+    r: &Run,
+    base: &Result<&Run, String>,
+    backend: &str,
+    nodes: usize,
+    secs: u64,
+    profile: &str,
+) -> Vec<Record> {
+    let mut records = vec![];
+    let f = &r.figures;
+    let num = |f: &Value, k: &str| f[k].as_f64().unwrap_or(f64::NAN);
+    let tag = format!("{backend} {nodes} nodes");
+    let base_note = match base {
+        Ok(b) => format!(
+            "Ironic: {} heartbeats, {} errors{}, setup {:.0} s{}, drained after each phase in {} s",
+            b.figures["heartbeats"],
+            b.figures["errors"],
+            b.figures["first_error"]
+                .as_str()
+                .map(|e| format!(" (first: {e})"))
+                .unwrap_or_default(),
+            num(&b.figures, "setup_s"),
+            if b.figures["enrolled_in_db"] == true {
+                " (1 node through its API, the rest cloned in its database: its API enrols ~2 nodes/s)"
+            } else {
+                " (through its API)"
+            },
+            b.figures["drained_s"]
+        ),
+        Err(why) => why.clone(),
+    };
+    let note = format!(
+        "{} heartbeats in {secs} s by 64 simulated agents, {} errors; {profile} build, setup \
+         concurrency {SETUP_CONCURRENCY} (both), runs interleaved (ferrite sqlite, Ironic, \
+         ferrite postgres), drained after each phase in {} s; {base_note}",
+        f["heartbeats"], f["errors"], f["drained_s"]
+    );
+    let rec = |metric: String,
+               unit: &str,
+               v: f64,
+               better: &'static str,
+               key: Option<&str>,
+               note: String| {
+        let r = Record::new(&metric, unit, v, better)
+            .notes(note)
+            .verified(VERIFIED);
+        match (base, key) {
+            (Ok(b), Some(k)) => r.baseline(IRONIC, num(&b.figures, k)),
+            (Ok(b), None) => r.baseline(IRONIC, b.rss_mib),
+            _ => r,
+        }
+    };
+    records.push(rec(
+        format!("heartbeats/s ({tag})"),
+        "1/s",
+        num(f, "heartbeats_per_s"),
+        "higher",
+        Some("heartbeats_per_s"),
+        note.clone(),
+    ));
+    records.push(rec(
+        format!("heartbeat p50 ({tag})"),
+        "ms",
+        num(f, "p50_ms"),
+        "lower",
+        Some("p50_ms"),
+        note.clone(),
+    ));
+    records.push(rec(
+        format!("heartbeat p99 ({tag})"),
+        "ms",
+        num(f, "p99_ms"),
+        "lower",
+        Some("p99_ms"),
+        note,
+    ));
+    let low = |k: &str| f["low"][k].as_f64().unwrap_or(f64::NAN);
+    let low_note = match base {
+        Ok(b) => format!(
+            "{} heartbeats in {secs} s by {LOW_AGENTS} agents (before the 64-agent phase), {} errors; Ironic: {} heartbeats, {} errors{}",
+            f["low"]["heartbeats"], f["low"]["errors"], b.figures["low"]["heartbeats"], b.figures["low"]["errors"],
+            b.figures["low"]["first_error"].as_str().map(|e| format!(" (first: {e})")).unwrap_or_default()
+        ),
+        Err(why) => format!(
+            "{} heartbeats in {secs} s by {LOW_AGENTS} agents, {} errors; {why}",
+            f["low"]["heartbeats"], f["low"]["errors"]
+        ),
+    };
+    for (metric, unit, key, better) in [
+        ("heartbeats/s", "1/s", "heartbeats_per_s", "higher"),
+        ("heartbeat p99", "ms", "p99_ms", "lower"),
+    ] {
+        let r = Record::new(
+            &format!("{metric}, {LOW_AGENTS} agents ({tag})"),
+            unit,
+            low(key),
+            better,
+        )
+        .notes(low_note.clone())
+        .verified(VERIFIED);
+        records.push(match base {
+            Ok(b) => r.baseline(IRONIC, b.figures["low"][key].as_f64().unwrap_or(f64::NAN)),
+            Err(_) => r,
+        });
+    }
+    records.push(rec(
+        format!("conductor peak RSS ({tag})"),
+        "MiB",
+        r.rss_mib,
+        "lower",
+        None,
+        format!("VmHWM of the ferrite conductor process over setup, heartbeats and listings; Ironic: sum over its processes; {base_note}"),
+    ));
+    records.push(rec(
+        format!("GET /v1/nodes?detail=true ({tag})"),
+        "ms",
+        num(f, "list_detail_ms"),
+        "lower",
+        Some("list_detail_ms"),
+        format!("first page (1,000 nodes, Ironic's max_limit), median of 5; {base_note}"),
+    ));
+    records
 }

@@ -1,10 +1,10 @@
 //! The same-run baseline of `cargo xtask bench conductor`: OpenStack Ironic from PyPI in
-//! standalone mode (noauth, SQLite, no message bus, fake-hardware with fast track) on a
-//! free loopback port, driven by the same load generator in `--mode ironic`.
+//! standalone mode (noauth, no message bus, fake-hardware with fast track) on PostgreSQL,
+//! API workers = cores, logging at WARNING like ours, on a free loopback port, driven by
+//! the same load generator in `--mode ironic`.
 //!
-//! Nothing is installed here: the bench uses `target/ironic-venv` when it exists (made with
-//! `/usr/bin/python3 -m venv target/ironic-venv && target/ironic-venv/bin/pip install
-//! ironic`), and reports the baseline as missing otherwise.
+//! `cargo xtask deps` makes `target/ironic-venv` (ironic and psycopg2 from PyPI); without
+//! it the baseline is reported as missing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -26,20 +26,23 @@ pub fn missing() -> Option<String> {
         return None;
     }
     Some(format!(
-        "OpenStack Ironic baseline not measured: {} is missing (create it with \
-         `/usr/bin/python3 -m venv target/ironic-venv && target/ironic-venv/bin/pip install \
-         ironic`; the bench installs nothing)",
+        "OpenStack Ironic baseline not measured: {} is missing (run `cargo xtask deps`: \
+         it makes target/ironic-venv with ironic and psycopg2-binary from PyPI)",
         bin.display()
     ))
 }
 
 /// ../shared/baselines/ironic-standalone.conf, plus what heartbeats need: the `direct`
 /// deploy interface (it records heartbeats; `fake` ignores them), fast track (lookup and
-/// heartbeat of a powered-on `manageable` node), and plain-HTTP agent callbacks.
-fn config(state: &Path, port: u16) -> String {
+/// heartbeat of a powered-on `manageable` node), and plain-HTTP agent callbacks; and what
+/// makes it Ironic's best standalone configuration here: PostgreSQL at `database`, one API
+/// worker per core, and WARNING-level logging (ours runs at `warn`).
+fn config(state: &Path, port: u16, database: &str, workers: usize) -> String {
     let s = state.display();
     format!(
         "[DEFAULT]
+debug = false
+default_log_levels = ironic=WARNING,ironic_lib=WARNING,oslo_db=WARNING,oslo_service=WARNING,oslo_concurrency=WARNING,oslo_messaging=WARNING,oslo_policy=WARNING,sqlalchemy=WARNING,stevedore=WARNING,cotyledon=WARNING,futurist=WARNING,keystonemiddleware=WARNING,urllib3=WARNING,wsgi=WARNING,eventlet=WARNING,werkzeug=WARNING
 auth_strategy = noauth
 rpc_transport = none
 host = bench
@@ -58,10 +61,11 @@ enabled_vendor_interfaces = no-vendor
 enabled_firmware_interfaces = no-firmware
 default_network_interface = noop
 [database]
-connection = sqlite:///{s}/ironic.db
+connection = {database}
 [api]
 host_ip = 127.0.0.1
 port = {port}
+api_workers = {workers}
 [conductor]
 automated_clean = false
 [deploy]
@@ -83,12 +87,15 @@ pub struct Ironic {
     _dir: tempfile::TempDir,
 }
 
-pub fn start() -> anyhow::Result<Ironic> {
+/// Starts Ironic on the PostgreSQL database at `database` (a `postgres://` URL).
+pub fn start(database: &str) -> anyhow::Result<Ironic> {
     let dir = tempfile::tempdir()?;
     std::fs::create_dir_all(dir.path().join("locks"))?;
     let port = free_port()?;
     let conf = dir.path().join("ironic.conf");
-    std::fs::write(&conf, config(dir.path(), port))?;
+    let database = database.replacen("postgres://", "postgresql+psycopg2://", 1);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::fs::write(&conf, config(dir.path(), port, &database, workers))?;
     let bin = venv().join("bin");
     let out = Command::new(bin.join("ironic-dbsync"))
         .arg("--config-file")

@@ -1,5 +1,6 @@
-//! A small HTTP/1.1 file server on loopback for benchmarks: GET with Range support,
-//! keep-alive, one thread per connection, bodies sent with std's sendfile-backed copy.
+//! A small HTTP/1.1 file server on loopback for benchmarks: GET and HEAD (qemu-img's curl
+//! driver asks for the size first) with Range support, keep-alive, one thread per
+//! connection, bodies sent with std's sendfile-backed copy.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -39,7 +40,9 @@ fn serve(conn: TcpStream, dir: &std::path::Path) -> std::io::Result<()> {
         if reader.read_line(&mut line)? == 0 {
             return Ok(());
         }
-        let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        let mut words = line.split_whitespace();
+        let head_only = words.next() == Some("HEAD");
+        let path = words.next().unwrap_or("/").to_owned();
         let mut range: Option<(u64, Option<u64>)> = None;
         loop {
             let mut h = String::new();
@@ -84,7 +87,9 @@ fn serve(conn: TcpStream, dir: &std::path::Path) -> std::io::Result<()> {
         }
         head.push_str("\r\n");
         out.write_all(head.as_bytes())?;
-        f.seek(SeekFrom::Start(start))?;
-        std::io::copy(&mut (&mut f).take(len), &mut out)?;
+        if !head_only {
+            f.seek(SeekFrom::Start(start))?;
+            std::io::copy(&mut (&mut f).take(len), &mut out)?;
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! `cargo xtask bench ipmi`: power status against ipmi_sim, ferrite's client (new session
-//! per call, and one reused session) vs `ipmitool -I lanplus -C 3 … power status`, and 50
-//! simulated BMCs polled concurrently vs 50 concurrent ipmitool processes.
+//! per call, and one reused session) vs `ipmitool -I lanplus -C 3 … power status` (one
+//! process per call, what Ironic's ipmitool driver pays) and vs pyghmi in-process (the
+//! Python library with persistent sessions: library to library), and 50 simulated BMCs
+//! polled concurrently vs 50 concurrent ipmitool processes.
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -9,13 +11,40 @@ use anyhow::{bail, Context};
 use ferrite_ipmi::sim::SimBmc;
 use ferrite_ipmi::{CipherSuite, Client, ClientConfig, PowerState};
 
-use super::Record;
+use super::{Record, Size};
 
-const IPMITOOL_CALLS: u32 = 20;
-const NEW_SESSION_CALLS: u32 = 200;
-const REUSED_CALLS: u32 = 1000;
-const FLEET: usize = 50;
-const FLEET_ROUNDS: usize = 5;
+/// The in-process Python baseline, run with target/pyghmi-venv's interpreter.
+const PYGHMI_SCRIPT: &str = include_str!("py/pyghmi_power.py");
+
+/// Calls and rounds of one run.
+struct Counts {
+    ipmitool: u32,
+    new_session: u32,
+    reused: u32,
+    fleet: usize,
+    fleet_rounds: usize,
+}
+
+impl Counts {
+    fn of(size: Size) -> Counts {
+        size.pick(
+            Counts {
+                ipmitool: 20,
+                new_session: 200,
+                reused: 1000,
+                fleet: 50,
+                fleet_rounds: 5,
+            },
+            Counts {
+                ipmitool: 2,
+                new_session: 3,
+                reused: 5,
+                fleet: 3,
+                fleet_rounds: 1,
+            },
+        )
+    }
+}
 
 fn ipmitool_cmd(bmc: &SimBmc) -> Command {
     let mut c = Command::new("ipmitool");
@@ -51,7 +80,37 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-pub fn run() -> anyhow::Result<Vec<Record>> {
+/// pyghmi's figures: ms per call with a new session each, and in one session.
+fn pyghmi(bmc: &SimBmc, c: &Counts) -> anyhow::Result<(f64, f64)> {
+    let python = super::venv_python("pyghmi-venv", "pyghmi")?;
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(PYGHMI_SCRIPT)
+        .args([
+            "127.0.0.1",
+            &bmc.port().to_string(),
+            bmc.username(),
+            bmc.password(),
+        ])
+        .args([c.new_session.to_string(), c.reused.to_string()])
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    if !out.status.success() {
+        bail!(
+            "the pyghmi baseline failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("the pyghmi baseline's output")?;
+    let num = |k: &str| v[k].as_f64().with_context(|| format!("no {k} in {v}"));
+    Ok((num("new_session_ms")?, num("reused_ms")?))
+}
+
+pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
+    let c = Counts::of(size);
+    let (ipmitool_calls, new_session_calls, reused_calls, fleet_size, fleet_rounds) =
+        (c.ipmitool, c.new_session, c.reused, c.fleet, c.fleet_rounds);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -66,43 +125,44 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
     // Baseline: ipmitool, one process per call, as Ironic's ipmitool driver runs it.
     check_ipmitool(&ipmitool_cmd(&bmc).output().context("running ipmitool")?)?;
     let start = Instant::now();
-    for _ in 0..IPMITOOL_CALLS {
+    for _ in 0..ipmitool_calls {
         check_ipmitool(&ipmitool_cmd(&bmc).output()?)?;
     }
-    let ipmitool_ms = ms(start.elapsed()) / IPMITOOL_CALLS as f64;
+    let ipmitool_ms = ms(start.elapsed()) / ipmitool_calls as f64;
+    let (pyghmi_new_ms, pyghmi_reused_ms) = pyghmi(&bmc, &c)?;
 
     let cfg = config(&bmc);
     let (new_ms, reused_ms) = rt.block_on(async {
         let start = Instant::now();
-        for _ in 0..NEW_SESSION_CALLS {
+        for _ in 0..new_session_calls {
             let client = Client::new(cfg.clone());
             if client.power_state().await? != PowerState::Off {
                 bail!("ferrite disagrees with ipmitool on the power state");
             }
             client.close().await?;
         }
-        let new_ms = ms(start.elapsed()) / NEW_SESSION_CALLS as f64;
+        let new_ms = ms(start.elapsed()) / new_session_calls as f64;
         let client = Client::new(cfg.clone());
         client.connect().await?;
         let start = Instant::now();
-        for _ in 0..REUSED_CALLS {
+        for _ in 0..reused_calls {
             if client.power_state().await? != PowerState::Off {
                 bail!("ferrite disagrees with ipmitool on the power state");
             }
         }
-        let reused_ms = ms(start.elapsed()) / REUSED_CALLS as f64;
+        let reused_ms = ms(start.elapsed()) / reused_calls as f64;
         client.close().await?;
         anyhow::Ok((new_ms, reused_ms))
     })?;
     drop(bmc);
 
-    let fleet: Vec<SimBmc> = (0..FLEET)
+    let fleet: Vec<SimBmc> = (0..fleet_size)
         .map(|_| SimBmc::builder().without_chassis_control().start())
         .collect::<Result<_, _>>()
-        .context("starting 50 ipmi_sim BMCs")?;
+        .with_context(|| format!("starting {fleet_size} ipmi_sim BMCs"))?;
     let mut ferrite_rounds = Vec::new();
     let mut ipmitool_rounds = Vec::new();
-    for _ in 0..FLEET_ROUNDS {
+    for _ in 0..fleet_rounds {
         let start = Instant::now();
         let children: Vec<_> = fleet
             .iter()
@@ -137,6 +197,10 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
     drop(fleet);
 
     let base = "ipmitool -I lanplus -C 3 power status";
+    let py = "pyghmi in-process (Python)";
+    let checked = "every call's answer checked: power off, as ipmi_sim holds it";
+    let one_bmc =
+        "one ipmi_sim on loopback (power state kept by ipmi_sim, no chassis_control program)";
     Ok(vec![
         Record::new(
             "power status, new session per call",
@@ -146,10 +210,24 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
         )
         .baseline(base, ipmitool_ms)
         .notes(format!(
-            "{NEW_SESSION_CALLS} calls (open session, RAKP, status, close) vs \
-                 {IPMITOOL_CALLS} ipmitool processes, one ipmi_sim on loopback \
-                 (power state kept by ipmi_sim, no chassis_control program)"
-        )),
+            "{new_session_calls} calls (open session, RAKP, status, close) vs \
+                 {ipmitool_calls} ipmitool processes, one per call (what Ironic's ipmitool \
+                 driver pays: mostly process start); {one_bmc}"
+        ))
+        .verified(checked),
+        Record::new(
+            "power status, new session per call, vs pyghmi",
+            "ms/call",
+            new_ms,
+            "lower",
+        )
+        .baseline(py, pyghmi_new_ms)
+        .notes(format!(
+            "{new_session_calls} calls each side, library to library: open session, RAKP, \
+             status, close; pyghmi logs out after each call so the next opens its own \
+             session; {one_bmc}"
+        ))
+        .verified(checked),
         Record::new(
             "power status, reused session",
             "ms/call",
@@ -157,16 +235,34 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
             "lower",
         )
         .baseline(base, ipmitool_ms)
-        .notes(format!("{REUSED_CALLS} calls in one session")),
+        .notes(format!(
+            "{reused_calls} calls in one session vs one ipmitool process per call"
+        ))
+        .verified(checked),
         Record::new(
-            "power status of 50 BMCs polled concurrently",
+            "power status, reused session, vs pyghmi",
+            "ms/call",
+            reused_ms,
+            "lower",
+        )
+        .baseline(py, pyghmi_reused_ms)
+        .notes(format!(
+            "{reused_calls} calls in one session each side, library to library; {one_bmc}"
+        ))
+        .verified(checked),
+        Record::new(
+            &format!("power status of {fleet_size} BMCs polled concurrently"),
             "ms wall",
             median(ferrite_rounds),
             "lower",
         )
-        .baseline("50 concurrent ipmitool processes", median(ipmitool_rounds))
+        .baseline(
+            &format!("{fleet_size} concurrent ipmitool processes"),
+            median(ipmitool_rounds),
+        )
         .notes(format!(
-            "{FLEET} ipmi_sim processes, new session each, median of {FLEET_ROUNDS} rounds"
-        )),
+            "{fleet_size} ipmi_sim processes, new session each, median of {fleet_rounds} rounds"
+        ))
+        .verified(checked),
     ])
 }

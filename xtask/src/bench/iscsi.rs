@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use ferrite_iscsi::{Initiator, LoginOptions};
 
-use super::Record;
+use super::{Record, Size};
 
 const GIB: u64 = 1 << 30;
 const ROUNDS: usize = 3;
@@ -35,7 +35,10 @@ struct Results {
     perf: Vec<f64>,
 }
 
-pub fn run() -> anyhow::Result<Vec<Record>> {
+pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
+    // The smoke size: 64 MiB, one round, iscsi-perf for 3 s (its first average comes
+    // after ~2 s).
+    let (bytes, rounds, perf_secs) = size.pick((GIB, ROUNDS, PERF_SECS), (64 << 20, 1, 3));
     let agent = crate::build_agent()?;
     for tool in ["tgtd", "tgtadm", "iscsi-perf"] {
         if Command::new("which")
@@ -57,7 +60,7 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
         use std::io::Write;
         let mut f = std::fs::File::create(&lun)?;
         let block = vec![0x5au8; CHUNK];
-        for _ in 0..(GIB as usize / CHUNK) {
+        for _ in 0..(bytes as usize / CHUNK) {
             f.write_all(&block)?;
         }
         f.sync_all()?;
@@ -78,16 +81,16 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
         read: vec![],
         perf: vec![],
     };
-    for round in 0..ROUNDS {
-        println!("iscsi bench: round {} of {ROUNDS}", round + 1);
+    for round in 0..rounds {
+        println!("iscsi bench: round {} of {rounds}", round + 1);
         // Alternate which target goes first, against cache and ordering effects.
         for which in [round % 2, 1 - round % 2] {
             if which == 0 {
                 let s = OurTarget::start(&agent, &lun)?;
-                measure(&rt, &mut ours, s.addr, OUR_IQN, 0)?;
+                measure(&rt, &mut ours, s.addr, OUR_IQN, 0, bytes, perf_secs)?;
             } else {
                 let s = Tgtd::start(&lun)?;
-                measure(&rt, &mut tgt, s.addr, TGT_IQN, 1)?;
+                measure(&rt, &mut tgt, s.addr, TGT_IQN, 1, bytes, perf_secs)?;
             }
         }
     }
@@ -97,8 +100,12 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
         Record::new(metric, unit, mean(o), "higher")
             .baseline("tgtd 1.0.85 (Debian tgt), same file, same run", mean(t))
             .notes(format!(
-                "{notes}; mean of {ROUNDS} alternating rounds; ours {o:.0?}, tgtd {t:.0?}"
+                "{notes}; mean of {rounds} alternating rounds; ours {o:.0?}, tgtd {t:.0?}"
             ))
+            .verified(
+                "every READ compared with what was written; the last tagged WRITE read back; \
+                 iscsi-perf exited cleanly",
+            )
     };
     let mut records = vec![
         rec(
@@ -133,11 +140,11 @@ pub fn run() -> anyhow::Result<Vec<Record>> {
             &ours.perf,
             &tgt.perf,
             &format!(
-                "iscsi-perf -m {PERF_DEPTH} -b {PERF_BLOCKS} for {PERF_SECS} s (its own average; it wraps at the LUN's end)"
+                "iscsi-perf -m {PERF_DEPTH} -b {PERF_BLOCKS} for {perf_secs} s (its own average; it wraps at the LUN's end)"
             ),
         ),
     ];
-    records.extend(super::iscsi_deploy::records()?);
+    records.extend(super::iscsi_deploy::records(size)?);
     Ok(records)
 }
 
@@ -147,6 +154,8 @@ fn measure(
     addr: SocketAddr,
     iqn: &str,
     lun: u8,
+    bytes: u64,
+    perf_secs: u64,
 ) -> anyhow::Result<()> {
     let (w, rd, tw) = rt.block_on(async {
         let opts = LoginOptions::new(INITIATOR, iqn);
@@ -156,15 +165,15 @@ fn measure(
         let bs = s.block_size() as u64;
         let data: Vec<u8> = (0..CHUNK).map(|i| (i % 251) as u8 | 1).collect();
         let t0 = Instant::now();
-        for i in 0..(GIB as usize / CHUNK) {
+        for i in 0..(bytes as usize / CHUNK) {
             s.write((i * CHUNK) as u64 / bs, &data)
                 .await
                 .context("write")?;
         }
         s.sync().await.context("sync")?;
-        let w = GIB as f64 / 1048576.0 / t0.elapsed().as_secs_f64();
+        let w = bytes as f64 / 1048576.0 / t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
-        for i in 0..(GIB as usize / CHUNK) {
+        for i in 0..(bytes as usize / CHUNK) {
             let got = s
                 .read((i * CHUNK) as u64 / bs, (CHUNK as u64 / bs) as u32)
                 .await
@@ -173,14 +182,14 @@ fn measure(
                 bail!("read back different data at chunk {i}");
             }
         }
-        let rd = GIB as f64 / 1048576.0 / t0.elapsed().as_secs_f64();
+        let rd = bytes as f64 / 1048576.0 / t0.elapsed().as_secs_f64();
         let big = bytes::Bytes::from(
             (0..TAGGED_CHUNK)
                 .map(|i| (i % 241) as u8 | 1)
                 .collect::<Vec<u8>>(),
         );
         let t0 = Instant::now();
-        for i in 0..(GIB as usize / TAGGED_CHUNK) {
+        for i in 0..(bytes as usize / TAGGED_CHUNK) {
             while s.in_flight() >= TAGGED_DEPTH {
                 if let Some(c) = s.next_completion().await {
                     c.result.context("tagged write")?;
@@ -192,10 +201,10 @@ fn measure(
         }
         s.wait_all().await.context("tagged write")?;
         s.sync().await.context("sync")?;
-        let tw = GIB as f64 / 1048576.0 / t0.elapsed().as_secs_f64();
+        let tw = bytes as f64 / 1048576.0 / t0.elapsed().as_secs_f64();
         let got = s
             .read(
-                GIB / bs - TAGGED_CHUNK as u64 / bs,
+                bytes / bs - TAGGED_CHUNK as u64 / bs,
                 (TAGGED_CHUNK as u64 / bs) as u32,
             )
             .await
@@ -209,13 +218,15 @@ fn measure(
     r.write.push(w);
     r.tagged.push(tw);
     r.read.push(rd);
-    r.perf
-        .push(iscsi_perf(&format!("iscsi://{addr}/{iqn}/{lun}"))?);
+    r.perf.push(iscsi_perf(
+        &format!("iscsi://{addr}/{iqn}/{lun}"),
+        perf_secs,
+    )?);
     Ok(())
 }
 
-/// Runs iscsi-perf for PERF_SECS and returns its final average MB/s.
-fn iscsi_perf(url: &str) -> anyhow::Result<f64> {
+/// Runs iscsi-perf for `secs` and returns its final average MB/s.
+fn iscsi_perf(url: &str, secs: u64) -> anyhow::Result<f64> {
     let mut child = Command::new("iscsi-perf")
         .args(["-m", PERF_DEPTH, "-b", PERF_BLOCKS, url])
         .stdout(Stdio::piped())
@@ -223,7 +234,7 @@ fn iscsi_perf(url: &str) -> anyhow::Result<f64> {
         .spawn()
         .context("starting iscsi-perf")?;
     let guard = Instant::now();
-    while guard.elapsed() < Duration::from_secs(PERF_SECS) {
+    while guard.elapsed() < Duration::from_secs(secs) {
         if child.try_wait()?.is_some() {
             bail!("iscsi-perf exited early against {url}");
         }

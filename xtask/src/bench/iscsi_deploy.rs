@@ -8,16 +8,19 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use super::Record;
+use super::{Record, Size};
 use crate::util;
 
 const IMAGE_MIB: &str = "1024";
 const ROUNDS: &str = "3";
 
-pub fn records() -> anyhow::Result<Vec<Record>> {
+pub fn records(size: Size) -> anyhow::Result<Vec<Record>> {
+    // The smoke size: a 16 MiB image, one round each.
+    let (image_mib, rounds) = size.pick((IMAGE_MIB, ROUNDS), ("16", "1"));
     // The deployed build, as `bench conductor` uses (the bench-conductor profile it once
     // shared is gone from Cargo.toml).
-    let profile = std::env::var("FERRITE_BENCH_PROFILE").unwrap_or_else(|_| "release".into());
+    let profile = std::env::var("FERRITE_BENCH_PROFILE")
+        .unwrap_or_else(|_| size.pick("release", "dev").into());
     util::cargo(&[
         "build",
         "--profile",
@@ -33,7 +36,7 @@ pub fn records() -> anyhow::Result<Vec<Record>> {
     let work = root.join("target/bench/iscsi-deploy");
     let out = Command::new(&bin)
         .arg(&work)
-        .args([IMAGE_MIB, ROUNDS])
+        .args([image_mib, rounds])
         .output()
         .with_context(|| format!("running {}", bin.display()))?;
     let _ = std::fs::remove_dir_all(&work);
@@ -55,7 +58,7 @@ pub fn records() -> anyhow::Result<Vec<Record>> {
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     Ok(vec![Record::new(
-        &format!("conductor deploy, {IMAGE_MIB} MiB raw image"),
+        &format!("conductor deploy, {image_mib} MiB raw image"),
         "s",
         mean(&iscsi),
         "lower",
@@ -68,7 +71,10 @@ pub fn records() -> anyhow::Result<Vec<Record>> {
         "deploy_interface=iscsi: the agent exports its disk, the conductor writes through \
          our initiator and the shared pipeline; PUT active → active, in-process conductor \
          (SQLite, fake-hardware) + agent library on loopback, sparse-file disks; \
-         mean of {ROUNDS} alternating rounds; iscsi {iscsi:.2?}, direct {direct:.2?}; \
+         mean of {rounds} alternating rounds; iscsi {iscsi:.2?}, direct {direct:.2?}; \
          cargo profile {profile}"
-    ))])
+    ))
+    .verified(
+        "deploy_timing reads every deployed disk back and compares it with the image",
+    )])
 }

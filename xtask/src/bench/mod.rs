@@ -1,5 +1,7 @@
 //! `cargo xtask bench <name>`: each benchmark measures Ferrite and its baseline in the same
 //! run and writes target/bench/<name>.json as an array of [`Record`]s.
+//! `cargo xtask bench --smoke` runs every benchmark with tiny sizes and checks what they
+//! write (`cargo xtask test` runs it), so that no bench rots between measurements.
 
 mod agent;
 mod conductor;
@@ -7,34 +9,39 @@ mod conductor_ironic;
 mod e2e;
 mod fileserver;
 mod image_write;
+mod ipmi;
+mod iscsi;
+mod iscsi_deploy;
+mod load;
+mod smoke;
 
 use std::path::PathBuf;
 
 use anyhow::bail;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::util;
 
-mod ipmi;
-mod iscsi;
-mod iscsi_deploy;
+pub use smoke::smoke;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
     pub metric: String,
     pub unit: String,
     pub ferrite: f64,
     pub baseline_name: Option<String>,
     pub baseline: Option<f64>,
-    /// ferrite / baseline
+    /// ferrite / baseline; null when the baseline has no figure or a zero one
     pub ratio: Option<f64>,
     /// "higher" or "lower"
-    pub better: &'static str,
+    pub better: String,
+    /// How the runs were made; ends with the machine's load average before and after.
     pub notes: String,
+    /// How the outputs behind the figure were checked (sha256 of what was written, the
+    /// answer of every call...), on both sides.
+    pub verified: String,
 }
 
-// Used by the benchmarks as each lands.
-#[allow(dead_code)]
 impl Record {
     pub fn new(metric: &str, unit: &str, ferrite: f64, better: &'static str) -> Record {
         Record {
@@ -44,15 +51,18 @@ impl Record {
             baseline_name: None,
             baseline: None,
             ratio: None,
-            better,
+            better: better.into(),
             notes: String::new(),
+            verified: String::new(),
         }
     }
 
+    /// The baseline's figure; a baseline that produced none this run (NaN: no answer was
+    /// accepted) keeps its name with a null figure, and a zero figure has no ratio.
     pub fn baseline(mut self, name: &str, value: f64) -> Record {
         self.baseline_name = Some(name.into());
-        self.baseline = Some(value);
-        self.ratio = (value != 0.0).then(|| self.ferrite / value);
+        self.baseline = (value.is_finite() && value >= 0.0).then_some(value);
+        self.ratio = self.baseline.filter(|b| *b > 0.0).map(|b| self.ferrite / b);
         self
     }
 
@@ -60,10 +70,32 @@ impl Record {
         self.notes = notes.into();
         self
     }
+
+    pub fn verified(mut self, how: impl Into<String>) -> Record {
+        self.verified = how.into();
+        self
+    }
+}
+
+/// How much a run measures: the real sizes, or tiny ones that only prove the bench works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Size {
+    Full,
+    Smoke,
+}
+
+impl Size {
+    /// `full` for a measurement, `smoke` for a smoke run.
+    pub fn pick<T>(self, full: T, smoke: T) -> T {
+        match self {
+            Size::Full => full,
+            Size::Smoke => smoke,
+        }
+    }
 }
 
 /// Benchmark names with the function that runs each.
-type Bench = fn() -> anyhow::Result<Vec<Record>>;
+type Bench = fn(Size) -> anyhow::Result<Vec<Record>>;
 pub const BENCHES: &[(&str, Bench)] = &[
     ("ipmi", ipmi::run),
     ("agent", agent::run),
@@ -73,16 +105,34 @@ pub const BENCHES: &[(&str, Bench)] = &[
     ("conductor", conductor::run),
 ];
 
-pub fn run(name: &str) -> anyhow::Result<()> {
-    let Some((_, bench)) = BENCHES.iter().find(|(n, _)| *n == name) else {
-        let known: Vec<&str> = BENCHES.iter().map(|(n, _)| *n).collect();
-        bail!("unknown benchmark {name:?}; known: {}", known.join(", "));
-    };
-    let records = bench()?;
-    write(name, &records)
+pub fn names() -> Vec<&'static str> {
+    BENCHES.iter().map(|(n, _)| *n).collect()
 }
 
-pub fn write(name: &str, records: &[Record]) -> anyhow::Result<()> {
+pub fn run(name: &str) -> anyhow::Result<()> {
+    let records = measure(name, Size::Full)?;
+    write(&bench_dir().join(format!("{name}.json")), &records)
+}
+
+/// Runs one bench and appends the load average around it to every record's notes.
+fn measure(name: &str, size: Size) -> anyhow::Result<Vec<Record>> {
+    let Some((_, bench)) = BENCHES.iter().find(|(n, _)| *n == name) else {
+        bail!("unknown benchmark {name:?}; known: {}", names().join(", "));
+    };
+    let before = load::now()?;
+    let mut records = bench(size)?;
+    let after = load::now()?;
+    for r in &mut records {
+        load::annotate(r, before, after);
+    }
+    Ok(records)
+}
+
+fn bench_dir() -> PathBuf {
+    util::project_root().join("target/bench")
+}
+
+pub fn write(path: &std::path::Path, records: &[Record]) -> anyhow::Result<()> {
     println!(
         "{:<44} {:>12} {:>12} {:>8}  unit",
         "metric", "ferrite", "baseline", "ratio"
@@ -103,10 +153,27 @@ pub fn write(name: &str, records: &[Record]) -> anyhow::Result<()> {
             r.notes
         );
     }
-    let dir: PathBuf = util::project_root().join("target/bench");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, serde_json::to_string_pretty(records)?)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(records)?)?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// The Python of the baseline venv target/`dir` (made by `cargo xtask deps`), which has
+/// `package` installed.
+pub fn venv_python(dir: &str, package: &str) -> anyhow::Result<PathBuf> {
+    let python = util::project_root()
+        .join("target")
+        .join(dir)
+        .join("bin/python");
+    if !python.exists() {
+        bail!(
+            "{} is missing: run `cargo xtask deps` (it makes target/{dir} with {package} \
+             from PyPI)",
+            python.display()
+        );
+    }
+    Ok(python)
 }
