@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,7 +10,7 @@ use axum::Extension;
 use ferrite_proto::lookup::{Heartbeat, InspectionData};
 use serde_json::{json, Value};
 
-use super::{json_ok, parse_json, ApiError, ApiResult, JsonBody, Shared, Version};
+use super::{json_ok, ApiError, ApiResult, JsonBody, Shared, Version};
 
 pub async fn lookup(
     State(state): State<Shared>,
@@ -50,8 +49,10 @@ pub async fn heartbeat(
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-pub async fn continue_inspection(State(state): State<Shared>, body: Bytes) -> ApiResult<Response> {
-    let raw: Value = parse_json(&body)?;
+pub async fn continue_inspection(
+    State(state): State<Shared>,
+    JsonBody(raw): JsonBody<Value>,
+) -> ApiResult<Response> {
     let data: InspectionData = serde_json::from_value(raw.clone())
         .map_err(|e| ApiError::bad(format!("Invalid inspection data: {e}")))?;
     let r = state.engine.continue_inspection(data, raw).await?;

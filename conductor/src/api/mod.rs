@@ -246,6 +246,17 @@ async fn fallback() -> ApiError {
     ApiError::not_found("The resource could not be found.")
 }
 
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "Method {} is not allowed on {}",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
 pub fn router(state: Shared) -> Router {
     let agent_routes = Router::new()
         .route("/v1/lookup", get(agent::lookup))
@@ -297,6 +308,7 @@ pub fn router(state: Shared) -> Router {
         .merge(agent_routes)
         .merge(user_routes)
         .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(versioning))
         .route("/boot/{*rel}", get(boot::file))

@@ -296,6 +296,11 @@ pub async fn update(
     Path(ident): Path<String>,
     JsonBody(ops): JsonBody<Vec<Operation>>,
 ) -> ApiResult<Response> {
+    if ops.is_empty() {
+        return Err(ApiError::bad(
+            "The patch is empty: send a list of JSON Patch operations",
+        ));
+    }
     check_paths(&ops, WRITABLE)?;
     let mut p = port(&state, &ident).await?;
     let mut doc = json!({
