@@ -27,5 +27,8 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => assert!(!e.to_string().is_empty()),
     }
     let _ = patch::check_size(&doc, "node");
-    assert_eq!(patch::json_len(&doc), serde_json::to_vec(&doc).unwrap().len());
+    assert_eq!(
+        patch::json_len(&doc),
+        serde_json::to_vec(&doc).unwrap().len()
+    );
 });

@@ -32,8 +32,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(s) = script(kernel, ramdisk, params) else {
         return;
     };
-    assert_eq!(s.lines().count(), reference.lines().count(), "a line was added:\n{s}");
-    let words = |s: &str| -> Vec<usize> { s.lines().map(|l| l.split_whitespace().count()).collect() };
+    assert_eq!(
+        s.lines().count(),
+        reference.lines().count(),
+        "a line was added:\n{s}"
+    );
+    let words =
+        |s: &str| -> Vec<usize> { s.lines().map(|l| l.split_whitespace().count()).collect() };
     assert_eq!(words(&s), words(&reference), "an argument was added:\n{s}");
     let _ = ipxe::check_word("x", kernel);
 });
