@@ -11,6 +11,7 @@ use std::time::Duration;
 use ferrite_image::disk::gpt::{self, Table};
 use ferrite_image::http::HttpConfig;
 use ferrite_image::{Outcome, Progress};
+use ferrite_proto::commands::PrepareImageResult;
 use ferrite_proto::image::ImageInfo;
 use serde_json::{json, Map, Value};
 
@@ -224,8 +225,9 @@ pub async fn write_image(
     if let (Some(m), Value::Object(f)) = (image.as_object_mut(), facts) {
         m.extend(f);
     }
-    Ok(json!({
-        "result": format!("prepare_image: {msg}"),
-        "ferrite_image": image,
-    }))
+    let result = PrepareImageResult {
+        result: format!("prepare_image: {msg}"),
+        ferrite_image: Some(image),
+    };
+    Ok(serde_json::to_value(result).unwrap_or(Value::Null))
 }

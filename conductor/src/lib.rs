@@ -13,17 +13,6 @@ pub mod model;
 pub mod server;
 pub mod state;
 
-/// An error with its causes, one line: `a: b: c`.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
-}
+/// An error with its causes, one line: `a: b: c` (the one formatter agent and conductor
+/// share).
+pub use ferrite_proto::error::chain as error_chain;

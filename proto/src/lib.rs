@@ -1,6 +1,8 @@
 //! Wire types of the Ferrite/Ironic protocols (see shared/CONTRACT.md). No I/O lives here.
 
 pub mod agent;
+pub mod commands;
+pub mod error;
 pub mod image;
 pub mod inventory;
 pub mod lookup;

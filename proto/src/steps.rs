@@ -1,5 +1,7 @@
 //! Deploy and clean steps (CONTRACT.md §8).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -16,12 +18,150 @@ pub struct Step {
     pub reboot_requested: bool,
 }
 
-/// Result of `clean.get_clean_steps` / `deploy.get_deploy_steps`: steps keyed by the
-/// hardware manager that offers them, as IPA reports them.
+impl Step {
+    /// `interface.step`, as messages name a step.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.interface, self.step)
+    }
+
+    /// Whether `other` is the same step (priority and arguments aside).
+    pub fn same(&self, other: &Step) -> bool {
+        self.interface == other.interface && self.step == other.step
+    }
+}
+
+/// Clean or deploy: which commands and keys a run of steps uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    Clean,
+    Deploy,
+}
+
+impl StepKind {
+    /// `clean` or `deploy`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StepKind::Clean => "clean",
+            StepKind::Deploy => "deploy",
+        }
+    }
+    /// The key of the steps in a [`StepsResult`] (`clean_steps`, `deploy_steps`).
+    pub fn result_key(self) -> &'static str {
+        match self {
+            StepKind::Clean => "clean_steps",
+            StepKind::Deploy => "deploy_steps",
+        }
+    }
+    /// `clean.get_clean_steps` or `deploy.get_deploy_steps`.
+    pub fn get_steps_command(self) -> &'static str {
+        match self {
+            StepKind::Clean => crate::commands::GET_CLEAN_STEPS,
+            StepKind::Deploy => crate::commands::GET_DEPLOY_STEPS,
+        }
+    }
+    /// `clean.execute_clean_step` or `deploy.execute_deploy_step`.
+    pub fn execute_step_command(self) -> &'static str {
+        match self {
+            StepKind::Clean => crate::commands::EXECUTE_CLEAN_STEP,
+            StepKind::Deploy => crate::commands::EXECUTE_DEPLOY_STEP,
+        }
+    }
+}
+
+/// Steps of one kind keyed by the hardware manager (its class name) that offers them.
+pub type StepsByManager = BTreeMap<String, Vec<Step>>;
+
+/// Result of `clean.get_clean_steps` / `deploy.get_deploy_steps`, as IPA reports it: one
+/// of `clean_steps` and `deploy_steps`, and the managers' versions, which the conductor
+/// sends back as `clean_version` / `deploy_version`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepsResult {
+    #[serde(default)]
     pub hardware_manager_version: Map<String, Value>,
-    /// `clean_steps` or `deploy_steps` keyed by manager name.
-    #[serde(flatten)]
-    pub steps: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_steps: Option<StepsByManager>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_steps: Option<StepsByManager>,
+}
+
+impl StepsResult {
+    pub fn new(kind: StepKind, steps: StepsByManager, versions: Map<String, Value>) -> Self {
+        let mut r = StepsResult {
+            hardware_manager_version: versions,
+            ..StepsResult::default()
+        };
+        match kind {
+            StepKind::Clean => r.clean_steps = Some(steps),
+            StepKind::Deploy => r.deploy_steps = Some(steps),
+        }
+        r
+    }
+
+    /// The steps of `kind` by manager (none when the agent listed the other kind).
+    pub fn steps(&self, kind: StepKind) -> Option<&StepsByManager> {
+        match kind {
+            StepKind::Clean => self.clean_steps.as_ref(),
+            StepKind::Deploy => self.deploy_steps.as_ref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ipa_get_clean_steps_result_round_trips() {
+        // ironic-python-agent's clean.get_clean_steps result (two managers; IPA adds
+        // `argsinfo` and `requires_ramdisk`, which the conductor has no use for).
+        let ipa = json!({
+            "clean_steps": {
+                "GenericHardwareManager": [
+                    {"step": "erase_devices", "priority": 10, "interface": "deploy",
+                     "reboot_requested": false, "abortable": true},
+                    {"step": "erase_devices_metadata", "priority": 99, "interface": "deploy",
+                     "reboot_requested": false, "abortable": true,
+                     "argsinfo": null, "requires_ramdisk": true}
+                ],
+                "VendorHardwareManager": [
+                    {"step": "update_firmware", "priority": 0, "interface": "management",
+                     "reboot_requested": true, "abortable": false,
+                     "args": {"images": []}}
+                ]
+            },
+            "hardware_manager_version": {"generic_hardware_manager": "1.2",
+                                         "vendor_hardware_manager": "3"}
+        });
+        let r: StepsResult = serde_json::from_value(ipa).unwrap();
+        let steps = r.steps(StepKind::Clean).unwrap();
+        assert_eq!(
+            steps["GenericHardwareManager"][1].step,
+            "erase_devices_metadata"
+        );
+        assert_eq!(steps["GenericHardwareManager"][1].priority, 99);
+        assert!(steps["VendorHardwareManager"][0].reboot_requested);
+        assert_eq!(steps["VendorHardwareManager"][0].args["images"], json!([]));
+        assert!(r.steps(StepKind::Deploy).is_none());
+        assert_eq!(r.hardware_manager_version["vendor_hardware_manager"], "3");
+        let back: StepsResult = serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        let v = serde_json::to_value(&r).unwrap();
+        assert!(v.get("deploy_steps").is_none(), "{v}");
+    }
+
+    #[test]
+    fn kinds_name_their_commands() {
+        assert_eq!(StepKind::Clean.get_steps_command(), "clean.get_clean_steps");
+        assert_eq!(
+            StepKind::Deploy.execute_step_command(),
+            "deploy.execute_deploy_step"
+        );
+        let r = StepsResult::new(StepKind::Deploy, StepsByManager::new(), Map::new());
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v,
+            json!({"deploy_steps": {}, "hardware_manager_version": {}})
+        );
+    }
 }

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
+pub use ferrite_proto::commands::{ExecuteStepParams, GetStepsParams};
+use ferrite_proto::commands::{EXECUTE_CLEAN_STEP, GET_CLEAN_STEPS};
 use serde_json::{Map, Value};
 
 use super::{CommandError, Mode, Registry};
@@ -11,31 +12,8 @@ use crate::state::AgentState;
 use crate::steps::{self, StepKind};
 
 pub fn register(r: &mut Registry) {
-    r.register("clean.get_clean_steps", Mode::Sync, get_clean_steps);
-    r.register("clean.execute_clean_step", Mode::Async, execute_clean_step);
-}
-
-/// `(node, ports)`, as Ironic sends them to both `get_*_steps` commands.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GetStepsParams {
-    pub node: Map<String, Value>,
-    pub ports: Vec<Value>,
-}
-
-/// Parameters of `execute_clean_step` / `execute_deploy_step`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExecuteStepParams {
-    pub step: Map<String, Value>,
-    pub node: Map<String, Value>,
-    pub ports: Vec<Value>,
-    /// The manager versions the conductor saw when it listed the clean steps.
-    #[serde(default)]
-    pub clean_version: Option<Map<String, Value>>,
-    /// Same for deploy steps.
-    #[serde(default)]
-    pub deploy_version: Option<Map<String, Value>>,
+    r.register(GET_CLEAN_STEPS, Mode::Sync, get_clean_steps);
+    r.register(EXECUTE_CLEAN_STEP, Mode::Async, execute_clean_step);
 }
 
 async fn get_clean_steps(_: GetStepsParams, state: Arc<AgentState>) -> Result<Value, CommandError> {

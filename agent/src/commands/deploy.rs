@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use ferrite_proto::commands::{EXECUTE_DEPLOY_STEP, GET_DEPLOY_STEPS};
 use serde_json::Value;
 
 use super::clean::{run_step, ExecuteStepParams, GetStepsParams};
@@ -11,12 +12,8 @@ use crate::state::AgentState;
 use crate::steps::{self, StepKind};
 
 pub fn register(r: &mut Registry) {
-    r.register("deploy.get_deploy_steps", Mode::Sync, get_deploy_steps);
-    r.register(
-        "deploy.execute_deploy_step",
-        Mode::Async,
-        execute_deploy_step,
-    );
+    r.register(GET_DEPLOY_STEPS, Mode::Sync, get_deploy_steps);
+    r.register(EXECUTE_DEPLOY_STEP, Mode::Async, execute_deploy_step);
 }
 
 async fn get_deploy_steps(

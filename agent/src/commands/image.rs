@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use ferrite_proto::image::ImageInfo;
-use serde::Deserialize;
+use ferrite_proto::commands::{PrepareImageParams, GET_PARTITION_UUIDS, PREPARE_IMAGE};
 use serde_json::{json, Value};
 
 use super::{CommandError, Mode, NoParams, Registry};
@@ -12,20 +11,8 @@ use crate::install::write_image;
 use crate::state::AgentState;
 
 pub fn register(r: &mut Registry) {
-    r.register("standby.prepare_image", Mode::Async, prepare_image);
-    r.register(
-        "standby.get_partition_uuids",
-        Mode::Sync,
-        get_partition_uuids,
-    );
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrepareImageParams {
-    pub image_info: ImageInfo,
-    #[serde(default)]
-    pub configdrive: Option<String>,
+    r.register(PREPARE_IMAGE, Mode::Async, prepare_image);
+    r.register(GET_PARTITION_UUIDS, Mode::Sync, get_partition_uuids);
 }
 
 async fn prepare_image(

@@ -9,34 +9,19 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use ferrite_iscsi::{Credentials, Target, TargetConfig};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use ferrite_proto::commands::{
+    StartIscsiTargetParams, StartIscsiTargetResult, StopIscsiTargetResult, START_ISCSI_TARGET,
+    STOP_ISCSI_TARGET,
+};
+use serde_json::Value;
 
 use super::{CommandError, Mode, NoParams, Registry};
 use crate::disk::safety;
 use crate::state::AgentState;
 
 pub fn register(r: &mut Registry) {
-    r.register("iscsi.start_iscsi_target", Mode::Sync, start);
-    r.register("iscsi.stop_iscsi_target", Mode::Sync, stop);
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StartParams {
-    pub iqn: String,
-    #[serde(default = "default_port")]
-    pub portal_port: u16,
-    #[serde(default)]
-    pub wipe_disk_metadata: bool,
-    #[serde(default)]
-    pub ferrite_chap_user: Option<String>,
-    #[serde(default)]
-    pub ferrite_chap_secret: Option<String>,
-}
-
-fn default_port() -> u16 {
-    3260
+    r.register(START_ISCSI_TARGET, Mode::Sync, start);
+    r.register(STOP_ISCSI_TARGET, Mode::Sync, stop);
 }
 
 struct Running {
@@ -52,7 +37,7 @@ pub struct Export {
     running: Mutex<Option<Running>>,
 }
 
-async fn start(p: StartParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
+async fn start(p: StartIscsiTargetParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
     if !ferrite_iscsi::target::valid_name(&p.iqn) {
         return Err(CommandError::invalid_params(
             "iqn",
@@ -118,11 +103,13 @@ async fn start(p: StartParams, state: Arc<AgentState>) -> Result<Value, CommandE
     // A regular file (tests, standalone use) deallocates on UNMAP at no cost, so the
     // writer may unmap it whole and skip zero runs, as a local deploy does with a file.
     let is_file = std::fs::metadata(&disk.path).is_ok_and(|m| m.is_file());
-    Ok(
-        json!({ "iscsi_target_iqn": p.iqn, "ferrite_portal_port": port,
-               "ferrite_device": disk.path.display().to_string(),
-               "ferrite_device_is_file": is_file }),
-    )
+    let started = StartIscsiTargetResult {
+        iscsi_target_iqn: p.iqn,
+        ferrite_portal_port: Some(port),
+        ferrite_device: Some(disk.path.display().to_string()),
+        ferrite_device_is_file: is_file,
+    };
+    Ok(serde_json::to_value(started).unwrap_or(Value::Null))
 }
 
 /// Stops the target `state`'s agent is running, if any, and returns its IQN.
@@ -140,5 +127,8 @@ pub(crate) async fn stop_running(state: &AgentState) -> Option<String> {
 }
 
 async fn stop(_: NoParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
-    Ok(json!({ "ferrite_stopped": stop_running(&state).await }))
+    let stopped = StopIscsiTargetResult {
+        ferrite_stopped: stop_running(&state).await,
+    };
+    Ok(serde_json::to_value(stopped).unwrap_or(Value::Null))
 }

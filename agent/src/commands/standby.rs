@@ -10,7 +10,7 @@ use super::{blocking, CommandError, Mode, NoParams, Registry};
 use crate::state::AgentState;
 
 pub fn register(r: &mut Registry) {
-    r.register("standby.sync", Mode::Sync, sync);
+    r.register(ferrite_proto::commands::SYNC, Mode::Sync, sync);
     r.register("standby.power_off", Mode::Async, power_off);
     r.register("standby.run_image", Mode::Async, run_image);
     super::image::register(r);

@@ -3,7 +3,8 @@
 
 use std::error::Error as StdError;
 
-use serde_json::{json, Value};
+use ferrite_proto::commands::CommandFailure;
+use serde_json::Value;
 
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
@@ -90,14 +91,7 @@ impl CommandError {
 
     /// This error and its causes, joined with ": ".
     pub fn details(&self) -> String {
-        let mut out = self.to_string();
-        let mut cause = StdError::source(self);
-        while let Some(err) = cause {
-            out.push_str(": ");
-            out.push_str(&err.to_string());
-            cause = err.source();
-        }
-        out
+        ferrite_proto::error::chain(self)
     }
 
     /// `"<title>: <details>"`, as IPA renders `str(error)` in `faultstring`.
@@ -107,18 +101,20 @@ impl CommandError {
 
     /// The error object stored in `command_error`.
     pub fn to_value(&self) -> Value {
-        json!({
-            "type": self.kind(),
-            "code": self.status_code(),
-            "message": self.title(),
-            "details": self.details(),
-        })
+        let failure = CommandFailure {
+            kind: self.kind().into(),
+            code: self.status_code(),
+            message: self.title().into(),
+            details: self.details(),
+        };
+        serde_json::to_value(failure).unwrap_or(Value::Null)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn error_objects_match_ipa() {

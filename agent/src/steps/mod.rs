@@ -7,28 +7,13 @@ pub mod erase;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use ferrite_proto::steps::Step;
+use ferrite_proto::steps::{Step, StepsByManager, StepsResult};
 use serde_json::{Map, Value};
 
 use crate::job::{CommandError, CommandFuture};
 use crate::state::AgentState;
 
-/// Clean or deploy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepKind {
-    Clean,
-    Deploy,
-}
-
-impl StepKind {
-    /// The key of the steps in the command result (`clean_steps`, `deploy_steps`).
-    pub fn result_key(self) -> &'static str {
-        match self {
-            StepKind::Clean => "clean_steps",
-            StepKind::Deploy => "deploy_steps",
-        }
-    }
-}
+pub use ferrite_proto::steps::StepKind;
 
 /// A source of steps. The image/disk code implements `execute_step` for its steps.
 pub trait HardwareManager: Send + Sync + 'static {
@@ -117,23 +102,17 @@ pub fn default_managers() -> Vec<Arc<dyn HardwareManager>> {
 /// a step offered by several managers is kept only for the first (best) one.
 pub fn steps_result(managers: &[Arc<dyn HardwareManager>], kind: StepKind) -> Value {
     let mut seen = BTreeSet::new();
-    let mut by_manager = Map::new();
+    let mut by_manager = StepsByManager::new();
     for manager in managers {
-        let steps: Vec<Value> = manager
+        let steps: Vec<Step> = manager
             .steps(kind)
             .into_iter()
             .filter(|s| seen.insert((s.interface.clone(), s.step.clone())))
-            .map(|s| serde_json::to_value(s).unwrap_or(Value::Null))
             .collect();
-        by_manager.insert(manager.class_name().to_string(), Value::Array(steps));
+        by_manager.insert(manager.class_name().to_string(), steps);
     }
-    let mut out = Map::new();
-    out.insert(kind.result_key().to_string(), Value::Object(by_manager));
-    out.insert(
-        "hardware_manager_version".to_string(),
-        Value::Object(current_versions(managers)),
-    );
-    Value::Object(out)
+    let result = StepsResult::new(kind, by_manager, current_versions(managers));
+    serde_json::to_value(result).unwrap_or(Value::Null)
 }
 
 /// Start `step` on the first manager that implements it.

@@ -99,7 +99,7 @@ impl From<EngineError> for ApiError {
                 tracing::error!(error = %crate::error_chain(&e), "storage error");
                 crate::error_chain(&e)
             }
-            _ => e.to_string(),
+            _ => crate::error_chain(&e),
         };
         ApiError::new(status, message)
     }

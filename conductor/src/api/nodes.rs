@@ -629,10 +629,10 @@ pub async fn validate(
         .engine
         .drivers
         .for_node(&node)
-        .map_err(|e| ApiError::bad(e.to_string()))?;
+        .map_err(|e| ApiError::bad(crate::error_chain(&e)))?;
     let r = |res: Result<(), crate::drivers::DriverError>| match res {
         Ok(()) => json!({"result": true}),
-        Err(e) => json!({"result": false, "reason": e.to_string()}),
+        Err(e) => json!({"result": false, "reason": crate::error_chain(&e)}),
     };
     let unsupported = json!({"result": null, "reason": "not supported"});
     Ok(json_ok(json!({

@@ -1,13 +1,16 @@
 //! `fake-hardware`: every interface succeeds at once. `driver_info.fake_delay` (seconds,
 //! ≤ 60) slows power and boot-device calls, and `driver_info.fake_fail` = `"power"` makes
 //! power calls fail, so tests can catch a node mid-step or in a failure. `deploy_interface
-//! = direct` and `inspect_interface = agent` use a real agent with fake power.
+//! = direct` or `iscsi` and `inspect_interface = agent` (drivers::agent, drivers::iscsi)
+//! use a real agent with fake power.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferrite_proto::steps::Step;
 
+use super::agent::{AgentApi, AgentInspect, DirectDeploy, Progress};
+use super::iscsi::IscsiDeploy;
 use super::*;
 
 async fn delay(node: &Node) {
@@ -27,7 +30,7 @@ async fn delay(node: &Node) {
 
 fn fails(node: &Node, what: &str) -> DResult<()> {
     match node.driver_info.get("fake_fail").and_then(|v| v.as_str()) {
-        Some(w) if w == what => Err(DriverError(format!(
+        Some(w) if w == what => Err(DriverError::Invalid(format!(
             "fake {what} failure requested by driver_info.fake_fail"
         ))),
         _ => Ok(()),
@@ -75,7 +78,7 @@ impl Management for FakeManagement {
     ) -> BoxFut<'a, DResult<()>> {
         Box::pin(async move {
             if !self.supported_boot_devices().contains(&device) {
-                return Err(DriverError(format!(
+                return Err(DriverError::Invalid(format!(
                     "boot device {device:?} is not supported; choose one of: {}",
                     self.supported_boot_devices().join(", ")
                 )));
@@ -117,36 +120,15 @@ impl Deploy for FakeDeploy {
     fn uses_agent(&self) -> bool {
         false
     }
-    fn deploy_steps(&self) -> Vec<Step> {
-        vec![step("deploy", "deploy", 100)]
-    }
-    fn clean_steps(&self) -> Vec<Step> {
-        vec![]
-    }
-}
-
-/// Streams the image through the agent (`standby.prepare_image`).
-pub struct DirectDeploy;
-impl Deploy for DirectDeploy {
-    fn name(&self) -> &'static str {
-        "direct"
-    }
-    fn validate(&self, node: &Node) -> DResult<()> {
-        let ii = &node.instance_info;
-        if ii.get("image_source").and_then(|v| v.as_str()).is_none() {
-            return Err(DriverError(
-                "instance_info.image_source is missing: set it to the image URL \
-                 (and image_checksum or image_os_hash_value)"
-                    .into(),
-            ));
-        }
-        Ok(())
-    }
-    fn uses_agent(&self) -> bool {
-        true
+    fn write_image<'a>(
+        &'a self,
+        _agent: &'a dyn AgentApi,
+        _node: &'a mut Node,
+    ) -> BoxFut<'a, DResult<Progress>> {
+        Box::pin(async { Ok(Progress::Done) })
     }
     fn deploy_steps(&self) -> Vec<Step> {
-        agent_deploy_steps()
+        vec![ConductorStep::Deploy.with_priority(100)]
     }
     fn clean_steps(&self) -> Vec<Step> {
         vec![]
@@ -166,19 +148,6 @@ impl Inspect for FakeInspect {
     }
 }
 
-pub struct AgentInspect;
-impl Inspect for AgentInspect {
-    fn name(&self) -> &'static str {
-        "agent"
-    }
-    fn validate(&self, _node: &Node) -> DResult<()> {
-        Ok(())
-    }
-    fn uses_agent(&self) -> bool {
-        true
-    }
-}
-
 /// `fake-hardware`; `ipxe` is an optional boot interface (fake stays the default).
 pub fn hardware_type(ipxe: Option<Arc<dyn Boot>>) -> HardwareType {
     let mut boot: Vec<Arc<dyn Boot>> = vec![Arc::new(FakeBoot)];
@@ -191,7 +160,7 @@ pub fn hardware_type(ipxe: Option<Arc<dyn Boot>>) -> HardwareType {
         deploy: vec![
             Arc::new(FakeDeploy),
             Arc::new(DirectDeploy),
-            Arc::new(super::iscsi::IscsiDeploy),
+            Arc::new(IscsiDeploy),
         ],
         inspect: vec![Arc::new(FakeInspect), Arc::new(AgentInspect)],
     }

@@ -39,8 +39,7 @@ pub struct IpmiClients {
 }
 
 fn info(node: &Node) -> DResult<IpmiDriverInfo> {
-    IpmiDriverInfo::parse(&Value::Object(node.driver_info.clone()))
-        .map_err(|e| DriverError(format!("invalid IPMI driver_info: {e}")))
+    IpmiDriverInfo::parse(&Value::Object(node.driver_info.clone())).map_err(DriverError::IpmiInfo)
 }
 
 impl IpmiClients {
@@ -63,7 +62,7 @@ impl IpmiClients {
         let cfg = info
             .client_config(self.settings.timeout, self.settings.attempts)
             .await
-            .map_err(|e| DriverError(e.to_string()))?;
+            .map_err(DriverError::IpmiInfo)?;
         let client = Arc::new(Client::new(cfg));
         self.clients
             .lock()
@@ -99,7 +98,7 @@ impl Power for IpmiPower {
             match client.power_state().await {
                 Ok(PowerState::On) => Ok(POWER_ON.into()),
                 Ok(PowerState::Off) => Ok(POWER_OFF.into()),
-                Err(e) => Err(DriverError(e.to_string())),
+                Err(e) => Err(DriverError::Bmc(e)),
             }
         })
     }
@@ -114,7 +113,7 @@ impl Power for IpmiPower {
             set_power(&client, action, self.0.wait(node))
                 .await
                 .map(|_| ())
-                .map_err(|e| DriverError(e.to_string()))
+                .map_err(DriverError::Power)
         })
     }
 }
@@ -143,7 +142,7 @@ impl Management for IpmiManagement {
             let dev = BootDevice::parse(device)
                 .filter(|_| BOOT_DEVICES.contains(&device))
                 .ok_or_else(|| {
-                    DriverError(format!(
+                    DriverError::Invalid(format!(
                         "boot device {device:?} is not supported; choose one of: {}",
                         BOOT_DEVICES.join(", ")
                     ))
@@ -158,7 +157,7 @@ impl Management for IpmiManagement {
                     valid: true,
                 })
                 .await
-                .map_err(|e| DriverError(e.to_string()))
+                .map_err(DriverError::Bmc)
         })
     }
 }
@@ -176,12 +175,12 @@ pub fn hardware_type(settings: IpmiSettings, ipxe: Option<Arc<dyn Boot>>) -> Har
         management: vec![Arc::new(IpmiManagement(clients))],
         boot,
         deploy: vec![
-            Arc::new(super::fake::DirectDeploy),
+            Arc::new(super::agent::DirectDeploy),
             Arc::new(super::iscsi::IscsiDeploy),
             Arc::new(super::fake::FakeDeploy),
         ],
         inspect: vec![
-            Arc::new(super::fake::AgentInspect),
+            Arc::new(super::agent::AgentInspect),
             Arc::new(super::fake::FakeInspect),
         ],
     }

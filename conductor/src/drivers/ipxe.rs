@@ -30,17 +30,13 @@ pub struct IpxeBoot {
     pub db: Db,
 }
 
-fn err(e: impl std::fmt::Display) -> DriverError {
-    DriverError(e.to_string())
-}
-
 fn source<'a>(node: &'a Node, key: &str) -> DResult<&'a str> {
     node.driver_info
         .get(key)
         .and_then(|v| v.as_str())
         .filter(|s| !s.is_empty())
         .ok_or_else(|| {
-            DriverError(format!(
+            DriverError::Invalid(format!(
                 "driver_info.{key} is missing: set it to the deploy {} (an http(s) URL or an \
                  absolute path on the conductor)",
                 key.trim_start_matches("deploy_")
@@ -51,11 +47,7 @@ fn source<'a>(node: &'a Node, key: &str) -> DResult<&'a str> {
 impl IpxeBoot {
     /// The MACs of the PXE-enabled ports `filter` selects.
     async fn pxe_macs(&self, filter: &PortFilter) -> DResult<Vec<Mac>> {
-        let ports = self
-            .db
-            .list_ports(filter)
-            .await
-            .map_err(|e| DriverError(format!("storage: {e}")))?;
+        let ports = self.db.list_ports(filter).await?;
         Ok(ports
             .iter()
             .filter(|p| p.pxe_enabled)
@@ -72,7 +64,7 @@ impl IpxeBoot {
             })
             .await?;
         if macs.is_empty() {
-            return Err(DriverError(format!(
+            return Err(DriverError::Invalid(format!(
                 "node {} has no PXE-enabled port: create one with the MAC of the NIC it \
                  network-boots from (`ferrite port create --node {} MAC`)",
                 node.uuid, node.uuid
@@ -87,8 +79,9 @@ impl IpxeBoot {
             return Ok(());
         };
         let macs = self.pxe_macs(&PortFilter::default()).await?;
-        ferrite_netboot::dnsmasq::write_hostsfile(path, &macs)
-            .map_err(|e| DriverError(format!("writing dhcp hosts file {}: {e}", path.display())))
+        ferrite_netboot::dnsmasq::write_hostsfile(path, &macs).map_err(|e| {
+            DriverError::failed(format!("writing dhcp hosts file {}", path.display()), e)
+        })
     }
 
     /// The node's own kernel parameters (`driver_info.kernel_append_params`), each
@@ -98,11 +91,11 @@ impl IpxeBoot {
             return Ok(Vec::new());
         };
         let p = v.as_str().ok_or_else(|| {
-            DriverError("driver_info.kernel_append_params must be a string".into())
+            DriverError::invalid("driver_info.kernel_append_params must be a string")
         })?;
         let params: Vec<String> = p.split_whitespace().map(String::from).collect();
         for w in &params {
-            ipxe::check_word("driver_info.kernel_append_params parameter", w).map_err(err)?;
+            ipxe::check_word("driver_info.kernel_append_params parameter", w)?;
         }
         Ok(params)
     }
@@ -137,7 +130,7 @@ impl Boot for IpxeBoot {
         for key in ["deploy_kernel", "deploy_ramdisk"] {
             let src = source(node, key)?;
             if src.starts_with("http://") || src.starts_with("https://") {
-                ipxe::check_word(&format!("driver_info.{key}"), src).map_err(err)?;
+                ipxe::check_word(&format!("driver_info.{key}"), src)?;
             }
         }
         Self::node_params(node)?;
@@ -147,24 +140,20 @@ impl Boot for IpxeBoot {
         Box::pin(async move {
             let macs = self.macs(node).await?;
             let files = &self.settings.files;
-            let kernel = files
-                .deploy_url(&node.uuid, "deploy_kernel", source(node, "deploy_kernel")?)
-                .map_err(err)?;
-            let ramdisk = files
-                .deploy_url(
-                    &node.uuid,
-                    "deploy_ramdisk",
-                    source(node, "deploy_ramdisk")?,
-                )
-                .map_err(err)?;
+            let kernel =
+                files.deploy_url(&node.uuid, "deploy_kernel", source(node, "deploy_kernel")?)?;
+            let ramdisk = files.deploy_url(
+                &node.uuid,
+                "deploy_ramdisk",
+                source(node, "deploy_ramdisk")?,
+            )?;
             let script = ipxe::deploy_script(&DeployBoot {
                 node_uuid: node.uuid.clone(),
                 kernel_url: kernel,
                 ramdisk_url: ramdisk,
                 params: self.kernel_params(node)?,
-            })
-            .map_err(err)?;
-            files.write_node_script(&macs, &script).map_err(err)?;
+            })?;
+            files.write_node_script(&macs, &script)?;
             self.sync_hostsfile().await
         })
     }
@@ -181,9 +170,7 @@ impl Boot for IpxeBoot {
         Box::pin(async move {
             let macs = self.macs(node).await?;
             let files = &self.settings.files;
-            files
-                .write_node_script(&macs, &ipxe::local_boot_script(&node.uuid))
-                .map_err(err)?;
+            files.write_node_script(&macs, &ipxe::local_boot_script(&node.uuid))?;
             files.remove_node_files(&node.uuid);
             Ok(())
         })

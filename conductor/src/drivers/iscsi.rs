@@ -13,17 +13,72 @@ use std::time::Instant;
 
 use ferrite_image::disk::{configdrive, gpt};
 use ferrite_image::http::HttpConfig;
-use ferrite_image::{stream_image, BlockSink, Progress};
+use ferrite_image::{stream_image, BlockSink, Progress as WriteProgress};
 use ferrite_iscsi::{Credentials, LoginOptions};
-use ferrite_proto::agent::CommandStatus;
-use ferrite_proto::image::ImageInfo;
+use ferrite_proto::commands::{
+    self as cmd, StartIscsiTargetParams, StartIscsiTargetResult, StopIscsiTargetResult,
+};
+use ferrite_proto::image::{ImageInfo, WHOLE_DISK};
 use ferrite_proto::steps::Step;
 use rand::distr::{Alphanumeric, SampleString};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 
+use super::agent::{self, AgentApi, AgentCallError, Progress};
 use super::iscsi_disk::IscsiDisk;
 use super::*;
-use crate::agent_client::{AgentClient, AgentTarget};
+
+/// Why the iSCSI write of an image failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IscsiError {
+    #[error("the iscsi deploy interface writes whole-disk images only, not {0:?} images; use deploy_interface direct")]
+    NotWholeDisk(String),
+    #[error("driver_info.ferrite_iscsi_address {address:?} is not an address:port")]
+    BadAddress {
+        address: String,
+        #[source]
+        source: std::net::AddrParseError,
+    },
+    #[error("the agent URL {0:?} has no host to reach its iSCSI portal at")]
+    NoHost(String),
+    #[error("resolving the agent's host {host}")]
+    Resolve {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the agent's host {0} has no address")]
+    NoAddress(String),
+    #[error("logging in to {iqn} at {addr}")]
+    Login {
+        iqn: String,
+        addr: SocketAddr,
+        #[source]
+        source: ferrite_iscsi::InitiatorError,
+    },
+    #[error("writing image {id} over iSCSI failed")]
+    Image {
+        id: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("{what} over iSCSI")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing the config drive over iSCSI")]
+    ConfigDrive(#[source] BoxError),
+    #[error("verification failed: no partition table reads back")]
+    NoTable,
+    #[error("the iSCSI write of {iqn} ended abnormally")]
+    Aborted {
+        iqn: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
 
 /// Our initiator's name.
 pub const INITIATOR_NAME: &str = "iqn.2026-01.org.ferrite:conductor";
@@ -36,10 +91,10 @@ impl Deploy for IscsiDeploy {
         "iscsi"
     }
     fn validate(&self, node: &Node) -> DResult<()> {
-        super::fake::DirectDeploy.validate(node)?;
+        agent::DirectDeploy.validate(node)?;
         if let Some(v) = node.driver_info.get("ferrite_iscsi_port") {
             if port_of(v).is_none() {
-                return Err(DriverError(format!(
+                return Err(DriverError::Invalid(format!(
                     "driver_info.ferrite_iscsi_port {v} is not a port number (0-65535)"
                 )));
             }
@@ -49,7 +104,7 @@ impl Deploy for IscsiDeploy {
                 .and_then(|s| s.parse::<SocketAddr>().ok())
                 .is_none()
             {
-                return Err(DriverError(format!(
+                return Err(DriverError::Invalid(format!(
                     "driver_info.ferrite_iscsi_address {v} is not an address:port"
                 )));
             }
@@ -58,6 +113,19 @@ impl Deploy for IscsiDeploy {
     }
     fn uses_agent(&self) -> bool {
         true
+    }
+    fn write_image<'a>(
+        &'a self,
+        agent: &'a dyn AgentApi,
+        node: &'a mut Node,
+    ) -> BoxFut<'a, DResult<Progress>> {
+        Box::pin(async move {
+            let written = write_image(agent, node).await?;
+            let summary = serde_json::to_value(written).unwrap_or(Value::Null);
+            node.driver_internal_info
+                .insert("ferrite_iscsi_write".into(), summary);
+            Ok(Progress::Done)
+        })
     }
     fn deploy_steps(&self) -> Vec<Step> {
         agent_deploy_steps()
@@ -79,85 +147,60 @@ pub fn target_iqn(node: &Node) -> String {
 }
 
 /// Where to reach the agent's portal: the override, or the agent's host and `port`.
-async fn portal(node: &Node, agent_url: &str, port: u16) -> Result<SocketAddr, String> {
+async fn portal(node: &Node, agent_url: &str, port: u16) -> Result<SocketAddr, IscsiError> {
     if let Some(a) = node
         .driver_info
         .get("ferrite_iscsi_address")
         .and_then(Value::as_str)
     {
-        return a
-            .parse()
-            .map_err(|e| format!("driver_info.ferrite_iscsi_address {a:?}: {e}"));
+        return a.parse().map_err(|source| IscsiError::BadAddress {
+            address: a.into(),
+            source,
+        });
     }
-    let url = reqwest::Url::parse(agent_url)
-        .map_err(|e| format!("the agent URL {agent_url:?} is not a URL: {e}"))?;
-    let host = url
-        .host_str()
-        .ok_or_else(|| format!("the agent URL {agent_url:?} has no host"))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let mut addrs = tokio::net::lookup_host((host.as_str(), port))
+    let host = reqwest::Url::parse(agent_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .ok_or_else(|| IscsiError::NoHost(agent_url.into()))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let mut addrs = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| format!("resolving the agent's host {host}: {e}"))?;
+        .map_err(|source| IscsiError::Resolve {
+            host: host.into(),
+            source,
+        })?;
     addrs
         .next()
-        .ok_or_else(|| format!("the agent's host {host} has no address"))
+        .ok_or_else(|| IscsiError::NoAddress(host.into()))
 }
 
-async fn agent_command(
-    agent: &AgentClient,
-    t: &AgentTarget<'_>,
-    name: &str,
-    params: Value,
-) -> Result<Value, String> {
-    let params = match params {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    let r = agent
-        .command(t, name, params, true)
-        .await
-        .map_err(|e| crate::error_chain(&e))?;
-    match r.command_status {
-        CommandStatus::Succeeded => Ok(r.command_result.unwrap_or(Value::Null)),
-        CommandStatus::Failed => Err(format!(
-            "{name} failed on the agent: {}",
-            r.command_error.unwrap_or(Value::Null)
-        )),
-        CommandStatus::Running => Err(format!("{name} did not finish")),
-    }
+/// What the iSCSI write did (`driver_internal_info.ferrite_iscsi_write`).
+#[derive(Debug, Clone, Serialize)]
+pub struct IscsiWrite {
+    pub iqn: String,
+    pub portal: String,
+    pub format: &'static str,
+    pub compression: &'static str,
+    pub image_bytes: u64,
+    pub disk_bytes: u64,
+    pub zero_bytes_skipped: u64,
+    pub partitions: usize,
+    /// Where the config drive went. Not `configdrive`: the API masks a key of that name
+    /// at any depth.
+    pub configdrive_written: Option<String>,
+    pub seconds: f64,
 }
 
-/// The `write_image` deploy step of the iscsi interface; returns a summary for
-/// `driver_internal_info`. `image_info` is what `standby.prepare_image` would get.
-pub async fn write_image(
-    agent: &AgentClient,
-    t: &AgentTarget<'_>,
-    node: &Node,
-    image_info: Value,
-) -> Result<Value, String> {
-    let info: ImageInfo = serde_json::from_value(image_info)
-        .map_err(|e| format!("building image_info from instance_info: {e}"))?;
-    if info
-        .image_type
-        .as_deref()
-        .is_some_and(|t| t != "whole-disk")
-    {
-        return Err("the iscsi deploy interface writes whole-disk images only".into());
+/// The `write_image` deploy step of the iscsi interface: the agent exports its disk, the
+/// conductor writes the image of `instance_info` and the config drive, the agent stops
+/// the target.
+pub async fn write_image(agent: &dyn AgentApi, node: &Node) -> DResult<IscsiWrite> {
+    let info = agent::image_info(node)?;
+    if let Some(t) = info.image_type.as_deref().filter(|t| *t != WHOLE_DISK) {
+        return Err(IscsiError::NotWholeDisk(t.into()).into());
     }
-    let configdrive = match node.instance_info.get("configdrive") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.is_empty() => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => {
-            return Err(
-                "configdrive must be a base64 gzip string or an http(s) URL \
-                        for the iscsi deploy interface"
-                    .into(),
-            )
-        }
-    };
+    let configdrive = agent::configdrive(node)?;
+    let agent_url = node.agent_url.as_deref().ok_or(AgentCallError::NoUrl)?;
     let iqn = target_iqn(node);
     let chap = Credentials {
         user: "ferrite".into(),
@@ -167,29 +210,35 @@ pub async fn write_image(
         .driver_info
         .get("ferrite_iscsi_port")
         .and_then(port_of)
-        .unwrap_or(3260);
-    let started = agent_command(
-        agent,
-        t,
-        "iscsi.start_iscsi_target",
-        json!({"iqn": iqn, "portal_port": port, "wipe_disk_metadata": true,
-               "ferrite_chap_user": chap.user, "ferrite_chap_secret": chap.secret}),
+        .unwrap_or(cmd::ISCSI_PORT);
+    let params = StartIscsiTargetParams {
+        iqn: iqn.clone(),
+        portal_port: port,
+        wipe_disk_metadata: true,
+        ferrite_chap_user: Some(chap.user.clone()),
+        ferrite_chap_secret: Some(chap.secret.clone()),
+    };
+    let started: StartIscsiTargetResult =
+        agent::run(agent, node, cmd::START_ISCSI_TARGET, &params).await?;
+    let port = started.ferrite_portal_port.unwrap_or(port);
+    let is_file = started.ferrite_device_is_file;
+    let result = write_through(
+        node,
+        agent_url,
+        port,
+        &iqn,
+        chap,
+        is_file,
+        info,
+        configdrive,
     )
-    .await?;
-    let port = started
-        .get("ferrite_portal_port")
-        .and_then(port_of)
-        .unwrap_or(port);
-    let is_file = started
-        .get("ferrite_device_is_file")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let result = write_through(node, t.url, port, &iqn, chap, is_file, info, configdrive).await;
+    .await;
     // Stop exporting the disk whatever happened; standby.sync would stop it too.
-    let stopped = agent_command(agent, t, "iscsi.stop_iscsi_target", json!({})).await;
-    let summary = result?;
+    let stopped =
+        agent::run::<StopIscsiTargetResult>(agent, node, cmd::STOP_ISCSI_TARGET, &()).await;
+    let written = result?;
     stopped?;
-    Ok(summary)
+    Ok(written)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -202,60 +251,78 @@ async fn write_through(
     is_file: bool,
     info: ImageInfo,
     configdrive: Option<String>,
-) -> Result<Value, String> {
+) -> Result<IscsiWrite, IscsiError> {
     let addr = portal(node, agent_url, port).await?;
     let mut opts = LoginOptions::new(INITIATOR_NAME, iqn);
     opts.chap = Some(chap);
     let began = Instant::now();
     let disk = IscsiDisk::connect(addr, &opts, is_file)
         .await
-        .map_err(|e| format!("logging in to {iqn} at {addr}: {}", crate::error_chain(&e)))?;
+        .map_err(|source| IscsiError::Login {
+            iqn: iqn.into(),
+            addr,
+            source,
+        })?;
     tracing::info!(node = %node.uuid, %addr, iqn, "writing the image over iSCSI");
     let rt = tokio::runtime::Handle::current();
-    let iqn = iqn.to_string();
-    let job_iqn = iqn.clone();
-    let job = move || -> Result<Value, String> {
-        let iqn = job_iqn.as_str();
+    let job_iqn = iqn.to_string();
+    let job = move || -> Result<IscsiWrite, IscsiError> {
+        let iqn = job_iqn;
         let mut disk = disk;
         let cfg = HttpConfig::default();
-        let progress = Progress::new();
-        let o = stream_image(&rt, &info, &mut disk, &cfg, &progress)
-            .map_err(|e| format!("writing image {} over iSCSI failed: {}", info.id, e.chain()))?;
+        let progress = WriteProgress::new();
+        let o = stream_image(&rt, &info, &mut disk, &cfg, &progress).map_err(|e| {
+            IscsiError::Image {
+                id: info.id.clone(),
+                source: e.into(),
+            }
+        })?;
         let size = BlockSink::size(&disk);
         let sector = u64::from(disk.block_size());
-        let io = |what: &str, e: std::io::Error| format!("{what} over iSCSI: {e}");
-        gpt::move_backup_to_end(&disk, size, sector).map_err(|e| io("moving the backup GPT", e))?;
+        let io = |what: &'static str| move |source| IscsiError::Io { what, source };
+        gpt::move_backup_to_end(&disk, size, sector).map_err(io("moving the backup GPT"))?;
         let cd = match configdrive {
             Some(cd) => {
-                let data = configdrive::fetch(&rt, &cd, &cfg).map_err(|e| e.chain())?;
+                let data = configdrive::fetch(&rt, &cd, &cfg)
+                    .map_err(|e| IscsiError::ConfigDrive(e.into()))?;
                 Some(
-                    configdrive::write_data(&disk, size, sector, &data, iqn)
-                        .map_err(|e| format!("writing the config drive: {}", e.chain()))?,
+                    configdrive::write_data(&disk, size, sector, &data, &iqn)
+                        .map_err(|e| IscsiError::ConfigDrive(e.into()))?,
                 )
             }
             None => None,
         };
         // Verify: the partition table reads back through a fresh read of the LUN.
-        let table = gpt::read_table(&disk, sector).map_err(|e| io("reading back", e))?;
+        let table = gpt::read_table(&disk, sector).map_err(io("reading back"))?;
         let partitions = match &table {
             gpt::Table::Gpt { partitions, .. } => partitions.len(),
             gpt::Table::Mbr { partitions, .. } => partitions.len(),
             gpt::Table::None => 0,
         };
         if cd.is_some() && partitions == 0 {
-            return Err("verification failed: no partition table reads back".into());
+            return Err(IscsiError::NoTable);
         }
-        disk.logout().map_err(|e| io("logging out", e))?;
-        Ok(json!({
-            "iqn": iqn, "portal": addr.to_string(), "format": o.format,
-            "compression": o.compression, "image_bytes": o.image_bytes,
-            "disk_bytes": o.disk_bytes, "zero_bytes_skipped": o.zero_bytes_skipped,
-            "partitions": partitions, "configdrive_written": cd,
-        }))
+        disk.logout().map_err(io("logging out"))?;
+        Ok(IscsiWrite {
+            iqn,
+            portal: addr.to_string(),
+            format: o.format,
+            compression: o.compression,
+            image_bytes: o.image_bytes,
+            disk_bytes: o.disk_bytes,
+            zero_bytes_skipped: o.zero_bytes_skipped,
+            partitions,
+            configdrive_written: cd,
+            seconds: 0.0,
+        })
     };
-    let mut summary = tokio::task::spawn_blocking(job)
-        .await
-        .map_err(|e| format!("the iSCSI write of {iqn} ended abnormally: {e}"))??;
-    summary["seconds"] = json!(began.elapsed().as_secs_f64());
-    Ok(summary)
+    let mut written =
+        tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|source| IscsiError::Aborted {
+                iqn: iqn.into(),
+                source,
+            })??;
+    written.seconds = began.elapsed().as_secs_f64();
+    Ok(written)
 }

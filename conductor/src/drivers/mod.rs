@@ -1,11 +1,13 @@
 //! Hardware interfaces as traits (STYLE.md §4): power, management, boot, deploy, inspect.
 //! A hardware type (`fake-hardware`) names the implementations a node may use.
 
+pub mod agent;
 pub mod fake;
 pub mod ipmi;
 pub mod ipxe;
 pub mod iscsi;
 pub mod iscsi_disk;
+pub mod scripted_agent;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -18,9 +20,51 @@ use crate::model::Node;
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct DriverError(pub String);
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a driver call failed. The message says what failed; the cause is the source
+/// (render with [`crate::error_chain`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The node's settings (or the request) cannot work; the message says what to fix.
+    #[error("{0}")]
+    Invalid(String),
+    /// An operation failed for a reason below it.
+    #[error("{what}")]
+    Failed {
+        what: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("storage error")]
+    Db(#[from] crate::db::DbError),
+    #[error("invalid IPMI driver_info")]
+    IpmiInfo(#[source] ferrite_ipmi::DriverInfoError),
+    #[error(transparent)]
+    Bmc(ferrite_ipmi::ClientError),
+    #[error(transparent)]
+    Power(ferrite_ipmi::PowerError),
+    #[error(transparent)]
+    BootFiles(#[from] ferrite_netboot::files::FilesError),
+    #[error(transparent)]
+    BootScript(#[from] ferrite_netboot::ipxe::ScriptError),
+    #[error(transparent)]
+    Agent(#[from] agent::AgentCallError),
+    #[error(transparent)]
+    Iscsi(#[from] iscsi::IscsiError),
+}
+
+impl DriverError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        DriverError::Invalid(message.into())
+    }
+    pub fn failed(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        DriverError::Failed {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
 
 pub type DResult<T> = Result<T, DriverError>;
 
@@ -86,6 +130,13 @@ pub trait Deploy: Send + Sync {
     fn validate(&self, node: &Node) -> DResult<()>;
     /// Whether deploy and clean run through the agent ramdisk.
     fn uses_agent(&self) -> bool;
+    /// The `deploy.write_image` step: puts the image of `instance_info` on the node's
+    /// disk, or starts an agent command that does.
+    fn write_image<'a>(
+        &'a self,
+        agent: &'a dyn agent::AgentApi,
+        node: &'a mut Node,
+    ) -> BoxFut<'a, DResult<agent::Progress>>;
     /// The conductor's own deploy steps (agent steps are merged in later).
     fn deploy_steps(&self) -> Vec<Step>;
     /// The conductor's own clean steps.
@@ -130,7 +181,7 @@ fn pick<T: ?Sized>(
         .cloned()
         .ok_or_else(|| {
             let names: Vec<&str> = list.iter().map(|i| name(i)).collect();
-            DriverError(format!(
+            DriverError::Invalid(format!(
                 "{kind} interface {wanted:?} is not supported by this hardware type; \
                  choose one of: {}",
                 names.join(", ")
@@ -212,7 +263,7 @@ impl Registry {
 
     pub fn for_node(&self, node: &Node) -> DResult<NodeDrivers> {
         let hw = self.get(&node.driver).ok_or_else(|| {
-            DriverError(format!(
+            DriverError::Invalid(format!(
                 "driver {:?} is not loaded; available: {}",
                 node.driver,
                 self.names().join(", ")
@@ -222,17 +273,67 @@ impl Registry {
     }
 }
 
+/// The steps the conductor itself runs (CONTRACT.md §8); any other step of an agent
+/// deploy runs on the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConductorStep {
+    /// `deploy.deploy`: boot the agent (or, without one, power on).
+    Deploy,
+    /// `deploy.write_image`: the deploy interface's [`Deploy::write_image`].
+    WriteImage,
+    /// `deploy.prepare_instance_boot`: boot from disk next.
+    PrepareInstanceBoot,
+    /// `deploy.tear_down_agent`: flush the disk and power off.
+    TearDownAgent,
+    /// `deploy.boot_instance`: power on into the instance.
+    BootInstance,
+    /// `deploy.hold`: wait for `unhold`.
+    Hold,
+}
+
+impl ConductorStep {
+    const ALL: [(ConductorStep, &'static str); 6] = [
+        (ConductorStep::Deploy, "deploy"),
+        (ConductorStep::WriteImage, "write_image"),
+        (ConductorStep::PrepareInstanceBoot, "prepare_instance_boot"),
+        (ConductorStep::TearDownAgent, "tear_down_agent"),
+        (ConductorStep::BootInstance, "boot_instance"),
+        (ConductorStep::Hold, "hold"),
+    ];
+
+    /// The conductor step `s` names, if it is one (all are on the deploy interface).
+    pub fn of(s: &Step) -> Option<ConductorStep> {
+        if s.interface != "deploy" {
+            return None;
+        }
+        Self::ALL
+            .iter()
+            .find(|(_, name)| *name == s.step)
+            .map(|(c, _)| *c)
+    }
+
+    /// This step with `priority`.
+    pub fn with_priority(self, priority: i32) -> Step {
+        let name = Self::ALL
+            .iter()
+            .find(|(c, _)| *c == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("hold");
+        step("deploy", name, priority)
+    }
+}
+
 /// The conductor-side deploy steps of an agent-based deploy (CONTRACT.md §8).
 pub fn agent_deploy_steps() -> Vec<Step> {
     [
-        ("deploy", 100),
-        ("write_image", 80),
-        ("prepare_instance_boot", 60),
-        ("tear_down_agent", 40),
-        ("boot_instance", 20),
+        (ConductorStep::Deploy, 100),
+        (ConductorStep::WriteImage, 80),
+        (ConductorStep::PrepareInstanceBoot, 60),
+        (ConductorStep::TearDownAgent, 40),
+        (ConductorStep::BootInstance, 20),
     ]
     .into_iter()
-    .map(|(name, priority)| step("deploy", name, priority))
+    .map(|(s, priority)| s.with_priority(priority))
     .collect()
 }
 
@@ -244,5 +345,27 @@ pub fn step(interface: &str, name: &str, priority: i32) -> Step {
         args: Default::default(),
         abortable: false,
         reboot_requested: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conductor_steps_are_named_once() {
+        for s in agent_deploy_steps() {
+            let c = ConductorStep::of(&s).expect("a conductor step");
+            assert_eq!(c.with_priority(s.priority), s);
+        }
+        assert_eq!(
+            ConductorStep::of(&step("deploy", "hold", 0)),
+            Some(ConductorStep::Hold)
+        );
+        assert_eq!(
+            ConductorStep::of(&step("deploy", "erase_devices", 10)),
+            None
+        );
+        assert_eq!(ConductorStep::of(&step("bios", "write_image", 80)), None);
     }
 }

@@ -448,7 +448,7 @@ impl Conductor {
     async fn finish_inspection(&self, node: &mut Node) -> EResult<()> {
         let d = match self.drivers.for_node(node) {
             Ok(d) => d,
-            Err(e) => return self.fail(node, e.to_string()).await,
+            Err(e) => return self.fail(node, crate::error_chain(&e)).await,
         };
         let off = async {
             d.power.set_state(node, PowerTarget::Off).await?;
@@ -459,7 +459,10 @@ impl Conductor {
             return self
                 .fail(
                     node,
-                    format!("Inspection data stored, but powering off failed: {e}"),
+                    format!(
+                        "Inspection data stored, but powering off failed: {}",
+                        crate::error_chain(&e)
+                    ),
                 )
                 .await;
         }

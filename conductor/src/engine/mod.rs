@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::agent_client::AgentClient;
 use crate::db::{Db, DbError};
+use crate::drivers::agent::AgentApi;
 use crate::drivers::ipxe::{IpxeBoot, IpxeSettings};
 use crate::drivers::{DriverError, PowerTarget, Registry};
 use crate::model::{now, Node};
@@ -138,7 +139,8 @@ pub struct Conductor {
     pub db: Db,
     pub cfg: EngineConfig,
     pub drivers: Registry,
-    pub agent: AgentClient,
+    /// The agent API: HTTP, or a scripted fake in unit tests.
+    pub agent: Arc<dyn AgentApi>,
     pub tracker: TaskTracker,
     /// The files behind `/boot/` when the `ipxe` boot interface is enabled.
     pub boot_files: Option<ferrite_netboot::BootFiles>,
@@ -153,7 +155,7 @@ impl Conductor {
         cfg: EngineConfig,
         ipxe: Option<Arc<IpxeSettings>>,
     ) -> Result<Arc<Conductor>, crate::agent_client::AgentError> {
-        let agent = AgentClient::new(cfg.agent_timeout)?;
+        let agent = Arc::new(AgentClient::new(cfg.agent_timeout)?);
         let boot_files = ipxe.as_ref().map(|s| s.files.clone());
         let ipxe = ipxe.map(|settings| {
             Arc::new(IpxeBoot {
@@ -462,7 +464,10 @@ impl Conductor {
             node.target_power_state = None;
             match result {
                 Ok(()) => node.power_state = Some(t.result().into()),
-                Err(e) => node.last_error = Some(format!("Failed to change power state: {e}")),
+                Err(e) => {
+                    let e = crate::error_chain(&e);
+                    node.last_error = Some(format!("Failed to change power state: {e}"))
+                }
             }
             node.updated_at = Some(now());
             me.db.save_node(&node).await?;

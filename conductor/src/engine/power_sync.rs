@@ -124,6 +124,7 @@ impl Conductor {
                 }
             }
             Err(e) => {
+                let e = crate::error_chain(&e);
                 let failures = failures + 1;
                 tracing::warn!(node = %node.uuid, failures, error = %e, "power state read failed");
                 node.driver_internal_info

@@ -5,12 +5,14 @@
 use std::sync::Arc;
 
 use ferrite_proto::agent::{CommandResult, CommandStatus};
-use ferrite_proto::steps::Step;
+use ferrite_proto::commands::{self as cmd, CommandFailure, ExecuteStepParams, GetStepsParams};
+use ferrite_proto::steps::{Step, StepKind, StepsResult};
 use serde_json::{json, Map, Value};
 
 use super::{Conductor, EResult, EngineError};
-use crate::agent_client::AgentTarget;
-use crate::drivers::{NodeDrivers, PowerTarget, POWER_OFF, POWER_ON};
+use crate::drivers::agent::{self, AgentCallError, PendingCommand, Progress};
+use crate::drivers::{ConductorStep, DResult, NodeDrivers, PowerTarget, POWER_OFF, POWER_ON};
+use crate::error_chain;
 use crate::model::{now, Node, Obj};
 use crate::state::{Event, State};
 
@@ -28,9 +30,18 @@ impl Kind {
         }
     }
     fn name(self) -> &'static str {
+        self.proto().name()
+    }
+    fn title(self) -> &'static str {
         match self {
-            Kind::Clean => "clean",
-            Kind::Deploy => "deploy",
+            Kind::Clean => "Clean",
+            Kind::Deploy => "Deploy",
+        }
+    }
+    fn proto(self) -> StepKind {
+        match self {
+            Kind::Clean => StepKind::Clean,
+            Kind::Deploy => StepKind::Deploy,
         }
     }
     fn steps_key(self) -> &'static str {
@@ -156,74 +167,70 @@ fn step_obj(s: &Step) -> Obj {
     }
 }
 
+/// Where a step left the run.
 enum Outcome {
     Done,
-    Wait(&'static str),
+    /// The agent is booting; its heartbeat resumes the run.
+    AgentBoot,
+    /// An agent command does the step; a heartbeat polls it.
+    Command(PendingCommand),
+    /// `deploy.hold`: wait for `unhold`.
     Hold,
 }
 
+impl From<Progress> for Outcome {
+    fn from(p: Progress) -> Outcome {
+        match p {
+            Progress::Done => Outcome::Done,
+            Progress::Running(c) => Outcome::Command(c),
+        }
+    }
+}
+
 /// Agent steps from a `get_*_steps` result: `{"clean_steps": {"Manager": [steps]}}`.
-fn agent_steps(result: &Option<Value>, kind: Kind) -> Vec<Step> {
+fn agent_steps(result: &StepsResult, kind: Kind) -> Vec<Step> {
     let mut out: Vec<Step> = vec![];
-    let by_manager = result
-        .as_ref()
-        .and_then(|r| r.get(kind.steps_key()))
-        .and_then(Value::as_object);
-    for list in by_manager.into_iter().flat_map(|m| m.values()) {
-        for s in list.as_array().into_iter().flatten() {
-            if let Ok(step) = serde_json::from_value::<Step>(s.clone()) {
-                match out.iter_mut().find(|o| same(o, &step)) {
-                    // Several managers offer it: the highest priority wins (IPA's rule).
-                    Some(o) if o.priority < step.priority => *o = step,
-                    Some(_) => {}
-                    None => out.push(step),
-                }
+    for list in result
+        .steps(kind.proto())
+        .into_iter()
+        .flat_map(|m| m.values())
+    {
+        for step in list {
+            match out.iter_mut().find(|o| same(o, step)) {
+                // Several managers offer it: the highest priority wins (IPA's rule).
+                Some(o) if o.priority < step.priority => *o = step.clone(),
+                Some(_) => {}
+                None => out.push(step.clone()),
             }
         }
     }
     out
 }
 
-fn command_error(r: &CommandResult) -> String {
-    match &r.command_error {
-        Some(Value::Object(o)) => {
-            let get = |k: &str| o.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
-            match (get("message"), get("details")) {
-                (Some(m), Some(d)) if m != d => format!("{m}: {d}"),
-                (Some(m), _) => m.to_string(),
-                (None, Some(d)) => d.to_string(),
-                (None, None) => Value::Object(o.clone()).to_string(),
-            }
-        }
-        Some(v) => v.to_string(),
-        None => "the agent reported failure without details".into(),
-    }
+/// A clean step the user asked for that neither the conductor nor the agent offers.
+#[derive(Debug, thiserror::Error)]
+#[error("clean step {step} is not offered; offered: {offered}")]
+pub struct NotOffered {
+    step: String,
+    offered: String,
 }
 
 impl Conductor {
-    fn target<'a>(&self, node: &'a Node) -> Result<AgentTarget<'a>, String> {
-        let url = node
-            .agent_url
-            .as_deref()
-            .ok_or("the agent has not heartbeated yet, so its URL is unknown")?;
-        Ok(AgentTarget {
-            url,
-            token: node.agent_token.as_deref(),
-            verify_ca: node.agent_verify_ca.as_deref(),
-        })
-    }
-
-    fn agent_node(node: &Node) -> Value {
-        json!({
+    fn agent_node(node: &Node) -> Obj {
+        let v = json!({
             "uuid": node.uuid,
             "properties": node.properties,
             "instance_info": crate::model::mask(&node.instance_info),
             "driver_info": crate::model::mask(&node.driver_info),
             "driver_internal_info": node.driver_internal_info,
-        })
+        });
+        match v {
+            Value::Object(o) => o,
+            _ => Obj::new(),
+        }
     }
 
-    async fn ports_json(&self, node: &Node) -> Value {
+    async fn ports_json(&self, node: &Node) -> Vec<Value> {
         let ports = self
             .db
             .list_ports(&crate::db::PortFilter {
@@ -232,43 +239,26 @@ impl Conductor {
             })
             .await
             .unwrap_or_default();
-        Value::Array(
-            ports
-                .iter()
-                .map(
-                    |p| json!({"uuid": p.uuid, "address": p.address, "pxe_enabled": p.pxe_enabled}),
-                )
-                .collect(),
-        )
+        ports
+            .iter()
+            .map(|p| json!({"uuid": p.uuid, "address": p.address, "pxe_enabled": p.pxe_enabled}))
+            .collect()
     }
 
-    /// Asks the agent which steps it offers.
+    /// Asks the agent which steps it offers, and the versions of its managers.
     async fn fetch_agent_steps(
         &self,
         node: &Node,
         kind: Kind,
-    ) -> Result<(Vec<Step>, Value), String> {
-        let t = self.target(node)?;
-        let mut params = Map::new();
-        params.insert("node".into(), Self::agent_node(node));
-        params.insert("ports".into(), self.ports_json(node).await);
-        let name = format!("{0}.get_{0}_steps", kind.name());
-        let r = self
-            .agent
-            .command(&t, &name, params, true)
-            .await
-            .map_err(|e| crate::error_chain(&e))?;
-        if r.command_status == CommandStatus::Failed {
-            return Err(format!("{name} failed: {}", command_error(&r)));
-        }
+    ) -> Result<(Vec<Step>, Map<String, Value>), AgentCallError> {
+        let params = GetStepsParams {
+            node: Self::agent_node(node),
+            ports: self.ports_json(node).await,
+        };
+        let name = kind.proto().get_steps_command();
+        let r: StepsResult = agent::run(self.agent.as_ref(), node, name, &params).await?;
         // Sent back as `clean_version`: the agent refuses steps listed by other managers.
-        let version = r
-            .command_result
-            .as_ref()
-            .and_then(|v| v.get("hardware_manager_version"))
-            .cloned()
-            .unwrap_or_else(|| json!({}));
-        Ok((agent_steps(&r.command_result, kind), version))
+        Ok((agent_steps(&r, kind), r.hardware_manager_version))
     }
 
     /// The full list of a run, once the agent (if any) has told its steps.
@@ -278,7 +268,7 @@ impl Conductor {
         d: &NodeDrivers,
         kind: Kind,
         agent: &[Step],
-    ) -> Result<Vec<Step>, String> {
+    ) -> Result<Vec<Step>, NotOffered> {
         let dii = &node.driver_internal_info;
         match kind {
             Kind::Clean if node.manual_clean() => {
@@ -288,19 +278,14 @@ impl Conductor {
                 }
                 let mut offered = d.deploy.clean_steps();
                 offered.extend(agent.iter().cloned());
-                offered.push(crate::drivers::step("deploy", "hold", 0));
+                offered.push(ConductorStep::Hold.with_priority(0));
                 for s in &user {
                     if !offered.iter().any(|o| same(o, s)) {
-                        let names: Vec<String> = offered
-                            .iter()
-                            .map(|o| format!("{}.{}", o.interface, o.step))
-                            .collect();
-                        return Err(format!(
-                            "clean step {}.{} is not offered; offered: {}",
-                            s.interface,
-                            s.step,
-                            names.join(", ")
-                        ));
+                        let names: Vec<String> = offered.iter().map(Step::name).collect();
+                        return Err(NotOffered {
+                            step: s.name(),
+                            offered: names.join(", "),
+                        });
                     }
                 }
                 Ok(user)
@@ -350,12 +335,8 @@ impl Conductor {
             if kind == Kind::Clean && d.deploy.uses_agent() {
                 // The agent's clean steps are only known once it runs.
                 if let Err(e) = self.boot_agent(&mut node, d).await {
-                    return self
-                        .fail(
-                            &mut node,
-                            format!("Failed to boot the agent for cleaning: {e}"),
-                        )
-                        .await;
+                    let msg = format!("Failed to boot the agent for cleaning: {}", error_chain(&e));
+                    return self.fail(&mut node, msg).await;
                 }
                 return self.transition(&mut node, Event::Wait).await;
             }
@@ -366,7 +347,7 @@ impl Conductor {
                     node.driver_internal_info
                         .insert(kind.index_key().into(), json!(0));
                 }
-                Err(e) => return self.fail(&mut node, e).await,
+                Err(e) => return self.fail(&mut node, e.to_string()).await,
             }
         }
         loop {
@@ -392,9 +373,16 @@ impl Conductor {
                     node.driver_internal_info
                         .insert(kind.index_key().into(), json!(idx + 1));
                 }
-                Ok(Outcome::Wait(why)) => {
+                Ok(Outcome::AgentBoot) => {
                     node.driver_internal_info
-                        .insert("waiting".into(), json!(why));
+                        .insert("waiting".into(), json!("agent_boot"));
+                    return self.transition(&mut node, Event::Wait).await;
+                }
+                Ok(Outcome::Command(pending)) => {
+                    node.driver_internal_info
+                        .insert("agent_command".into(), json!(pending));
+                    node.driver_internal_info
+                        .insert("waiting".into(), json!("agent_command"));
                     return self.transition(&mut node, Event::Wait).await;
                 }
                 Ok(Outcome::Hold) => {
@@ -404,14 +392,10 @@ impl Conductor {
                 }
                 Err(e) => {
                     let msg = format!(
-                        "{} step {}.{} failed: {e}",
-                        if kind == Kind::Clean {
-                            "Clean"
-                        } else {
-                            "Deploy"
-                        },
-                        step.interface,
-                        step.step
+                        "{} step {} failed: {}",
+                        kind.title(),
+                        step.name(),
+                        error_chain(&e)
                     );
                     return self.fail(&mut node, msg).await;
                 }
@@ -425,140 +409,90 @@ impl Conductor {
         d: &NodeDrivers,
         kind: Kind,
         step: &Step,
-    ) -> Result<Outcome, String> {
+    ) -> DResult<Outcome> {
         let agent = d.deploy.uses_agent();
-        let s = |e: crate::drivers::DriverError| e.to_string();
-        match (step.interface.as_str(), step.step.as_str(), kind) {
-            ("deploy", "hold", _) => Ok(Outcome::Hold),
-            ("deploy", "deploy", Kind::Deploy) => {
+        let conductor_step = match (ConductorStep::of(step), kind) {
+            (Some(ConductorStep::Hold), _) => return Ok(Outcome::Hold),
+            (Some(s), Kind::Deploy) => Some(s),
+            _ => None,
+        };
+        match conductor_step {
+            Some(ConductorStep::Deploy) => {
                 if agent {
-                    self.boot_agent(node, d).await.map_err(s)?;
-                    Ok(Outcome::Wait("agent_boot"))
+                    self.boot_agent(node, d).await?;
+                    Ok(Outcome::AgentBoot)
                 } else {
-                    d.power.set_state(node, PowerTarget::On).await.map_err(s)?;
+                    d.power.set_state(node, PowerTarget::On).await?;
                     node.power_state = Some(POWER_ON.into());
                     Ok(Outcome::Done)
                 }
             }
-            ("deploy", "write_image", Kind::Deploy) if d.deploy.name() == "iscsi" => {
-                let t = self.target(node)?;
-                let info = image_info(node)?;
-                let summary =
-                    crate::drivers::iscsi::write_image(&self.agent, &t, node, info).await?;
-                node.driver_internal_info
-                    .insert("ferrite_iscsi_write".into(), summary);
+            Some(ConductorStep::WriteImage) => Ok(d
+                .deploy
+                .write_image(self.agent.as_ref(), node)
+                .await?
+                .into()),
+            Some(ConductorStep::PrepareInstanceBoot) => {
+                d.boot.prepare_instance(node).await?;
+                d.management.set_boot_device(node, "disk", true).await?;
                 Ok(Outcome::Done)
             }
-            ("deploy", "write_image", Kind::Deploy) if agent => {
-                let mut params = Map::new();
-                params.insert("image_info".into(), image_info(node)?);
-                params.insert(
-                    "configdrive".into(),
-                    node.instance_info
-                        .get("configdrive")
-                        .cloned()
-                        .unwrap_or(Value::Null),
-                );
-                self.agent_async(node, "standby.prepare_image", params)
-                    .await
-            }
-            ("deploy", "prepare_instance_boot", Kind::Deploy) => {
-                d.boot.prepare_instance(node).await.map_err(s)?;
-                d.management
-                    .set_boot_device(node, "disk", true)
-                    .await
-                    .map_err(s)?;
-                Ok(Outcome::Done)
-            }
-            ("deploy", "tear_down_agent", Kind::Deploy) => {
+            Some(ConductorStep::TearDownAgent) => {
                 if agent {
-                    let t = self.target(node)?;
-                    let r = self
-                        .agent
-                        .command(&t, "standby.sync", Map::new(), true)
-                        .await
-                        .map_err(|e| crate::error_chain(&e))?;
-                    if r.command_status == CommandStatus::Failed {
-                        return Err(format!("standby.sync failed: {}", command_error(&r)));
-                    }
+                    agent::run::<Value>(self.agent.as_ref(), node, cmd::SYNC, &()).await?;
                 }
-                d.power.set_state(node, PowerTarget::Off).await.map_err(s)?;
+                d.power.set_state(node, PowerTarget::Off).await?;
                 node.power_state = Some(POWER_OFF.into());
                 Ok(Outcome::Done)
             }
-            ("deploy", "boot_instance", Kind::Deploy) => {
-                d.power.set_state(node, PowerTarget::On).await.map_err(s)?;
+            Some(ConductorStep::BootInstance) => {
+                d.power.set_state(node, PowerTarget::On).await?;
                 node.power_state = Some(POWER_ON.into());
                 Ok(Outcome::Done)
             }
-            _ if agent => {
-                let mut params = Map::new();
-                params.insert("step".into(), Value::Object(step_obj(step)));
-                params.insert("node".into(), Self::agent_node(node));
-                params.insert("ports".into(), self.ports_json(node).await);
-                if kind == Kind::Clean {
-                    let version = node
-                        .driver_internal_info
+            Some(ConductorStep::Hold) | None if agent => {
+                let clean_version = (kind == Kind::Clean).then(|| {
+                    node.driver_internal_info
                         .get("hardware_manager_version")
+                        .and_then(Value::as_object)
                         .cloned()
-                        .unwrap_or_else(|| json!({}));
-                    params.insert("clean_version".into(), version);
-                }
-                let name = format!("{0}.execute_{0}_step", kind.name());
-                self.agent_async(node, &name, params).await
+                        .unwrap_or_default()
+                });
+                let params = ExecuteStepParams {
+                    step: step_obj(step),
+                    node: Self::agent_node(node),
+                    ports: self.ports_json(node).await,
+                    clean_version,
+                    deploy_version: None,
+                };
+                let name = kind.proto().execute_step_command();
+                Ok(agent::start(self.agent.as_ref(), node, name, &params)
+                    .await?
+                    .into())
             }
             // Fake deploy: conductor-less steps have nothing to do.
-            _ => Ok(Outcome::Done),
+            Some(ConductorStep::Hold) | None => Ok(Outcome::Done),
         }
     }
 
-    /// Starts an asynchronous agent command; remembers it so a heartbeat can poll it.
-    async fn agent_async(
-        &self,
-        node: &mut Node,
-        name: &str,
-        params: Map<String, Value>,
-    ) -> Result<Outcome, String> {
-        let t = self.target(node)?;
-        let r = self
-            .agent
-            .command(&t, name, params, false)
-            .await
-            .map_err(|e| crate::error_chain(&e))?;
-        match r.command_status {
-            CommandStatus::Succeeded => {
-                record_result(node, &r);
-                Ok(Outcome::Done)
-            }
-            CommandStatus::Failed => Err(command_error(&r)),
-            CommandStatus::Running => {
-                node.driver_internal_info
-                    .insert("agent_command".into(), json!({"id": r.id, "name": name}));
-                Ok(Outcome::Wait("agent_command"))
-            }
-        }
-    }
-
-    /// The id of the agent command the node waits for, if any.
-    pub(crate) fn pending_command(node: &Node) -> Option<String> {
+    /// The agent command the node waits for, if any.
+    pub(crate) fn pending_command(node: &Node) -> Option<PendingCommand> {
         node.driver_internal_info
             .get("agent_command")
-            .and_then(|c| c.get("id"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
+            .and_then(|c| serde_json::from_value(c.clone()).ok())
     }
 
     /// Polls the pending agent command (no lock needed).
-    pub(crate) async fn poll_command(&self, node: &Node) -> Result<Option<CommandResult>, String> {
-        let Some(id) = Self::pending_command(node) else {
+    pub(crate) async fn poll_command(
+        &self,
+        node: &Node,
+    ) -> Result<Option<CommandResult>, AgentCallError> {
+        let Some(pending) = Self::pending_command(node) else {
             return Ok(None);
         };
-        let t = self.target(node)?;
-        self.agent
-            .get_command(&t, &id)
+        agent::poll(self.agent.as_ref(), node, &pending)
             .await
             .map(Some)
-            .map_err(|e| crate::error_chain(&e))
     }
 
     /// Continues a waiting node (locked): after the agent booted, a command ended, or unhold.
@@ -586,16 +520,16 @@ impl Conductor {
                     match self.fetch_agent_steps(&node, kind).await {
                         Ok((s, version)) => {
                             node.driver_internal_info
-                                .insert("hardware_manager_version".into(), version);
+                                .insert("hardware_manager_version".into(), Value::Object(version));
                             s
                         }
                         Err(e) => {
-                            return self
-                                .fail(
-                                    &mut node,
-                                    format!("Cannot get the agent's {} steps: {e}", kind.name()),
-                                )
-                                .await
+                            let msg = format!(
+                                "Cannot get the agent's {} steps: {}",
+                                kind.name(),
+                                error_chain(&e)
+                            );
+                            return self.fail(&mut node, msg).await;
                         }
                     }
                 } else {
@@ -609,7 +543,7 @@ impl Conductor {
                             node.driver_internal_info
                                 .insert(kind.index_key().into(), json!(0));
                         }
-                        Err(e) => return self.fail(&mut node, e).await,
+                        Err(e) => return self.fail(&mut node, e.to_string()).await,
                     }
                 } else {
                     // Deploy: the agent is up, so `deploy.deploy` is done; merge its steps.
@@ -635,7 +569,7 @@ impl Conductor {
                     None => match self.poll_command(&node).await {
                         Ok(r) => r,
                         Err(e) => {
-                            let msg = format!("Cannot poll the agent: {e}");
+                            let msg = format!("Cannot poll the agent: {}", error_chain(&e));
                             return self.fail(&mut node, msg).await;
                         }
                     },
@@ -655,16 +589,12 @@ impl Conductor {
                             );
                             let msg = format!(
                                 "{} step {name} failed on the agent: {}",
-                                if kind == Kind::Clean {
-                                    "Clean"
-                                } else {
-                                    "Deploy"
-                                },
-                                command_error(&r)
+                                kind.title(),
+                                CommandFailure::describe(r.command_error.as_ref())
                             );
                             return self.fail(&mut node, msg).await;
                         }
-                        CommandStatus::Succeeded => record_result(&mut node, &r),
+                        CommandStatus::Succeeded => agent::record_result(&mut node, &r),
                     }
                 }
                 node.driver_internal_info
@@ -692,12 +622,9 @@ impl Conductor {
                     }
                     .await;
                     if let Err(e) = r {
-                        return self
-                            .fail(
-                                &mut node,
-                                format!("Failed to tear down after cleaning: {e}"),
-                            )
-                            .await;
+                        let msg =
+                            format!("Failed to tear down after cleaning: {}", error_chain(&e));
+                        return self.fail(&mut node, msg).await;
                     }
                     node.power_state = Some(POWER_OFF.into());
                 }
@@ -717,191 +644,9 @@ impl Conductor {
     }
 }
 
-/// `image_info` for `standby.prepare_image` from the node's `instance_info` (CONTRACT.md §5).
-/// A partition image also gets its layout, as Ironic sends it: sizes (`root_gb`/`root_mb`,
-/// `swap_mb`, `ephemeral_gb`/`ephemeral_mb`), `disk_label` and `boot_mode` from the
-/// capabilities (instance_info's first, then the node's), `deploy_boot_mode` defaulting to
-/// uefi as Ironic's does.
-fn image_info(node: &Node) -> Result<Value, String> {
-    let ii = &node.instance_info;
-    let get = |k: &str| ii.get(k).cloned().unwrap_or(Value::Null);
-    let source = ii.get("image_source").and_then(Value::as_str).unwrap_or("");
-    let image_type = ii.get("image_type").cloned().unwrap_or(json!("whole-disk"));
-    let mut info = json!({
-        "id": source,
-        "urls": [source],
-        "disk_format": ii.get("image_disk_format").cloned().unwrap_or(json!("raw")),
-        "image_type": image_type,
-        "os_hash_algo": get("image_os_hash_algo"),
-        "os_hash_value": get("image_os_hash_value"),
-        "checksum": get("image_checksum"),
-        "stream_raw_images": true,
-        "node_uuid": node.uuid,
-    });
-    if image_type != "partition" {
-        return Ok(info);
-    }
-    let layout = json!({
-        "root_mb": mebibytes(ii, "root")?,
-        "swap_mb": mebibytes(ii, "swap")?,
-        "ephemeral_mb": mebibytes(ii, "ephemeral")?,
-        "ephemeral_format": get("ephemeral_format"),
-        "preserve_ephemeral": flag(ii, "preserve_ephemeral")?,
-        "disk_label": node.capability("disk_label"),
-        "deploy_boot_mode": node.boot_mode(),
-        "boot_option": "local",
-    });
-    if let (Some(i), Value::Object(l)) = (info.as_object_mut(), layout) {
-        i.extend(l);
-    }
-    Ok(info)
-}
-
-/// `NAME_mb`, or `NAME_gb` × 1024, from instance_info: a whole number (or a string of one).
-fn mebibytes(ii: &Map<String, Value>, name: &str) -> Result<Value, String> {
-    let whole = |k: &str| -> Result<Option<u64>, String> {
-        match ii.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
-            Some(Value::String(s)) if s.trim().parse::<u64>().is_ok() => {
-                Ok(s.trim().parse::<u64>().ok())
-            }
-            Some(v) => Err(format!(
-                "instance_info.{k} must be a whole number, got {v}; fix it with `ferrite node set`"
-            )),
-        }
-    };
-    if let Some(mb) = whole(&format!("{name}_mb"))? {
-        return Ok(json!(mb));
-    }
-    Ok(match whole(&format!("{name}_gb"))? {
-        Some(gb) => json!(gb.saturating_mul(1024)),
-        None => Value::Null,
-    })
-}
-
-/// A boolean of instance_info, also as the strings "true"/"false" (the CLI sets strings).
-fn flag(ii: &Map<String, Value>, key: &str) -> Result<Value, String> {
-    match ii.get(key) {
-        None | Some(Value::Null) => Ok(Value::Null),
-        Some(Value::Bool(b)) => Ok(json!(b)),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(json!(true)),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(json!(false)),
-        Some(v) => Err(format!(
-            "instance_info.{key} must be true or false, got {v}; fix it with `ferrite node set`"
-        )),
-    }
-}
-
-/// Facts a finished agent command leaves on the node: after `prepare_image`, the root
-/// UUID it reported (`root_uuid_or_disk_id`, as Ironic keeps it).
-fn record_result(node: &mut Node, r: &CommandResult) {
-    if !r.command_name.ends_with("prepare_image") {
-        return;
-    }
-    let message = r
-        .command_result
-        .as_ref()
-        .and_then(|v| v.get("result"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if let Some(uuid) = message
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("root_uuid="))
-        .map(|u| u.trim_end_matches([';', ',']))
-        .filter(|u| !u.is_empty())
-    {
-        node.driver_internal_info
-            .insert("root_uuid_or_disk_id".into(), json!(uuid));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn node_with(instance_info: Value, properties: Value) -> Node {
-        let mut n = crate::api::nodes::blank_node();
-        n.instance_info = instance_info.as_object().cloned().unwrap_or_default();
-        n.properties = properties.as_object().cloned().unwrap_or_default();
-        n
-    }
-
-    #[test]
-    fn partition_images_get_their_layout_as_ironic_sends_it() {
-        let n = node_with(
-            json!({"image_source": "http://i/root.img", "image_type": "partition",
-                   "root_gb": 10, "swap_mb": "512", "ephemeral_gb": "2",
-                   "preserve_ephemeral": "false",
-                   "capabilities": {"disk_label": "msdos"}}),
-            json!({"capabilities": "boot_mode:bios,disk_label:gpt"}),
-        );
-        let i = image_info(&n).unwrap();
-        assert_eq!(i["image_type"], "partition");
-        assert_eq!(i["root_mb"], 10 * 1024);
-        assert_eq!(i["swap_mb"], 512);
-        assert_eq!(i["ephemeral_mb"], 2048);
-        assert_eq!(i["preserve_ephemeral"], false);
-        assert_eq!(i["disk_label"], "msdos", "instance_info's capabilities win");
-        assert_eq!(i["deploy_boot_mode"], "bios", "then the node's");
-        // The agent's own type reads it.
-        let parsed: ferrite_proto::image::ImageInfo = serde_json::from_value(i).unwrap();
-        assert_eq!(parsed.root_mb, Some(10240));
-        assert_eq!(parsed.disk_label.as_deref(), Some("msdos"));
-
-        let plain = node_with(
-            json!({"image_source": "http://i/root.img", "image_type": "partition", "root_mb": 64}),
-            json!({}),
-        );
-        let i = image_info(&plain).unwrap();
-        assert_eq!(i["deploy_boot_mode"], "uefi", "Ironic's default boot mode");
-        assert!(i["disk_label"].is_null());
-        assert_eq!(i["root_mb"], 64);
-
-        let whole = node_with(
-            json!({"image_source": "http://i/disk.raw", "root_gb": 10}),
-            json!({}),
-        );
-        let i = image_info(&whole).unwrap();
-        assert_eq!(i["image_type"], "whole-disk");
-        assert!(
-            i.get("root_mb").is_none(),
-            "whole-disk images carry no layout"
-        );
-    }
-
-    #[test]
-    fn bad_partition_sizes_say_which_field() {
-        for (field, v) in [
-            ("root_gb", json!("ten")),
-            ("swap_mb", json!(-1)),
-            ("preserve_ephemeral", json!("yes")),
-        ] {
-            let mut ii = json!({"image_source": "http://i/r.img", "image_type": "partition"});
-            ii[field] = v;
-            let e = image_info(&node_with(ii, json!({}))).unwrap_err();
-            assert!(e.contains(&format!("instance_info.{field}")), "{e}");
-        }
-    }
-
-    #[test]
-    fn prepare_image_result_leaves_the_root_uuid() {
-        let mut n = node_with(json!({}), json!({}));
-        let r = |name: &str, msg: &str| CommandResult {
-            id: "1".into(),
-            command_name: name.into(),
-            command_params: Map::new(),
-            command_status: CommandStatus::Succeeded,
-            command_error: None,
-            command_result: Some(json!({"result": msg})),
-        };
-        record_result(&mut n, &r("prepare_image", "prepare_image: image (x) written to device /dev/sda root_uuid=0x1234abcd; config drive written"));
-        assert_eq!(n.driver_internal_info["root_uuid_or_disk_id"], "0x1234abcd");
-        let mut m = node_with(json!({}), json!({}));
-        record_result(&mut m, &r("execute_clean_step", "root_uuid=nope"));
-        record_result(&mut m, &r("prepare_image", "written root_uuid="));
-        assert!(!m.driver_internal_info.contains_key("root_uuid_or_disk_id"));
-    }
 
     #[test]
     fn user_steps_are_validated() {
@@ -938,11 +683,12 @@ mod tests {
 
     #[test]
     fn agent_steps_take_the_highest_priority_per_step() {
-        let r = Some(json!({"clean_steps": {
+        let r: StepsResult = serde_json::from_value(json!({"clean_steps": {
             "A": [{"interface": "deploy", "step": "erase_devices_metadata", "priority": 99}],
             "B": [{"interface": "deploy", "step": "erase_devices_metadata", "priority": 50},
                   {"interface": "deploy", "step": "erase_devices", "priority": 10}]
-        }}));
+        }}))
+        .unwrap();
         let s = agent_steps(&r, Kind::Clean);
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].priority, 99);

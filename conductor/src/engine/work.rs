@@ -18,7 +18,7 @@ impl Conductor {
                 Ok(d) => d,
                 Err(e) => {
                     if node.provision_state.failure().is_some() {
-                        self.fail(&mut node, e.to_string()).await?;
+                        self.fail(&mut node, crate::error_chain(&e)).await?;
                     }
                     return Ok(());
                 }
@@ -35,7 +35,8 @@ impl Conductor {
                 }
                 State::Deleting => {
                     if let Err(e) = self.tear_down(&mut node, &drivers).await {
-                        return self.fail(&mut node, format!("Undeploy failed: {e}")).await;
+                        let msg = format!("Undeploy failed: {}", crate::error_chain(&e));
+                        return self.fail(&mut node, msg).await;
                     }
                     self.transition(&mut node, Event::Clean).await?;
                     // Loop: automated cleaning follows.
@@ -59,8 +60,8 @@ impl Conductor {
                 self.transition(&mut node, Event::Done).await
             }
             Err(e) => {
-                self.fail(&mut node, format!("Failed to verify node: {e}"))
-                    .await
+                let msg = format!("Failed to verify node: {}", crate::error_chain(&e));
+                self.fail(&mut node, msg).await
             }
         }
     }
@@ -83,7 +84,10 @@ impl Conductor {
             return self
                 .fail(
                     &mut node,
-                    format!("Failed to boot the inspection ramdisk: {e}"),
+                    format!(
+                        "Failed to boot the inspection ramdisk: {}",
+                        crate::error_chain(&e)
+                    ),
                 )
                 .await;
         }
@@ -96,10 +100,7 @@ impl Conductor {
         node: &mut Node,
         d: &NodeDrivers,
     ) -> Result<(), crate::drivers::DriverError> {
-        self.db
-            .clear_agent(&node.uuid)
-            .await
-            .map_err(|e| crate::drivers::DriverError(format!("storage: {e}")))?;
+        self.db.clear_agent(&node.uuid).await?;
         d.boot.prepare_ramdisk(node).await?;
         d.management.set_boot_device(node, "pxe", false).await?;
         let target = if node.power_state.as_deref() == Some(crate::drivers::POWER_ON) {
