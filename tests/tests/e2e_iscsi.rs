@@ -38,7 +38,7 @@ fn a_node_deploys_through_the_iscsi_interface_and_boots() {
     let w = &n["driver_internal_info"]["ferrite_iscsi_write"];
     assert_eq!(w["format"], "qcow2", "the conductor wrote the image: {n}");
     assert!(
-        w["configdrive"]
+        w["configdrive_written"]
             .as_str()
             .is_some_and(|c| c.contains("config drive")),
         "{w}"
