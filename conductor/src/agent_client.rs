@@ -103,7 +103,7 @@ impl AgentClient {
         }
         resp.json().await.map_err(|source| AgentError::Decode {
             url: url.into(),
-            source,
+            source: source.without_url(),
         })
     }
 
@@ -129,7 +129,8 @@ impl AgentClient {
             .await
             .map_err(|source| AgentError::Unreachable {
                 url: base.clone(),
-                source,
+                // reqwest's message names the URL, and with it the token in the query.
+                source: source.without_url(),
             })?;
         Self::decode(&base, resp).await
     }
@@ -149,7 +150,8 @@ impl AgentClient {
             .await
             .map_err(|source| AgentError::Unreachable {
                 url: base.clone(),
-                source,
+                // reqwest's message names the URL, and with it the token in the query.
+                source: source.without_url(),
             })?;
         Self::decode(&base, resp).await
     }
@@ -158,6 +160,66 @@ impl AgentClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TOKEN: &str = "SECRET-TOKEN-0123456789abcdefghijklmnopqrstu";
+
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut s = e.to_string();
+        let mut src = e.source();
+        while let Some(c) = src {
+            s += &format!(": {c}");
+            src = c.source();
+        }
+        s
+    }
+
+    /// The token travels in the query (as IPA expects it), and reqwest's errors name the
+    /// URL: none of that may reach an error message (and so `last_error` or a log).
+    #[tokio::test]
+    async fn errors_never_show_the_token() {
+        let c = AgentClient::new(Duration::from_secs(5)).unwrap();
+        // Nobody listening.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let t = AgentTarget {
+            url: &url,
+            token: Some(TOKEN),
+            verify_ca: None,
+        };
+        let e = c.command(&t, "x.y", Map::new(), true).await.unwrap_err();
+        assert!(matches!(e, AgentError::Unreachable { .. }), "{e:?}");
+        let text = chain(&e);
+        assert!(!text.contains(TOKEN), "{text}");
+        assert!(!format!("{e:?}").contains(TOKEN), "{e:?}");
+        // A listener that answers something that is not a command result.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut b = [0u8; 4096];
+                let _ = s.read(&mut b).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nnope!")
+                    .await;
+            }
+        });
+        let t = AgentTarget {
+            url: &url,
+            token: Some(TOKEN),
+            verify_ca: None,
+        };
+        for e in [
+            c.command(&t, "x.y", Map::new(), false).await.unwrap_err(),
+            c.get_command(&t, "id").await.unwrap_err(),
+        ] {
+            assert!(matches!(e, AgentError::Decode { .. }), "{e:?}");
+            let text = chain(&e);
+            assert!(!text.contains(TOKEN), "{text}");
+            assert!(!format!("{e:?}").contains(TOKEN), "{e:?}");
+        }
+    }
 
     #[test]
     fn bad_pem_is_refused_with_a_clear_error() {

@@ -333,3 +333,68 @@ async fn inspection_data_needs_a_token_and_adds_only_the_pxe_port() {
     assert_eq!(s, 403, "{v}");
     server.stop().await;
 }
+
+/// Finding 3: the first heartbeat of a boot pins the agent's URL and certificate; a token
+/// holder cannot move them afterwards (where the conductor sends commands and secrets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_url_and_certificate_are_pinned_by_the_first_heartbeat() {
+    let server = Server::start(Backend::Sqlite, |_| {}).await;
+    let api = Api::new(&server.url);
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/nodes",
+            Some(json!({"driver": "fake-hardware", "name": "pin", "inspect_interface": "agent"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let uuid = v["uuid"].as_str().unwrap().to_string();
+    for (target, state) in [("manage", "manageable"), ("inspect", "inspect wait")] {
+        assert_eq!(api.provision("pin", json!({"target": target})).await.0, 202);
+        api.wait_state("pin", state).await;
+    }
+    let (s, v) = api.get(&format!("/v1/lookup?node_uuid={uuid}")).await;
+    assert_eq!(s, 200, "{v}");
+    let token = v["config"]["agent_token"].as_str().unwrap().to_string();
+    let hb = |url: &str, ca: Option<&str>| {
+        let mut b = json!({"callback_url": url, "agent_token": token, "agent_version": "t"});
+        if let Some(ca) = ca {
+            b["agent_verify_ca"] = json!(ca);
+        }
+        b
+    };
+    let path = format!("/v1/heartbeat/{uuid}");
+    let (s, v) = api
+        .call(
+            "POST",
+            &path,
+            Some(hb("https://10.0.0.5:9999", Some("CERT-A"))),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    // The same again is fine.
+    let (s, v) = api
+        .call(
+            "POST",
+            &path,
+            Some(hb("https://10.0.0.5:9999", Some("CERT-A"))),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    for (url, ca) in [
+        ("https://10.6.6.6:9999", Some("CERT-A")),
+        ("https://10.0.0.5:9999", Some("CERT-EVIL")),
+        ("https://10.0.0.5:9999", None),
+        ("http://10.0.0.5:9999", Some("CERT-A")),
+    ] {
+        let (s, v) = api.call("POST", &path, Some(hb(url, ca))).await;
+        assert_eq!(s, 403, "{url} {ca:?}: {v}");
+        assert!(fault(&v).contains("already heartbeated"), "{}", fault(&v));
+    }
+    let node = api.node("pin").await;
+    assert_eq!(
+        node["driver_internal_info"]["agent_url"],
+        "https://10.0.0.5:9999"
+    );
+    server.stop().await;
+}

@@ -308,16 +308,19 @@ impl Db {
     }
 
     /// Records a heartbeat: where the agent listens, its certificate, and when.
+    /// Records the first heartbeat of a boot: the agent's URL and certificate are pinned
+    /// here until the next boot clears them ([`Db::clear_agent`]). False when another
+    /// heartbeat pinned them first.
     pub async fn record_heartbeat(
         &self,
         uuid: &str,
         url: &str,
         verify_ca: Option<&str>,
         at: &str,
-    ) -> Result<()> {
-        sqlx::query(
+    ) -> Result<bool> {
+        let r = sqlx::query(
             "UPDATE nodes SET agent_url = $1, agent_verify_ca = $2, agent_last_heartbeat = $3 \
-             WHERE uuid = $4",
+             WHERE uuid = $4 AND agent_url IS NULL",
         )
         .bind(url)
         .bind(verify_ca)
@@ -325,7 +328,7 @@ impl Db {
         .bind(uuid)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
     }
 
     pub async fn save_inventory(

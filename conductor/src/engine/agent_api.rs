@@ -175,11 +175,27 @@ impl Conductor {
             )));
         }
         let at = now();
+        // The first heartbeat of a boot pins where the conductor reaches the agent and the
+        // certificate it trusts (as Ironic does): a token holder cannot redirect the
+        // conductor's commands, and their secrets, elsewhere later.
+        let pinned = || {
+            EngineError::Forbidden(format!(
+                "The agent of node {} already heartbeated from {} with its certificate; a \
+                 different callback_url or agent_verify_ca is refused until the node boots \
+                 a new agent",
+                node.uuid,
+                node.agent_url.as_deref().unwrap_or("another URL")
+            ))
+        };
         if node.agent_url.as_deref() != Some(hb.callback_url.as_str())
             || node.agent_verify_ca.as_deref() != hb.agent_verify_ca.as_deref()
         {
+            if node.agent_url.is_some() {
+                return Err(pinned());
+            }
             self.heartbeats.forget(&node.uuid);
-            self.db
+            let first = self
+                .db
                 .record_heartbeat(
                     &node.uuid,
                     &hb.callback_url,
@@ -187,6 +203,9 @@ impl Conductor {
                     &at,
                 )
                 .await?;
+            if !first {
+                return Err(pinned());
+            }
         } else if self.heartbeats.note(&node.uuid, at) {
             self.schedule_flush();
         }
