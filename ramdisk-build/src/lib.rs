@@ -6,7 +6,6 @@ pub mod cpio;
 pub mod deb;
 pub mod initramfs;
 pub mod kmod;
-pub mod mbr;
 pub mod ramdisk;
 pub mod test_image;
 

@@ -6,11 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use ferrite_image::disk::mbr::{self, Partition};
+
 use crate::cpio::Archive;
 use crate::deb::{self, sha256_hex};
 use crate::initramfs;
 use crate::kmod::ModuleTree;
-use crate::mbr::{self, Partition};
 use crate::ramdisk::{read, write_atomic};
 use crate::Error;
 

@@ -168,7 +168,7 @@ fn test_image_is_reproducible_and_takes_a_config_drive() {
     assert!(sums.contains(&format!("{}  {}", a.raw_sha256, test_image::RAW_FILE)));
     assert!(sums.contains(&format!("{}  {}", a.qcow2_sha256, test_image::QCOW2_FILE)));
     let s0: [u8; 512] = raw[..512].try_into().unwrap();
-    let parts = ferrite_ramdisk_build::mbr::read_table(&s0).unwrap();
+    let parts = ferrite_image::disk::mbr::read_table(&s0).unwrap();
     let p1 = parts[0].unwrap();
     assert!(p1.bootable);
     assert_eq!(
@@ -181,7 +181,7 @@ fn test_image_is_reproducible_and_takes_a_config_drive() {
     std::fs::copy(&a.raw, &disk).unwrap();
     test_image::add_config_drive(&disk, r#"{"uuid": "u-1", "hostname": "h"}"#).unwrap();
     let raw = std::fs::read(&disk).unwrap();
-    let parts = ferrite_ramdisk_build::mbr::read_table(&raw[..512].try_into().unwrap()).unwrap();
+    let parts = ferrite_image::disk::mbr::read_table(&raw[..512].try_into().unwrap()).unwrap();
     let p2 = parts[1].unwrap();
     assert!(p2.start >= p1.start + p1.sectors);
     let vbr = &raw[p2.start as usize * 512..][..512];

@@ -9,7 +9,7 @@ use tokio::runtime::Handle;
 
 use super::gpt::{self, GptHeader, Table};
 use super::io::DiskIo;
-use super::{iso9660, vfat_build};
+use super::{iso9660, mbr, vfat_build};
 use crate::http::{self, HttpConfig, HttpSource};
 
 /// Largest config drive accepted, and the size of a partition made for one.
@@ -297,8 +297,8 @@ fn add_mbr(
     if disk > MBR_LIMIT {
         return Err(PlaceError::Cd(ConfigDriveError::MbrTooLarge(disk)));
     }
-    let mut mbr = [0u8; 512];
-    f.read_exact_at(&mut mbr, 0)?;
+    let mut head = [0u8; 512];
+    f.read_exact_at(&mut head, 0)?;
     let total = disk / sector;
     let start = (total - want) / align * align;
     let end_used = parts.iter().map(|(_, s, l)| s + l).max().unwrap_or(1);
@@ -306,18 +306,16 @@ fn add_mbr(
         return Err(no_room(format!("the image's partitions end at sector {end_used}, no 64 MiB free at the end of the disk")));
     }
     let slot = (0..4)
-        .find(|i| mbr[446 + 16 * i + 4] == 0)
+        .find(|i| head[mbr::TABLE + 16 * i + 4] == 0)
         .ok_or_else(|| no_room("all four MBR primary entries are used".into()))?;
     let len = total - start;
-    let e = &mut mbr[446 + 16 * slot..446 + 16 * (slot + 1)];
-    e.fill(0);
-    // CHS fields set to the "use LBA" maximum, as modern tools do.
-    e[1..4].copy_from_slice(&[0xfe, 0xff, 0xff]);
-    e[4] = 0x83;
-    e[5..8].copy_from_slice(&[0xfe, 0xff, 0xff]);
-    e[8..12].copy_from_slice(&(start as u32).to_le_bytes());
-    e[12..16].copy_from_slice(&(len as u32).to_le_bytes());
-    f.write_all_at(&mbr, 0)?;
+    // Linux filesystem; the disk is at most 2 TiB, so start and length fit 32 bits.
+    mbr::write_entry(
+        &mut head,
+        slot,
+        &mbr::Partition::clamped(false, 0x83, start, len),
+    );
+    f.write_all_at(&head, 0)?;
     Ok((
         start * sector,
         len * sector,

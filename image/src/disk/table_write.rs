@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::gpt::GPT_SIGNATURE;
 use super::layout::{Layout, Role};
+use super::mbr;
 
 /// Entries in a GPT entry array, of 128 bytes each (16 KiB, as every tool writes).
 pub const GPT_ENTRIES: u32 = 128;
@@ -17,32 +18,16 @@ pub struct Piece {
     pub bytes: Vec<u8>,
 }
 
-fn mbr_entry(e: &mut [u8], boot: bool, kind: u8, first: u64, sectors: u64) {
-    e[0] = if boot { 0x80 } else { 0 };
-    // CHS fields are unused by anything modern; LBA-only tools write these markers.
-    e[1..4].copy_from_slice(&[0xFE, 0xFF, 0xFF]);
-    e[4] = kind;
-    e[5..8].copy_from_slice(&[0xFE, 0xFF, 0xFF]);
-    e[8..12].copy_from_slice(&(first.min(u64::from(u32::MAX)) as u32).to_le_bytes());
-    e[12..16].copy_from_slice(&(sectors.min(u64::from(u32::MAX)) as u32).to_le_bytes());
-}
-
 /// The first 512 bytes of a disk with an MBR. In BIOS mode root is marked active.
 pub fn mbr(layout: &Layout, signature: u32, mark_root_active: bool) -> Piece {
     let mut s = vec![0u8; 512];
     s[440..444].copy_from_slice(&signature.to_le_bytes());
     for (i, p) in layout.parts.iter().take(4).enumerate() {
         let boot = mark_root_active && p.role == Role::Root;
-        mbr_entry(
-            &mut s[446 + 16 * i..462 + 16 * i],
-            boot,
-            p.role.mbr_type(),
-            p.first_lba,
-            p.sectors,
-        );
+        let entry = mbr::Partition::clamped(boot, p.role.mbr_type(), p.first_lba, p.sectors);
+        mbr::write_entry(&mut s, i, &entry);
     }
-    s[510] = 0x55;
-    s[511] = 0xAA;
+    mbr::write_signature(&mut s);
     Piece {
         offset: 0,
         bytes: s,
@@ -94,10 +79,10 @@ pub fn gpt(layout: &Layout, disk_guid: Uuid) -> Vec<Piece> {
         h
     };
     let mut pmbr = vec![0u8; sector as usize];
-    mbr_entry(&mut pmbr[446..462], false, 0xEE, 1, last);
-    pmbr[446 + 1..446 + 4].copy_from_slice(&[0x00, 0x02, 0x00]);
-    pmbr[510] = 0x55;
-    pmbr[511] = 0xAA;
+    mbr::write_entry(&mut pmbr, 0, &mbr::Partition::clamped(false, 0xEE, 1, last));
+    // The protective entry's CHS start is 0/0/2 (the sector after the MBR), as UEFI says.
+    pmbr[mbr::TABLE + 1..mbr::TABLE + 4].copy_from_slice(&[0x00, 0x02, 0x00]);
+    mbr::write_signature(&mut pmbr);
     let mut primary = pmbr;
     primary.extend_from_slice(&header(1, last, 2));
     primary.extend_from_slice(&entries);
