@@ -2,6 +2,7 @@
 //! a target serving a file or block device as LUN 0 ([`target`]), and an initiator
 //! ([`initiator`]) that logs in (optionally with CHAP), reads, writes, syncs and unmaps.
 
+pub mod aligned;
 pub mod chap;
 pub mod crc32c;
 #[doc(hidden)]

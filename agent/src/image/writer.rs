@@ -10,6 +10,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use ferrite_image::BlockSink;
+use ferrite_iscsi::aligned::AlignedBuf;
 use nix::fcntl::{fallocate, FallocateFlags};
 
 use crate::disk::blkdev;
@@ -18,28 +19,6 @@ use crate::disk::blkdev;
 pub const ALIGN: u64 = 4096;
 /// Size of each of the two staging buffers.
 pub const STAGE_BYTES: usize = 4 << 20;
-
-/// A byte buffer whose usable part starts on a 4 KiB boundary in memory, without unsafe:
-/// a Vec over-allocated by one alignment unit, never grown.
-struct AlignedBuf {
-    raw: Vec<u8>,
-    shift: usize,
-    cap: usize,
-}
-
-impl AlignedBuf {
-    fn new(cap: usize) -> AlignedBuf {
-        let raw = vec![0u8; cap + ALIGN as usize];
-        let shift = raw.as_ptr().align_offset(ALIGN as usize);
-        AlignedBuf { raw, shift, cap }
-    }
-    fn as_slice(&self) -> &[u8] {
-        &self.raw[self.shift..self.shift + self.cap]
-    }
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.raw[self.shift..self.shift + self.cap]
-    }
-}
 
 /// The opened target: a regular file or a block device.
 pub struct Target {
@@ -174,7 +153,7 @@ impl DirectWriter {
         let (free_tx, free_rx) = mpsc::channel();
         let (err_tx, err_rx) = mpsc::channel();
         for _ in 0..2 {
-            let _ = free_tx.send(AlignedBuf::new(STAGE_BYTES + ALIGN as usize));
+            let _ = free_tx.send(AlignedBuf::zeroed(STAGE_BYTES + ALIGN as usize));
         }
         let size = target.size;
         let thread = std::thread::Builder::new()
@@ -282,7 +261,7 @@ impl BlockSink for DirectWriter {
             let room = STAGE_BYTES + ALIGN as usize - start;
             let n = room.min(data.len());
             if let Some(buf) = self.cur.as_mut() {
-                buf.as_mut_slice()[start..start + n].copy_from_slice(&data[..n]);
+                buf.as_mut()[start..start + n].copy_from_slice(&data[..n]);
             }
             self.cur_len += n;
             offset += n as u64;
@@ -330,8 +309,7 @@ fn writer_thread(
             Job::Write { offset, buf, len } => {
                 if !failed {
                     let start = (offset % ALIGN) as usize;
-                    if let Err(e) = target.write_split(offset, &buf.as_slice()[start..start + len])
-                    {
+                    if let Err(e) = target.write_split(offset, &buf.as_ref()[start..start + len]) {
                         failed = true;
                         let _ = errors.send(with_path(e, &target.path, "writing"));
                     }

@@ -10,8 +10,8 @@ use std::thread::JoinHandle;
 
 use bytes::{Buf, Bytes};
 
+use crate::aligned::AlignedBuf;
 use crate::io::IoError;
-use crate::scsi::backing::AlignedBuf;
 
 /// Segments queued ahead of the socket; bounds memory per connection.
 const QUEUE: usize = 64;
