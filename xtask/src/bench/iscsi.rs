@@ -1,7 +1,9 @@
 //! `cargo xtask bench iscsi`: sequential 1 GiB write and read over loopback against our
 //! target (the static agent's `iscsi-target`) and against tgtd, on the same backing file,
 //! in the same run, alternating rounds; then conductor deploy time through the `iscsi`
-//! deploy interface vs `direct` (see `iscsi_deploy`).
+//! deploy interface vs `direct` (see `iscsi_deploy`). tgtd is the baseline twice: with the
+//! negotiation limits our target offers (tgtadm target params; the bench checks that the
+//! initiator negotiated the same values with both), and at its stock settings.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -9,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use ferrite_iscsi::text::{Offer, Params};
 use ferrite_iscsi::{Initiator, LoginOptions};
 
 use super::{Record, Size};
@@ -28,11 +31,43 @@ const OUR_IQN: &str = "iqn.2026-01.org.ferrite:bench";
 const TGT_IQN: &str = "iqn.2026-01.org.ferrite:bench-tgtd";
 const INITIATOR: &str = "iqn.2026-01.org.ferrite:bench-initiator";
 
+#[derive(Default)]
 struct Results {
     write: Vec<f64>,
     tagged: Vec<f64>,
     read: Vec<f64>,
     perf: Vec<f64>,
+    /// What our initiator negotiated with this target (the last login).
+    negotiated: Option<Params>,
+}
+
+/// tgtd's configurations: with our target's limits, or as installed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TgtdLimits {
+    Ours,
+    Stock,
+}
+
+/// The limits that decide how many PDUs and round trips a write takes, as "key value" text.
+fn limits(p: &Params) -> String {
+    format!(
+        "MaxRecvDataSegmentLength {} (target) / {} (initiator), MaxBurstLength {}, \
+         FirstBurstLength {}, ImmediateData {}, InitialR2T {}",
+        p.peer_max_recv_data,
+        p.max_recv_data,
+        p.max_burst,
+        p.first_burst,
+        yes(p.immediate_data),
+        yes(p.initial_r2t)
+    )
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "Yes"
+    } else {
+        "No"
+    }
 }
 
 pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
@@ -69,38 +104,55 @@ pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
         .enable_all()
         .build()?;
 
-    let mut ours = Results {
-        write: vec![],
-        tagged: vec![],
-        read: vec![],
-        perf: vec![],
-    };
-    let mut tgt = Results {
-        write: vec![],
-        tagged: vec![],
-        read: vec![],
-        perf: vec![],
-    };
+    let mut ours = Results::default();
+    let mut tgt = Results::default();
+    let mut stock = Results::default();
     for round in 0..rounds {
         println!("iscsi bench: round {} of {rounds}", round + 1);
-        // Alternate which target goes first, against cache and ordering effects.
-        for which in [round % 2, 1 - round % 2] {
+        // Rotate which target goes first, against cache and ordering effects.
+        for which in (0..3).map(|i| (i + round) % 3) {
             if which == 0 {
                 let s = OurTarget::start(&agent, &lun)?;
                 measure(&rt, &mut ours, s.addr, OUR_IQN, 0, bytes, perf_secs)?;
             } else {
-                let s = Tgtd::start(&lun)?;
-                measure(&rt, &mut tgt, s.addr, TGT_IQN, 1, bytes, perf_secs)?;
+                let (limits, r) = match which {
+                    1 => (TgtdLimits::Ours, &mut tgt),
+                    _ => (TgtdLimits::Stock, &mut stock),
+                };
+                let s = Tgtd::start(&lun, limits)?;
+                measure(&rt, r, s.addr, TGT_IQN, 1, bytes, perf_secs)?;
             }
         }
     }
     let _ = std::fs::remove_file(&lun);
+    let (Some(with_ours), Some(with_tgtd), Some(with_stock)) =
+        (ours.negotiated, tgt.negotiated, stock.negotiated)
+    else {
+        bail!("no login was measured");
+    };
+    if with_ours != with_tgtd {
+        bail!(
+            "tgtd did not take our target's limits: with ours {}; with tgtd {}",
+            limits(&with_ours),
+            limits(&with_tgtd)
+        );
+    }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let rec = |metric: &str, unit: &str, o: &[f64], t: &[f64], notes: &str| {
+    let negotiated = format!(
+        "negotiated with both ours and tgtd: {}; tgtd at stock settings negotiated {}",
+        limits(&with_ours),
+        limits(&with_stock)
+    );
+    let rec = |metric: &str, unit: &str, o: &[f64], t: &[f64], st: &[f64], notes: &str| {
         Record::new(metric, unit, mean(o), "higher")
-            .baseline("tgtd 1.0.85 (Debian tgt), same file, same run", mean(t))
+            .baseline(
+                "tgtd 1.0.85 (Debian tgt) with our target's limits, same file, same run",
+                mean(t),
+            )
             .notes(format!(
-                "{notes}; mean of {rounds} alternating rounds; ours {o:.0?}, tgtd {t:.0?}"
+                "{notes}; mean of {rounds} rotated rounds; ours {o:.0?}, tgtd {t:.0?}, tgtd at \
+                 stock settings {st:.0?} (mean {:.0}); {negotiated}",
+                mean(st)
             ))
             .verified(
                 "every READ compared with what was written; the last tagged WRITE read back; \
@@ -113,6 +165,7 @@ pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
             "MiB/s",
             &ours.write,
             &tgt.write,
+            &stock.write,
             "ferrite initiator, 1 MiB WRITE(16) commands one at a time, then SYNCHRONIZE CACHE; \
              1 GiB preallocated file on this machine's disk (page cache warm)",
         ),
@@ -121,6 +174,7 @@ pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
             "MiB/s",
             &ours.tagged,
             &tgt.tagged,
+            &stock.tagged,
             &format!(
                 "ferrite initiator, {} MiB WRITE(16) commands, {TAGGED_DEPTH} in flight (as \
                  IscsiDisk sends them), then SYNCHRONIZE CACHE",
@@ -132,6 +186,7 @@ pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
             "MiB/s",
             &ours.read,
             &tgt.read,
+            &stock.read,
             "ferrite initiator, 1 MiB READ(16) commands one at a time",
         ),
         rec(
@@ -139,6 +194,7 @@ pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
             "MB/s",
             &ours.perf,
             &tgt.perf,
+            &stock.perf,
             &format!(
                 "iscsi-perf -m {PERF_DEPTH} -b {PERF_BLOCKS} for {perf_secs} s (its own average; it wraps at the LUN's end)"
             ),
@@ -162,6 +218,7 @@ fn measure(
         let mut s = Initiator::connect_lun(addr, &opts, lun)
             .await
             .context("login")?;
+        r.negotiated = Some(*s.params());
         let bs = s.block_size() as u64;
         let data: Vec<u8> = (0..CHUNK).map(|i| (i % 251) as u8 | 1).collect();
         let t0 = Instant::now();
@@ -322,7 +379,7 @@ impl Tgtd {
         Ok(())
     }
 
-    fn start(lun: &Path) -> anyhow::Result<Tgtd> {
+    fn start(lun: &Path, limits: TgtdLimits) -> anyhow::Result<Tgtd> {
         let port = free_port()?;
         let control = (10000 + std::process::id() % 20000).to_string();
         let child = Command::new("tgtd")
@@ -370,6 +427,24 @@ impl Tgtd {
             "-b",
             lun,
         ])?;
+        if limits == TgtdLimits::Ours {
+            // What our target offers; tgtd's stock values are 8 KiB segments and 256 KiB
+            // bursts, which cost it extra PDUs and R2T round trips per write.
+            let o = Offer::default();
+            let mrdsl = o.max_recv_data.to_string();
+            let params = [
+                ("MaxRecvDataSegmentLength", mrdsl.clone()),
+                ("MaxXmitDataSegmentLength", mrdsl),
+                ("MaxBurstLength", o.max_burst.to_string()),
+                ("FirstBurstLength", o.first_burst.to_string()),
+            ];
+            for (name, value) in &params {
+                t.adm(&[
+                    "--lld", "iscsi", "--op", "update", "--mode", "target", "--tid", "1", "--name",
+                    name, "--value", value,
+                ])?;
+            }
+        }
         t.adm(&[
             "--lld", "iscsi", "--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL",
         ])?;
