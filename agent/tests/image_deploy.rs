@@ -291,3 +291,80 @@ fn loop_device_target_gets_the_image_and_a_reread_table() {
         );
     }
 }
+
+/// Issue 15 finding 10: while a whole-disk image is being written to a block device (the
+/// pipeline holds the image's own first MiB back until the end), the device's old
+/// partition tables are already gone: neither the old MBR/primary GPT at the start nor the
+/// old backup GPT at the end survives past the first image byte, so a crash mid-write
+/// leaves nothing bootable. Observed mid-write through a slowly served image.
+#[test]
+fn a_block_device_loses_its_old_tables_before_the_image_is_written() {
+    use std::os::unix::fs::FileExt;
+    let f = fixture(7);
+    let backing = sparse_disk(f.dir.path(), "rebuild.img", DISK);
+    old_partition_table(&backing);
+    let read = |at: u64, len: usize| {
+        let mut buf = vec![0u8; len];
+        std::fs::File::open(&backing)
+            .unwrap()
+            .read_exact_at(&mut buf, at)
+            .unwrap();
+        buf
+    };
+    assert_eq!(&read(512, 8), b"EFI PART", "the old primary GPT is there");
+    assert_eq!(
+        &read(DISK - 512, 8),
+        b"EFI PART",
+        "the old backup GPT is there"
+    );
+    let lo = LoopDevice::attach(&backing);
+
+    let sha = sha256_hex(&f.raw);
+    // 64 KiB every 20 ms: the 24 MiB image takes ~8 s to arrive.
+    let url = f.srv.put("slow.raw", f.raw.clone(), Mode::Slow(20));
+    let progress = Progress::new();
+    let job = {
+        let (rt, progress, dev) = (f.rt.handle().clone(), progress.clone(), lo.dev.clone());
+        let info = info(&url, &sha, "raw");
+        std::thread::spawn(move || {
+            let target = TargetDisk {
+                path: dev,
+                choice: Choice::Explicit,
+            };
+            deploy_whole_disk(&rt, &info, &target, &fast_http(), &progress)
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while progress.snapshot()["bytes_done"].as_u64().unwrap_or(0) < 4 * MIB {
+        assert!(!job.is_finished(), "the deploy ended before 4 MiB arrived");
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !job.is_finished(),
+        "observe while the image is being written"
+    );
+    let head = read(0, MIB as usize);
+    assert_ne!(
+        &head[510..512],
+        &[0x55, 0xaa],
+        "an old MBR signature is left mid-write"
+    );
+    assert_ne!(
+        &head[512..520],
+        b"EFI PART",
+        "the old primary GPT is left mid-write"
+    );
+    assert!(
+        read(DISK - MIB, MIB as usize).iter().all(|&b| b == 0),
+        "the old backup GPT at the end is left mid-write"
+    );
+    let d = job
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert!(d.backup_gpt_moved);
+    // The image's head, at last (LBA 1 changed when the backup GPT moved to the end).
+    assert_eq!(read(0, 512), f.raw[..512]);
+    assert_eq!(read(1024, MIB as usize - 1024), f.raw[1024..MIB as usize]);
+}

@@ -70,7 +70,8 @@ pub struct Deployed {
 }
 
 /// Write the whole-disk image of `info` to `target`. Must run on a blocking thread.
-/// On failure after the target is opened, its partition tables are wiped.
+/// The old partition tables (first and last MiB) are gone before the first image byte is
+/// written (a file target is emptied, a block device wiped), and wiped again on failure.
 pub fn deploy_whole_disk(
     rt: &Handle,
     info: &ImageInfo,
@@ -97,6 +98,12 @@ pub fn deploy_whole_disk(
         disk.zero_range(0, disk.size).map_err(ImageError::Write)?;
     }
     let mut writer = DirectWriter::new(disk, reads_zero);
+    if is_block {
+        // The pipeline holds the image's first MiB back until the end, so without this a
+        // crash or power loss mid-write would leave the old MBR/GPT (and the old backup
+        // GPT at the end) describing partitions over new data: a bootable half-disk.
+        wipe::wipe_partition_signatures(&mut writer).map_err(ImageError::Write)?;
+    }
     let outcome = stream_image(rt, info, &mut writer, cfg, progress)?;
     drop(writer);
     progress.set_phase(Phase::Partitioning);
