@@ -23,7 +23,10 @@ use crate::job::{blocking, CommandError};
 use crate::state::{AgentProgress, AgentState};
 
 /// The disk to write: the one named in the agent's configuration (tests, standalone), or
-/// the one the root device hints (`node.properties.root_device`) or IPA's default pick.
+/// the one the node's root device hints name (`instance_info.root_device`, else
+/// `properties.root_device`, as IPA), or IPA's default pick, which skips USB, removable
+/// media and multipath paths. `node` is the node a command was sent with; without one the
+/// node cached from the lookup or the last step command applies.
 pub fn target_disk(
     state: &AgentState,
     node: Option<&Map<String, Value>>,
@@ -36,16 +39,30 @@ pub fn target_disk(
     }
     let inventory = crate::inventory::collect(&state.config.root)
         .map_err(|e| CommandError::failed_msg(format!("cannot list the disks: {e:#}")))?;
-    let root_device = node
-        .and_then(|n| n.get("properties"))
-        .and_then(|p| p.get("root_device"))
-        .and_then(Value::as_object);
-    let disk = hints::choose(&inventory.disks, root_device)
-        .map_err(|e| CommandError::failed("choosing the install disk failed", e))?;
+    let cached = state.cached_node();
+    let root_device = root_device_hints(node.or(cached.as_ref()));
+    let root = state.config.root.clone();
+    let disk = hints::choose(&inventory.disks, root_device, |d| {
+        crate::inventory::install_exclusion(&root, d)
+    })
+    .map_err(|e| CommandError::failed("choosing the install disk failed", e))?;
+    tracing::info!(disk = %disk.name, hints = ?root_device, "install disk chosen");
     Ok(TargetDisk {
         path: disk.name.clone().into(),
         choice: Choice::Discovered,
     })
+}
+
+/// `instance_info.root_device`, else `properties.root_device` (IPA's order: the
+/// instance's wish wins over the node's); an empty object means none.
+pub fn root_device_hints(node: Option<&Map<String, Value>>) -> Option<&Map<String, Value>> {
+    let hints = |field: &str| {
+        node.and_then(|n| n.get(field))
+            .and_then(|f| f.get("root_device"))
+            .and_then(Value::as_object)
+            .filter(|h| !h.is_empty())
+    };
+    hints("instance_info").or_else(|| hints("properties"))
 }
 
 fn status_message(p: &Value) -> String {
@@ -230,4 +247,63 @@ pub async fn write_image(
         ferrite_image: Some(image),
     };
     Ok(serde_json::to_value(result).unwrap_or(Value::Null))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15 finding 2: the hints come from the node, the instance's before the node's.
+    #[test]
+    fn root_device_hints_from_instance_info_then_properties() {
+        let node = |v: Value| v.as_object().unwrap().clone();
+        let both = node(json!({
+            "properties": {"root_device": {"serial": "NODE"}},
+            "instance_info": {"root_device": {"serial": "INSTANCE"}},
+        }));
+        assert_eq!(
+            root_device_hints(Some(&both)).unwrap()["serial"],
+            "INSTANCE"
+        );
+        let props = node(json!({
+            "properties": {"root_device": {"serial": "NODE"}},
+            "instance_info": {"root_device": {}},
+        }));
+        assert_eq!(root_device_hints(Some(&props)).unwrap()["serial"], "NODE");
+        assert!(root_device_hints(Some(&node(json!({"properties": {}})))).is_none());
+        assert!(root_device_hints(None).is_none());
+    }
+
+    /// The node cached from the lookup applies when a command brings none, and a step's
+    /// node replaces it; an empty step node does not.
+    #[test]
+    fn the_cached_node_is_the_lookups_until_a_step_brings_one() {
+        let state = AgentState::new(
+            crate::state::AgentConfig::default(),
+            Arc::new(crate::state::RecordingHooks::new()),
+        );
+        let lookup = ferrite_proto::lookup::LookupNode {
+            uuid: "u".into(),
+            properties: json!({"root_device": {"serial": "FROM-LOOKUP"}})
+                .as_object()
+                .unwrap()
+                .clone(),
+            instance_info: Map::new(),
+            driver_internal_info: Map::new(),
+        };
+        crate::heartbeat::AgentLink::set_node(&state, &lookup);
+        let cached = state.cached_node();
+        assert_eq!(
+            root_device_hints(cached.as_ref()).unwrap()["serial"],
+            "FROM-LOOKUP"
+        );
+        crate::commands::clean::cache_node(&state, Map::new());
+        assert!(root_device_hints(state.cached_node().as_ref()).is_some());
+        let step_node = json!({"instance_info": {"root_device": {"serial": "FROM-STEP"}}});
+        crate::commands::clean::cache_node(&state, step_node.as_object().unwrap().clone());
+        assert_eq!(
+            root_device_hints(state.cached_node().as_ref()).unwrap()["serial"],
+            "FROM-STEP"
+        );
+    }
 }

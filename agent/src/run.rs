@@ -49,6 +49,13 @@ impl AgentLink for AgentState {
         }
     }
 
+    fn set_node(&self, node: &ferrite_proto::lookup::LookupNode) {
+        match serde_json::to_value(node) {
+            Ok(serde_json::Value::Object(map)) => self.cache_node(map),
+            _ => tracing::warn!("the looked-up node is not a JSON object; not cached"),
+        }
+    }
+
     fn agent_status(&self) -> (Option<String>, Option<String>) {
         let p = self.progress();
         (p.agent_status, p.agent_status_message)

@@ -84,6 +84,9 @@ pub struct AgentState {
     progress: watch::Sender<AgentProgress>,
     /// What `standby.get_partition_uuids` answers: set by the last image write.
     pub partition_uuids: std::sync::Mutex<Option<serde_json::Value>>,
+    /// The node as the conductor last showed it (lookup, or the `node` argument of the
+    /// step commands), as IPA's `hardware.cache_node`: root device hints come from it.
+    node: std::sync::Mutex<Option<serde_json::Map<String, serde_json::Value>>>,
     locked_down: watch::Sender<bool>,
     heartbeat_now: Notify,
     /// The iSCSI target `iscsi.start_iscsi_target` started, if any.
@@ -137,6 +140,7 @@ impl AgentState {
             managers,
             progress: watch::channel(AgentProgress::default()).0,
             partition_uuids: std::sync::Mutex::new(None),
+            node: std::sync::Mutex::new(None),
             locked_down: watch::channel(false).0,
             heartbeat_now: Notify::new(),
             iscsi: Default::default(),
@@ -202,6 +206,16 @@ impl AgentState {
                 bool::from(expected.as_bytes().ct_eq(offered.as_bytes()))
             }
         }
+    }
+
+    /// Keeps `node` (`properties`, `instance_info`, …) for the disk choice.
+    pub fn cache_node(&self, node: serde_json::Map<String, serde_json::Value>) {
+        *self.node.lock().unwrap_or_else(|e| e.into_inner()) = Some(node);
+    }
+
+    /// The node last cached, if any.
+    pub fn cached_node(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        self.node.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The latest progress value.

@@ -16,7 +16,8 @@ pub fn register(r: &mut Registry) {
     r.register(EXECUTE_CLEAN_STEP, Mode::Async, execute_clean_step);
 }
 
-async fn get_clean_steps(_: GetStepsParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
+async fn get_clean_steps(p: GetStepsParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
+    cache_node(&state, p.node);
     Ok(steps::steps_result(&state.managers, StepKind::Clean))
 }
 
@@ -27,12 +28,23 @@ async fn execute_clean_step(
     run_step(p, state, StepKind::Clean).await
 }
 
+/// Keeps the node a step command was sent with (IPA's `hardware.cache_node`); an empty
+/// one (`{}`) does not replace what the lookup said.
+pub(crate) fn cache_node(state: &AgentState, node: Map<String, Value>) {
+    if !node.is_empty() {
+        state.cache_node(node);
+    }
+}
+
 /// Shared by clean and deploy: checks the step and the manager versions, then runs it.
 pub(super) async fn run_step(
     p: ExecuteStepParams,
     state: Arc<AgentState>,
     kind: StepKind,
 ) -> Result<Value, CommandError> {
+    // As IPA's execute_*_step: the node sent with the step is the one whose root device
+    // hints apply.
+    cache_node(&state, p.node.clone());
     let name = match p.step.get("step") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => {

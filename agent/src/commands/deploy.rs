@@ -17,9 +17,10 @@ pub fn register(r: &mut Registry) {
 }
 
 async fn get_deploy_steps(
-    _: GetStepsParams,
+    p: GetStepsParams,
     state: Arc<AgentState>,
 ) -> Result<Value, CommandError> {
+    super::clean::cache_node(&state, p.node);
     Ok(steps::steps_result(&state.managers, StepKind::Deploy))
 }
 

@@ -28,8 +28,27 @@ pub enum HintError {
     Bad { hint: String, why: String },
     #[error("no disk matches the root device hints {hints}; disks seen: {seen}")]
     NoMatch { hints: String, seen: String },
-    #[error("no disk of at least 4 GiB found; disks seen: {0}")]
+    #[error("no disk of at least 4 GiB that is not USB, removable or a multipath path; give a root device hint to pick one; disks seen: {0}")]
     NoDisk(String),
+}
+
+/// Why a disk is not a default install disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exclusion {
+    Usb,
+    Removable,
+    /// One path of the multipath device named (`/dev/dm-N`): never written on its own.
+    MultipathPath(String),
+}
+
+impl std::fmt::Display for Exclusion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exclusion::Usb => f.write_str("a USB disk"),
+            Exclusion::Removable => f.write_str("removable media"),
+            Exclusion::MultipathPath(dm) => write!(f, "a path of multipath device {dm}"),
+        }
+    }
 }
 
 /// One comparison of a hint.
@@ -178,15 +197,20 @@ fn matches_one(k: &str, e: &Expr, d: &Disk) -> bool {
     }
 }
 
-fn seen(disks: &[Disk]) -> String {
+fn seen(disks: &[Disk], why: &[Option<Exclusion>]) -> String {
     if disks.is_empty() {
         return "none".into();
     }
     disks
         .iter()
-        .map(|d| {
+        .zip(why)
+        .map(|(d, why)| {
+            let skipped = why
+                .as_ref()
+                .map(|w| format!(", skipped: {w}"))
+                .unwrap_or_default();
             format!(
-                "{} ({} bytes, serial {})",
+                "{} ({} bytes, serial {}{skipped})",
                 d.name,
                 d.size,
                 d.serial.as_deref().unwrap_or("?")
@@ -197,28 +221,34 @@ fn seen(disks: &[Disk]) -> String {
 }
 
 /// The install disk: the first disk matching `hints`, or without hints the smallest disk
-/// of at least 4 GiB (IPA's rule).
+/// of at least 4 GiB (IPA's rule), by size then name. `excluded` says why a disk is never
+/// picked without hints (USB, removable, a multipath path); a multipath path is never
+/// picked at all, as IPA does not even list them.
 pub fn choose<'a>(
     disks: &'a [Disk],
     hints: Option<&Map<String, Value>>,
+    excluded: impl Fn(&Disk) -> Option<Exclusion>,
 ) -> Result<&'a Disk, HintError> {
     let parsed = match hints {
         Some(h) if !h.is_empty() => Some(Hints::parse(h)?),
         _ => None,
     };
+    let why: Vec<Option<Exclusion>> = disks.iter().map(&excluded).collect();
+    let candidates = || disks.iter().zip(&why);
     match parsed {
-        Some(h) => disks
-            .iter()
+        Some(h) => candidates()
+            .filter(|(_, why)| !matches!(why, Some(Exclusion::MultipathPath(_))))
+            .map(|(d, _)| d)
             .find(|d| h.matches(d))
             .ok_or_else(|| HintError::NoMatch {
                 hints: Value::Object(hints.cloned().unwrap_or_default()).to_string(),
-                seen: seen(disks),
+                seen: seen(disks, &why),
             }),
-        None => disks
-            .iter()
-            .filter(|d| d.size >= MIN_DISK_BYTES)
-            .min_by_key(|d| d.size)
-            .ok_or_else(|| HintError::NoDisk(seen(disks))),
+        None => candidates()
+            .filter(|(d, why)| why.is_none() && d.size >= MIN_DISK_BYTES)
+            .map(|(d, _)| d)
+            .min_by(|a, b| a.size.cmp(&b.size).then_with(|| a.name.cmp(&b.name)))
+            .ok_or_else(|| HintError::NoDisk(seen(disks, &why))),
     }
 }
 
@@ -256,14 +286,62 @@ mod tests {
 
     fn pick(h: Value) -> Result<String, HintError> {
         let d = disks();
-        choose(&d, h.as_object()).map(|d| d.name.clone())
+        choose(&d, h.as_object(), |_| None).map(|d| d.name.clone())
     }
 
     #[test]
     fn default_is_the_smallest_disk_of_at_least_4_gib() {
         assert_eq!(pick(json!({})).unwrap(), "/dev/sdb");
         let tiny = vec![disk("/dev/sdc", 2, "C", false)];
-        assert!(matches!(choose(&tiny, None), Err(HintError::NoDisk(_))));
+        assert!(matches!(
+            choose(&tiny, None, |_| None),
+            Err(HintError::NoDisk(_))
+        ));
+    }
+
+    /// Issue 15 finding 2: USB sticks, removable media and multipath paths are never the
+    /// default pick, whatever their size; a hint may still name a USB disk, never a path.
+    #[test]
+    fn default_skips_usb_removable_and_multipath_paths() {
+        let mut usb = disk("/dev/sdd", 8, "USB1", false);
+        usb.tran = Some("usb".into());
+        let disks = vec![
+            usb,
+            disk("/dev/sde", 8, "CARD", false),
+            disk("/dev/sdf", 10, "PATH1", false),
+            disk("/dev/sdg", 10, "PATH2", false),
+            disk("/dev/dm-0", 10, "MPATH", false),
+            disk("/dev/sda", 100, "BIG", true),
+        ];
+        let why = |d: &Disk| match d.name.as_str() {
+            "/dev/sdd" => Some(Exclusion::Usb),
+            "/dev/sde" => Some(Exclusion::Removable),
+            "/dev/sdf" | "/dev/sdg" => Some(Exclusion::MultipathPath("/dev/dm-0".into())),
+            _ => None,
+        };
+        assert_eq!(choose(&disks, None, why).unwrap().name, "/dev/dm-0");
+        let hint = json!({"serial": "USB1"});
+        assert_eq!(
+            choose(&disks, hint.as_object(), why).unwrap().name,
+            "/dev/sdd"
+        );
+        let hint = json!({"serial": "PATH1"});
+        let e = choose(&disks, hint.as_object(), why).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("a path of multipath device /dev/dm-0"),
+            "{e}"
+        );
+        let only_skipped = &disks[..4];
+        let e = choose(only_skipped, None, why).unwrap_err();
+        assert!(matches!(e, HintError::NoDisk(_)), "{e}");
+        assert!(e.to_string().contains("skipped: a USB disk"), "{e}");
+        // Equal sizes: the first by name, as IPA's guess_root_disk.
+        let twins = vec![
+            disk("/dev/sdb", 8, "B", false),
+            disk("/dev/sda", 8, "A", false),
+        ];
+        assert_eq!(choose(&twins, None, |_| None).unwrap().name, "/dev/sda");
     }
 
     #[test]

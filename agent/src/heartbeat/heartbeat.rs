@@ -58,6 +58,7 @@ impl Heartbeater {
     pub fn absorb_lookup(&mut self, found: &LookupResponse) {
         self.node_uuid = found.node.uuid.clone();
         self.heartbeat_timeout = heartbeat_timeout(found);
+        self.link.set_node(&found.node);
         absorb_token(
             &mut self.tokens,
             found.config.agent_token.as_deref(),

@@ -23,6 +23,10 @@ use serde_json::Value;
 pub trait AgentLink: Send + Sync + 'static {
     /// The token every `/v1/commands` call must now carry.
     fn set_token(&self, token: &str);
+    /// The node a lookup answered (its root device hints choose the install disk).
+    fn set_node(&self, node: &ferrite_proto::lookup::LookupNode) {
+        let _ = node;
+    }
     /// `agent_status` and `agent_status_message` for the next heartbeat (`None` leaves
     /// them out).
     fn agent_status(&self) -> (Option<String>, Option<String>);

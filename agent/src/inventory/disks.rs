@@ -4,11 +4,13 @@
 //! the way lsblk does (udev first, sysfs second).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use ferrite_proto::inventory::Disk;
 
 use super::udev::{self, UdevEntry};
 use super::{link_name, Root};
+use crate::disk::hints::Exclusion;
 
 /// Kernel name prefixes that are never disks a node can be deployed to.
 const SKIPPED_PREFIXES: &[&str] = &["ram", "loop", "zram", "fd"];
@@ -89,6 +91,39 @@ fn disk(root: &Root, name: &str, by_path: &BTreeMap<String, String>) -> Option<D
         physical_sectors: read("queue/physical_block_size").and_then(|s| s.parse().ok()),
         tran: transport(name, &sys_path).map(str::to_string),
     })
+}
+
+/// Why `disk` must not be chosen as the install disk without a root device hint, or `None`:
+/// USB and removable media (a stick or card left in the server is not where an operator
+/// wants the OS), and the paths of a multipath device (the `dm-` device above them is the
+/// disk; writing one path behind its back corrupts it), as IPA skips them.
+pub fn install_exclusion(root: &Path, disk: &Disk) -> Option<Exclusion> {
+    let root = Root::new(root).ok()?;
+    let kname = disk.name.strip_prefix("/dev/").unwrap_or(&disk.name);
+    if let Some(holder) = multipath_holder(&root, kname) {
+        return Some(Exclusion::MultipathPath(format!("/dev/{holder}")));
+    }
+    if disk.tran.as_deref() == Some("usb") {
+        return Some(Exclusion::Usb);
+    }
+    if root
+        .read(&format!("/sys/block/{kname}/removable"))
+        .as_deref()
+        == Some("1")
+    {
+        return Some(Exclusion::Removable);
+    }
+    None
+}
+
+/// The multipath `dm-` device holding `kname`, if it is one of its paths.
+pub(crate) fn multipath_holder(root: &Root, kname: &str) -> Option<String> {
+    root.list(&format!("/sys/block/{kname}/holders"))
+        .into_iter()
+        .find(|h| {
+            root.read(&format!("/sys/block/{h}/dm/uuid"))
+                .is_some_and(|u| u.to_ascii_lowercase().starts_with("mpath-"))
+        })
 }
 
 /// World-wide name fields as lsblk and udev report them.
@@ -214,6 +249,46 @@ fn by_path_links(root: &Root) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 15 finding 2: what sysfs says about USB, removable media and multipath paths.
+    #[test]
+    fn install_exclusions_from_sysfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let put = |rel: &str, text: &str| {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        put("sys/block/sda/removable", "0\n");
+        put("sys/block/sdb/removable", "1\n");
+        put("sys/block/sdc/removable", "0\n");
+        std::fs::create_dir_all(dir.path().join("sys/block/sdc/holders/dm-0")).unwrap();
+        put(
+            "sys/block/dm-0/dm/uuid",
+            "mpath-3600508b400105e210000900000490000\n",
+        );
+        std::fs::create_dir_all(dir.path().join("sys/block/sdd/holders/dm-1")).unwrap();
+        put("sys/block/dm-1/dm/uuid", "LVM-abc\n");
+        let d = |name: &str, tran: Option<&str>| Disk {
+            name: format!("/dev/{name}"),
+            tran: tran.map(str::to_string),
+            ..Disk::default()
+        };
+        let x = |disk: Disk| install_exclusion(dir.path(), &disk);
+        assert_eq!(x(d("sda", Some("sata"))), None);
+        assert_eq!(x(d("sda", Some("usb"))), Some(Exclusion::Usb));
+        assert_eq!(x(d("sdb", None)), Some(Exclusion::Removable));
+        assert_eq!(
+            x(d("sdc", Some("sas"))),
+            Some(Exclusion::MultipathPath("/dev/dm-0".into()))
+        );
+        assert_eq!(x(d("sdd", None)), None, "an LVM holder is not multipath");
+        assert_eq!(
+            x(d("dm-0", None)),
+            None,
+            "the multipath device itself is fine"
+        );
+    }
 
     #[test]
     fn wwids() {

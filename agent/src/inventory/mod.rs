@@ -22,6 +22,7 @@ use anyhow::Context;
 use ferrite_proto::inventory::Inventory;
 
 pub use bmc::{decode_ip4, decode_ip6_address, decode_mac, BmcAddresses, LanConfigSource};
+pub use disks::install_exclusion;
 
 /// Directory inside a fixture root holding the values a live machine answers through
 /// syscalls (getifaddrs, IPMI) rather than files.
@@ -54,7 +55,7 @@ pub(crate) struct Root {
 }
 
 impl Root {
-    fn new(dir: &Path) -> anyhow::Result<Root> {
+    pub(crate) fn new(dir: &Path) -> anyhow::Result<Root> {
         let dir = fs::canonicalize(dir).with_context(|| {
             format!(
                 "inventory root {} is not a readable directory; pass --root with the directory \
