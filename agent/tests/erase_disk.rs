@@ -114,3 +114,57 @@ fn a_device_that_is_neither_a_file_nor_a_loop_device_is_refused() {
         String::from_utf8_lossy(&missing.stderr)
     );
 }
+
+/// Issue 15 finding 9: a disk holding a shared cluster filesystem (GPFS or VMFS partition
+/// made by sfdisk, a GFS2 superblock) is refused, untouched, unless forced.
+#[test]
+fn shared_cluster_filesystems_are_refused_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let gpt_with = |name: &str, guid: &str| {
+        let disk = sparse_disk(dir.path(), name, DISK);
+        let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+        f.write_all_at(&vec![0xA5; DISK as usize], 0).unwrap();
+        let mut child = Command::new("sfdisk")
+            .arg("--quiet")
+            .arg(&disk)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let script = format!("label: gpt\n,2M,L\n,,{guid}\n");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        disk
+    };
+    let gpfs = gpt_with("gpfs.img", "37AFFC90-EF7D-4E96-91C3-2D7AE055B174");
+    let vmfs = gpt_with("vmfs.img", "AA31E02A-400F-11DB-9590-000C2911D1B8");
+    let gfs2 = patterned_disk(dir.path());
+    {
+        let f = std::fs::OpenOptions::new().write(true).open(&gfs2).unwrap();
+        let mut sb = 0x0116_1970u32.to_be_bytes().to_vec();
+        sb.extend(1u32.to_be_bytes());
+        f.write_all_at(&sb, 65536).unwrap();
+    }
+    for (disk, what) in [
+        (&gpfs, "IBM GPFS partition"),
+        (&vmfs, "VMware VMFS partition"),
+        (&gfs2, "Red Hat Global File System 2"),
+    ] {
+        let before = std::fs::read(disk).unwrap();
+        for args in [&[][..], &["--metadata-only"][..]] {
+            let out = erase_disk(args, disk);
+            assert!(!out.status.success(), "{what} erased with {args:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(what) && err.contains("force"), "{err}");
+            assert_eq!(std::fs::read(disk).unwrap(), before, "{what} touched");
+        }
+    }
+    let v = json_of(&erase_disk(&["--metadata-only", "--force"], &vmfs));
+    assert_eq!(v["method"], "metadata wiped", "{v}");
+    assert!(sfdisk_json(&vmfs).is_none(), "forced: no table left");
+}

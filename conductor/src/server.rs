@@ -95,6 +95,11 @@ pub struct ConductorConfig {
     /// Power a node off when its cleaning fails [default: true].
     #[arg(long, value_name = "BOOL")]
     pub power_off_after_clean_failure: Option<bool>,
+    /// Priority of the full disk erase (erase_devices) in automated cleaning for nodes whose
+    /// driver_info.erase_devices_priority does not say; 0 turns it off [default: the
+    /// agent's, 10, as Ironic]. Metadata is always erased.
+    #[arg(long, value_name = "PRIORITY")]
+    pub erase_devices_priority: Option<u16>,
 }
 
 impl ConductorConfig {
@@ -136,7 +141,8 @@ impl ConductorConfig {
             tftp_listen,
             tftp_root,
             power_off_after_deploy_failure,
-            power_off_after_clean_failure
+            power_off_after_clean_failure,
+            erase_devices_priority
         ))
     }
 
@@ -169,6 +175,7 @@ impl ConductorConfig {
                 .power_off_after_clean_failure
                 .unwrap_or(d.power_off_after_clean_failure),
             inspect_add_ports: self.inspect_add_ports.unwrap_or(d.inspect_add_ports),
+            erase_devices_priority: self.erase_devices_priority.map(i32::from),
         }
     }
 

@@ -1,6 +1,8 @@
 //! A node whose deploy or cleaning fails is powered off and its agent loses its token
 //! (issue 15 finding 5), with `fake-hardware` and the real ferrite-agent library
-//! in-process on loopback; `power_off_after_deploy_failure = false` keeps it on.
+//! in-process on loopback; `power_off_after_deploy_failure = false` keeps it on. Also the
+//! cleaning defaults (finding 9): automated cleaning erases the disks in full, as Ironic
+//! does, unless the conductor's erase_devices_priority is 0; metadata always.
 
 mod common;
 
@@ -60,6 +62,12 @@ impl Lab {
     /// Plays the agent of one boot (lookup for a token, heartbeats) until the node leaves
     /// the waiting states; returns the node and the token that boot held.
     async fn agent_until_settled(&self) -> (Value, String) {
+        let (n, token, _) = self.agent_steps_until_settled().await;
+        (n, token)
+    }
+
+    /// [`Lab::agent_until_settled`], also returning the steps the agent ran, in order.
+    async fn agent_steps_until_settled(&self) -> (Value, String, Vec<String>) {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let mut boot: Option<AgentBoot> = None;
         loop {
@@ -70,11 +78,17 @@ impl Lab {
                 && !["clean wait", "wait call-back", "cleaning", "deploying"]
                     .contains(&state.as_str())
             {
-                let token = boot
-                    .as_ref()
-                    .and_then(|b| b.state.agent_token().map(String::from))
-                    .expect("an agent boot got a token");
-                return (n, token);
+                let b = boot.as_ref().expect("an agent boot");
+                let token = b.state.agent_token().unwrap().to_string();
+                let steps = b
+                    .state
+                    .commands
+                    .list()
+                    .iter()
+                    .filter_map(|c| c.command_params.get("step"))
+                    .filter_map(|s| s["step"].as_str().map(String::from))
+                    .collect();
+                return (n, token, steps);
             }
             assert!(std::time::Instant::now() < deadline, "stuck in {state}");
             if ["clean wait", "wait call-back"].contains(&state.as_str()) {
@@ -203,5 +217,53 @@ async fn power_off_after_deploy_failure_can_be_switched_off() {
     assert_eq!(n["provision_state"], "deploy failed", "{n}");
     assert_eq!(n["power_state"], "power on", "{n}");
     assert_agent_forgotten(&lab, &n, &token).await;
+    lab.server.stop().await;
+}
+
+/// Issue 15 finding 9: Ironic's default cleaning erases every disk in full
+/// (erase_devices at the agent's priority 10) after the metadata (99).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automated_cleaning_erases_the_disks_by_default() {
+    let lab = Lab::start(|_| {}).await;
+    assert_eq!(
+        lab.api.provision("n", json!({"target": "provide"})).await.0,
+        202
+    );
+    let (n, _, steps) = lab.agent_steps_until_settled().await;
+    assert_eq!(n["provision_state"], "available", "{}", n["last_error"]);
+    assert_eq!(steps, ["erase_devices_metadata", "erase_devices"]);
+    lab.server.stop().await;
+}
+
+/// `--erase-devices-priority 0` turns the full erase off; the metadata is still erased,
+/// and a node's driver_info.erase_devices_priority still wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_full_erase_can_be_turned_off_but_not_the_metadata_erase() {
+    let lab = Lab::start(|c| c.erase_devices_priority = Some(0)).await;
+    assert_eq!(
+        lab.api.provision("n", json!({"target": "provide"})).await.0,
+        202
+    );
+    let (n, _, steps) = lab.agent_steps_until_settled().await;
+    assert_eq!(n["provision_state"], "available", "{}", n["last_error"]);
+    assert_eq!(steps, ["erase_devices_metadata"]);
+
+    let patch = json!([{"op": "add", "path": "/driver_info/erase_devices_priority", "value": 20}]);
+    assert_eq!(
+        lab.api.call("PATCH", "/v1/nodes/n", Some(patch)).await.0,
+        200
+    );
+    assert_eq!(
+        lab.api.provision("n", json!({"target": "manage"})).await.0,
+        202
+    );
+    lab.api.wait_state("n", "manageable").await;
+    assert_eq!(
+        lab.api.provision("n", json!({"target": "provide"})).await.0,
+        202
+    );
+    let (n, _, steps) = lab.agent_steps_until_settled().await;
+    assert_eq!(n["provision_state"], "available", "{}", n["last_error"]);
+    assert_eq!(steps, ["erase_devices_metadata", "erase_devices"]);
     lab.server.stop().await;
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use ferrite_image::checksum::ChecksumError;
-use ferrite_image::disk::gpt;
+use ferrite_image::disk::{gpt, wipe};
 use ferrite_image::http::HttpConfig;
 use ferrite_image::{stream_image, ImageError, Outcome, Phase, Progress};
 use ferrite_proto::image::ImageInfo;

@@ -56,6 +56,10 @@ pub struct EngineConfig {
     pub power_off_after_clean_failure: bool,
     /// Which NICs of inspection data get a port (Ironic's `[inspector]add_ports`).
     pub inspect_add_ports: AddPorts,
+    /// Priority of the agent's full `erase_devices` in automated cleaning, for every node
+    /// whose `driver_info.erase_devices_priority` does not say (Ironic's
+    /// `[deploy]erase_devices_priority`); `None`: the agent's own (10), 0: never.
+    pub erase_devices_priority: Option<i32>,
 }
 
 /// Ports created from inspection data (Ironic's `[inspector]add_ports`).
@@ -89,6 +93,7 @@ impl Default for EngineConfig {
             power_off_after_deploy_failure: true,
             power_off_after_clean_failure: true,
             inspect_add_ports: AddPorts::Pxe,
+            erase_devices_priority: None,
         }
     }
 }

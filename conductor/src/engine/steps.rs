@@ -292,14 +292,21 @@ impl Conductor {
             }
             Kind::Clean => {
                 let mut steps = d.deploy.clean_steps();
+                // Ironic's defaults: erase_devices runs at the agent's priority (10) unless
+                // the node's driver_info or the conductor's --erase-devices-priority says
+                // otherwise (0: never); erase_devices_metadata always runs.
                 let erase_priority = node
                     .driver_info
                     .get("erase_devices_priority")
-                    .and_then(Value::as_i64);
+                    .and_then(Value::as_i64)
+                    .map(|p| p.clamp(0, i64::from(i32::MAX)) as i32)
+                    .or(self.cfg.erase_devices_priority);
                 for s in agent {
                     let mut s = s.clone();
                     if s.step == "erase_devices" {
-                        s.priority = erase_priority.unwrap_or(0) as i32;
+                        if let Some(p) = erase_priority {
+                            s.priority = p;
+                        }
                     }
                     if !steps.iter().any(|o| same(o, &s)) {
                         steps.push(s);
