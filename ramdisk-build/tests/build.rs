@@ -69,8 +69,21 @@ fn ramdisk_is_reproducible_complete_and_within_budget() {
         panic!("init is not a file")
     };
     let script = String::from_utf8_lossy(script);
-    for needle in ["devtmpfs", "udhcpc", "/bin/ferrite-agent", "cttyhack sh"] {
+    for needle in [
+        "devtmpfs",
+        "udhcpc",
+        "exec /etc/ferrite/agent-supervisor.sh",
+    ] {
         assert!(script.contains(needle), "init lacks {needle}");
+    }
+    let supervisor = archive.get("etc/ferrite/agent-supervisor.sh").unwrap();
+    assert_eq!(supervisor.perm, 0o755);
+    let Kind::File(script) = &supervisor.kind else {
+        panic!("the agent supervisor is not a file")
+    };
+    let script = String::from_utf8_lossy(script);
+    for needle in ["/bin/ferrite-agent", "ferrite-debug-shell=1", "cttyhack sh"] {
+        assert!(script.contains(needle), "the supervisor lacks {needle}");
     }
     assert_eq!(
         archive.get("bin/ferrite-agent").unwrap().kind,
