@@ -40,9 +40,9 @@ impl Sizes {
         size.pick(
             Sizes {
                 image: 1024 * MIB,
-                sparse_virtual: 4096 * MIB,
+                sparse_virtual: 2048 * MIB,
                 sparse_data: 256 * MIB,
-                rounds: 5,
+                rounds: 3,
                 timeout_secs: 600,
             },
             Sizes {

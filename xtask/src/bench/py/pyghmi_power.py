@@ -20,7 +20,10 @@ def power(c):
 def main():
     host, port, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     new_calls, reused_calls = int(sys.argv[5]), int(sys.argv[6])
-    connect = lambda: command.Command(bmc=host, port=port, userid=user, password=password)
+    def connect(keepalive=True):
+        return command.Command(
+            bmc=host, port=port, userid=user, password=password, keepalive=keepalive
+        )
 
     # New session per call: pyghmi keeps a session per BMC in the process, so each call
     # logs out at the end to make the next one open its own. pyghmi 1.6 files a session
@@ -28,7 +31,8 @@ def main():
     # the stale entry is dropped here; otherwise the next Command gets the logged-out one.
     start = time.monotonic()
     for _ in range(new_calls):
-        c = connect()
+        # No keepalive thread work for a session that is closed right away.
+        c = connect(keepalive=False)
         power(c)
         c.ipmi_session.logout()
         session.Session.initting_sessions.pop((host, user, password, port, None), None)
