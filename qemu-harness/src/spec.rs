@@ -136,10 +136,13 @@ impl VmSpec {
                 DiskFormat::Raw => "raw",
                 DiskFormat::Qcow2 => "qcow2",
             };
+            // discard=unmap + detect-zeroes=unmap: a guest erase (write-zeroes, or zero
+            // buffers) punches holes in the backing file instead of allocating it, so a
+            // full erase of a test node's disk cannot fill the host's disk.
             push(&[
                 "-drive",
                 &format!(
-                    "file={},if=none,id=disk{i},format={format},cache=unsafe",
+                    "file={},if=none,id=disk{i},format={format},cache=unsafe,discard=unmap,detect-zeroes=unmap",
                     d.path.display()
                 ),
                 "-device",
@@ -240,6 +243,7 @@ mod tests {
             "-boot order=nc",
             "type=1,manufacturer=Ferrite,product=QEMU node,serial=SN-0",
             "virtio-blk-pci,drive=disk0,serial=FERRITE-D0",
+            "cache=unsafe,discard=unmap,detect-zeroes=unmap",
             "user,id=net0,hostfwd=tcp:127.0.0.1:40001-:9999,bootfile=http://10.0.2.2:8080/boot.ipxe",
             "virtio-net-pci,netdev=net0,mac=52:54:00:fe:00:01",
             "socket,id=ipmi0,host=127.0.0.1,port=9002,reconnect=10",

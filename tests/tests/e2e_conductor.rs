@@ -162,4 +162,14 @@ fn a_bad_checksum_fails_cleanly_and_undeploy_erases_the_disk() {
         "{n}"
     );
     assert_no_partition_table(&lab.disk);
+    // Cleaning's full erase (erase_devices, on by default as in Ironic) zeroed the whole
+    // disk with a write-zeroes that may unmap: the backing file is holes again, so erasing
+    // a test node cannot fill the host's disk (it did, in CI, before).
+    use std::os::unix::fs::MetadataExt;
+    let allocated = std::fs::metadata(&lab.disk).unwrap().blocks() * 512;
+    assert!(
+        allocated < 64 << 20,
+        "{} bytes of the 5 GiB disk still allocated after the erase",
+        allocated
+    );
 }

@@ -20,6 +20,34 @@ pub const ALIGN: u64 = 4096;
 /// Size of each of the two staging buffers.
 pub const STAGE_BYTES: usize = 4 << 20;
 
+/// How [`Target::zero_range_by`] made a range read back zeroes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZeroedBy {
+    /// The range was empty.
+    Nothing,
+    /// `fallocate(PUNCH_HOLE)` on the block device: a device write-zeroes allowed to unmap.
+    DeviceUnmap,
+    /// `BLKZEROOUT`: a device write-zeroes keeping the blocks, or the kernel's zero writes.
+    BlkZeroOut,
+    /// A hole punched in a regular file.
+    FileHole,
+    /// Zeroes written by us.
+    Written,
+}
+
+impl ZeroedBy {
+    /// A short description for step results.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ZeroedBy::Nothing => "nothing to zero",
+            ZeroedBy::DeviceUnmap => "device write-zeroes with unmap (fallocate PUNCH_HOLE)",
+            ZeroedBy::BlkZeroOut => "device write-zeroes (BLKZEROOUT)",
+            ZeroedBy::FileHole => "hole punched in the file",
+            ZeroedBy::Written => "zeroes written",
+        }
+    }
+}
+
 /// The opened target: a regular file or a block device.
 pub struct Target {
     pub path: PathBuf,
@@ -68,21 +96,30 @@ impl Target {
 
     /// Make the range read back zeroes: punch a hole, `BLKZEROOUT`, or write zeroes.
     pub fn zero_range(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.zero_range_by(offset, len).map(|_| ())
+    }
+
+    /// As [`Target::zero_range`], saying how it was done. On a block device the first try
+    /// is `fallocate(PUNCH_HOLE)`, which the kernel turns into a device write-zeroes that
+    /// may deallocate (thin and virtual disks give the space back; it never falls back to
+    /// writing), then `BLKZEROOUT` (write-zeroes that keeps the blocks allocated, or the
+    /// kernel's own zero writes), then plain writes.
+    pub fn zero_range_by(&self, offset: u64, len: u64) -> io::Result<ZeroedBy> {
         if len == 0 {
-            return Ok(());
+            return Ok(ZeroedBy::Nothing);
         }
+        let punch = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
         if self.is_block_device {
-            if offset.is_multiple_of(512)
-                && len.is_multiple_of(512)
-                && blkdev::zero_out(&self.buffered, offset, len).is_ok()
-            {
-                return Ok(());
+            if offset.is_multiple_of(512) && len.is_multiple_of(512) {
+                if fallocate(self.buffered.as_fd(), punch, offset as i64, len as i64).is_ok() {
+                    return Ok(ZeroedBy::DeviceUnmap);
+                }
+                if blkdev::zero_out(&self.buffered, offset, len).is_ok() {
+                    return Ok(ZeroedBy::BlkZeroOut);
+                }
             }
-        } else {
-            let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
-            if fallocate(self.buffered.as_fd(), flags, offset as i64, len as i64).is_ok() {
-                return Ok(());
-            }
+        } else if fallocate(self.buffered.as_fd(), punch, offset as i64, len as i64).is_ok() {
+            return Ok(ZeroedBy::FileHole);
         }
         let zeros = vec![0u8; 1 << 20];
         let mut done = 0;
@@ -91,7 +128,7 @@ impl Target {
             self.buffered.write_all_at(&zeros[..n], offset + done)?;
             done += n as u64;
         }
-        Ok(())
+        Ok(ZeroedBy::Written)
     }
 
     /// Write `data`, which belongs at `offset`; `data` starts `offset % ALIGN` bytes into

@@ -67,21 +67,14 @@ fn erase_all(path: &Path, t: &Target, out: &mut Map<String, Value>) -> Result<()
                 tracing::warn!(device = %path.display(), reason = %reason, "no NVMe erase; zeroing instead");
                 out.insert("nvme_skipped".into(), reason.into());
             }
-            // BLKZEROOUT (offloaded where the device can, else the kernel writes zeroes),
-            // or a punched hole for files: either way the disk reads back zeroes.
-            t.zero_range(0, size)
+            // A device write-zeroes (unmapping where it can), or a punched hole for files:
+            // either way the disk reads back zeroes.
+            let how = t
+                .zero_range_by(0, size)
                 .map_err(|e| CommandError::failed(format!("erasing {}", path.display()), e))?;
             out.insert("method".into(), "zeroed".into());
             out.insert("reads_back_zeroes".into(), true.into());
-            out.insert(
-                "zeroes_evidence".into(),
-                if t.is_block_device {
-                    "BLKZEROOUT"
-                } else {
-                    "hole punched in the file"
-                }
-                .into(),
-            );
+            out.insert("zeroes_evidence".into(), how.describe().into());
         }
     }
     Ok(())
