@@ -12,6 +12,7 @@ pub mod engine;
 pub mod model;
 pub mod server;
 pub mod state;
+pub mod tls;
 
 /// An error with its causes, one line: `a: b: c` (the one formatter agent and conductor
 /// share).

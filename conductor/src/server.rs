@@ -100,6 +100,17 @@ pub struct ConductorConfig {
     /// agent's, 10, as Ironic]. Metadata is always erased.
     #[arg(long, value_name = "PRIORITY")]
     pub erase_devices_priority: Option<u16>,
+    /// PEM certificate chain (leaf first) to serve the API over HTTPS; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, RSA or EC).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Refuse agents whose heartbeat names a callback_url without https:// (Ironic's
+    /// [agent]require_tls), and refuse to serve the API off loopback without
+    /// --tls-cert/--tls-key, so tokens never cross the network in clear [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub require_tls: Option<bool>,
 }
 
 impl ConductorConfig {
@@ -142,7 +153,10 @@ impl ConductorConfig {
             tftp_root,
             power_off_after_deploy_failure,
             power_off_after_clean_failure,
-            erase_devices_priority
+            erase_devices_priority,
+            tls_cert,
+            tls_key,
+            require_tls
         ))
     }
 
@@ -176,6 +190,7 @@ impl ConductorConfig {
                 .unwrap_or(d.power_off_after_clean_failure),
             inspect_add_ports: self.inspect_add_ports.unwrap_or(d.inspect_add_ports),
             erase_devices_priority: self.erase_devices_priority.map(i32::from),
+            require_tls: self.require_tls.unwrap_or(d.require_tls),
         }
     }
 
@@ -205,11 +220,12 @@ impl ConductorConfig {
     }
 
     /// The `ipxe` boot interface's settings: boot files under `<state-dir>/boot`.
-    fn ipxe(&self, local: SocketAddr) -> anyhow::Result<IpxeSettings> {
+    fn ipxe(&self, local: SocketAddr, https: bool) -> anyhow::Result<IpxeSettings> {
+        let scheme = if https { "https" } else { "http" };
         let api_url = self
             .boot_url
             .clone()
-            .unwrap_or_else(|| format!("http://{local}"))
+            .unwrap_or_else(|| format!("{scheme}://{local}"))
             .trim_end_matches('/')
             .to_string();
         if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
@@ -241,6 +257,26 @@ impl ConductorConfig {
             kernel_params,
             dhcp_hostsfile: self.dhcp_hostsfile.clone(),
         })
+    }
+
+    /// The API's TLS configuration, when --tls-cert and --tls-key are given; refuses plain
+    /// HTTP on a `local` address off loopback under --require-tls.
+    pub fn tls_config(
+        &self,
+        local: SocketAddr,
+    ) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+            (None, None) => None,
+            _ => bail!("--tls-cert and --tls-key go together: pass both, or neither"),
+        };
+        if tls.is_none() && self.require_tls == Some(true) && !local.ip().is_loopback() {
+            bail!(
+                "--require-tls: refusing to serve plain HTTP on {local}, where agent tokens \
+                 would cross the network in clear: pass --tls-cert and --tls-key"
+            );
+        }
+        Ok(tls)
     }
 
     fn database_url(&self) -> anyhow::Result<String> {
@@ -290,10 +326,11 @@ pub async fn run(
              --htpasswd FILE (bcrypt, made with `htpasswd -B`)"
         );
     }
+    let tls = cfg.tls_config(local)?;
     let url = cfg.database_url()?;
     let db = Db::open(&url).await.context("opening the database")?;
     let engine_cfg = cfg.engine();
-    let ipxe = Arc::new(cfg.ipxe(local)?);
+    let ipxe = Arc::new(cfg.ipxe(local, tls.is_some())?);
     let conductor =
         Conductor::new(db.clone(), engine_cfg, Some(ipxe)).context("creating the agent client")?;
     let failed = conductor
@@ -336,11 +373,22 @@ pub async fn run(
         auth,
         public_url: cfg.public_url.clone(),
     });
-    tracing::info!(%local, "ferrite conductor serving");
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving the API")?;
+    tracing::info!(%local, tls = tls.is_some(), "ferrite conductor serving");
+    match tls {
+        Some(tls) => {
+            let listener = crate::tls::TlsListener::new(listener, tls)
+                .context("setting up the TLS listener")?;
+            axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+    .context("serving the API")?;
     let _ = stop_tx.send(true);
     let _ = periodic.await;
     if let Some(t) = tftp {

@@ -269,6 +269,18 @@ async fn inspection_data_needs_a_token_and_adds_only_the_pxe_port() {
     let token = inspect().await;
     let node = api.node("insp").await;
     assert_eq!(node["driver_internal_info"]["inspection_token"], "******");
+    // A lookup by the node's MAC (open to anyone on the provisioning network) does not
+    // hand the inspection token out either.
+    let (s, v) = api.get(&format!("/v1/lookup?addresses={boot_mac}")).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        !v.to_string().contains(&token),
+        "lookup leaked the token: {v}"
+    );
+    assert_eq!(
+        v["node"]["driver_internal_info"]["inspection_token"],
+        "******"
+    );
 
     let nics = [
         (boot_mac, Some("10.0.0.5")),

@@ -5,7 +5,10 @@ use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the conductor at {url} (set FERRITE_URL or --url)")]
+    #[error(
+        "cannot reach the conductor at {url} (set FERRITE_URL or --url; for an https:// \
+         conductor whose certificate a private CA signed, --cacert or FERRITE_CACERT)"
+    )]
     Unreachable {
         url: String,
         #[source]
@@ -60,6 +63,35 @@ impl Client {
             locked_retries: LOCKED_RETRIES,
             locked_backoff: LOCKED_BACKOFF,
         }
+    }
+
+    /// As [`Client::new`], trusting also the PEM CA certificate(s) in `cacert` (a conductor
+    /// serving `--tls-cert` signed by a private CA, as python-ironicclient's `--os-cacert`).
+    pub fn with_cacert(
+        base: &str,
+        auth: Option<(String, String)>,
+        cacert: &std::path::Path,
+    ) -> anyhow::Result<Client> {
+        use anyhow::Context;
+        let pem = std::fs::read(cacert)
+            .with_context(|| format!("reading --cacert {}", cacert.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("--cacert {} is not PEM certificates", cacert.display()))?;
+        if certs.is_empty() {
+            anyhow::bail!(
+                "--cacert {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                cacert.display()
+            );
+        }
+        let mut builder = reqwest::Client::builder();
+        for c in certs {
+            builder = builder.add_root_certificate(c);
+        }
+        let http = builder.build().context("setting up the HTTPS client")?;
+        Ok(Client {
+            http,
+            ..Client::new(base, auth)
+        })
     }
 
     pub async fn call(

@@ -28,6 +28,9 @@ pub struct Cli {
     /// HTTP basic user (with FERRITE_PASSWORD) when the conductor uses --htpasswd.
     #[arg(long, global = true, env = "FERRITE_USER")]
     pub user: Option<String>,
+    /// PEM CA certificate(s) to trust for an https:// conductor URL, besides the system's.
+    #[arg(long, global = true, env = "FERRITE_CACERT", value_name = "FILE")]
+    pub cacert: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -58,7 +61,16 @@ pub fn main() -> ExitCode {
         .user
         .clone()
         .map(|u| (u, std::env::var("FERRITE_PASSWORD").unwrap_or_default()));
-    let client = client::Client::new(&cli.url, auth);
+    let client = match &cli.cacert {
+        None => client::Client::new(&cli.url, auth),
+        Some(ca) => match client::Client::with_cacert(&cli.url, auth, ca) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("ferrite: error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let result = rt.block_on(async move {
         match cli.command {
             Command::Conductor(cfg) => run_conductor(cfg).await,

@@ -134,7 +134,12 @@ impl Conductor {
                     Value::Object(o) => o,
                     _ => Map::new(),
                 },
-                driver_internal_info: node.driver_internal_info.clone(),
+                // Masked too: while a node inspects it holds the one-time inspection token,
+                // which a lookup by MAC must not hand to whoever asks.
+                driver_internal_info: match crate::model::mask(&node.driver_internal_info) {
+                    Value::Object(o) => o,
+                    _ => Map::new(),
+                },
             },
             config: LookupConfig {
                 heartbeat_timeout: Some(self.cfg.heartbeat_timeout as f64),
@@ -171,6 +176,13 @@ impl Conductor {
         if !valid_callback(&hb.callback_url) {
             return Err(EngineError::Invalid(format!(
                 "callback_url {:?} is not an http(s) URL with a host",
+                hb.callback_url
+            )));
+        }
+        if self.cfg.require_tls && !hb.callback_url.starts_with("https://") {
+            return Err(EngineError::Invalid(format!(
+                "callback_url {:?} is not https:// and this conductor requires TLS for agents \
+                 (--require-tls): start the agent with TLS (ferrite-auto-tls, on by default)",
                 hb.callback_url
             )));
         }

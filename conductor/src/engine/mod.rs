@@ -60,6 +60,8 @@ pub struct EngineConfig {
     /// whose `driver_info.erase_devices_priority` does not say (Ironic's
     /// `[deploy]erase_devices_priority`); `None`: the agent's own (10), 0: never.
     pub erase_devices_priority: Option<i32>,
+    /// Refuse heartbeats whose callback_url is not https:// (Ironic's `[agent]require_tls`).
+    pub require_tls: bool,
 }
 
 /// Ports created from inspection data (Ironic's `[inspector]add_ports`).
@@ -94,6 +96,7 @@ impl Default for EngineConfig {
             power_off_after_clean_failure: true,
             inspect_add_ports: AddPorts::Pxe,
             erase_devices_priority: None,
+            require_tls: false,
         }
     }
 }

@@ -161,8 +161,10 @@ impl Server {
             ..Default::default()
         };
         tweak(&mut cfg);
+        let https = cfg.tls_cert.is_some();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if https { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(ferrite_conductor::server::run(listener, cfg, async move {
             let _ = rx.await;
@@ -174,8 +176,13 @@ impl Server {
             task: Some(task),
             _pg: pg,
         };
+        // Only whether it answers; the TLS tests check its certificate themselves.
+        let probe = reqwest::Client::builder()
+            .danger_accept_invalid_certs(https)
+            .build()
+            .unwrap();
         wait_until("the API answers", Duration::from_secs(30), || async {
-            reqwest::get(format!("{}/v1", s.url)).await.is_ok()
+            probe.get(format!("{}/v1", s.url)).send().await.is_ok()
         })
         .await;
         s
