@@ -100,6 +100,11 @@ pub struct ConductorConfig {
     /// agent's, 10, as Ironic]. Metadata is always erased.
     #[arg(long, value_name = "PRIORITY")]
     pub erase_devices_priority: Option<u16>,
+    /// Accept MD5 image checksums (Ironic's `[agent]allow_md5_checksum`); a deploy whose
+    /// image_os_hash_algo is md5, or whose image_checksum is a 32-digit value, is refused
+    /// otherwise [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub allow_md5_checksum: Option<bool>,
 }
 
 impl ConductorConfig {
@@ -142,7 +147,8 @@ impl ConductorConfig {
             tftp_root,
             power_off_after_deploy_failure,
             power_off_after_clean_failure,
-            erase_devices_priority
+            erase_devices_priority,
+            allow_md5_checksum
         ))
     }
 
@@ -176,6 +182,7 @@ impl ConductorConfig {
                 .unwrap_or(d.power_off_after_clean_failure),
             inspect_add_ports: self.inspect_add_ports.unwrap_or(d.inspect_add_ports),
             erase_devices_priority: self.erase_devices_priority.map(i32::from),
+            allow_md5_checksum: self.allow_md5_checksum.unwrap_or(d.allow_md5_checksum),
         }
     }
 

@@ -60,6 +60,8 @@ pub struct EngineConfig {
     /// whose `driver_info.erase_devices_priority` does not say (Ironic's
     /// `[deploy]erase_devices_priority`); `None`: the agent's own (10), 0: never.
     pub erase_devices_priority: Option<i32>,
+    /// Accept MD5 image checksums (Ironic's `[agent]allow_md5_checksum`, off by default).
+    pub allow_md5_checksum: bool,
 }
 
 /// Ports created from inspection data (Ironic's `[inspector]add_ports`).
@@ -94,6 +96,7 @@ impl Default for EngineConfig {
             power_off_after_clean_failure: true,
             inspect_add_ports: AddPorts::Pxe,
             erase_devices_priority: None,
+            allow_md5_checksum: false,
         }
     }
 }
@@ -376,6 +379,14 @@ impl Conductor {
             d.deploy.validate(node)?;
             d.power.validate(node)?;
             d.boot.validate(node)?;
+            if !self.cfg.allow_md5_checksum && crate::drivers::agent::checksum_is_md5(node) {
+                return Err(EngineError::Invalid(
+                    "image checksum is MD5, which this conductor refuses \
+                     (--allow-md5-checksum true to accept); give image_os_hash_algo \
+                     sha256 or sha512 with image_os_hash_value instead"
+                        .into(),
+                ));
+            }
         }
         Ok(())
     }
