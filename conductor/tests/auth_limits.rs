@@ -33,6 +33,11 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// The fastest try: what the work itself costs, least disturbed by a busy machine.
+fn fastest(v: &[Duration]) -> Duration {
+    v.iter().copied().min().unwrap()
+}
+
 async fn server_with_admin() -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("htpasswd");
@@ -66,9 +71,14 @@ async fn unknown_user_costs_as_much_as_a_wrong_password(http: &reqwest::Client, 
         assert_eq!(s, 401);
         unknown.push(t);
     }
-    let (wrong, unknown) = (median(wrong), median(unknown));
+    eprintln!(
+        "median wrong password {:?}, unknown user {:?}",
+        median(wrong.clone()),
+        median(unknown.clone())
+    );
+    let (wrong, unknown) = (fastest(&wrong), fastest(&unknown));
     let ratio = unknown.as_secs_f64() / wrong.as_secs_f64();
-    eprintln!("median wrong password {wrong:?}, unknown user {unknown:?}, ratio {ratio:.2}");
+    eprintln!("fastest wrong password {wrong:?}, unknown user {unknown:?}, ratio {ratio:.2}");
     assert!(
         (0.5..=2.0).contains(&ratio),
         "an unknown user took {unknown:?}, a wrong password {wrong:?}: the time tells them apart"

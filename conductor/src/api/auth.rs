@@ -270,6 +270,35 @@ mod tests {
         }
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checks_beyond_the_queue_bound_are_busy_at_once() {
+        let hash = bcrypt::hash("secret", 4).unwrap();
+        let h = std::sync::Arc::new(Htpasswd::parse(&format!("admin:{hash}\n"), "f").unwrap());
+        // Every bcrypt slot taken: checks queue behind them.
+        let slots = h.verifying.available_permits() as u32;
+        let held = h.verifying.acquire_many(slots).await.unwrap();
+        let mut queued = tokio::task::JoinSet::new();
+        for _ in 0..MAX_WAITING {
+            let h = h.clone();
+            queued.spawn(async move { h.check(&basic("admin:wrong")).await });
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while h.waiting.load(Ordering::SeqCst) < MAX_WAITING {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the checks did not queue"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(h.check(&basic("admin:secret")).await, Verdict::Busy);
+        drop(held);
+        while let Some(v) = queued.join_next().await {
+            assert_eq!(v.unwrap(), Verdict::Denied);
+        }
+        assert_eq!(h.waiting.load(Ordering::SeqCst), 0);
+        assert_eq!(h.check(&basic("admin:secret")).await, Verdict::Allowed);
+    }
+
     #[test]
     fn bad_lines_name_the_line() {
         let e = Htpasswd::parse("admin:plain\n", "f")
