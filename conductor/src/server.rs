@@ -111,6 +111,11 @@ pub struct ConductorConfig {
     /// --tls-cert/--tls-key, so tokens never cross the network in clear [default: false].
     #[arg(long, value_name = "BOOL")]
     pub require_tls: Option<bool>,
+    /// Accept MD5 image checksums (Ironic's `[agent]allow_md5_checksum`); a deploy whose
+    /// image_os_hash_algo is md5, or whose image_checksum is a 32-digit value, is refused
+    /// otherwise [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub allow_md5_checksum: Option<bool>,
 }
 
 impl ConductorConfig {
@@ -156,7 +161,8 @@ impl ConductorConfig {
             erase_devices_priority,
             tls_cert,
             tls_key,
-            require_tls
+            require_tls,
+            allow_md5_checksum
         ))
     }
 
@@ -191,6 +197,7 @@ impl ConductorConfig {
             inspect_add_ports: self.inspect_add_ports.unwrap_or(d.inspect_add_ports),
             erase_devices_priority: self.erase_devices_priority.map(i32::from),
             require_tls: self.require_tls.unwrap_or(d.require_tls),
+            allow_md5_checksum: self.allow_md5_checksum.unwrap_or(d.allow_md5_checksum),
         }
     }
 

@@ -2,6 +2,24 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 
+/// Memory an xz stream may take to decode, by default. The dictionary an image was
+/// compressed with is what a decoder allocates, and a header can ask for up to 4 GiB:
+/// unchecked, that exhausts a ramdisk. `xz -9` needs 65 MiB; zstd's decoder has its own
+/// default limit (a 128 MiB window).
+pub const XZ_MEMLIMIT: u64 = 256 << 20;
+
+/// An xz stream whose header asks for more memory than the limit allows.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error(
+    "the xz stream needs more than {} MiB of memory to decode (it was compressed with a \
+     larger dictionary than this agent allows); recompress the image with a smaller \
+     dictionary, e.g. `xz -9` or less",
+    .limit >> 20
+)]
+pub struct XzMemLimitError {
+    pub limit: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
     None,
@@ -48,19 +66,34 @@ pub fn peek<R: BufRead>(r: &mut R, n: usize) -> io::Result<Vec<u8>> {
 pub enum DecompressReader<R: BufRead> {
     None(R),
     Gzip(flate2::bufread::MultiGzDecoder<R>),
-    Xz(xz2::bufread::XzDecoder<R>),
+    Xz(xz2::bufread::XzDecoder<R>, u64),
     Zstd(zstd::stream::read::Decoder<'static, R>),
 }
 
 impl<R: BufRead> DecompressReader<R> {
     pub fn new(inner: R, kind: Compression) -> io::Result<DecompressReader<R>> {
+        Self::with_xz_memlimit(inner, kind, XZ_MEMLIMIT)
+    }
+
+    /// [`DecompressReader::new`] with another memory limit for xz (`xz_memlimit` bytes).
+    pub fn with_xz_memlimit(
+        inner: R,
+        kind: Compression,
+        xz_memlimit: u64,
+    ) -> io::Result<DecompressReader<R>> {
         Ok(match kind {
             Compression::None => DecompressReader::None(inner),
             Compression::Gzip => {
                 DecompressReader::Gzip(flate2::bufread::MultiGzDecoder::new(inner))
             }
             Compression::Xz => {
-                DecompressReader::Xz(xz2::bufread::XzDecoder::new_multi_decoder(inner))
+                let stream =
+                    xz2::stream::Stream::new_stream_decoder(xz_memlimit, xz2::stream::CONCATENATED)
+                        .map_err(io::Error::from)?;
+                DecompressReader::Xz(
+                    xz2::bufread::XzDecoder::new_stream(inner, stream),
+                    xz_memlimit,
+                )
             }
             Compression::Zstd => {
                 DecompressReader::Zstd(zstd::stream::read::Decoder::with_buffer(inner)?)
@@ -78,7 +111,7 @@ impl<R: BufRead> DecompressReader<R> {
         match self {
             DecompressReader::None(r) => r,
             DecompressReader::Gzip(d) => d.get_mut(),
-            DecompressReader::Xz(d) => d.get_mut(),
+            DecompressReader::Xz(d, _) => d.get_mut(),
             DecompressReader::Zstd(d) => d.get_mut(),
         }
     }
@@ -89,7 +122,20 @@ impl<R: BufRead> Read for DecompressReader<R> {
         let r = match self {
             DecompressReader::None(r) => return r.read(buf),
             DecompressReader::Gzip(d) => d.read(buf),
-            DecompressReader::Xz(d) => d.read(buf),
+            DecompressReader::Xz(d, limit) => d.read(buf).map_err(|e| {
+                let over = e
+                    .get_ref()
+                    .and_then(|s| s.downcast_ref::<xz2::stream::Error>())
+                    .is_some_and(|x| matches!(x, xz2::stream::Error::MemLimit));
+                if over {
+                    io::Error::new(
+                        io::ErrorKind::OutOfMemory,
+                        XzMemLimitError { limit: *limit },
+                    )
+                } else {
+                    e
+                }
+            }),
             DecompressReader::Zstd(d) => d.read(buf),
         };
         // Errors from the transport pass through as they are; a decoder's own complaint
@@ -120,7 +166,7 @@ pub fn buffered<R: Read>(r: R) -> BufReader<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
@@ -157,6 +203,86 @@ mod tests {
         ] {
             assert_eq!(roundtrip(kind, &data), data, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn an_xz_dictionary_over_the_memory_limit_is_refused_by_name() {
+        // Preset 6 compresses with an 8 MiB dictionary, which the decoder allocates.
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut e = xz2::write::XzEncoder::new(vec![], 6);
+        e.write_all(&data).unwrap();
+        let packed = e.finish().unwrap();
+
+        let mut r =
+            DecompressReader::with_xz_memlimit(buffered(&packed[..]), Compression::Xz, 4 << 20)
+                .unwrap();
+        let e = r.read_to_end(&mut vec![]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::OutOfMemory, "{e}");
+        assert!(
+            e.to_string()
+                .contains("the xz stream needs more than 4 MiB of memory to decode"),
+            "{e}"
+        );
+        assert!(e.get_ref().unwrap().is::<XzMemLimitError>());
+
+        // Within the limit (and the default) it decodes.
+        for limit in [16 << 20, XZ_MEMLIMIT] {
+            let mut r =
+                DecompressReader::with_xz_memlimit(buffered(&packed[..]), Compression::Xz, limit)
+                    .unwrap();
+            let mut out = vec![];
+            r.read_to_end(&mut out).unwrap();
+            assert_eq!(out, data);
+        }
+    }
+
+    /// A real xz file whose block header was edited to claim an LZMA2 dictionary of
+    /// (almost) 4 GiB, as a hostile or careless image can: decoders allocate what the
+    /// header says before they read any data.
+    pub(crate) fn xz_claiming_a_4_gib_dictionary() -> Vec<u8> {
+        let mut e = xz2::write::XzEncoder::new(vec![], 0);
+        e.write_all(b"tiny").unwrap();
+        let mut xz = e.finish().unwrap();
+        // Stream header (12 bytes), then the block header: size, flags (no sizes, one
+        // filter), filter id 0x21 (LZMA2), 1 property byte (the dictionary), padding, CRC32.
+        let header_len = (xz[12] as usize + 1) * 4;
+        assert_eq!(
+            &xz[13..16],
+            &[0x00, 0x21, 0x01],
+            "an unexpected block header"
+        );
+        xz[16] = 40; // 4 GiB - 1
+        let crc = crc32fast::hash(&xz[12..12 + header_len - 4]);
+        xz[12 + header_len - 4..12 + header_len].copy_from_slice(&crc.to_le_bytes());
+        xz
+    }
+
+    #[test]
+    fn a_multi_gib_xz_dictionary_is_refused_at_the_default_limit() {
+        let xz = xz_claiming_a_4_gib_dictionary();
+        let (mut r, _) = DecompressReader::sniffed(buffered(&xz[..])).unwrap();
+        let e = r.read_to_end(&mut vec![]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("the xz stream needs more than 256 MiB of memory to decode"),
+            "{e}"
+        );
+        // Only a header that parsed (its CRC holds) gets as far as the memory check: a
+        // broken edit would read as corrupt data instead.
+    }
+
+    #[test]
+    fn concatenated_xz_streams_are_all_decoded() {
+        let mut packed = vec![];
+        for part in [&b"first "[..], b"second"] {
+            let mut e = xz2::write::XzEncoder::new(vec![], 1);
+            e.write_all(part).unwrap();
+            packed.extend(e.finish().unwrap());
+        }
+        let (mut r, _) = DecompressReader::sniffed(buffered(&packed[..])).unwrap();
+        let mut out = vec![];
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"first second");
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub enum ImageError {
     Download(String),
     #[error("the image is corrupt: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    XzMemLimit(#[from] crate::decompress::XzMemLimitError),
     #[error("reading the image")]
     Read(#[source] io::Error),
     #[error(transparent)]
@@ -69,6 +71,12 @@ impl ImageError {
 fn classify(e: io::Error) -> ImageError {
     if let Some(t) = e.get_ref().and_then(|x| x.downcast_ref::<TransportError>()) {
         return ImageError::Download(t.0.clone());
+    }
+    if let Some(m) = e
+        .get_ref()
+        .and_then(|x| x.downcast_ref::<crate::decompress::XzMemLimitError>())
+    {
+        return ImageError::XzMemLimit(*m);
     }
     if e.kind() == io::ErrorKind::InvalidData {
         return ImageError::Corrupt(e.to_string());
@@ -234,5 +242,31 @@ fn convert_or_copy<R: io::BufRead>(
         out.write_at(offset, data).map_err(ImageError::Write)?;
         src.consume(n);
         offset += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::MemSink;
+
+    #[test]
+    fn an_xz_image_over_the_memory_limit_fails_with_the_limit_named() {
+        let xz = crate::decompress::tests::xz_claiming_a_4_gib_dictionary();
+        let input = Input {
+            reader: &xz[..],
+            len: Some(xz.len() as u64),
+            ranges: None,
+            declared_format: None,
+        };
+        let mut sink = MemSink::new(1 << 20, true);
+        let e = write_image(input, None, &mut sink, &Progress::new()).unwrap_err();
+        assert!(matches!(e, ImageError::XzMemLimit(_)), "{e:?}");
+        assert!(
+            e.chain()
+                .starts_with("the xz stream needs more than 256 MiB of memory to decode"),
+            "{}",
+            e.chain()
+        );
     }
 }

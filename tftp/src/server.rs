@@ -1,5 +1,7 @@
 //! The tokio TFTP server: one task per transfer on its own UDP port (the TFTP "TID"),
 //! option negotiation, lock-step DATA/ACK with bounded retransmission. Read-only.
+//! Bounded: a cap on transfers at once, and on how long one may take, so a client that
+//! acknowledges just before every timeout cannot hold a slot for ever.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,6 +33,11 @@ pub struct ServerConfig {
     pub attempts: u32,
     /// Upper bound for a negotiated block size (clients get min(asked, this)).
     pub max_blksize: usize,
+    /// Transfers served at once; more read requests get an ERROR ("too many transfers").
+    pub max_transfers: usize,
+    /// Longest one transfer may take from its request, however the client paces its
+    /// ACKs; then it is abandoned with an ERROR to the client.
+    pub max_transfer_time: Duration,
 }
 
 impl ServerConfig {
@@ -40,6 +47,9 @@ impl ServerConfig {
             timeout: Duration::from_secs(2),
             attempts: 5,
             max_blksize: MAX_BLKSIZE,
+            max_transfers: 64,
+            // iPXE binaries are ~1 MiB: seconds at 512-byte blocks even on a slow link.
+            max_transfer_time: Duration::from_secs(600),
         }
     }
 }
@@ -128,7 +138,20 @@ impl Server {
                         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
                         Err(e) => return Err(ServerError::Socket(e)),
                     };
+                    // Finished transfers not reaped yet must not count.
+                    while transfers.try_join_next().is_some() {}
+                    let full = transfers.len() >= self.cfg.max_transfers;
                     let reply = match Packet::decode(&buf[..n]) {
+                        Ok(Packet::Rrq { .. }) if full => {
+                            tracing::warn!(%peer, limit = self.cfg.max_transfers, "TFTP request refused: too many transfers");
+                            Some(Packet::error(
+                                ErrorCode::NotDefined,
+                                &format!(
+                                    "too many transfers in progress ({}); retry later",
+                                    self.cfg.max_transfers
+                                ),
+                            ))
+                        }
                         Ok(Packet::Rrq { filename, mode, options }) => {
                             let cfg = self.cfg.clone();
                             let log = self.log.clone();
@@ -180,13 +203,16 @@ enum TransferError {
     Refused(String),
     #[error("client stopped answering")]
     Timeout,
+    #[error("transfer took longer than {0:?}")]
+    TooLong(Duration),
     #[error("client sent error {code}: {message}")]
     Client { code: u16, message: String },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
-/// Serves one read request; returns the bytes sent and the block size used.
+/// Serves one read request within `cfg.max_transfer_time`; returns the bytes sent and
+/// the block size used.
 async fn transfer(
     cfg: &ServerConfig,
     local_ip: std::net::IpAddr,
@@ -194,12 +220,30 @@ async fn transfer(
 ) -> Result<(u64, usize), TransferError> {
     let sock = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?;
     sock.connect(req.peer).await?;
+    match timeout(cfg.max_transfer_time, serve(cfg, &sock, req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let limit = cfg.max_transfer_time;
+            let msg = format!("transfer took longer than {} s", limit.as_secs_f64());
+            let _ = sock
+                .send(&Packet::error(ErrorCode::NotDefined, &msg).encode())
+                .await;
+            Err(TransferError::TooLong(limit))
+        }
+    }
+}
+
+async fn serve(
+    cfg: &ServerConfig,
+    sock: &UdpSocket,
+    req: &Request,
+) -> Result<(u64, usize), TransferError> {
     let netascii = match req.mode.as_str() {
         "octet" => false,
         "netascii" => true,
         other => {
             return refuse(
-                &sock,
+                sock,
                 ErrorCode::IllegalOperation,
                 format!("transfer mode {other:?} is not supported (use octet)"),
             )
@@ -209,9 +253,9 @@ async fn transfer(
     let path = match resolve(&cfg.root, &req.filename) {
         Ok(p) => p,
         Err(e @ PathError::NotFound(_)) => {
-            return refuse(&sock, ErrorCode::FileNotFound, e.to_string()).await
+            return refuse(sock, ErrorCode::FileNotFound, e.to_string()).await
         }
-        Err(e) => return refuse(&sock, ErrorCode::AccessViolation, e.to_string()).await,
+        Err(e) => return refuse(sock, ErrorCode::AccessViolation, e.to_string()).await,
     };
     let mut file = tokio::fs::File::open(&path).await?;
     let size = file.metadata().await?.len();
@@ -245,7 +289,7 @@ async fn transfer(
     let mut buf = vec![0u8; MAX_BLKSIZE + 4];
     if !accepted.is_empty() {
         let oack = Packet::Oack { options: accepted }.encode();
-        send_until_ack(&sock, &oack, 0, wait, attempts, &mut buf).await?;
+        send_until_ack(sock, &oack, 0, wait, attempts, &mut buf).await?;
     }
 
     let mut block: u16 = 0;
@@ -271,7 +315,7 @@ async fn transfer(
         let last = data.len() < blksize;
         sent += data.len() as u64;
         let packet = Packet::Data { block, data }.encode();
-        send_until_ack(&sock, &packet, block, wait, attempts, &mut buf).await?;
+        send_until_ack(sock, &packet, block, wait, attempts, &mut buf).await?;
         if last {
             return Ok((sent, blksize));
         }

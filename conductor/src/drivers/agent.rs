@@ -242,6 +242,25 @@ pub fn image_info(node: &Node) -> DResult<ImageInfo> {
     Ok(info)
 }
 
+/// Whether the image would be checked with MD5: `image_os_hash_algo` says md5, or only
+/// the legacy `image_checksum` is set and is a 32-digit value (what the agent takes for
+/// MD5, as IPA). A checksum file URL is judged by the agent, which sees its entries.
+pub fn checksum_is_md5(node: &Node) -> bool {
+    let ii = &node.instance_info;
+    let field = |k: &str| ii.get(k).and_then(Value::as_str);
+    let spec = ferrite_image::checksum::spec(
+        field("image_os_hash_algo"),
+        field("image_os_hash_value"),
+        field("image_checksum"),
+    );
+    let algo_named_md5 = field("image_os_hash_algo").is_some_and(|a| a.eq_ignore_ascii_case("md5"));
+    match spec {
+        Ok(ferrite_image::checksum::Spec::Value(e)) => e.algo == ferrite_image::checksum::Algo::Md5,
+        // A malformed value is the agent's to report; a named md5 is refused all the same.
+        _ => algo_named_md5,
+    }
+}
+
 /// The config drive of the deploy (`instance_info.configdrive`): base64 of a gzipped
 /// image or an http(s) URL; the API turned a dict into an image already.
 pub fn configdrive(node: &Node) -> DResult<Option<String>> {

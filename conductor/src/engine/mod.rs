@@ -62,6 +62,8 @@ pub struct EngineConfig {
     pub erase_devices_priority: Option<i32>,
     /// Refuse heartbeats whose callback_url is not https:// (Ironic's `[agent]require_tls`).
     pub require_tls: bool,
+    /// Accept MD5 image checksums (Ironic's `[agent]allow_md5_checksum`, off by default).
+    pub allow_md5_checksum: bool,
 }
 
 /// Ports created from inspection data (Ironic's `[inspector]add_ports`).
@@ -97,6 +99,7 @@ impl Default for EngineConfig {
             inspect_add_ports: AddPorts::Pxe,
             erase_devices_priority: None,
             require_tls: false,
+            allow_md5_checksum: false,
         }
     }
 }
@@ -379,6 +382,14 @@ impl Conductor {
             d.deploy.validate(node)?;
             d.power.validate(node)?;
             d.boot.validate(node)?;
+            if !self.cfg.allow_md5_checksum && crate::drivers::agent::checksum_is_md5(node) {
+                return Err(EngineError::Invalid(
+                    "image checksum is MD5, which this conductor refuses \
+                     (--allow-md5-checksum true to accept); give image_os_hash_algo \
+                     sha256 or sha512 with image_os_hash_value instead"
+                        .into(),
+                ));
+            }
         }
         Ok(())
     }

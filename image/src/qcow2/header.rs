@@ -10,6 +10,13 @@ pub const MIN_CLUSTER_BITS: u32 = 9;
 pub const MAX_CLUSTER_BITS: u32 = 21;
 /// Largest virtual size accepted (qemu's QCOW_MAX_SIZE is 2^63-ish; 64 PiB is plenty).
 pub const MAX_VIRTUAL_SIZE: u64 = 1 << 56;
+/// qemu's own limit on the refcount table (QCOW_MAX_REFTABLE_SIZE). The walker notes
+/// every refcount block the table lists, so this also bounds that memory.
+pub const MAX_REFCOUNT_TABLE_BYTES: u64 = 8 << 20;
+/// qemu's limit on snapshots (QCOW_MAX_SNAPSHOTS).
+pub const MAX_SNAPSHOTS: u32 = 65536;
+/// Host offsets in L1/L2 entries have 56 bits (bits 9..=55); no table lies beyond.
+pub const MAX_HOST_OFFSET: u64 = 1 << 56;
 
 const EXT_END: u32 = 0;
 const EXT_BACKING_FORMAT: u32 = 0xe279_2aca;
@@ -68,6 +75,16 @@ pub enum Qcow2Error {
         offset: u64,
         len: u64,
     },
+    #[error("qcow2 {what} at offset {offset:#x} lies beyond the {}-byte range a qcow2 image can address", MAX_HOST_OFFSET)]
+    OutOfRange { what: &'static str, offset: u64 },
+    #[error(
+        "qcow2 refcount table of {clusters} clusters is larger than qemu's limit of {limit} bytes"
+    )]
+    RefcountTableSize { clusters: u32, limit: u64 },
+    #[error("qcow2 refcount_order {0} is out of range (0..=6)")]
+    RefcountOrder(u32),
+    #[error("qcow2 image lists {0} snapshots, more than qemu's limit of {MAX_SNAPSHOTS}")]
+    Snapshots(u32),
     #[error("qcow2 header extension at {0:#x} is malformed")]
     BadExtension(usize),
     #[error("qcow2 L2 entry for guest offset {guest:#x} is invalid: {why}")]
@@ -175,21 +192,29 @@ impl Header {
             });
         }
         if l1_entries > 0 {
-            if !l1_offset.is_multiple_of(cluster) || l1_offset == 0 {
-                return Err(Qcow2Error::Misaligned {
-                    what: "L1 table",
-                    offset: l1_offset,
-                });
-            }
-            if let Some(len) = image_len {
-                if l1_offset.saturating_add(l1_entries * 8) > len {
-                    return Err(Qcow2Error::PastEnd {
-                        what: "L1 table",
-                        offset: l1_offset,
-                        len,
-                    });
-                }
-            }
+            check_table("L1 table", l1_offset, l1_entries * 8, cluster, image_len)?;
+        }
+        let refcount_bytes = u64::from(refcount_table_clusters) * cluster;
+        if refcount_bytes > MAX_REFCOUNT_TABLE_BYTES {
+            return Err(Qcow2Error::RefcountTableSize {
+                clusters: refcount_table_clusters,
+                limit: MAX_REFCOUNT_TABLE_BYTES,
+            });
+        }
+        if refcount_bytes > 0 {
+            check_table(
+                "refcount table",
+                refcount_table_offset,
+                refcount_bytes,
+                cluster,
+                image_len,
+            )?;
+        }
+        // Snapshots are not read (only the active L1 is converted), but a header listing
+        // more than qemu would open is not an image qemu made.
+        let snapshots = be32(buf, 60);
+        if snapshots > MAX_SNAPSHOTS {
+            return Err(Qcow2Error::Snapshots(snapshots));
         }
         let mut header_len = 72usize;
         if version == 3 {
@@ -215,6 +240,10 @@ impl Header {
                 return Err(Qcow2Error::UnknownFeatures(incompat & !known));
             }
             h.dirty = incompat & INCOMPAT_DIRTY != 0;
+            let refcount_order = be32(buf, 96);
+            if refcount_order > 6 {
+                return Err(Qcow2Error::RefcountOrder(refcount_order));
+            }
             header_len = be32(buf, 100) as usize;
             if header_len < 104 || header_len > buf.len() {
                 return Err(Qcow2Error::Truncated(buf.len()));
@@ -232,6 +261,28 @@ impl Header {
         }
         parse_extensions(buf, header_len.next_multiple_of(8))?;
         Ok(h)
+    }
+}
+
+/// A table of `bytes` at `offset`: cluster-aligned, not over the header, and inside the
+/// image (its length when known, the qcow2 host range always).
+fn check_table(
+    what: &'static str,
+    offset: u64,
+    bytes: u64,
+    cluster: u64,
+    image_len: Option<u64>,
+) -> Result<(), Qcow2Error> {
+    if !offset.is_multiple_of(cluster) || offset == 0 {
+        return Err(Qcow2Error::Misaligned { what, offset });
+    }
+    let end = offset.saturating_add(bytes);
+    if end > MAX_HOST_OFFSET {
+        return Err(Qcow2Error::OutOfRange { what, offset });
+    }
+    match image_len {
+        Some(len) if end > len => Err(Qcow2Error::PastEnd { what, offset, len }),
+        _ => Ok(()),
     }
 }
 
@@ -408,6 +459,95 @@ mod tests {
             Header::parse(&b[..4096], None),
             Err(Qcow2Error::ClusterBits(30))
         ));
+    }
+
+    /// `header_bytes` with a refcount table of `clusters` clusters at `offset`.
+    fn with_refcount_table(mut b: Vec<u8>, offset: u64, clusters: u32) -> Vec<u8> {
+        b[48..56].copy_from_slice(&offset.to_be_bytes());
+        b[56..60].copy_from_slice(&clusters.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn bounds_the_refcount_table() {
+        let ok = with_refcount_table(header_bytes(3, 16, 1 << 20, 1, 0x30000), 0x10000, 1);
+        assert!(Header::parse(&ok, Some(0x40000)).is_ok());
+        // Larger than qemu's 8 MiB: refused before the walker notes its entries.
+        let b = with_refcount_table(header_bytes(3, 16, 1 << 20, 1, 0x30000), 0x10000, 129);
+        assert_eq!(
+            Header::parse(&b, None),
+            Err(Qcow2Error::RefcountTableSize {
+                clusters: 129,
+                limit: MAX_REFCOUNT_TABLE_BYTES
+            })
+        );
+        let b = with_refcount_table(header_bytes(3, 9, 1 << 20, 32, 0x30000), 0x200, u32::MAX);
+        assert!(matches!(
+            Header::parse(&b, None),
+            Err(Qcow2Error::RefcountTableSize { .. })
+        ));
+        let b = with_refcount_table(header_bytes(3, 16, 1 << 20, 1, 0x30000), 0x10001, 1);
+        assert!(matches!(
+            Header::parse(&b, None),
+            Err(Qcow2Error::Misaligned {
+                what: "refcount table",
+                ..
+            })
+        ));
+        let b = with_refcount_table(header_bytes(3, 16, 1 << 20, 1, 0x30000), 0, 1);
+        assert!(matches!(
+            Header::parse(&b, None),
+            Err(Qcow2Error::Misaligned { offset: 0, .. })
+        ));
+        // Past the end of the file, and (length unknown) past any host offset: the
+        // stream walker adds the table's size to its offset.
+        let b = with_refcount_table(header_bytes(3, 16, 1 << 20, 1, 0x30000), 0x50000, 1);
+        assert!(matches!(
+            Header::parse(&b, Some(0x40000)),
+            Err(Qcow2Error::PastEnd {
+                what: "refcount table",
+                ..
+            })
+        ));
+        let b = with_refcount_table(
+            header_bytes(3, 16, 1 << 20, 1, 0x30000),
+            u64::MAX - 0xffff,
+            1,
+        );
+        assert!(matches!(
+            Header::parse(&b, None),
+            Err(Qcow2Error::OutOfRange {
+                what: "refcount table",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn bounds_the_l1_offset_without_a_known_length() {
+        let b = header_bytes(3, 16, 1 << 20, 1, u64::MAX - 0xffff);
+        assert!(matches!(
+            Header::parse(&b, None),
+            Err(Qcow2Error::OutOfRange {
+                what: "L1 table",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn refuses_refcount_orders_and_snapshot_counts_qemu_would_not_open() {
+        let mut b = header_bytes(3, 16, 1 << 20, 1, 0x30000);
+        b[96..100].copy_from_slice(&7u32.to_be_bytes());
+        assert_eq!(Header::parse(&b, None), Err(Qcow2Error::RefcountOrder(7)));
+        let mut b = header_bytes(3, 16, 1 << 20, 1, 0x30000);
+        b[60..64].copy_from_slice(&(MAX_SNAPSHOTS + 1).to_be_bytes());
+        assert_eq!(
+            Header::parse(&b, None),
+            Err(Qcow2Error::Snapshots(MAX_SNAPSHOTS + 1))
+        );
+        let msg = Qcow2Error::Snapshots(MAX_SNAPSHOTS + 1).to_string();
+        assert!(msg.contains("65537 snapshots"), "{msg}");
     }
 
     #[test]

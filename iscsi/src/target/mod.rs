@@ -2,6 +2,11 @@
 //! block device. Each connection runs on its own thread with blocking socket and file I/O,
 //! which keeps the command path simple and fast; the server itself is async so callers
 //! hand it a listener and a shutdown future.
+//!
+//! Bounded: connections at once are capped (more are closed on accept), a connection
+//! must log in within `login_timeout` (a watchdog on the runtime closes it otherwise,
+//! however slowly it trickles bytes), and a logged-in one that sends nothing for
+//! `idle_timeout` is closed by its socket's read timeout.
 
 pub(crate) mod login;
 mod out;
@@ -11,8 +16,11 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
 
 use crate::chap::Credentials;
 use crate::scsi::{Backing, BackingError, Lun};
@@ -35,6 +43,16 @@ pub struct TargetConfig {
     pub offer: Offer,
     /// Commands an initiator may have outstanding (MaxCmdSN − ExpCmdSN + 1), at least 1.
     pub cmd_window: u32,
+    /// Connections served at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// Time from accept to a completed login; a connection still logging in then is
+    /// closed (Linux's iscsi target waits 15 s, open-iscsi's login_timeout is 15 s).
+    pub login_timeout: Duration,
+    /// A logged-in connection with no PDU from the initiator for this long is closed,
+    /// and so is one whose initiator stops reading our PDUs for as long. Initiators
+    /// ping idle sessions (open-iscsi sends a NOP-Out every 5 s), so this is generous.
+    /// `None`: never.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl TargetConfig {
@@ -47,6 +65,11 @@ impl TargetConfig {
             mutual_chap: None,
             offer: Offer::default(),
             cmd_window: 128,
+            // The agent exports one disk to one conductor; a few sessions leave room for
+            // retries and a discovery session.
+            max_connections: 16,
+            login_timeout: Duration::from_secs(30),
+            idle_timeout: Some(Duration::from_secs(600)),
         }
     }
 }
@@ -68,7 +91,14 @@ pub struct Target {
     pub(crate) lun: Lun,
     next_tsih: AtomicU16,
     next_conn: AtomicU64,
-    conns: Mutex<HashMap<u64, TcpStream>>,
+    conns: Mutex<HashMap<u64, Registered>>,
+}
+
+/// A connection being served: a handle on its socket to close it from outside.
+#[derive(Debug)]
+struct Registered {
+    sock: TcpStream,
+    logged_in: Arc<AtomicBool>,
 }
 
 pub fn valid_name(n: &str) -> bool {
@@ -99,6 +129,11 @@ impl Target {
         &self.lun
     }
 
+    /// Connections being served now (logging in or logged in).
+    pub fn connections(&self) -> usize {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     pub(crate) fn new_tsih(&self) -> u16 {
         loop {
             let t = self.next_tsih.fetch_add(1, Ordering::Relaxed);
@@ -116,6 +151,8 @@ impl Target {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), TargetError> {
         let mut threads = Vec::new();
+        // Login deadlines; aborted when the server stops.
+        let mut watchdogs = JoinSet::new();
         tokio::pin!(shutdown);
         let result = loop {
             tokio::select! {
@@ -126,11 +163,18 @@ impl Target {
                         Err(e) if is_transient(&e) => continue,
                         Err(e) => break Err(TargetError::Accept(e)),
                     };
-                    match self.clone().start_connection(sock) {
+                    threads.retain(|t: &std::thread::JoinHandle<()>| !t.is_finished());
+                    while watchdogs.try_join_next().is_some() {}
+                    let serving = self.connections();
+                    if serving >= self.cfg.max_connections {
+                        tracing::warn!(%peer, serving, "refusing an iSCSI connection: too many connections");
+                        drop(sock);
+                        continue;
+                    }
+                    match self.clone().start_connection(sock, &mut watchdogs) {
                         Ok(t) => threads.push(t),
                         Err(e) => tracing::warn!(%peer, error = %e, "dropping connection"),
                     }
-                    threads.retain(|t: &std::thread::JoinHandle<()>| !t.is_finished());
                 }
             }
         };
@@ -140,8 +184,9 @@ impl Target {
             .unwrap_or_else(|p| p.into_inner())
             .values()
         {
-            let _ = s.shutdown(std::net::Shutdown::Both);
+            let _ = s.sock.shutdown(std::net::Shutdown::Both);
         }
+        watchdogs.shutdown().await;
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
@@ -154,24 +199,65 @@ impl Target {
     fn start_connection(
         self: Arc<Self>,
         sock: tokio::net::TcpStream,
+        watchdogs: &mut JoinSet<()>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let std_sock = sock.into_std()?;
         std_sock.set_nonblocking(false)?;
         std_sock.set_nodelay(true)?;
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        self.conns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, std_sock.try_clone()?);
-        std::thread::Builder::new()
+        let logged_in = Arc::new(AtomicBool::new(false));
+        self.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            id,
+            Registered {
+                sock: std_sock.try_clone()?,
+                logged_in: logged_in.clone(),
+            },
+        );
+        let limit = self.cfg.login_timeout;
+        let target = Arc::downgrade(&self);
+        watchdogs.spawn(async move {
+            tokio::time::sleep(limit).await;
+            close_unless_logged_in(&target, id, limit);
+        });
+        let spawned = std::thread::Builder::new()
             .name(format!("iscsi-conn-{id}"))
-            .spawn(move || {
-                session::run(&self, std_sock);
-                self.conns
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
-            })
+            .spawn({
+                let me = self.clone();
+                move || {
+                    session::run(&me, std_sock, &logged_in);
+                    me.conns
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                }
+            });
+        if spawned.is_err() {
+            self.conns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        }
+        spawned
+    }
+}
+
+/// The login deadline of connection `id`: closes its socket (the blocked read on its
+/// thread then ends) unless it has logged in.
+fn close_unless_logged_in(target: &Weak<Target>, id: u64, limit: Duration) {
+    let Some(t) = target.upgrade() else {
+        return;
+    };
+    let conns = t.conns.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = conns.get(&id) {
+        if !c.logged_in.load(Ordering::SeqCst) {
+            let peer = c.sock.peer_addr().ok();
+            tracing::info!(
+                ?peer,
+                ?limit,
+                "closing an iSCSI connection that did not log in in time"
+            );
+            let _ = c.sock.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 

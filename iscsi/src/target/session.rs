@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::io::BufReader;
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::login::{LoginState, SessionKind, STAGE_FULL};
@@ -23,7 +24,8 @@ const READ_BUFFER: usize = 16 * 1024;
 #[path = "scsi_io.rs"]
 mod scsi_io;
 
-pub(super) fn run(t: &Target, sock: TcpStream) {
+/// Serves one connection; sets `logged_in` once its login completes.
+pub(super) fn run(t: &Target, sock: TcpStream, logged_in: &AtomicBool) {
     let peer = sock.peer_addr().ok();
     let local = sock.local_addr().ok();
     let reader = match sock.try_clone() {
@@ -42,6 +44,7 @@ pub(super) fn run(t: &Target, sock: TcpStream) {
     };
     let mut c = Conn {
         t,
+        logged_in,
         // Small: the data segments of large PDUs are read past it, straight to where
         // they go (Data-Out into the burst buffer, immediate data into `rbuf`).
         r: BufReader::with_capacity(READ_BUFFER, reader),
@@ -73,6 +76,7 @@ enum Next {
 
 struct Conn<'t> {
     t: &'t Target,
+    logged_in: &'t AtomicBool,
     r: BufReader<TcpStream>,
     out: Out,
     rx: Framing,
@@ -113,6 +117,13 @@ impl Conn<'_> {
         if !self.login()? {
             return Ok(());
         }
+        self.logged_in.store(true, Ordering::SeqCst);
+        // From now on an initiator that sends nothing, or reads nothing, for the idle
+        // timeout makes the blocked read or write fail, which ends the connection.
+        let sock = self.r.get_ref();
+        sock.set_read_timeout(self.t.cfg.idle_timeout)
+            .and_then(|()| sock.set_write_timeout(self.t.cfg.idle_timeout))
+            .map_err(IoError::Io)?;
         loop {
             let pdu = match self.pending.pop_front() {
                 Some(p) => p,
