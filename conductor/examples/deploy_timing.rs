@@ -54,11 +54,21 @@ impl Api {
         body: Value,
         code: u16,
     ) -> anyhow::Result<Value> {
-        let (s, v) = self.call(method, path, Some(body)).await?;
-        if s != code {
-            bail!("{method} {path}: HTTP {s} {v}");
+        // As python-ironicclient: a node still locked by the conductor's own work (a state
+        // is reached before the task releases its lock) answers 409 "please retry".
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (s, v) = self.call(method, path, Some(body.clone())).await?;
+            let locked = s == 409 && v.to_string().contains("is locked by");
+            if locked && Instant::now() < end {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            if s != code {
+                bail!("{method} {path}: HTTP {s} {v}");
+            }
+            return Ok(v);
         }
-        Ok(v)
     }
 
     /// Polls the node until `state` (fails on a failed state or after 10 minutes).

@@ -310,7 +310,8 @@ impl Db {
     /// Records a heartbeat: where the agent listens, its certificate, and when.
     /// Records the first heartbeat of a boot: the agent's URL and certificate are pinned
     /// here until the next boot clears them ([`Db::clear_agent`]). False when another
-    /// heartbeat pinned them first.
+    /// heartbeat pinned other values first; a concurrent first heartbeat with the same URL
+    /// and certificate (the loser of the race) is true.
     pub async fn record_heartbeat(
         &self,
         uuid: &str,
@@ -320,7 +321,8 @@ impl Db {
     ) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE nodes SET agent_url = $1, agent_verify_ca = $2, agent_last_heartbeat = $3 \
-             WHERE uuid = $4 AND agent_url IS NULL",
+             WHERE uuid = $4 AND (agent_url IS NULL OR (agent_url = $1 \
+             AND agent_verify_ca IS NOT DISTINCT FROM $2))",
         )
         .bind(url)
         .bind(verify_ca)
