@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cmdline;
 pub mod commands;
 pub mod disk;
+pub mod fuzzing;
 pub mod heartbeat;
 pub mod image;
 pub mod install;

@@ -12,6 +12,7 @@
 pub mod checksum;
 pub mod decompress;
 pub mod disk;
+pub mod fuzzing;
 pub mod holdback;
 pub mod http;
 pub mod offload;

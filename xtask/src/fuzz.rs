@@ -273,7 +273,18 @@ mod tests {
     fn finds_every_target_of_the_workspace() {
         let t = targets(&util::project_root()).unwrap();
         let names: Vec<&str> = t.iter().map(|t| t.name.as_str()).collect();
-        for want in ["pdu", "login", "initiator", "decode", "packet"] {
+        for want in [
+            "pdu",
+            "login",
+            "initiator",
+            "decode",
+            "packet",
+            "iso9660",
+            "partition_tables",
+            "checksum_file",
+            "nvme",
+            "disk_probe",
+        ] {
             assert!(names.contains(&want), "{want} missing from {names:?}");
         }
     }

@@ -13,7 +13,12 @@ use crate::steps::{self, StepKind};
 
 pub fn register(r: &mut Registry) {
     r.register(GET_CLEAN_STEPS, Mode::Sync, get_clean_steps);
-    r.register(EXECUTE_CLEAN_STEP, Mode::Async, execute_clean_step);
+    r.register_checked(
+        EXECUTE_CLEAN_STEP,
+        Mode::Async,
+        check_step,
+        execute_clean_step,
+    );
 }
 
 async fn get_clean_steps(p: GetStepsParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
@@ -37,14 +42,13 @@ pub(crate) fn cache_node(state: &AgentState, node: Map<String, Value>) {
 }
 
 /// Shared by clean and deploy: checks the step and the manager versions, then runs it.
-pub(super) async fn run_step(
-    p: ExecuteStepParams,
-    state: Arc<AgentState>,
-    kind: StepKind,
-) -> Result<Value, CommandError> {
-    // As IPA's execute_*_step: the node sent with the step is the one whose root device
-    // hints apply.
-    cache_node(&state, p.node.clone());
+/// The step's own fields, checked before the command starts (answered 400, nothing
+/// stored): `step.step` a non-empty string, `step.args` an object when given.
+pub(super) fn check_step(p: &ExecuteStepParams) -> Result<(), CommandError> {
+    step_name_and_args(p).map(|_| ())
+}
+
+fn step_name_and_args(p: &ExecuteStepParams) -> Result<(String, Map<String, Value>), CommandError> {
     let name = match p.step.get("step") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => {
@@ -64,6 +68,19 @@ pub(super) async fn run_step(
             ))
         }
     };
+    Ok((name, args))
+}
+
+/// Shared by clean and deploy: checks the manager versions, then runs the step.
+pub(super) async fn run_step(
+    p: ExecuteStepParams,
+    state: Arc<AgentState>,
+    kind: StepKind,
+) -> Result<Value, CommandError> {
+    // As IPA's execute_*_step: the node sent with the step is the one whose root device
+    // hints apply.
+    cache_node(&state, p.node.clone());
+    let (name, args) = step_name_and_args(&p)?;
     if let Some(seen) = p.clean_version.as_ref().or(p.deploy_version.as_ref()) {
         let current = steps::current_versions(&state.managers);
         if *seen != current {

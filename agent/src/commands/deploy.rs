@@ -6,14 +6,19 @@ use std::sync::Arc;
 use ferrite_proto::commands::{EXECUTE_DEPLOY_STEP, GET_DEPLOY_STEPS};
 use serde_json::Value;
 
-use super::clean::{run_step, ExecuteStepParams, GetStepsParams};
+use super::clean::{check_step, run_step, ExecuteStepParams, GetStepsParams};
 use super::{CommandError, Mode, Registry};
 use crate::state::AgentState;
 use crate::steps::{self, StepKind};
 
 pub fn register(r: &mut Registry) {
     r.register(GET_DEPLOY_STEPS, Mode::Sync, get_deploy_steps);
-    r.register(EXECUTE_DEPLOY_STEP, Mode::Async, execute_deploy_step);
+    r.register_checked(
+        EXECUTE_DEPLOY_STEP,
+        Mode::Async,
+        check_step,
+        execute_deploy_step,
+    );
 }
 
 async fn get_deploy_steps(

@@ -11,15 +11,13 @@ use crate::install::write_image;
 use crate::state::AgentState;
 
 pub fn register(r: &mut Registry) {
-    r.register(PREPARE_IMAGE, Mode::Async, prepare_image);
+    r.register_checked(PREPARE_IMAGE, Mode::Async, check_image_info, prepare_image);
     r.register(GET_PARTITION_UUIDS, Mode::Sync, get_partition_uuids);
 }
 
-async fn prepare_image(
-    p: PrepareImageParams,
-    state: Arc<AgentState>,
-) -> Result<Value, CommandError> {
-    let mut info = p.image_info;
+/// What can be refused before the write starts (answered 400, nothing stored).
+fn check_image_info(p: &PrepareImageParams) -> Result<(), CommandError> {
+    let info = &p.image_info;
     match info.image_type.as_deref() {
         None | Some("whole-disk") | Some("partition") => {}
         Some(other) => {
@@ -43,6 +41,15 @@ async fn prepare_image(
              copy its data off and rebuild without preserve_ephemeral",
         ));
     }
+    Ok(())
+}
+
+/// Runs after [`check_image_info`].
+async fn prepare_image(
+    p: PrepareImageParams,
+    state: Arc<AgentState>,
+) -> Result<Value, CommandError> {
+    let mut info = p.image_info;
     info.image_type.get_or_insert_with(|| "whole-disk".into());
     write_image(state, info, p.configdrive, None).await
 }

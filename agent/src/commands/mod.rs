@@ -93,8 +93,22 @@ impl Registry {
         F: Fn(P, Arc<AgentState>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, CommandError>> + Send + 'static,
     {
+        self.register_checked(name, mode, |_: &P| Ok(()), handler);
+    }
+
+    /// Like [`Registry::register`], and `check` validates the params before the command
+    /// starts (IPA's `async_command` validator): its error is answered 400 and nothing is
+    /// stored, where an error of an async handler would be a stored FAILED command.
+    pub fn register_checked<P, C, F, Fut>(&mut self, name: &str, mode: Mode, check: C, handler: F)
+    where
+        P: DeserializeOwned + Send + 'static,
+        C: Fn(&P) -> Result<(), CommandError> + Send + Sync + 'static,
+        F: Fn(P, Arc<AgentState>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, CommandError>> + Send + 'static,
+    {
         let prepare: Prepare = Arc::new(move |params, state| {
             let params: P = parse_params(params)?;
+            check(&params)?;
             Ok(Box::pin(handler(params, state)) as CommandFuture)
         });
         self.insert(name, mode, prepare);

@@ -172,9 +172,12 @@ pub fn read_table(file: &dyn DiskIo, sector: u64) -> io::Result<Table> {
     if n < head.len() {
         return Ok(Table::None);
     }
-    if let Some(h) = GptHeader::parse(&head[sector as usize..]) {
+    // A header whose entry array lies past any possible disk is not a table we can use.
+    let gpt = GptHeader::parse(&head[sector as usize..])
+        .and_then(|h| Some((h.entries_lba.checked_mul(sector)?, h)));
+    if let Some((entries_at, h)) = gpt {
         let mut entries = vec![0u8; h.entries_bytes() as usize];
-        file.read_exact_at(&mut entries, h.entries_lba * sector)?;
+        file.read_exact_at(&mut entries, entries_at)?;
         if crc32fast::hash(&entries) == h.entries_crc {
             let partitions = parse_entries(&h, &entries);
             return Ok(Table::Gpt {
@@ -204,18 +207,27 @@ pub fn move_backup_to_end(file: &dyn DiskIo, disk_size: u64, sector: u64) -> io:
     let Table::Gpt { header: h, .. } = read_table(file, sector)? else {
         return Ok(false);
     };
-    let last_lba = disk_size / sector - 1;
+    // The header comes from the image just written, so any field may be hostile: a
+    // layout that does not fit the disk is left as it is.
+    let Some(last_lba) = (disk_size / sector).checked_sub(1) else {
+        return Ok(false);
+    };
     if h.alternate_lba == last_lba || h.my_lba != 1 {
         return Ok(false);
     }
     let entries_sectors = h.entries_bytes().div_ceil(sector);
-    let new_entries_lba = last_lba - entries_sectors;
-    let new_last_usable = new_entries_lba - 1;
+    let Some(new_entries_lba) = last_lba.checked_sub(entries_sectors) else {
+        return Ok(false);
+    };
+    let Some(new_last_usable) = new_entries_lba.checked_sub(1) else {
+        return Ok(false);
+    };
     if new_last_usable < h.last_usable {
         // The disk is smaller than the image said; leave it as it is.
         return Ok(false);
     }
     let mut entries = vec![0u8; h.entries_bytes() as usize];
+    // read_table has checked that this does not overflow.
     file.read_exact_at(&mut entries, h.entries_lba * sector)?;
     let old_backup = h.alternate_lba;
     file.write_all_at(&entries, new_entries_lba * sector)?;
@@ -267,5 +279,60 @@ mod tests {
         let mut bad = s.clone();
         bad[40] ^= 1;
         assert!(GptHeader::parse(&bad).is_none());
+    }
+
+    /// A GPT header with a valid CRC at LBA 1 of a 512-byte-sector disk of `sectors`.
+    fn disk_with_header(sectors: usize, entries_lba: u64, num_entries: u32) -> Vec<u8> {
+        let mut d = vec![0u8; sectors * 512];
+        let s = &mut d[512..1024];
+        s[..8].copy_from_slice(GPT_SIGNATURE);
+        s[12..16].copy_from_slice(&92u32.to_le_bytes());
+        s[24..32].copy_from_slice(&1u64.to_le_bytes());
+        s[32..40].copy_from_slice(&(sectors as u64 / 2).to_le_bytes());
+        s[72..80].copy_from_slice(&entries_lba.to_le_bytes());
+        s[80..84].copy_from_slice(&num_entries.to_le_bytes());
+        s[84..88].copy_from_slice(&128u32.to_le_bytes());
+        s[88..92].copy_from_slice(&crc32fast::hash(&[]).to_le_bytes());
+        let crc = crc32fast::hash(&s[..92]);
+        s[16..20].copy_from_slice(&crc.to_le_bytes());
+        d
+    }
+
+    /// Found by the partition_tables fuzz target: arithmetic on header fields of the
+    /// image just written (or on a tiny disk size) overflowed, which panics in debug
+    /// builds and in release wraps to writes at nonsense offsets.
+    #[test]
+    fn hostile_headers_and_tiny_disks_leave_the_table_alone() {
+        use crate::fuzzing::MemDisk;
+        // The entry array 2^62 sectors in: no table, no overflow.
+        let d = disk_with_header(8, 1 << 62, 0);
+        assert_eq!(
+            read_table(&MemDisk::new(d.clone()), 512).unwrap(),
+            Table::None
+        );
+        assert!(!move_backup_to_end(&MemDisk::new(d), 4096, 512).unwrap());
+        // A usable header (no entries) on a disk that reports less than one sector.
+        let d = disk_with_header(8, 2, 0);
+        assert!(matches!(
+            read_table(&MemDisk::new(d.clone()), 512).unwrap(),
+            Table::Gpt { .. }
+        ));
+        assert!(!move_backup_to_end(&MemDisk::new(d.clone()), 511, 512).unwrap());
+        assert!(!move_backup_to_end(&MemDisk::new(d.clone()), 0, 512).unwrap());
+        // A disk with no room for the entries before its last sector.
+        assert!(!move_backup_to_end(&MemDisk::new(d), 512, 512).unwrap());
+        // 8192 entries (1 MiB) that cannot fit a 16-sector disk.
+        let mut d = disk_with_header(16, 2, 8192);
+        d.resize(16 * 512 + (1 << 20), 0);
+        let crc = crc32fast::hash(&d[1024..1024 + (1 << 20)]);
+        d[512 + 88..512 + 92].copy_from_slice(&crc.to_le_bytes());
+        d[512 + 16..512 + 20].fill(0);
+        let hcrc = crc32fast::hash(&d[512..512 + 92]);
+        d[512 + 16..512 + 20].copy_from_slice(&hcrc.to_le_bytes());
+        assert!(matches!(
+            read_table(&MemDisk::new(d.clone()), 512).unwrap(),
+            Table::Gpt { .. }
+        ));
+        assert!(!move_backup_to_end(&MemDisk::new(d), 16 * 512, 512).unwrap());
     }
 }

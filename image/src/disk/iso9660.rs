@@ -49,7 +49,10 @@ pub fn read(data: &[u8]) -> Result<(String, Vec<Entry>), IsoError> {
     if !is_iso(data) {
         return Err(IsoError::NotIso);
     }
-    let pvd = &data[16 * BLOCK..17 * BLOCK];
+    // is_iso saw only the descriptor's first bytes; a truncated image may end in it.
+    let pvd = data
+        .get(16 * BLOCK..17 * BLOCK)
+        .ok_or_else(|| corrupt("the primary volume descriptor is cut short"))?;
     let label = String::from_utf8_lossy(&pvd[40..72]).trim().to_owned();
     let mut root = &pvd[156..190];
     let mut joliet = false;
@@ -218,6 +221,20 @@ mod tests {
             ]
         );
         assert_eq!(read(&[0u8; 100]), Err(IsoError::NotIso));
+    }
+
+    /// Found by the iso9660 fuzz target: an image cut off inside its primary volume
+    /// descriptor passed `is_iso` and then panicked slicing the descriptor.
+    #[test]
+    fn an_image_cut_inside_the_primary_descriptor_is_corrupt() {
+        let img = image();
+        for len in [16 * BLOCK + 6, 16 * BLOCK + 100, 17 * BLOCK - 1] {
+            assert!(is_iso(&img[..len]));
+            assert!(
+                matches!(read(&img[..len]), Err(IsoError::Corrupt(_))),
+                "{len}"
+            );
+        }
     }
 
     #[test]
