@@ -120,6 +120,11 @@ pub fn is_secret_key(key: &str) -> bool {
 /// `obj` with the value of every secret key replaced by the mask, at any depth (inside
 /// nested objects and arrays too), as Ironic's `mask_dict_password` does.
 pub fn mask(obj: &Obj) -> Value {
+    Value::Object(mask_map(obj))
+}
+
+/// [`mask`], as the object itself.
+pub fn mask_map(obj: &Obj) -> Obj {
     let mut out = Obj::new();
     for (k, v) in obj {
         if is_secret_key(k) && !v.is_null() {
@@ -131,7 +136,7 @@ pub fn mask(obj: &Obj) -> Value {
             out.insert(k.clone(), mask_value(v));
         }
     }
-    Value::Object(out)
+    out
 }
 
 fn mask_value(v: &Value) -> Value {

@@ -56,9 +56,13 @@ pub fn api_message(body: &str) -> String {
 
 impl Client {
     pub fn new(base: &str, auth: Option<(String, String)>) -> Client {
+        Client::with_http(base, auth, reqwest::Client::new())
+    }
+
+    fn with_http(base: &str, auth: Option<(String, String)>, http: reqwest::Client) -> Client {
         Client {
             base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+            http,
             auth,
             locked_retries: LOCKED_RETRIES,
             locked_backoff: LOCKED_BACKOFF,
@@ -88,10 +92,7 @@ impl Client {
             builder = builder.add_root_certificate(c);
         }
         let http = builder.build().context("setting up the HTTPS client")?;
-        Ok(Client {
-            http,
-            ..Client::new(base, auth)
-        })
+        Ok(Client::with_http(base, auth, http))
     }
 
     pub async fn call(

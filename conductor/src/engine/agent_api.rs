@@ -130,16 +130,10 @@ impl Conductor {
             node: LookupNode {
                 uuid: node.uuid.clone(),
                 properties: node.properties.clone(),
-                instance_info: match crate::model::mask(&node.instance_info) {
-                    Value::Object(o) => o,
-                    _ => Map::new(),
-                },
+                instance_info: crate::model::mask_map(&node.instance_info),
                 // Masked too: while a node inspects it holds the one-time inspection token,
                 // which a lookup by MAC must not hand to whoever asks.
-                driver_internal_info: match crate::model::mask(&node.driver_internal_info) {
-                    Value::Object(o) => o,
-                    _ => Map::new(),
-                },
+                driver_internal_info: crate::model::mask_map(&node.driver_internal_info),
             },
             config: LookupConfig {
                 heartbeat_timeout: Some(self.cfg.heartbeat_timeout as f64),
