@@ -5,6 +5,7 @@ mod agent;
 mod auth;
 mod boot;
 mod misc;
+mod node_extras;
 pub(crate) mod nodes;
 pub mod patch;
 mod ports;
@@ -60,6 +61,9 @@ impl ApiError {
     }
     pub fn bad(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, message)
     }
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)
@@ -302,6 +306,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/conductors", get(misc::conductors))
         .route("/v1/conductors/{name}", get(misc::conductor))
         .merge(resources::routes())
+        .merge(node_extras::routes())
         .layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let inner = Router::new()
         .route("/", get(misc::root))

@@ -283,11 +283,23 @@ pub async fn show(
     State(state): State<Shared>,
     headers: HeaderMap,
     Path(ident): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
+    if let Some(k) = q.keys().find(|k| k.as_str() != "fields") {
+        return Err(ApiError::bad(format!(
+            "Unknown argument {k:?}: only fields is supported"
+        )));
+    }
+    let fields = match q.get("fields") {
+        Some(fl) => Some(parse_fields(fl, PORT_FIELDS)?),
+        None => None,
+    };
     let p = port(&state, &ident).await?;
-    Ok(json_ok(Value::Object(
-        p.to_api(&base_url(&state, &headers)),
-    )))
+    let mut doc = p.to_api(&base_url(&state, &headers));
+    if let Some(fl) = fields {
+        doc.retain(|k, _| fl.contains(&k.as_str()));
+    }
+    Ok(json_ok(Value::Object(doc)))
 }
 
 pub async fn update(
