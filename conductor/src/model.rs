@@ -268,14 +268,6 @@ impl Node {
         }
         out
     }
-
-    /// Whether this node's current clean is a manual one.
-    pub fn manual_clean(&self) -> bool {
-        self.driver_internal_info
-            .get("manual_clean")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    }
 }
 
 pub fn links(base: &str, kind: &str, uuid: &str) -> Value {
