@@ -233,11 +233,18 @@ pub fn deploy(conductor: Vec<Step>, user: &[Step]) -> Vec<Step> {
 /// rest of the run: those not already planned, with a priority above 0 and below the
 /// current step's (earlier ones had their turn), sorted in among the steps still to come.
 /// Returns the new list; the run goes on at `index + 1`. Steps already planned (the
-/// conductor's, or the user's) keep their planned priority and arguments.
-pub fn merge_agent_steps(mut steps: Vec<Step>, index: usize, agent: Vec<Step>) -> Vec<Step> {
+/// conductor's, or the user's) keep their planned priority and arguments, and a user step
+/// (`user`) of the same name replaces the agent's: priority 0 keeps it out, as in Ironic.
+pub fn merge_agent_steps(
+    mut steps: Vec<Step>,
+    index: usize,
+    agent: Vec<Step>,
+    user: &[Step],
+) -> Vec<Step> {
     let current = steps.get(index).map(|s| s.priority).unwrap_or(i32::MAX);
     let mut rest: Vec<Step> = steps.split_off((index + 1).min(steps.len()));
     for a in agent {
+        let a = user.iter().find(|u| u.same(&a)).cloned().unwrap_or(a);
         let known = steps.iter().chain(rest.iter()).any(|s| s.same(&a));
         if !known && a.priority > 0 && a.priority < current {
             rest.push(a);
@@ -489,7 +496,8 @@ mod tests {
 
     #[test]
     fn agent_steps_join_below_the_current_step() {
-        let planned = deploy(conductor_deploy(), &[]);
+        let user = [];
+        let planned = deploy(conductor_deploy(), &user);
         let agent = vec![
             // Above deploy.deploy (100): its turn is over.
             step("deploy", "early", 150),
@@ -502,7 +510,7 @@ mod tests {
             // Tied with tear_down_agent: after it.
             step("raid", "apply_configuration", 40),
         ];
-        let steps = merge_agent_steps(planned, 0, agent);
+        let steps = merge_agent_steps(planned, 0, agent, &user);
         assert_eq!(
             names(&steps),
             [
@@ -522,7 +530,7 @@ mod tests {
         let user = [step("deploy", "install_bootloader", 30)];
         let planned = deploy(conductor_deploy(), &user);
         let agent = vec![step("deploy", "install_bootloader", 70)];
-        let steps = merge_agent_steps(planned, 0, agent);
+        let steps = merge_agent_steps(planned, 0, agent, &user);
         assert_eq!(
             names(&steps),
             [
@@ -537,9 +545,36 @@ mod tests {
     }
 
     #[test]
+    fn a_user_step_of_priority_0_keeps_the_agents_step_out() {
+        let user = [
+            step("deploy", "write_image", 0),
+            step("raid", "apply_configuration", 0),
+        ];
+        let planned = deploy(conductor_deploy(), &user);
+        assert!(!names(&planned).contains(&"deploy.write_image:80".to_string()));
+        // The agent offers both (the Ferrite agent offers write_image at 80).
+        let agent = vec![
+            step("deploy", "write_image", 80),
+            step("raid", "apply_configuration", 50),
+            step("deploy", "install_bootloader", 70),
+        ];
+        let steps = merge_agent_steps(planned, 0, agent, &user);
+        assert_eq!(
+            names(&steps),
+            [
+                "deploy.deploy:100",
+                "deploy.install_bootloader:70",
+                "deploy.prepare_instance_boot:60",
+                "deploy.tear_down_agent:40",
+                "deploy.boot_instance:20",
+            ]
+        );
+    }
+
+    #[test]
     fn agent_steps_merge_past_the_end_is_harmless() {
         // The index past the list (nothing current): every new enabled agent step is added.
-        let steps = merge_agent_steps(vec![], 3, vec![step("deploy", "a", 1)]);
+        let steps = merge_agent_steps(vec![], 3, vec![step("deploy", "a", 1)], &[]);
         assert_eq!(names(&steps), ["deploy.a:1"]);
     }
 }

@@ -332,7 +332,8 @@ impl Conductor {
                     },
                     // Deploy: the agent is up, so `deploy.deploy` is done; merge its steps.
                     Some(steps) => {
-                        let steps = plan::merge_agent_steps(steps.to_vec(), idx, agent);
+                        let user = progress.user_steps(kind);
+                        let steps = plan::merge_agent_steps(steps.to_vec(), idx, agent, &user);
                         progress.set_steps(kind, steps, idx + 1);
                     }
                 }
