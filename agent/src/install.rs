@@ -155,7 +155,7 @@ pub async fn write_image(
                     "writing image {} to {} failed: {}",
                     job_info.id,
                     job_target.path.display(),
-                    e.chain()
+                    ferrite_proto::error::chain(&e)
                 ))
             };
             let with_cd = configdrive.as_deref().is_some_and(|c| !c.is_empty());
@@ -193,7 +193,7 @@ pub async fn write_image(
                                 CommandError::failed_msg(format!(
                                     "writing the config drive to {} failed: {}",
                                     job_target.path.display(),
-                                    e.chain()
+                                    ferrite_proto::error::chain(&e)
                                 ))
                             })?,
                     )

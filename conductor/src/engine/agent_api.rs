@@ -88,7 +88,7 @@ impl Conductor {
             None => {
                 let mut macs = vec![];
                 for a in addresses.split(',').filter(|a| !a.is_empty()) {
-                    macs.push(normalize_mac(a).map_err(EngineError::Invalid)?);
+                    macs.push(normalize_mac(a).map_err(|e| EngineError::Invalid(e.to_string()))?);
                 }
                 if macs.is_empty() {
                     return Err(EngineError::Invalid(
