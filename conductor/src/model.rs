@@ -397,14 +397,6 @@ impl Node {
         }
         out
     }
-
-    /// Whether this node's current clean is a manual one.
-    pub fn manual_clean(&self) -> bool {
-        self.driver_internal_info
-            .get("manual_clean")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    }
 }
 
 pub fn links(base: &str, kind: &str, uuid: &str) -> Value {
@@ -468,17 +460,20 @@ impl Port {
     }
 }
 
+/// A text that is not a MAC address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Expected a MAC address but received {0}: use six hex octets like 52:54:00:12:34:56")]
+pub struct NotAMac(pub String);
+
 /// Normalises a MAC address to lower-case colon form, or says why it is not one.
-pub fn normalize_mac(s: &str) -> Result<String, String> {
+pub fn normalize_mac(s: &str) -> Result<String, NotAMac> {
     let parts: Vec<&str> = s.split([':', '-']).collect();
     let ok = parts.len() == 6
         && parts
             .iter()
             .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
     if !ok {
-        return Err(format!(
-            "Expected a MAC address but received {s}: use six hex octets like 52:54:00:12:34:56"
-        ));
+        return Err(NotAMac(s.to_owned()));
     }
     Ok(parts.join(":").to_ascii_lowercase())
 }
@@ -526,10 +521,15 @@ mod tests {
             normalize_mac("52-54-00-AB-cd-01").unwrap(),
             "52:54:00:ab:cd:01"
         );
-        assert!(normalize_mac("52:54:00:ab:cd")
-            .unwrap_err()
-            .contains("Expected a MAC"));
-        assert!(normalize_mac("zz:54:00:ab:cd:01").is_err());
+        assert_eq!(
+            normalize_mac("52:54:00:ab:cd").unwrap_err().to_string(),
+            "Expected a MAC address but received 52:54:00:ab:cd: use six hex octets like \
+             52:54:00:12:34:56"
+        );
+        assert_eq!(
+            normalize_mac("zz:54:00:ab:cd:01"),
+            Err(NotAMac("zz:54:00:ab:cd:01".into()))
+        );
     }
 
     #[test]

@@ -98,3 +98,42 @@ pub(super) async fn run_step(
     }
     steps::start_step(&state, kind, &name, args)?.await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The node cached from the lookup applies when a command brings none, and a step's
+    /// node replaces it; an empty step node does not.
+    #[test]
+    fn the_cached_node_is_the_lookups_until_a_step_brings_one() {
+        let state = AgentState::new(
+            crate::state::AgentConfig::default(),
+            Arc::new(crate::state::RecordingHooks::new()),
+        );
+        let lookup = ferrite_proto::lookup::LookupNode {
+            uuid: "u".into(),
+            properties: json!({"root_device": {"serial": "FROM-LOOKUP"}})
+                .as_object()
+                .unwrap()
+                .clone(),
+            instance_info: Map::new(),
+            driver_internal_info: Map::new(),
+        };
+        crate::heartbeat::AgentLink::set_node(&state, &lookup);
+        let cached = state.cached_node();
+        assert_eq!(
+            crate::install::root_device_hints(cached.as_ref()).unwrap()["serial"],
+            "FROM-LOOKUP"
+        );
+        cache_node(&state, Map::new());
+        assert!(crate::install::root_device_hints(state.cached_node().as_ref()).is_some());
+        let step_node = json!({"instance_info": {"root_device": {"serial": "FROM-STEP"}}});
+        cache_node(&state, step_node.as_object().unwrap().clone());
+        assert_eq!(
+            crate::install::root_device_hints(state.cached_node().as_ref()).unwrap()["serial"],
+            "FROM-STEP"
+        );
+    }
+}

@@ -60,7 +60,9 @@ async fn apply_fields(state: &Shared, port: &mut Port, doc: &Obj, creating: bool
                 }
                 port.uuid = u;
             }
-            "address" => port.address = normalize_mac(&s()?).map_err(ApiError::bad)?,
+            "address" => {
+                port.address = normalize_mac(&s()?).map_err(|e| ApiError::bad(e.to_string()))?
+            }
             "node_uuid" => {
                 let ident = s()?;
                 let node = state.engine.db.get_node(&ident).await?.ok_or_else(|| {
@@ -191,7 +193,7 @@ async fn list_inner(
         f.node_uuid = Some(node.uuid);
     }
     if let Some(a) = q.get("address") {
-        f.address = Some(normalize_mac(a).map_err(ApiError::bad)?);
+        f.address = Some(normalize_mac(a).map_err(|e| ApiError::bad(e.to_string()))?);
     }
     if let Some(m) = q.get("marker") {
         let p = state
