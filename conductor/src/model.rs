@@ -101,6 +101,7 @@ pub const NODE_FIELDS: &[&str] = &[
     "disable_power_off",
     "network_data",
     "traits",
+    "allocation_uuid",
     "fault",
     "created_at",
     "updated_at",
@@ -122,8 +123,9 @@ pub enum ExtTy {
     Obj,
     /// One of these interface implementations.
     Iface(&'static [&'static str]),
-    /// Not settable by create or PATCH (`traits` have their own endpoints).
-    ReadOnlyList,
+    /// Not settable by create or PATCH (`traits` have their own endpoints, the allocation
+    /// is set by `/v1/allocations`).
+    ReadOnly,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,7 +219,8 @@ pub const EXTENDED_FIELDS: &[ExtField] = &[
     ext("automated_clean", ExtTy::OptBool, ExtDefault::Null),
     ext("disable_power_off", ExtTy::Bool, ExtDefault::False),
     ext("network_data", ExtTy::Obj, ExtDefault::EmptyObj),
-    ext("traits", ExtTy::ReadOnlyList, ExtDefault::EmptyList),
+    ext("traits", ExtTy::ReadOnly, ExtDefault::EmptyList),
+    ext("allocation_uuid", ExtTy::ReadOnly, ExtDefault::Null),
 ];
 
 /// Fields of the short (non-detail) listing, as Ironic shows them.

@@ -2,6 +2,7 @@
 //! and Ironic's error format. Handlers turn requests into engine calls.
 
 mod agent;
+mod allocations;
 mod auth;
 mod boot;
 mod misc;
@@ -307,6 +308,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/conductors/{name}", get(misc::conductor))
         .merge(resources::routes())
         .merge(node_extras::routes())
+        .merge(allocations::routes())
         .layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let inner = Router::new()
         .route("/", get(misc::root))

@@ -63,7 +63,7 @@ const WRITABLE: &[&str] = &[
 fn writable() -> Vec<&'static str> {
     let ext = EXTENDED_FIELDS
         .iter()
-        .filter(|f| f.ty != ExtTy::ReadOnlyList)
+        .filter(|f| f.ty != ExtTy::ReadOnly)
         .map(|f| f.name);
     WRITABLE.iter().copied().chain(ext).collect()
 }
@@ -91,7 +91,7 @@ fn apply_extended(node: &mut Node, k: &str, v: &Value) -> ApiResult<()> {
             }
             true
         }
-        ExtTy::ReadOnlyList => false,
+        ExtTy::ReadOnly => false,
     };
     if !ok {
         return Err(ApiError::bad(format!(
@@ -292,6 +292,10 @@ fn apply_fields(state: &Shared, node: &mut Node, doc: &Obj, creating: bool) -> A
     }
     hw.for_node(node)
         .map_err(|e| ApiError::bad(e.to_string()))?;
+    // Clearing instance_uuid ends the node's allocation (the handler deletes its row).
+    if node.instance_uuid.is_none() {
+        node.extended.remove("allocation_uuid");
+    }
     check_flags(&before, node)
 }
 
@@ -523,10 +527,7 @@ fn patch_doc(n: &Node) -> Value {
         "inspect_interface": n.inspect_interface, "maintenance": n.maintenance,
         "maintenance_reason": n.maintenance_reason,
     });
-    for f in EXTENDED_FIELDS
-        .iter()
-        .filter(|f| f.ty != ExtTy::ReadOnlyList)
-    {
+    for f in EXTENDED_FIELDS.iter().filter(|f| f.ty != ExtTy::ReadOnly) {
         doc[f.name] = n.ext(f.name);
     }
     doc
@@ -566,6 +567,7 @@ pub async fn update(
         ));
     }
     check_paths(&ops, &writable())?;
+    let allocation = state.engine.node(&ident).await?.ext("allocation_uuid");
     let st = state.clone();
     let node = state
         .engine
@@ -611,6 +613,9 @@ pub async fn update(
             Ok(())
         })
         .await?;
+    if let (Some(a), true) = (allocation.as_str(), node.ext("allocation_uuid").is_null()) {
+        state.engine.db.delete_resource("allocations", a).await?;
+    }
     Ok(json_ok(Value::Object(
         node.to_api(&base_url(&state, &headers)),
     )))

@@ -529,7 +529,7 @@ fn check_type(field: &Field, v: &Value) -> ApiResult<Value> {
             .ok_or_else(|| bad("a string"))?,
         Ty::Mac => {
             let s = v.as_str().ok_or_else(|| bad("a MAC address"))?;
-            json!(normalize_mac(s).map_err(ApiError::bad)?)
+            json!(normalize_mac(s).map_err(|e| ApiError::bad(e.to_string()))?)
         }
         Ty::Obj if v.is_object() => v.clone(),
         Ty::Obj => return Err(bad("an object")),
@@ -633,7 +633,7 @@ async fn list(
             )));
         }
         // A portgroup's first uniqueness key is its MAC address.
-        filter.key1 = Some(normalize_mac(a).map_err(ApiError::bad)?);
+        filter.key1 = Some(normalize_mac(a).map_err(|e| ApiError::bad(e.to_string()))?);
     }
     if let Some(m) = q.get("marker") {
         let r = state
