@@ -4,6 +4,7 @@
 //! formats are the `ferrite-image` crate.
 
 pub mod api;
+pub mod bootloader;
 pub mod cli;
 pub mod cmdline;
 pub mod commands;
