@@ -14,8 +14,11 @@ const ATTRIBUTES: u32 = 0x7;
 const LOAD_OPTION_ACTIVE: u32 = 0x1;
 /// FS_IOC_GETFLAGS / FS_IOC_SETFLAGS and FS_IMMUTABLE_FL (linux/fs.h): efivarfs marks
 /// existing variables immutable.
-const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
-const FS_IOC_SETFLAGS: libc::c_ulong = 0x4008_6602;
+/// (`libc::Ioctl` is `c_ulong` on glibc and `c_int` on musl; the cast keeps the bits.)
+const GETFLAGS: u32 = 0x8008_6601;
+const SETFLAGS: u32 = 0x4008_6602;
+const FS_IOC_GETFLAGS: libc::Ioctl = GETFLAGS as libc::Ioctl;
+const FS_IOC_SETFLAGS: libc::Ioctl = SETFLAGS as libc::Ioctl;
 const FS_IMMUTABLE_FL: libc::c_long = 0x10;
 
 /// Which partition the loader is on, as the hard-drive device path names it.
