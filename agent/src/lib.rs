@@ -6,6 +6,7 @@
 //! `ferrite-image` crate.
 
 pub mod api;
+pub mod bootloader;
 pub mod cli;
 pub mod cmdline;
 pub mod commands;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 pub use ferrite_proto::commands::{ExecuteStepParams, GetStepsParams};
 use ferrite_proto::commands::{EXECUTE_CLEAN_STEP, GET_CLEAN_STEPS};
+use ferrite_proto::steps::ExecuteStepResult;
 use serde_json::{Map, Value};
 
 use super::{CommandError, Mode, Registry};
@@ -84,19 +85,16 @@ pub(super) async fn run_step(
     if let Some(seen) = p.clean_version.as_ref().or(p.deploy_version.as_ref()) {
         let current = steps::current_versions(&state.managers);
         if *seen != current {
-            return Err(CommandError::failed_msg(format!(
-                "hardware manager versions changed since the steps were listed \
-                 (conductor saw {}, agent has {}); restart the {} operation",
-                Value::Object(seen.clone()),
-                Value::Object(current),
-                match kind {
-                    StepKind::Clean => "cleaning",
-                    StepKind::Deploy => "deployment",
-                }
-            )));
+            return Err(CommandError::VersionMismatch {
+                agent: Value::Object(current),
+                conductor: Value::Object(seen.clone()),
+            });
         }
     }
-    steps::start_step(&state, kind, &name, args)?.await
+    let result = steps::start_step(&state, kind, &name, args)?.await?;
+    // IPA's shape: the step's result and the step that ran, which Ironic compares with
+    // the node's current step.
+    Ok(serde_json::to_value(ExecuteStepResult::new(kind, p.step, result)).unwrap_or(Value::Null))
 }
 
 #[cfg(test)]

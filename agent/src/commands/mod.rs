@@ -40,6 +40,7 @@ impl Registry {
         system::register(&mut r);
         log::register(&mut r);
         iscsi::register(&mut r);
+        crate::bootloader::register(&mut r);
         r
     }
 }
@@ -105,7 +106,7 @@ pub async fn execute(
                     // Like IPA's InvalidContentError: answered with 400, not stored.
                     return Err(e);
                 }
-                entry.finish(outcome);
+                entry.finish_sync(&name, outcome);
                 store.push(entry.clone());
                 drop(guard);
             }

@@ -353,7 +353,7 @@ impl Conductor {
                 if let Some(r) = r {
                     match r.command_status {
                         CommandStatus::Running => return Ok(()),
-                        CommandStatus::Failed => {
+                        CommandStatus::Failed | CommandStatus::VersionMismatch => {
                             let step = match kind {
                                 Kind::Clean => &node.clean_step,
                                 Kind::Deploy => &node.deploy_step,
