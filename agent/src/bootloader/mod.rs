@@ -13,7 +13,8 @@ use std::sync::Arc;
 use ferrite_proto::commands::{InstallBootloaderParams, INSTALL_BOOTLOADER};
 use serde_json::{json, Value};
 
-use crate::commands::{blocking, CommandError, Mode, Registry};
+use crate::job::{blocking, CommandError};
+use crate::state::registry::{Mode, Registry};
 use crate::state::AgentState;
 
 /// The description of the boot entry the agent adds.

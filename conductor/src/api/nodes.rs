@@ -37,6 +37,11 @@ const LIST_PARAMS: &[&str] = &[
     "resource_class",
     "associated",
     "instance_uuid",
+    "owner",
+    "lessee",
+    "project",
+    "conductor_group",
+    "shard",
 ];
 
 /// Fields a user may set at creation or patch.
@@ -101,6 +106,19 @@ fn apply_extended(node: &mut Node, k: &str, v: &Value) -> ApiResult<()> {
     if let Some(s) = v.as_str() {
         if s.len() > 255 {
             return Err(ApiError::bad(format!("{k} is longer than 255 characters")));
+        }
+        if k == "conductor_group" {
+            // Ironic stores conductor groups lower-case and limits their alphabet.
+            if !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return Err(ApiError::bad(format!(
+                    "Invalid conductor_group {s:?}: use letters, digits, '.', '_' and '-'"
+                )));
+            }
+            node.extended.insert(k.into(), json!(s.to_lowercase()));
+            return Ok(());
         }
     }
     node.extended.insert(k.to_string(), v.clone());
@@ -429,9 +447,20 @@ async fn list_inner(
         driver: q.get("driver").cloned(),
         resource_class: q.get("resource_class").cloned(),
         instance_uuid: q.get("instance_uuid").cloned(),
+        project: q.get("project").cloned(),
         limit: Some(limit),
         ..Default::default()
     };
+    for key in ["owner", "lessee", "conductor_group", "shard"] {
+        if let Some(v) = q.get(key) {
+            let v = if key == "conductor_group" {
+                v.to_lowercase()
+            } else {
+                v.clone()
+            };
+            f.extended.push((key, v));
+        }
+    }
     if let Some(ps) = &f.provision_state {
         ps.parse::<PState>()
             .map_err(|e| ApiError::bad(e.to_string()))?;

@@ -26,6 +26,11 @@ pub struct NodeFilter {
     pub resource_class: Option<String>,
     pub associated: Option<bool>,
     pub instance_uuid: Option<String>,
+    /// Equality on `model::EXTENDED_FIELDS` strings (owner, lessee, conductor_group, shard);
+    /// a field not set compares as its default.
+    pub extended: Vec<(&'static str, String)>,
+    /// Nodes whose owner or lessee is this project.
+    pub project: Option<String>,
     /// Return rows with `id` greater than this.
     pub after_id: Option<i64>,
     pub limit: Option<i64>,
@@ -185,6 +190,35 @@ impl Db {
         }
         if let Some(v) = &f.instance_uuid {
             add(&mut sql, "instance_uuid", v);
+        }
+        // Field names are compile-time constants (the API maps its query keys onto them);
+        // values are bound.
+        let ext = |key: &str| -> String {
+            let default = if key == "conductor_group" {
+                "''"
+            } else {
+                "NULL"
+            };
+            match self.backend {
+                super::Backend::Sqlite => {
+                    format!("COALESCE(json_extract(extended, '$.{key}'), {default})")
+                }
+                super::Backend::Postgres => {
+                    format!("COALESCE(extended::json ->> '{key}', {default})")
+                }
+            }
+        };
+        for (key, v) in &f.extended {
+            add(&mut sql, &ext(key), v);
+        }
+        if let Some(p) = &f.project {
+            n += 1;
+            sql.push_str(&format!(
+                " AND ({} = ${n} OR {} = ${n})",
+                ext("owner"),
+                ext("lessee")
+            ));
+            texts.push(p.clone());
         }
         if let Some(m) = f.maintenance {
             sql.push_str(if m {
