@@ -115,18 +115,22 @@ async fn run_suite(backend: Backend) {
     );
     assert!(
         failed == 0 && passed >= MIN_PASSED,
-        "openstacksdk functional baremetal on {backend:?}: {summary}\n{}\n--- tail ---\n{}",
+        "openstacksdk functional baremetal on {backend:?}: {summary}\n{}\n--- failures ---\n{}",
         problems.join("\n"),
-        text.lines()
-            .rev()
-            .take(60)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n")
+        failures_section(&text)
     );
     server.stop().await;
+}
+
+/// pytest's FAILURES section (tracebacks), without the captured log noise, at most 300 lines.
+fn failures_section(text: &str) -> String {
+    let start = text.find("= FAILURES =").unwrap_or(0);
+    text[start..]
+        .lines()
+        .filter(|l| !l.contains("Disabling ") && !l.trim_start().starts_with('^'))
+        .take(300)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

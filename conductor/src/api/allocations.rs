@@ -18,11 +18,9 @@ use serde_json::{json, Value};
 
 use super::nodes::check_paths;
 use super::patch::{self, Operation};
+use super::query::View;
 use super::resources::is_trait;
-use super::{
-    base_url, json_ok, next_link, parse_fields, parse_limit, ApiError, ApiResult, JsonBody, Shared,
-    Version,
-};
+use super::{base_url, json_ok, next_link, ApiError, ApiResult, JsonBody, Shared, Version};
 use crate::db::{NodeFilter, Resource, ResourceFilter};
 use crate::engine::EngineError;
 use crate::model::{is_uuid_like, links, now, Node, Obj};
@@ -255,8 +253,33 @@ async fn process(state: Shared, mut r: Resource) {
         }
     }
     r.updated_at = Some(now());
-    if let Err(e) = state.engine.db.save_resource(&r, "allocation").await {
-        tracing::error!(allocation = %r.uuid, error = %crate::error_chain(&e), "saving allocation");
+    match state.engine.db.save_resource(&r, "allocation").await {
+        Ok(true) => {}
+        // Deleted while it was being processed: give the node back.
+        Ok(false) => {
+            if let Some(node) = &r.node_uuid {
+                let uuid = r.uuid.clone();
+                let undo = state
+                    .engine
+                    .update(node, move |n| {
+                        if n.ext("allocation_uuid").as_str() == Some(uuid.as_str()) {
+                            n.extended.remove("allocation_uuid");
+                            if n.instance_uuid.as_deref() == Some(uuid.as_str()) {
+                                n.instance_uuid = None;
+                            }
+                        }
+                        Ok(())
+                    })
+                    .await;
+                if let Err(e) = undo {
+                    tracing::error!(allocation = %r.uuid, error = %crate::error_chain(&e),
+                                    "freeing the node of a deleted allocation");
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(allocation = %r.uuid, error = %crate::error_chain(&e), "saving allocation");
+        }
     }
 }
 
@@ -383,20 +406,6 @@ async fn create(
     Ok(resp)
 }
 
-fn select(full: Obj, fields: Option<&[&str]>, detail: bool) -> Obj {
-    match (fields, detail) {
-        (Some(fl), _) => full
-            .into_iter()
-            .filter(|(k, _)| fl.contains(&k.as_str()))
-            .collect(),
-        (None, true) => full,
-        (None, false) => full
-            .into_iter()
-            .filter(|(k, _)| SUMMARY.contains(&k.as_str()))
-            .collect(),
-    }
-}
-
 async fn list(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -416,22 +425,8 @@ async fn list(
         "owner",
         "detail",
     ];
-    if let Some(k) = q.keys().find(|k| !PARAMS.contains(&k.as_str())) {
-        return Err(ApiError::bad(format!(
-            "Unknown argument {k:?}: supported are {}",
-            PARAMS.join(", ")
-        )));
-    }
-    let fields = q
-        .get("fields")
-        .map(|f| parse_fields(f, FIELDS))
-        .transpose()?;
-    let detail = q
-        .get("detail")
-        .map(|d| super::parse_bool("detail", d))
-        .transpose()?
-        .unwrap_or(false);
-    let limit = parse_limit(q.get("limit").map(String::as_str))?;
+    let view = View::parse(&q, PARAMS, FIELDS, false)?;
+    let limit = view.limit;
     let mut filter = ResourceFilter::default();
     if let Some(n) = q.get("node") {
         let node = state
@@ -458,7 +453,7 @@ async fn list(
         .collect();
     let items: Vec<Value> = page
         .iter()
-        .map(|r| Value::Object(select(to_api(r, &base), fields.as_deref(), detail)))
+        .map(|r| Value::Object(view.project(to_api(r, &base), SUMMARY)))
         .collect();
     let mut out = json!({ "allocations": items });
     if page.len() as i64 == limit {
@@ -477,15 +472,11 @@ async fn show(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     need(v)?;
-    let fields = q
-        .get("fields")
-        .map(|f| parse_fields(f, FIELDS))
-        .transpose()?;
+    let view = View::parse(&q, &["fields"], FIELDS, true)?;
     let r = find(&state, &ident).await?;
-    Ok(json_ok(Value::Object(select(
+    Ok(json_ok(Value::Object(view.project(
         to_api(&r, &base_url(&state, &headers)),
-        fields.as_deref(),
-        true,
+        SUMMARY,
     ))))
 }
 

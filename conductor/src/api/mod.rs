@@ -10,6 +10,7 @@ mod node_extras;
 pub(crate) mod nodes;
 pub mod patch;
 mod ports;
+mod query;
 mod resources;
 
 pub use auth::Htpasswd;

@@ -9,10 +9,8 @@ use serde_json::{json, Value};
 
 use super::nodes::check_paths;
 use super::patch::{self, Operation};
-use super::{
-    base_url, json_ok, next_link, parse_bool, parse_fields, parse_limit, ApiError, ApiResult,
-    JsonBody, Shared,
-};
+use super::query::View;
+use super::{base_url, json_ok, next_link, ApiError, ApiResult, JsonBody, Shared};
 use crate::db::PortFilter;
 use crate::model::{is_uuid_like, normalize_mac, now, Obj, Port, PORT_FIELDS};
 
@@ -163,17 +161,8 @@ async fn list_inner(
     node: Option<String>,
     detail_path: bool,
 ) -> ApiResult<Value> {
-    if let Some(k) = q.keys().find(|k| !LIST_PARAMS.contains(&k.as_str())) {
-        return Err(ApiError::bad(format!(
-            "Unknown argument {k:?}: supported are {}",
-            LIST_PARAMS.join(", ")
-        )));
-    }
-    let detail = match q.get("detail") {
-        Some(v) => parse_bool("detail", v)?,
-        None => detail_path,
-    };
-    let limit = parse_limit(q.get("limit").map(String::as_str))?;
+    let view = View::parse(q, LIST_PARAMS, PORT_FIELDS, detail_path)?;
+    let limit = view.limit;
     let mut f = PortFilter {
         limit: Some(limit),
         ..Default::default()
@@ -204,28 +193,11 @@ async fn list_inner(
             .ok_or_else(|| ApiError::bad(format!("Invalid marker {m:?}: no such port")))?;
         f.after_id = Some(p.id);
     }
-    let fields = match q.get("fields") {
-        Some(fl) => Some(parse_fields(fl, PORT_FIELDS)?),
-        None => None,
-    };
     let ports = state.engine.db.list_ports(&f).await?;
     let base = base_url(state, headers);
     let list: Vec<Value> = ports
         .iter()
-        .map(|p| {
-            let full = p.to_api(&base);
-            Value::Object(match (&fields, detail) {
-                (Some(fl), _) => full
-                    .into_iter()
-                    .filter(|(k, _)| fl.contains(&k.as_str()))
-                    .collect(),
-                (None, true) => full,
-                (None, false) => full
-                    .into_iter()
-                    .filter(|(k, _)| ["uuid", "address", "links"].contains(&k.as_str()))
-                    .collect(),
-            })
-        })
+        .map(|p| Value::Object(view.project(p.to_api(&base), &["uuid", "address"])))
         .collect();
     let mut out = json!({"ports": list});
     if ports.len() as i64 == limit {
@@ -287,21 +259,10 @@ pub async fn show(
     Path(ident): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    if let Some(k) = q.keys().find(|k| k.as_str() != "fields") {
-        return Err(ApiError::bad(format!(
-            "Unknown argument {k:?}: only fields is supported"
-        )));
-    }
-    let fields = match q.get("fields") {
-        Some(fl) => Some(parse_fields(fl, PORT_FIELDS)?),
-        None => None,
-    };
+    let view = View::parse(&q, &["fields"], PORT_FIELDS, true)?;
     let p = port(&state, &ident).await?;
-    let mut doc = p.to_api(&base_url(&state, &headers));
-    if let Some(fl) = fields {
-        doc.retain(|k, _| fl.contains(&k.as_str()));
-    }
-    Ok(json_ok(Value::Object(doc)))
+    let doc = p.to_api(&base_url(&state, &headers));
+    Ok(json_ok(Value::Object(view.project(doc, &[]))))
 }
 
 pub async fn update(

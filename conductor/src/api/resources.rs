@@ -16,10 +16,8 @@ use serde_json::{json, Value};
 
 use super::nodes::check_paths;
 use super::patch::{self, Operation};
-use super::{
-    base_url, json_ok, next_link, parse_bool, parse_fields, parse_limit, ApiError, ApiResult,
-    JsonBody, Shared, Version,
-};
+use super::query::View;
+use super::{base_url, json_ok, next_link, ApiError, ApiResult, JsonBody, Shared, Version};
 use crate::db::{Resource, ResourceFilter};
 use crate::model::{is_uuid_like, links, normalize_mac, now, Obj};
 
@@ -548,21 +546,6 @@ fn check_type(field: &Field, v: &Value) -> ApiResult<Value> {
     })
 }
 
-/// Filters a full document to `fields`, or to the summary for a plain list.
-fn select(kind: &Kind, full: Obj, fields: Option<&[&str]>, detail: bool) -> Obj {
-    match (fields, detail) {
-        (Some(fl), _) => full
-            .into_iter()
-            .filter(|(k, _)| fl.contains(&k.as_str()))
-            .collect(),
-        (None, true) => full,
-        (None, false) => full
-            .into_iter()
-            .filter(|(k, _)| k == "links" || kind.summary.contains(&k.as_str()))
-            .collect(),
-    }
-}
-
 async fn list(
     kind: &'static Kind,
     state: Shared,
@@ -584,25 +567,9 @@ async fn list(
         "node_uuid",
         "address",
     ];
-    if let Some(k) = q.keys().find(|k| !PARAMS.contains(&k.as_str())) {
-        return Err(ApiError::bad(format!(
-            "Unknown argument {k:?}: supported are {}",
-            PARAMS.join(", ")
-        )));
-    }
-    let detail = match q.get("detail") {
-        Some(d) => parse_bool("detail", d)?,
-        None => detail_path,
-    };
     let names = kind.field_names(v);
-    let fields = q
-        .get("fields")
-        .map(|fl| parse_fields(fl, &names))
-        .transpose()?;
-    if detail && fields.is_some() {
-        return Err(ApiError::bad("Can not specify ?detail=True and fields"));
-    }
-    let limit = parse_limit(q.get("limit").map(String::as_str))?;
+    let view = View::parse(&q, PARAMS, &names, detail_path)?;
+    let limit = view.limit;
     let mut filter = ResourceFilter {
         limit: Some(limit),
         ..Default::default()
@@ -648,14 +615,7 @@ async fn list(
     let base = base_url(&state, &headers);
     let items: Vec<Value> = rows
         .iter()
-        .map(|r| {
-            Value::Object(select(
-                kind,
-                kind.to_api(r, &base, v),
-                fields.as_deref(),
-                detail,
-            ))
-        })
+        .map(|r| Value::Object(view.project(kind.to_api(r, &base, v), kind.summary)))
         .collect();
     let mut out = json!({ kind.list_key: items });
     if rows.len() as i64 == limit {
@@ -680,24 +640,11 @@ async fn show(
     q: HashMap<String, String>,
 ) -> ApiResult<Response> {
     kind.check_version(v)?;
-    if let Some(k) = q.keys().find(|k| k.as_str() != "fields") {
-        return Err(ApiError::bad(format!(
-            "Unknown argument {k:?}: only fields is supported"
-        )));
-    }
     let names = kind.field_names(v);
-    let fields = q
-        .get("fields")
-        .map(|fl| parse_fields(fl, &names))
-        .transpose()?;
+    let view = View::parse(&q, &["fields"], &names, true)?;
     let r = kind.find(&state, &ident).await?;
     let full = kind.to_api(&r, &base_url(&state, &headers), v);
-    Ok(json_ok(Value::Object(select(
-        kind,
-        full,
-        fields.as_deref(),
-        true,
-    ))))
+    Ok(json_ok(Value::Object(view.project(full, kind.summary))))
 }
 
 async fn create(

@@ -77,8 +77,9 @@ impl Db {
             .ok_or(super::DbError::Query(sqlx::Error::RowNotFound))
     }
 
-    pub async fn save_resource(&self, r: &Resource, what: &'static str) -> Result<()> {
-        sqlx::query(
+    /// Writes `r` back; `false` when its row is gone (deleted meanwhile).
+    pub async fn save_resource(&self, r: &Resource, what: &'static str) -> Result<bool> {
+        let res = sqlx::query(
             "UPDATE resources SET name = $3, node_uuid = $4, key1 = $5, key2 = $6, doc = $7, \
              updated_at = $8 WHERE kind = $1 AND uuid = $2",
         )
@@ -93,7 +94,7 @@ impl Db {
         .execute(&self.pool)
         .await
         .map_err(|e| unique(e, what))?;
-        Ok(())
+        Ok(res.rows_affected() == 1)
     }
 
     /// An object of `kind` by UUID or name.
