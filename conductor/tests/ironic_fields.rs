@@ -96,7 +96,7 @@ async fn walk(backend: Backend) {
             std::time::Duration::from_secs(30),
             || async {
                 let n = api.get("/v1/nodes/c").await.1;
-                n["target_provision_state"].is_null()
+                n["target_provision_state"].is_null() && n["reservation"].is_null()
             },
         )
         .await;
@@ -131,7 +131,8 @@ async fn walk(backend: Backend) {
         .await;
     assert_eq!(s, 202);
     common::wait_until("manageable", std::time::Duration::from_secs(30), || async {
-        api.get("/v1/nodes/a").await.1["provision_state"] == "manageable"
+        let n = api.get("/v1/nodes/a").await.1;
+        n["provision_state"] == "manageable" && n["reservation"].is_null()
     })
     .await;
     let (s, v) = api
