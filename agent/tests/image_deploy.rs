@@ -14,7 +14,7 @@ use ferrite_agent::image::deploy::{deploy_whole_disk, DeployError, Deployed, Tar
 use ferrite_image::http::HttpConfig;
 use ferrite_image::Progress;
 use ferrite_proto::image::ImageInfo;
-use imaging::httpd::{Mode, Server};
+use ferrite_testkit::http::{ImageServer, Mode};
 use imaging::*;
 
 const IMAGE: u64 = 24 * MIB;
@@ -100,7 +100,7 @@ fn deploy_and_check(
 
 struct Fixture {
     rt: tokio::runtime::Runtime,
-    srv: Server,
+    srv: ImageServer,
     dir: tempfile::TempDir,
     raw: Vec<u8>,
     raw_path: std::path::PathBuf,
@@ -108,7 +108,7 @@ struct Fixture {
 
 fn fixture(seed: u64) -> Fixture {
     let rt = runtime();
-    let srv = Server::start(&rt);
+    let srv = ImageServer::start(&rt);
     let dir = tempfile::tempdir().unwrap();
     let (raw_path, raw) = make_disk_image(dir.path(), "disk.raw", IMAGE, seed);
     Fixture {
@@ -183,7 +183,7 @@ fn a_cut_within_the_magic_bytes_still_sniffs_the_format() {
     };
     let q = to_qcow2(&f.raw_path, &f.dir.path().join("cut.qcow2"), &[]);
     for (name, data, format, k) in [("gz-cut1", gz, "raw", 1), ("qcow2-cut2", q, "qcow2", 2)] {
-        let srv = Server::start(&f.rt);
+        let srv = ImageServer::start(&f.rt);
         let sha = sha256_hex(&data);
         let url = srv.put(name, data, Mode::CutFirst(k));
         let disk = sparse_disk(f.dir.path(), "t.img", DISK);

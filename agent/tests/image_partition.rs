@@ -18,7 +18,7 @@ use ferrite_agent::state::AgentConfig;
 use ferrite_image::http::HttpConfig;
 use ferrite_image::Progress;
 use ferrite_proto::image::ImageInfo;
-use imaging::httpd::{Mode, Server};
+use ferrite_testkit::http::{ImageServer, Mode};
 use imaging::*;
 use serde_json::json;
 
@@ -89,7 +89,7 @@ fn target(disk: &Path) -> TargetDisk {
 #[test]
 fn gpt_uefi_with_swap_has_esp_swap_root_and_reports_uuids() {
     let rt = runtime();
-    let srv = Server::start(&rt);
+    let srv = ImageServer::start(&rt);
     let dir = tempfile::tempdir().unwrap();
     let fs_uuid = "6a1e4f0c-3b2d-4c5e-9f80-112233445566";
     let root_img = ext4_image(dir.path(), fs_uuid);
@@ -194,7 +194,7 @@ fn gpt_uefi_with_swap_has_esp_swap_root_and_reports_uuids() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mbr_bios_with_config_drive_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start_on(&tokio::runtime::Handle::current());
+    let srv = ImageServer::start_on(&tokio::runtime::Handle::current());
     let fs_uuid = "0b9f3c2a-1111-4222-8333-444455556666";
     let root_img = ext4_image(dir.path(), fs_uuid);
     let url = srv.put("root.ext4", root_img.clone(), Mode::NoRange);
@@ -302,7 +302,7 @@ fn config_drive_b64(dir: &Path) -> String {
 #[test]
 fn refusals_leave_no_partition_table() {
     let rt = runtime();
-    let srv = Server::start(&rt);
+    let srv = ImageServer::start(&rt);
     let dir = tempfile::tempdir().unwrap();
     let root_img = ext4_image(dir.path(), "7c1e4f0c-3b2d-4c5e-9f80-112233445566");
     let url = srv.put("root.ext4", root_img.clone(), Mode::Range);
@@ -360,7 +360,7 @@ fn refusals_leave_no_partition_table() {
 fn loop_device_old_data_is_overwritten_and_the_table_reread() {
     use std::os::unix::fs::FileExt;
     let rt = runtime();
-    let srv = Server::start(&rt);
+    let srv = ImageServer::start(&rt);
     let dir = tempfile::tempdir().unwrap();
     let fs_uuid = "5d0c1b2a-3333-4444-8555-666677778888";
     let root_img = ext4_image(dir.path(), fs_uuid);

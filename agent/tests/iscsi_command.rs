@@ -104,10 +104,14 @@ async fn start_write_through_initiator_then_stop() {
         s.logout().await.unwrap();
         let (code, res) = agent.command("", command, json!({})).await;
         assert!(code == 200 || code == 202, "{command}: {res}");
-        common::poll_until(Duration::from_secs(20), || async {
-            let closed = tokio::net::TcpStream::connect(addr).await.is_err();
-            (closed && agent.hooks.calls().contains(&action)).then_some(())
-        })
+        ferrite_testkit::wait_until_async(
+            "the target to close and the hook to run",
+            Duration::from_secs(20),
+            || async {
+                let closed = tokio::net::TcpStream::connect(addr).await.is_err();
+                (closed && agent.hooks.calls().contains(&action)).then_some(())
+            },
+        )
         .await;
     }
 

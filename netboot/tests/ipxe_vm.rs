@@ -6,21 +6,13 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferrite_netboot::ipxe::{self, DeployBoot, KernelParams};
 use ferrite_netboot::{BootFiles, Mac, Served};
-
-struct Qemu(Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use ferrite_testkit::Reaped;
 
 /// Serves GET /boot/* from `files` on its own thread, logging each path.
 fn serve(listener: TcpListener, files: BootFiles, log: Arc<Mutex<Vec<String>>>) {
@@ -124,7 +116,7 @@ fn ipxe_runs_chain_and_deploy_scripts() {
         .stderr(Stdio::null())
         .spawn()
         .expect("qemu-system-x86_64 (Debian qemu-system-x86 and ipxe-qemu)");
-    let _qemu = Qemu(qemu);
+    let _qemu = Reaped(qemu);
 
     let mac_script = format!("/boot/{}.ipxe", mac.hexhyp());
     let kernel = format!("/boot/{UUID}/deploy_kernel");

@@ -4,20 +4,12 @@
 //! a last script: the server's transfer log proves every step. Skipped by `cargo xtask test
 //! --quick` (FERRITE_SKIP_VM_TESTS).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ferrite_testkit::Reaped;
 use ferrite_tftp::{Server, ServerConfig};
 use tokio::net::UdpSocket;
-
-struct Qemu(Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipxe_fetches_scripts_and_a_file_over_our_tftp() {
@@ -56,7 +48,7 @@ async fn ipxe_fetches_scripts_and_a_file_over_our_tftp() {
         .stderr(Stdio::null())
         .spawn()
         .expect("qemu-system-x86_64 (Debian qemu-system-x86 and ipxe-qemu)");
-    let mut qemu = Qemu(child);
+    let mut qemu = Reaped(child);
     let deadline = Instant::now() + Duration::from_secs(120);
     while log.lock().unwrap().len() < 3 {
         assert!(

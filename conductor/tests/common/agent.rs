@@ -1,6 +1,6 @@
 //! The agent side of the lifecycle tests: the real ferrite-agent library in-process on
 //! loopback (API server, commands, steps, image writer) over a sparse-file disk, booted
-//! afresh (new token) whenever the conductor waits for it, and an HTTP image server.
+//! afresh (new token) whenever the conductor waits for it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,20 +102,4 @@ pub async fn agent_loop(
             _ = stop.changed() => {}
         }
     }
-}
-
-/// Serve `bytes` at `/disk.raw` on a free loopback port; returns the URL.
-pub async fn serve_image(bytes: Vec<u8>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/disk.raw", listener.local_addr().unwrap());
-    let bytes = bytes::Bytes::from(bytes);
-    let app = axum::Router::new().route(
-        "/disk.raw",
-        axum::routing::get(move || {
-            let b = bytes.clone();
-            async move { b }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
 }
