@@ -64,11 +64,8 @@ impl Case {
         let disk = sparse_disk(self.dir.path(), &format!("{name}.disk"), disk_size);
         old_partition_table(&disk);
         let cfg = HttpConfig {
-            connect_timeout: Duration::from_secs(5),
-            read_timeout: Duration::from_secs(10),
-            attempts: 2,
             backoff: Duration::from_millis(5),
-            max_resumes: 3,
+            ..fast_http(3)
         };
         let target = TargetDisk {
             path: disk.clone(),

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use ferrite_agent::disk::safety::Choice;
 use ferrite_agent::image::deploy::{deploy_whole_disk, DeployError, Deployed, TargetDisk};
-use ferrite_image::http::HttpConfig;
 use ferrite_image::Progress;
 use ferrite_proto::image::ImageInfo;
 use ferrite_testkit::http::{ImageServer, Mode};
@@ -19,16 +18,6 @@ use imaging::*;
 
 const IMAGE: u64 = 24 * MIB;
 const DISK: u64 = 40 * MIB;
-
-fn fast_http() -> HttpConfig {
-    HttpConfig {
-        connect_timeout: Duration::from_secs(5),
-        read_timeout: Duration::from_secs(10),
-        attempts: 2,
-        backoff: Duration::from_millis(10),
-        max_resumes: 40,
-    }
-}
 
 fn info(url: &str, sha256: &str, format: &str) -> ImageInfo {
     ImageInfo {
@@ -51,7 +40,7 @@ fn deploy(
         path: disk.to_owned(),
         choice: Choice::Explicit,
     };
-    deploy_whole_disk(rt.handle(), info, &target, &fast_http(), &Progress::new())
+    deploy_whole_disk(rt.handle(), info, &target, &fast_http(40), &Progress::new())
 }
 
 /// Deploy `served` (the transport bytes) and check the disk holds `raw`, with a GPT
@@ -331,7 +320,7 @@ fn a_block_device_loses_its_old_tables_before_the_image_is_written() {
                 path: dev,
                 choice: Choice::Explicit,
             };
-            deploy_whole_disk(&rt, &info, &target, &fast_http(), &progress)
+            deploy_whole_disk(&rt, &info, &target, &fast_http(40), &progress)
         })
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -8,14 +8,12 @@ mod imaging;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use common::Agent;
 use ferrite_agent::disk::safety::Choice;
 use ferrite_agent::image::deploy::TargetDisk;
 use ferrite_agent::image::partition::deploy_partition_image;
 use ferrite_agent::state::AgentConfig;
-use ferrite_image::http::HttpConfig;
 use ferrite_image::Progress;
 use ferrite_proto::image::ImageInfo;
 use ferrite_testkit::http::{ImageServer, Mode};
@@ -24,16 +22,6 @@ use serde_json::json;
 
 const ROOT_FS: u64 = 16 * MIB;
 const DISK: u64 = 1024 * MIB;
-
-fn fast_http() -> HttpConfig {
-    HttpConfig {
-        connect_timeout: Duration::from_secs(5),
-        read_timeout: Duration::from_secs(10),
-        attempts: 2,
-        backoff: Duration::from_millis(10),
-        max_resumes: 4,
-    }
-}
 
 /// An ext4 filesystem image holding /hello.txt, with a chosen UUID.
 fn ext4_image(dir: &Path, uuid: &str) -> Vec<u8> {
@@ -102,7 +90,7 @@ fn gpt_uefi_with_swap_has_esp_swap_root_and_reports_uuids() {
         rt.handle(),
         &i,
         &target(&disk),
-        &fast_http(),
+        &fast_http(4),
         &Progress::new(),
         false,
     )
@@ -312,7 +300,7 @@ fn refusals_leave_no_partition_table() {
             rt.handle(),
             i,
             &target(&disk),
-            &fast_http(),
+            &fast_http(4),
             &Progress::new(),
             false,
         )
@@ -386,7 +374,7 @@ fn loop_device_old_data_is_overwritten_and_the_table_reread() {
         rt.handle(),
         &i,
         &target(&lo.dev),
-        &fast_http(),
+        &fast_http(4),
         &Progress::new(),
         false,
     )

@@ -105,7 +105,7 @@ impl Lab {
                     }
                 }
                 if let Some(b) = &boot {
-                    let _ = self.client.heartbeat("n", &heartbeat(b)).await;
+                    let _ = self.client.heartbeat("n", &b.heartbeat()).await;
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -126,17 +126,6 @@ impl Lab {
         );
         let (s, v) = self.api.provision("n", json!({"target": "active"})).await;
         assert_eq!(s, 202, "{v}");
-    }
-}
-
-fn heartbeat(b: &AgentBoot) -> Heartbeat {
-    Heartbeat {
-        callback_url: b.url.clone(),
-        agent_token: b.state.agent_token().unwrap_or_default().to_string(),
-        agent_version: "in-process".into(),
-        agent_verify_ca: None,
-        agent_status: None,
-        agent_status_message: None,
     }
 }
 

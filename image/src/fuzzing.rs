@@ -249,9 +249,8 @@ mod tests {
     /// where `cargo xtask fuzz` says to put a crash once it is fixed).
     #[test]
     fn seeds_and_past_findings_replay_without_panics() {
-        let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
         let counts = ferrite_testkit::fuzz::replay_corpus(
-            &fuzz,
+            env!("CARGO_MANIFEST_DIR"),
             &[
                 ("iso9660", iso9660),
                 ("partition_tables", partition_tables),

@@ -8,9 +8,11 @@ use std::path::Path;
 pub type Target<'a> = (&'a str, fn(&[u8]));
 
 /// Runs each target's function over every file of `fuzz/seeds/<target>/` and
-/// `fuzz/regressions/<target>/` below `fuzz_dir`; returns how many inputs each target ran,
-/// in the order given. A panic in a target fails the calling test.
-pub fn replay_corpus(fuzz_dir: &Path, targets: &[Target]) -> Vec<(String, usize)> {
+/// `fuzz/regressions/<target>/` of the crate at `crate_dir` (its `CARGO_MANIFEST_DIR`);
+/// returns how many inputs each target ran, in the order given. A panic in a target fails
+/// the calling test.
+pub fn replay_corpus(crate_dir: impl AsRef<Path>, targets: &[Target]) -> Vec<(String, usize)> {
+    let fuzz_dir = crate_dir.as_ref().join("fuzz");
     targets
         .iter()
         .map(|(target, run)| {
@@ -47,7 +49,7 @@ mod tests {
             ("seeds", "b", b"345"),
             ("regressions", "c", b"6"),
         ] {
-            let d = dir.path().join(sub).join("codec");
+            let d = dir.path().join("fuzz").join(sub).join("codec");
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join(name), data).unwrap();
         }

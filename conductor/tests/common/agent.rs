@@ -48,6 +48,20 @@ impl AgentBoot {
     }
 }
 
+impl AgentBoot {
+    /// The heartbeat this boot sends: its URL and token, no TLS.
+    pub fn heartbeat(&self) -> Heartbeat {
+        Heartbeat {
+            callback_url: self.url.clone(),
+            agent_token: self.state.agent_token().unwrap_or_default().to_string(),
+            agent_version: "in-process".into(),
+            agent_verify_ca: None,
+            agent_status: None,
+            agent_status_message: None,
+        }
+    }
+}
+
 impl Drop for AgentBoot {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
@@ -86,15 +100,7 @@ pub async fn agent_loop(
                 }
             }
             if let Some(b) = &boot {
-                let hb = Heartbeat {
-                    callback_url: b.url.clone(),
-                    agent_token: b.state.agent_token().unwrap_or_default().to_string(),
-                    agent_version: "in-process".into(),
-                    agent_verify_ca: None,
-                    agent_status: None,
-                    agent_status_message: None,
-                };
-                let _ = client.heartbeat(&node, &hb).await;
+                let _ = client.heartbeat(&node, &b.heartbeat()).await;
             }
         }
         tokio::select! {
