@@ -25,8 +25,8 @@ pub const AGENT_PORT: u16 = 9999;
 /// `--listen`. Another process may take it before they bind it; that cannot go unnoticed:
 /// QEMU then exits at start ("Could not set up host forwarding rule", returned as
 /// [`Error::QemuFailed`] with its log), ipmi_sim exits and the BMC's start fails, and a
-/// conductor that cannot listen exits before it answers: a clash fails a run, it never
-/// connects a test to someone else's server. (Tests in the crates use
+/// conductor that cannot listen exits (the calls that follow fail): a clash fails a run,
+/// it cannot make one pass. (Tests in the crates use
 /// `ferrite_testkit::with_free_port` to retry such starts.)
 pub fn free_tcp_port() -> Result<u16, Error> {
     std::net::TcpListener::bind("127.0.0.1:0")
