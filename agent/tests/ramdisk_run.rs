@@ -225,7 +225,9 @@ async fn inspection_is_posted_and_its_uuid_used_in_lookup() {
 }
 
 /// A port nothing listens on now. `run` binds its `listen` address itself (that is the
-/// agent's `--listen`, under test here), so these tests must name a port. If another process
+/// agent's `--listen`, under test here), and only once it holds a token: its port must stay
+/// closed until then, which a listener bound beforehand and handed in would not be. So these
+/// tests must name a port. If another process
 /// took it in between, `run` fails with "address in use" and the test fails loudly; it
 /// cannot pass by talking to someone else's server, because the checks need our token.
 fn free_port() -> u16 {
