@@ -155,7 +155,7 @@ pub async fn write_image(
                     "writing image {} to {} failed: {}",
                     job_info.id,
                     job_target.path.display(),
-                    e.chain()
+                    ferrite_proto::error::chain(&e)
                 ))
             };
             let with_cd = configdrive.as_deref().is_some_and(|c| !c.is_empty());
@@ -193,7 +193,7 @@ pub async fn write_image(
                                 CommandError::failed_msg(format!(
                                     "writing the config drive to {} failed: {}",
                                     job_target.path.display(),
-                                    e.chain()
+                                    ferrite_proto::error::chain(&e)
                                 ))
                             })?,
                     )
@@ -272,38 +272,5 @@ mod tests {
         assert_eq!(root_device_hints(Some(&props)).unwrap()["serial"], "NODE");
         assert!(root_device_hints(Some(&node(json!({"properties": {}})))).is_none());
         assert!(root_device_hints(None).is_none());
-    }
-
-    /// The node cached from the lookup applies when a command brings none, and a step's
-    /// node replaces it; an empty step node does not.
-    #[test]
-    fn the_cached_node_is_the_lookups_until_a_step_brings_one() {
-        let state = AgentState::new(
-            crate::state::AgentConfig::default(),
-            Arc::new(crate::state::RecordingHooks::new()),
-        );
-        let lookup = ferrite_proto::lookup::LookupNode {
-            uuid: "u".into(),
-            properties: json!({"root_device": {"serial": "FROM-LOOKUP"}})
-                .as_object()
-                .unwrap()
-                .clone(),
-            instance_info: Map::new(),
-            driver_internal_info: Map::new(),
-        };
-        crate::heartbeat::AgentLink::set_node(&state, &lookup);
-        let cached = state.cached_node();
-        assert_eq!(
-            root_device_hints(cached.as_ref()).unwrap()["serial"],
-            "FROM-LOOKUP"
-        );
-        crate::commands::clean::cache_node(&state, Map::new());
-        assert!(root_device_hints(state.cached_node().as_ref()).is_some());
-        let step_node = json!({"instance_info": {"root_device": {"serial": "FROM-STEP"}}});
-        crate::commands::clean::cache_node(&state, step_node.as_object().unwrap().clone());
-        assert_eq!(
-            root_device_hints(state.cached_node().as_ref()).unwrap()["serial"],
-            "FROM-STEP"
-        );
     }
 }

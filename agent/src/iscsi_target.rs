@@ -1,11 +1,42 @@
 //! Standalone iSCSI target: serves a file or block device named on the command line as
-//! LUN 0 until SIGINT/SIGTERM (`ferrite-agent iscsi-target`).
+//! LUN 0 until SIGINT/SIGTERM (`ferrite-agent iscsi-target`); and [`Export`], the target
+//! `iscsi.start_iscsi_target` runs for an agent, held in its state.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use anyhow::Context;
 use ferrite_iscsi::{Credentials, Target, TargetConfig};
+
+/// A target started by `iscsi.start_iscsi_target`.
+pub(crate) struct Running {
+    /// Sending (or dropping) this stops the target and closes its connections.
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub done: tokio::task::JoinHandle<()>,
+    pub iqn: String,
+}
+
+/// The one target an agent serves at a time; a field of `AgentState`.
+#[derive(Default)]
+pub struct Export {
+    running: Mutex<Option<Running>>,
+}
+
+impl Export {
+    /// Keeps the target `r` as this agent's (the caller stopped any earlier one).
+    pub(crate) fn set(&self, r: Running) {
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    }
+
+    /// Takes the running target, if any, to stop it.
+    pub(crate) fn take(&self) -> Option<Running> {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
 
 /// Options of `ferrite-agent iscsi-target`.
 #[derive(Debug, Clone, clap::Args)]

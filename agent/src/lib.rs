@@ -1,9 +1,12 @@
 //! Ferrite's deploy agent: hardware inventory, the IPA-compatible agent API, lookup and
 //! heartbeat to the conductor, and writing images to disk. Layers, top down: `api` →
-//! `commands` → `steps` → `install` → `job`, `image` → `disk`; the pipeline and on-disk
-//! formats are the `ferrite-image` crate.
+//! `commands` → `steps` → `install` → `state` (the shared `AgentState`, with the command
+//! registry and hardware manager types it holds) → `job`, `image` → `disk`; no module
+//! refers back up (`tests/module_cycles.rs`). The pipeline and on-disk formats are the
+//! `ferrite-image` crate.
 
 pub mod api;
+pub mod bootloader;
 pub mod cli;
 pub mod cmdline;
 pub mod commands;

@@ -17,7 +17,7 @@ async fn sync_command_lifecycle() {
     let agent = Agent::start().await;
     let (code, result) = agent.command("", "standby.sync", json!({})).await;
     assert_eq!(code, 200, "{result}");
-    assert_eq!(result["command_name"], "standby.sync");
+    assert_eq!(result["command_name"], "sync");
     assert_eq!(result["command_status"], "SUCCEEDED");
     assert_eq!(result["command_error"], Value::Null);
     assert!(
@@ -70,7 +70,8 @@ async fn async_command_lifecycle_and_409() {
         assert_fault(
             &agent.command("", name, json!({})).await,
             409,
-            "Agent is busy: executing command test.block",
+            // IPA names the running command as its result does, without the extension.
+            "Agent is busy: executing command block",
         );
     }
     assert!(agent.hooks.calls().is_empty());
@@ -107,7 +108,7 @@ async fn async_command_lifecycle_and_409() {
         .iter()
         .map(|c| c["command_name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["test.block", "standby.sync"]);
+    assert_eq!(names, ["block", "sync"]);
 }
 
 #[tokio::test]
@@ -219,10 +220,14 @@ async fn clean_and_deploy_steps_in_ipa_shape() {
                    "deploy_version": {"generic_hardware_manager": "0.9"}}),
         )
         .await;
-    assert!(r["command_error"]["details"]
-        .as_str()
-        .unwrap()
-        .contains("hardware manager versions changed"));
+    // IPA's VersionMismatch: its own status, which tells Ironic to restart the operation.
+    assert_eq!(r["command_status"], "CLEAN_VERSION_MISMATCH", "{r}");
+    assert_eq!(r["command_name"], "execute_deploy_step");
+    assert_eq!(r["command_error"]["type"], "VersionMismatch");
+    assert_eq!(r["command_error"]["code"], 409);
+    assert!(r["command_error"]["details"].as_str().unwrap().starts_with(
+        "Current versions: {\"generic_hardware_manager\":\"1.2\"}, versions used by ironic: "
+    ));
 }
 
 fn fixture_root() -> std::path::PathBuf {
@@ -345,7 +350,7 @@ async fn system_logs_are_a_base64_gzipped_tar() {
     let status: Value =
         serde_json::from_slice(&std::fs::read(x.join("ferrite-agent-status.json")).unwrap())
             .unwrap();
-    assert_eq!(status["commands"][0]["command_name"], "standby.sync");
+    assert_eq!(status["commands"][0]["command_name"], "sync");
     // The inventory of the same root is included, or its failure is noted (not fatal).
     match ferrite_agent::inventory::collect(root.path()) {
         Ok(inv) => {

@@ -78,7 +78,7 @@ impl Case {
             sfdisk_json(&disk).is_none(),
             "{name}: a partition table survived the failure"
         );
-        let msg = err.chain();
+        let msg = ferrite_proto::error::chain(&err);
         eprintln!("{name}: {msg}");
         msg
     }
@@ -265,6 +265,9 @@ fn a_real_disk_is_refused_unless_in_the_ramdisk() {
         &Progress::new(),
     )
     .unwrap_err();
-    assert_contains(&err.chain(), "not running from its ramdisk");
+    assert_contains(
+        &ferrite_proto::error::chain(&err),
+        "not running from its ramdisk",
+    );
     let _ = Path::new("/");
 }

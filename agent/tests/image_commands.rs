@@ -256,6 +256,17 @@ async fn write_image_deploy_step_and_erase_clean_steps() {
         .await;
     assert_eq!(res["command_status"], "SUCCEEDED", "{res}");
     assert!(sfdisk_json(&disk).is_some());
+    // IPA's shape, which Ironic checks: the bare command name, the step as sent, and
+    // prepare_image's own result nested in deploy_result.
+    assert_eq!(res["command_name"], "execute_deploy_step");
+    assert_eq!(res["command_result"]["deploy_step"], step, "{res}");
+    assert!(
+        res["command_result"]["deploy_result"]["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("prepare_image: image ("),
+        "{res}"
+    );
 
     let step = json!({"interface": "deploy", "step": "erase_devices_metadata", "priority": 99, "args": {}});
     let (_, res) = agent
@@ -266,8 +277,10 @@ async fn write_image_deploy_step_and_erase_clean_steps() {
         )
         .await;
     assert_eq!(res["command_status"], "SUCCEEDED", "{res}");
+    assert_eq!(res["command_name"], "execute_clean_step");
+    assert_eq!(res["command_result"]["clean_step"], step, "{res}");
     assert_eq!(
-        res["command_result"]["erased"][0]["signatures"],
+        res["command_result"]["clean_result"]["erased"][0]["signatures"],
         json!(["gpt"]),
         "{res}"
     );
@@ -304,7 +317,7 @@ async fn write_image_deploy_step_and_erase_clean_steps() {
         )
         .await;
     assert_eq!(res["command_status"], "SUCCEEDED", "{res}");
-    let erased = &res["command_result"]["erased"][0];
+    let erased = &res["command_result"]["clean_result"]["erased"][0];
     assert_eq!(erased["method"], "zeroed", "{res}");
     assert_eq!(erased["reads_back_zeroes"], true, "{res}");
     assert!(

@@ -57,7 +57,7 @@ fn deploy_and_check(
     let sha = sha256_hex(&served);
     let url = f.srv.put(name, served, mode);
     let d = deploy(rt, &info(&url, &sha, format), disk)
-        .unwrap_or_else(|e| panic!("{name}: {}", e.chain()));
+        .unwrap_or_else(|e| panic!("{name}: {}", ferrite_proto::error::chain(&e)));
     // The primary GPT header (LBA 1) changed when the backup moved; the image's old
     // backup in its last MiB is outside the compared range.
     let mut want = raw[..raw.len() - MIB as usize].to_vec();
@@ -177,7 +177,7 @@ fn a_cut_within_the_magic_bytes_still_sniffs_the_format() {
         let url = srv.put(name, data, Mode::CutFirst(k));
         let disk = sparse_disk(f.dir.path(), "t.img", DISK);
         let d = deploy(&f.rt, &info(&url, &sha, format), &disk)
-            .unwrap_or_else(|e| panic!("{name}: {}", e.chain()));
+            .unwrap_or_else(|e| panic!("{name}: {}", ferrite_proto::error::chain(&e)));
         assert!(d.outcome.disk_bytes == IMAGE, "{name}: {:?}", d.outcome);
         let got = std::fs::read(&disk).unwrap();
         assert!(
@@ -351,7 +351,7 @@ fn a_block_device_loses_its_old_tables_before_the_image_is_written() {
     let d = job
         .join()
         .unwrap()
-        .unwrap_or_else(|e| panic!("{}", e.chain()));
+        .unwrap_or_else(|e| panic!("{}", ferrite_proto::error::chain(&e)));
     assert!(d.backup_gpt_moved);
     // The image's head, at last (LBA 1 changed when the backup GPT moved to the end).
     assert_eq!(read(0, 512), f.raw[..512]);

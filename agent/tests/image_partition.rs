@@ -94,7 +94,7 @@ fn gpt_uefi_with_swap_has_esp_swap_root_and_reports_uuids() {
         &Progress::new(),
         false,
     )
-    .unwrap_or_else(|e| panic!("{}", e.chain()));
+    .unwrap_or_else(|e| panic!("{}", ferrite_proto::error::chain(&e)));
 
     let table = sfdisk_json(&disk).expect("sfdisk reads the table");
     let pt = &table["partitiontable"];
@@ -296,7 +296,7 @@ fn refusals_leave_no_partition_table() {
     let url = srv.put("root.ext4", root_img.clone(), Mode::Range);
     let disk = sparse_disk(dir.path(), "disk", DISK);
     let deploy = |i: &ImageInfo| {
-        deploy_partition_image(
+        let e = deploy_partition_image(
             rt.handle(),
             i,
             &target(&disk),
@@ -305,8 +305,8 @@ fn refusals_leave_no_partition_table() {
             false,
         )
         .map(|_| ())
-        .unwrap_err()
-        .chain()
+        .unwrap_err();
+        ferrite_proto::error::chain(&e)
     };
 
     // A root partition too large for the disk: refused before the disk is touched.
@@ -378,7 +378,7 @@ fn loop_device_old_data_is_overwritten_and_the_table_reread() {
         &Progress::new(),
         false,
     )
-    .unwrap_or_else(|e| panic!("{}", e.chain()));
+    .unwrap_or_else(|e| panic!("{}", ferrite_proto::error::chain(&e)));
     assert!(d.partitions_reread, "BLKRRPART on the loop device");
     let table = sfdisk_json(&lo.dev).expect("sfdisk reads the loop device's table");
     assert_eq!(

@@ -163,16 +163,6 @@ mod tests {
 
     const TOKEN: &str = "SECRET-TOKEN-0123456789abcdefghijklmnopqrstu";
 
-    fn chain(e: &dyn std::error::Error) -> String {
-        let mut s = e.to_string();
-        let mut src = e.source();
-        while let Some(c) = src {
-            s += &format!(": {c}");
-            src = c.source();
-        }
-        s
-    }
-
     /// The token travels in the query (as IPA expects it), and reqwest's errors name the
     /// URL: none of that may reach an error message (and so `last_error` or a log).
     #[tokio::test]
@@ -189,7 +179,7 @@ mod tests {
         };
         let e = c.command(&t, "x.y", Map::new(), true).await.unwrap_err();
         assert!(matches!(e, AgentError::Unreachable { .. }), "{e:?}");
-        let text = chain(&e);
+        let text = crate::error_chain(&e);
         assert!(!text.contains(TOKEN), "{text}");
         assert!(!format!("{e:?}").contains(TOKEN), "{e:?}");
         // A listener that answers something that is not a command result.
@@ -215,7 +205,7 @@ mod tests {
             c.get_command(&t, "id").await.unwrap_err(),
         ] {
             assert!(matches!(e, AgentError::Decode { .. }), "{e:?}");
-            let text = chain(&e);
+            let text = crate::error_chain(&e);
             assert!(!text.contains(TOKEN), "{text}");
             assert!(!format!("{e:?}").contains(TOKEN), "{e:?}");
         }

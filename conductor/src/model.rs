@@ -41,6 +41,8 @@ pub struct Node {
     pub provision_updated_at: Option<String>,
     pub inspection_started_at: Option<String>,
     pub inspection_finished_at: Option<String>,
+    /// The [`EXTENDED_FIELDS`] that have been set (absent ones take their defaults).
+    pub extended: Obj,
     pub agent_token: Option<String>,
     pub agent_url: Option<String>,
     pub agent_verify_ca: Option<String>,
@@ -82,6 +84,7 @@ pub const NODE_FIELDS: &[&str] = &[
     "storage_interface",
     "vendor_interface",
     "bios_interface",
+    "firmware_interface",
     "console_enabled",
     "chassis_uuid",
     "protected",
@@ -90,6 +93,15 @@ pub const NODE_FIELDS: &[&str] = &[
     "description",
     "conductor_group",
     "automated_clean",
+    "protected_reason",
+    "retired",
+    "retired_reason",
+    "shard",
+    "parent_node",
+    "disable_power_off",
+    "network_data",
+    "traits",
+    "allocation_uuid",
     "fault",
     "created_at",
     "updated_at",
@@ -98,6 +110,117 @@ pub const NODE_FIELDS: &[&str] = &[
     "inspection_finished_at",
     "links",
     "ports",
+];
+
+/// The JSON type of an extended node field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtTy {
+    /// A string or null.
+    Str,
+    Bool,
+    /// A boolean or null (`automated_clean`: null = the conductor's default).
+    OptBool,
+    Obj,
+    /// One of these interface implementations.
+    Iface(&'static [&'static str]),
+    /// Not settable by create or PATCH (`traits` have their own endpoints, the allocation
+    /// is set by `/v1/allocations`).
+    ReadOnly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtDefault {
+    Null,
+    False,
+    Empty,
+    EmptyObj,
+    EmptyList,
+    Str(&'static str),
+}
+
+impl ExtDefault {
+    pub fn value(self) -> Value {
+        match self {
+            ExtDefault::Null => Value::Null,
+            ExtDefault::False => json!(false),
+            ExtDefault::Empty => json!(""),
+            ExtDefault::EmptyObj => json!({}),
+            ExtDefault::EmptyList => json!([]),
+            ExtDefault::Str(s) => json!(s),
+        }
+    }
+}
+
+/// A node field Ironic defines that Ferrite stores and shows in `Node::extended`; the
+/// behaviour it has in Ferrite (if any) is in `api/nodes.rs` (retired, protected, traits).
+#[derive(Debug)]
+pub struct ExtField {
+    pub name: &'static str,
+    pub ty: ExtTy,
+    pub default: ExtDefault,
+}
+
+const fn ext(name: &'static str, ty: ExtTy, default: ExtDefault) -> ExtField {
+    ExtField { name, ty, default }
+}
+
+pub const EXTENDED_FIELDS: &[ExtField] = &[
+    ext(
+        "network_interface",
+        ExtTy::Iface(&["noop", "flat"]),
+        ExtDefault::Str("noop"),
+    ),
+    ext(
+        "console_interface",
+        ExtTy::Iface(&["no-console"]),
+        ExtDefault::Str("no-console"),
+    ),
+    ext(
+        "raid_interface",
+        ExtTy::Iface(&["no-raid"]),
+        ExtDefault::Str("no-raid"),
+    ),
+    ext(
+        "rescue_interface",
+        ExtTy::Iface(&["no-rescue"]),
+        ExtDefault::Str("no-rescue"),
+    ),
+    ext(
+        "storage_interface",
+        ExtTy::Iface(&["noop"]),
+        ExtDefault::Str("noop"),
+    ),
+    ext(
+        "vendor_interface",
+        ExtTy::Iface(&["no-vendor"]),
+        ExtDefault::Str("no-vendor"),
+    ),
+    ext(
+        "bios_interface",
+        ExtTy::Iface(&["no-bios"]),
+        ExtDefault::Str("no-bios"),
+    ),
+    ext(
+        "firmware_interface",
+        ExtTy::Iface(&["no-firmware"]),
+        ExtDefault::Str("no-firmware"),
+    ),
+    ext("chassis_uuid", ExtTy::Str, ExtDefault::Null),
+    ext("protected", ExtTy::Bool, ExtDefault::False),
+    ext("protected_reason", ExtTy::Str, ExtDefault::Null),
+    ext("retired", ExtTy::Bool, ExtDefault::False),
+    ext("retired_reason", ExtTy::Str, ExtDefault::Null),
+    ext("owner", ExtTy::Str, ExtDefault::Null),
+    ext("lessee", ExtTy::Str, ExtDefault::Null),
+    ext("description", ExtTy::Str, ExtDefault::Null),
+    ext("conductor_group", ExtTy::Str, ExtDefault::Empty),
+    ext("shard", ExtTy::Str, ExtDefault::Null),
+    ext("parent_node", ExtTy::Str, ExtDefault::Null),
+    ext("automated_clean", ExtTy::OptBool, ExtDefault::Null),
+    ext("disable_power_off", ExtTy::Bool, ExtDefault::False),
+    ext("network_data", ExtTy::Obj, ExtDefault::EmptyObj),
+    ext("traits", ExtTy::ReadOnly, ExtDefault::EmptyList),
+    ext("allocation_uuid", ExtTy::ReadOnly, ExtDefault::Null),
 ];
 
 /// Fields of the short (non-detail) listing, as Ironic shows them.
@@ -224,21 +347,7 @@ impl Node {
             "power_interface": self.power_interface,
             "management_interface": self.management_interface,
             "inspect_interface": self.inspect_interface,
-            "network_interface": "noop",
-            "console_interface": "no-console",
-            "raid_interface": "no-raid",
-            "rescue_interface": "no-rescue",
-            "storage_interface": "noop",
-            "vendor_interface": "no-vendor",
-            "bios_interface": "no-bios",
             "console_enabled": false,
-            "chassis_uuid": null,
-            "protected": false,
-            "owner": null,
-            "lessee": null,
-            "description": null,
-            "conductor_group": "",
-            "automated_clean": null,
             "fault": null,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -251,10 +360,33 @@ impl Node {
                 {"href": format!("{base}/nodes/{}/ports", self.uuid), "rel": "bookmark"},
             ],
         });
-        match v {
+        let mut o = match v {
             Value::Object(o) => o,
             _ => Obj::new(),
+        };
+        for f in EXTENDED_FIELDS {
+            o.insert(f.name.into(), self.ext(f.name));
         }
+        o
+    }
+
+    /// An [`EXTENDED_FIELDS`] value, or its default.
+    pub fn ext(&self, name: &str) -> Value {
+        self.extended
+            .get(name)
+            .cloned()
+            .or_else(|| {
+                EXTENDED_FIELDS
+                    .iter()
+                    .find(|f| f.name == name)
+                    .map(|f| f.default.value())
+            })
+            .unwrap_or(Value::Null)
+    }
+
+    /// Whether an [`EXTENDED_FIELDS`] boolean is set.
+    pub fn ext_flag(&self, name: &str) -> bool {
+        self.ext(name).as_bool().unwrap_or(false)
     }
 
     /// The view restricted to `fields` (already validated against [`NODE_FIELDS`]).
@@ -267,14 +399,6 @@ impl Node {
             }
         }
         out
-    }
-
-    /// Whether this node's current clean is a manual one.
-    pub fn manual_clean(&self) -> bool {
-        self.driver_internal_info
-            .get("manual_clean")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
     }
 }
 
@@ -339,17 +463,20 @@ impl Port {
     }
 }
 
+/// A text that is not a MAC address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Expected a MAC address but received {0}: use six hex octets like 52:54:00:12:34:56")]
+pub struct NotAMac(pub String);
+
 /// Normalises a MAC address to lower-case colon form, or says why it is not one.
-pub fn normalize_mac(s: &str) -> Result<String, String> {
+pub fn normalize_mac(s: &str) -> Result<String, NotAMac> {
     let parts: Vec<&str> = s.split([':', '-']).collect();
     let ok = parts.len() == 6
         && parts
             .iter()
             .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
     if !ok {
-        return Err(format!(
-            "Expected a MAC address but received {s}: use six hex octets like 52:54:00:12:34:56"
-        ));
+        return Err(NotAMac(s.to_owned()));
     }
     Ok(parts.join(":").to_ascii_lowercase())
 }
@@ -397,10 +524,15 @@ mod tests {
             normalize_mac("52-54-00-AB-cd-01").unwrap(),
             "52:54:00:ab:cd:01"
         );
-        assert!(normalize_mac("52:54:00:ab:cd")
-            .unwrap_err()
-            .contains("Expected a MAC"));
-        assert!(normalize_mac("zz:54:00:ab:cd:01").is_err());
+        assert_eq!(
+            normalize_mac("52:54:00:ab:cd").unwrap_err().to_string(),
+            "Expected a MAC address but received 52:54:00:ab:cd: use six hex octets like \
+             52:54:00:12:34:56"
+        );
+        assert_eq!(
+            normalize_mac("zz:54:00:ab:cd:01"),
+            Err(NotAMac("zz:54:00:ab:cd:01".into()))
+        );
     }
 
     #[test]

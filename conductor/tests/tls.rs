@@ -47,18 +47,6 @@ fn trusting(ca: &Path) -> reqwest::Client {
         .unwrap()
 }
 
-/// Every error in a chain, for assertions on the cause.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_is_served_over_https_with_the_operators_certificate() {
     let keys = tempfile::tempdir().unwrap();
@@ -94,7 +82,7 @@ async fn the_api_is_served_over_https_with_the_operators_certificate() {
     let e = reqwest::get(format!("{}/v1/", server.url))
         .await
         .expect_err("an unknown issuer must not be accepted");
-    let why = chain(&e).to_lowercase();
+    let why = ferrite_conductor::error_chain(&e).to_lowercase();
     assert!(why.contains("certificate"), "{why}");
 
     // Plain HTTP to the TLS port gets no API answer.

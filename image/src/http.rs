@@ -3,7 +3,6 @@
 //! It is a blocking `Read` (the pipeline runs on a blocking thread) over reqwest's async
 //! client, driven through the agent's tokio runtime handle.
 
-use std::fmt::Write as _;
 use std::io::{self, BufRead, Read};
 use std::time::Duration;
 
@@ -13,6 +12,8 @@ use reqwest::header::{
 };
 use reqwest::{Client, Response, StatusCode};
 use tokio::runtime::Handle;
+
+use ferrite_proto::error::chain;
 
 use super::decompress::TransportError;
 use super::qcow2::RangeRead;
@@ -63,16 +64,6 @@ pub fn client(cfg: &HttpConfig) -> Result<Client, HttpError> {
 
 fn backoff(cfg: &HttpConfig, attempt: u32) -> Duration {
     cfg.backoff.saturating_mul(1 << attempt.min(6))
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(c) = src {
-        let _ = write!(s, ": {c}");
-        src = c.source();
-    }
-    s
 }
 
 /// Fetch a small document (a checksum file), at most `limit` bytes.
@@ -230,7 +221,7 @@ impl HttpSource {
             {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!(error = describe(&e), "resume request failed");
+                    tracing::warn!(error = chain(&e), "resume request failed");
                     continue;
                 }
             };
@@ -421,7 +412,7 @@ fn pump(rt: &Handle, mut resp: Response, timeout: Duration) -> Body {
                     continue;
                 }
                 Ok(Ok(None)) => None,
-                Ok(Err(e)) => Some(describe(&e)),
+                Ok(Err(e)) => Some(chain(&e)),
                 Err(_) => Some("read timed out".to_string()),
             };
             // A connection that broke before SNIFF_BYTES arrived delivers nothing: the
@@ -469,7 +460,7 @@ fn get(
                 last = format!("HTTP {}", r.status());
             }
             Ok(r) => return Err(format!("HTTP {}", r.status())),
-            Err(e) => last = describe(&e),
+            Err(e) => last = chain(&e),
         }
     }
     Err(format!("{last} (after {} attempts)", cfg.attempts.max(1)))

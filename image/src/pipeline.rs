@@ -4,6 +4,8 @@
 
 use std::io::{self, BufRead, BufReader};
 
+use ferrite_proto::error::chain;
+
 use super::checksum::{ChecksumError, Expected, HashingReader};
 use super::decompress::{peek, Compression, DecompressReader, TransportError};
 use super::holdback::HoldBack;
@@ -49,23 +51,6 @@ pub enum ImageError {
         error: Box<ImageError>,
         wipe: io::Error,
     },
-}
-
-impl ImageError {
-    /// The message with its chain of causes, for command results.
-    pub fn chain(&self) -> String {
-        let mut s = self.to_string();
-        let mut src = std::error::Error::source(self);
-        while let Some(c) = src {
-            let m = c.to_string();
-            if !s.contains(&m) {
-                s.push_str(": ");
-                s.push_str(&m);
-            }
-            src = c.source();
-        }
-        s
-    }
 }
 
 fn classify(e: io::Error) -> ImageError {
@@ -127,7 +112,7 @@ pub fn write_image<R: BufRead>(
         Err(error) => {
             progress.set_phase(Phase::Failed);
             tracing::error!(
-                error = error.chain(),
+                error = chain(&error),
                 "image write failed; wiping partition tables"
             );
             match wipe_partition_signatures(sink) {
@@ -263,10 +248,9 @@ mod tests {
         let e = write_image(input, None, &mut sink, &Progress::new()).unwrap_err();
         assert!(matches!(e, ImageError::XzMemLimit(_)), "{e:?}");
         assert!(
-            e.chain()
-                .starts_with("the xz stream needs more than 256 MiB of memory to decode"),
+            chain(&e).starts_with("the xz stream needs more than 256 MiB of memory to decode"),
             "{}",
-            e.chain()
+            chain(&e)
         );
     }
 }

@@ -16,6 +16,7 @@ pub const GET_CLEAN_STEPS: &str = "clean.get_clean_steps";
 pub const EXECUTE_CLEAN_STEP: &str = "clean.execute_clean_step";
 pub const GET_DEPLOY_STEPS: &str = "deploy.get_deploy_steps";
 pub const EXECUTE_DEPLOY_STEP: &str = "deploy.execute_deploy_step";
+pub const INSTALL_BOOTLOADER: &str = "image.install_bootloader";
 pub const START_ISCSI_TARGET: &str = "iscsi.start_iscsi_target";
 pub const STOP_ISCSI_TARGET: &str = "iscsi.stop_iscsi_target";
 
@@ -85,6 +86,28 @@ pub struct ExecuteStepParams {
     /// Same for deploy steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy_version: Option<Map<String, Value>>,
+}
+
+/// `image.install_bootloader` parameters, as Ironic's agent client sends them (it leaves
+/// out `target_boot_mode` when it retries for an old agent).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallBootloaderParams {
+    /// The root partition's UUID (partition image), or the disk identifier
+    /// (`root_uuid_or_disk_id`) of a whole-disk image.
+    #[serde(default)]
+    pub root_uuid: Option<String>,
+    #[serde(default)]
+    pub efi_system_part_uuid: Option<String>,
+    #[serde(default)]
+    pub prep_boot_part_uuid: Option<String>,
+    /// `bios` or `uefi`; IPA's default is `bios`.
+    #[serde(default)]
+    pub target_boot_mode: Option<String>,
+    /// Succeed even when the boot loader could not be set up (IPA's option of the same
+    /// name; its default is false).
+    #[serde(default)]
+    pub ignore_bootloader_failure: Option<bool>,
 }
 
 /// The iSCSI port Ironic's iscsi deploy used.
@@ -221,6 +244,22 @@ mod tests {
 
         let g: GetStepsParams = params(json!({"node": {"uuid": "n1"}, "ports": []}));
         assert_eq!(g.node["uuid"], "n1");
+    }
+
+    #[test]
+    fn ironic_install_bootloader_params_parse() {
+        // agent_client.py install_bootloader() for a whole-disk UEFI node, and its retry
+        // without target_boot_mode.
+        let p: InstallBootloaderParams = params(json!({
+            "root_uuid": "0x1234abcd", "efi_system_part_uuid": null,
+            "prep_boot_part_uuid": null, "target_boot_mode": "uefi"
+        }));
+        assert_eq!(p.target_boot_mode.as_deref(), Some("uefi"));
+        assert_eq!(p.root_uuid.as_deref(), Some("0x1234abcd"));
+        let old: InstallBootloaderParams = params(json!({
+            "root_uuid": null, "efi_system_part_uuid": null, "prep_boot_part_uuid": null
+        }));
+        assert_eq!(old, InstallBootloaderParams::default());
     }
 
     #[test]

@@ -68,6 +68,61 @@ impl StepKind {
     }
 }
 
+/// `command_result` of `clean.execute_clean_step` / `deploy.execute_deploy_step`, as IPA
+/// writes it: what the step returned (`clean_result` / `deploy_result`) and the step
+/// that ran (`clean_step` / `deploy_step`, the object the conductor sent). Ironic takes a
+/// finished step only when `<kind>_step` is the node's current step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecuteStepResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_step: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_step: Option<Map<String, Value>>,
+}
+
+impl ExecuteStepResult {
+    /// What a step of `kind` returned (`result`, `null` for nothing) and the step itself.
+    pub fn new(kind: StepKind, step: Map<String, Value>, result: Value) -> Self {
+        match kind {
+            StepKind::Clean => ExecuteStepResult {
+                clean_result: Some(result),
+                clean_step: Some(step),
+                ..Self::default()
+            },
+            StepKind::Deploy => ExecuteStepResult {
+                deploy_result: Some(result),
+                deploy_step: Some(step),
+                ..Self::default()
+            },
+        }
+    }
+
+    /// The step's own result.
+    pub fn result(&self, kind: StepKind) -> Option<&Value> {
+        match kind {
+            StepKind::Clean => self.clean_result.as_ref(),
+            StepKind::Deploy => self.deploy_result.as_ref(),
+        }
+    }
+
+    /// The step that ran, as the conductor sent it.
+    pub fn step(&self, kind: StepKind) -> Option<&Map<String, Value>> {
+        match kind {
+            StepKind::Clean => self.clean_step.as_ref(),
+            StepKind::Deploy => self.deploy_step.as_ref(),
+        }
+    }
+
+    /// The name of the step that ran (`step` of the step object).
+    pub fn step_name(&self, kind: StepKind) -> Option<&str> {
+        self.step(kind)?.get("step")?.as_str()
+    }
+}
+
 /// Steps of one kind keyed by the hardware manager (its class name) that offers them.
 pub type StepsByManager = BTreeMap<String, Vec<Step>>;
 
@@ -148,6 +203,42 @@ mod tests {
         assert_eq!(back, r);
         let v = serde_json::to_value(&r).unwrap();
         assert!(v.get("deploy_steps").is_none(), "{v}");
+    }
+
+    #[test]
+    fn ipa_execute_step_results_round_trip() {
+        // ironic-python-agent's execute_deploy_step result after write_image: the nested
+        // prepare_image result and the step exactly as Ironic sent it.
+        let step = json!({"interface": "deploy", "step": "write_image", "args": {
+            "image_info": {"id": "i"}, "configdrive": null}});
+        let ipa = json!({
+            "deploy_result": {"result": "prepare_image: image (i) written to device /dev/vda root_uuid=0x1234abcd"},
+            "deploy_step": step,
+        });
+        let r: ExecuteStepResult = serde_json::from_value(ipa.clone()).unwrap();
+        assert_eq!(r.step_name(StepKind::Deploy), Some("write_image"));
+        assert!(r.result(StepKind::Clean).is_none());
+        assert_eq!(serde_json::to_value(&r).unwrap(), ipa);
+        let made = ExecuteStepResult::new(
+            StepKind::Deploy,
+            step.as_object().unwrap().clone(),
+            ipa["deploy_result"].clone(),
+        );
+        assert_eq!(made, r);
+        // A clean step that returns nothing: clean_result is null, not missing.
+        let c = ExecuteStepResult::new(
+            StepKind::Clean,
+            json!({"step": "erase_devices_metadata", "interface": "deploy", "priority": 99})
+                .as_object()
+                .unwrap()
+                .clone(),
+            Value::Null,
+        );
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            json!({"clean_result": null, "clean_step": {"step": "erase_devices_metadata",
+                   "interface": "deploy", "priority": 99}})
+        );
     }
 
     #[test]

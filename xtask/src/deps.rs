@@ -118,13 +118,27 @@ pub struct Venv {
     pub why: &'static str,
 }
 
-/// Python venvs of the benchmark baselines (made with Debian's /usr/bin/python3).
+/// Python venvs of the benchmark baselines and the client tests (made with Debian's
+/// /usr/bin/python3).
 pub const VENVS: &[Venv] = &[
     Venv {
         dir: "ironic-venv",
         requirements: &["ironic>=39,<40", "psycopg2-binary>=2.9,<3"],
         probe: "bin/ironic",
         why: "conductor bench baseline: OpenStack Ironic standalone on PostgreSQL",
+    },
+    Venv {
+        dir: "clients-venv",
+        requirements: &[
+            "openstacksdk==4.22.0",
+            "python-ironicclient==6.3.0",
+            "metalsmith==2.5.0",
+            "oslotest==6.1.1",
+            "pytest==9.2.0",
+        ],
+        probe: "bin/pytest",
+        why: "conductor/tests/openstack_clients.rs: openstacksdk's functional baremetal suite \
+              (shipped in its wheel), the baremetal CLI and metalsmith against the conductor",
     },
     Venv {
         dir: "pyghmi-venv",

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 pub use ferrite_proto::commands::{ExecuteStepParams, GetStepsParams};
 use ferrite_proto::commands::{EXECUTE_CLEAN_STEP, GET_CLEAN_STEPS};
+use ferrite_proto::steps::ExecuteStepResult;
 use serde_json::{Map, Value};
 
 use super::{CommandError, Mode, Registry};
@@ -84,17 +85,53 @@ pub(super) async fn run_step(
     if let Some(seen) = p.clean_version.as_ref().or(p.deploy_version.as_ref()) {
         let current = steps::current_versions(&state.managers);
         if *seen != current {
-            return Err(CommandError::failed_msg(format!(
-                "hardware manager versions changed since the steps were listed \
-                 (conductor saw {}, agent has {}); restart the {} operation",
-                Value::Object(seen.clone()),
-                Value::Object(current),
-                match kind {
-                    StepKind::Clean => "cleaning",
-                    StepKind::Deploy => "deployment",
-                }
-            )));
+            return Err(CommandError::VersionMismatch {
+                agent: Value::Object(current),
+                conductor: Value::Object(seen.clone()),
+            });
         }
     }
-    steps::start_step(&state, kind, &name, args)?.await
+    let result = steps::start_step(&state, kind, &name, args)?.await?;
+    // IPA's shape: the step's result and the step that ran, which Ironic compares with
+    // the node's current step.
+    Ok(serde_json::to_value(ExecuteStepResult::new(kind, p.step, result)).unwrap_or(Value::Null))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The node cached from the lookup applies when a command brings none, and a step's
+    /// node replaces it; an empty step node does not.
+    #[test]
+    fn the_cached_node_is_the_lookups_until_a_step_brings_one() {
+        let state = AgentState::new(
+            crate::state::AgentConfig::default(),
+            Arc::new(crate::state::RecordingHooks::new()),
+        );
+        let lookup = ferrite_proto::lookup::LookupNode {
+            uuid: "u".into(),
+            properties: json!({"root_device": {"serial": "FROM-LOOKUP"}})
+                .as_object()
+                .unwrap()
+                .clone(),
+            instance_info: Map::new(),
+            driver_internal_info: Map::new(),
+        };
+        crate::heartbeat::AgentLink::set_node(&state, &lookup);
+        let cached = state.cached_node();
+        assert_eq!(
+            crate::install::root_device_hints(cached.as_ref()).unwrap()["serial"],
+            "FROM-LOOKUP"
+        );
+        cache_node(&state, Map::new());
+        assert!(crate::install::root_device_hints(state.cached_node().as_ref()).is_some());
+        let step_node = json!({"instance_info": {"root_device": {"serial": "FROM-STEP"}}});
+        cache_node(&state, step_node.as_object().unwrap().clone());
+        assert_eq!(
+            crate::install::root_device_hints(state.cached_node().as_ref()).unwrap()["serial"],
+            "FROM-STEP"
+        );
+    }
 }

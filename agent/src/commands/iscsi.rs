@@ -2,11 +2,11 @@
 //! iSCSI target on the advertised address, so the conductor can write the image with its
 //! initiator. Ferrite extensions: CHAP credentials (`ferrite_chap_user`/`_secret`) and
 //! `iscsi.stop_iscsi_target`. The running target belongs to its agent's state
-//! ([`Export`]), so agents sharing a process (the conductor's tests) never stop each
+//! ([`Export`](crate::iscsi_target::Export)), so agents sharing a process (the conductor's tests) never stop each
 //! other's, and it stops when that state is dropped.
 
 use std::net::{Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ferrite_iscsi::{Credentials, Target, TargetConfig};
 use ferrite_proto::commands::{
@@ -17,24 +17,12 @@ use serde_json::Value;
 
 use super::{CommandError, Mode, NoParams, Registry};
 use crate::disk::safety;
+use crate::iscsi_target::Running;
 use crate::state::AgentState;
 
 pub fn register(r: &mut Registry) {
     r.register(START_ISCSI_TARGET, Mode::Sync, start);
     r.register(STOP_ISCSI_TARGET, Mode::Sync, stop);
-}
-
-struct Running {
-    /// Sending (or dropping) this stops the target and closes its connections.
-    stop: tokio::sync::oneshot::Sender<()>,
-    done: tokio::task::JoinHandle<()>,
-    iqn: String,
-}
-
-/// The one target an agent serves at a time; a field of [`AgentState`].
-#[derive(Default)]
-pub struct Export {
-    running: Mutex<Option<Running>>,
 }
 
 async fn start(p: StartIscsiTargetParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
@@ -90,11 +78,7 @@ async fn start(p: StartIscsiTargetParams, state: Arc<AgentState>) -> Result<Valu
             tracing::warn!(error = %e, "iSCSI target stopped");
         }
     });
-    *state
-        .iscsi
-        .running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some(Running {
+    state.iscsi.set(Running {
         stop,
         done,
         iqn: p.iqn.clone(),
@@ -114,13 +98,7 @@ async fn start(p: StartIscsiTargetParams, state: Arc<AgentState>) -> Result<Valu
 
 /// Stops the target `state`'s agent is running, if any, and returns its IQN.
 pub(crate) async fn stop_running(state: &AgentState) -> Option<String> {
-    let running = state
-        .iscsi
-        .running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
-    let r = running?;
+    let r = state.iscsi.take()?;
     let _ = r.stop.send(());
     let _ = r.done.await;
     Some(r.iqn)

@@ -2,8 +2,6 @@
 //! synchronous (answered when done) or asynchronous (answered at once, polled later), and
 //! `execute`, which admits one command at a time as IPA does and stores its result.
 
-mod store;
-
 pub mod clean;
 pub mod deploy;
 pub mod image;
@@ -13,52 +11,18 @@ pub mod poll;
 pub mod standby;
 pub mod system;
 
-use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 
 use ferrite_proto::agent::CommandResult;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::state::AgentState;
+use crate::state::{AgentConfig, AgentState, SystemHooks};
 
-// The job types are the steps' too, so they live below both in `crate::job`.
-pub use crate::job::{blocking, CommandError, CommandFuture};
-pub use store::{CommandEntry, CommandStore};
-
-/// A handler in its raw form: the request's `params` object and the agent state.
-pub type Handler =
-    Arc<dyn Fn(Map<String, Value>, Arc<AgentState>) -> CommandFuture + Send + Sync + 'static>;
-
-/// Parses `params` before anything runs, so bad input is a 400 and never a stored result.
-type Prepare = Arc<
-    dyn Fn(Map<String, Value>, Arc<AgentState>) -> Result<CommandFuture, CommandError>
-        + Send
-        + Sync
-        + 'static,
->;
-
-/// Whether the request waits for the command (sync) or gets a RUNNING result (async).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Sync,
-    Async,
-}
-
-/// One registered command.
-#[derive(Clone)]
-pub struct CommandSpec {
-    pub mode: Mode,
-    prepare: Prepare,
-}
-
-/// `extension.command` → handler.
-#[derive(Clone, Default)]
-pub struct Registry {
-    commands: BTreeMap<String, CommandSpec>,
-}
+// The job types are the steps' too, so they live below both in `crate::job`; the registry
+// type lives with the state that holds it.
+pub use crate::job::{blocking, CommandEntry, CommandError, CommandFuture, CommandStore};
+pub use crate::state::registry::{parse_params, CommandSpec, Handler, Mode, Registry};
 
 /// Parameters of commands that take none; anything given is an unknown field.
 #[derive(Debug, Default, Deserialize)]
@@ -66,11 +30,6 @@ pub struct Registry {
 pub struct NoParams {}
 
 impl Registry {
-    /// A registry without commands.
-    pub fn empty() -> Self {
-        Self::default()
-    }
-
     /// The commands of this agent (CONTRACT.md §1).
     pub fn standard() -> Self {
         let mut r = Self::empty();
@@ -81,106 +40,22 @@ impl Registry {
         system::register(&mut r);
         log::register(&mut r);
         iscsi::register(&mut r);
+        crate::bootloader::register(&mut r);
         r
     }
-
-    /// Register a command whose params deserialize into `P` (use
-    /// `#[serde(deny_unknown_fields)]` on `P`); bad params are refused with 400 naming
-    /// the field before the command starts.
-    pub fn register<P, F, Fut>(&mut self, name: &str, mode: Mode, handler: F)
-    where
-        P: DeserializeOwned + Send + 'static,
-        F: Fn(P, Arc<AgentState>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Value, CommandError>> + Send + 'static,
-    {
-        self.register_checked(name, mode, |_: &P| Ok(()), handler);
-    }
-
-    /// Like [`Registry::register`], and `check` validates the params before the command
-    /// starts (IPA's `async_command` validator): its error is answered 400 and nothing is
-    /// stored, where an error of an async handler would be a stored FAILED command.
-    pub fn register_checked<P, C, F, Fut>(&mut self, name: &str, mode: Mode, check: C, handler: F)
-    where
-        P: DeserializeOwned + Send + 'static,
-        C: Fn(&P) -> Result<(), CommandError> + Send + Sync + 'static,
-        F: Fn(P, Arc<AgentState>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Value, CommandError>> + Send + 'static,
-    {
-        let prepare: Prepare = Arc::new(move |params, state| {
-            let params: P = parse_params(params)?;
-            check(&params)?;
-            Ok(Box::pin(handler(params, state)) as CommandFuture)
-        });
-        self.insert(name, mode, prepare);
-    }
-
-    /// Register a handler that takes the raw `params` object.
-    pub fn register_raw(&mut self, name: &str, mode: Mode, handler: Handler) {
-        self.insert(
-            name,
-            mode,
-            Arc::new(move |params, state| Ok(handler(params, state))),
-        );
-    }
-
-    fn insert(&mut self, name: &str, mode: Mode, prepare: Prepare) {
-        assert!(
-            split_command(name).is_ok(),
-            "command names are <extension>.<command>, got {name:?}"
-        );
-        self.commands
-            .insert(name.to_string(), CommandSpec { mode, prepare });
-    }
-
-    /// Registered names, sorted.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.commands.keys().map(String::as_str)
-    }
-
-    pub fn get(&self, name: &str) -> Option<&CommandSpec> {
-        self.commands.get(name)
-    }
-
-    fn lookup(&self, name: &str) -> Result<&CommandSpec, CommandError> {
-        split_command(name)?;
-        self.get(name).ok_or_else(|| {
-            CommandError::InvalidCommand(format!(
-                "unknown command {name:?}; known commands: {}",
-                self.names().collect::<Vec<_>>().join(", ")
-            ))
-        })
-    }
 }
 
-fn split_command(name: &str) -> Result<(&str, &str), CommandError> {
-    match name.split_once('.') {
-        Some((ext, cmd)) if !ext.is_empty() && !cmd.is_empty() => Ok((ext, cmd)),
-        _ => Err(CommandError::InvalidCommand(format!(
-            "command name {name:?} must be of the form <extension>.<command>, \
-             e.g. standby.sync"
-        ))),
+impl AgentState {
+    /// State with the standard commands and hardware managers. Defined here, not in
+    /// `crate::state`, because the state layer sits below the commands and steps it holds.
+    pub fn new(config: AgentConfig, hooks: Arc<dyn SystemHooks>) -> Self {
+        Self::with_parts(
+            config,
+            hooks,
+            Registry::standard(),
+            crate::steps::default_managers(),
+        )
     }
-}
-
-/// Deserialize `params` into `P`; the error names the offending field.
-pub fn parse_params<P: DeserializeOwned>(params: Map<String, Value>) -> Result<P, CommandError> {
-    let value = Value::Object(params);
-    serde_path_to_error::deserialize(value).map_err(|err| {
-        let path = err.path().to_string();
-        let reason = err.inner().to_string();
-        let field = if path == "." || path.is_empty() {
-            // Unknown/missing fields are reported at the object itself; the name is in
-            // the message between backticks.
-            reason
-                .split('`')
-                .nth(1)
-                .map(str::to_string)
-                .unwrap_or_else(|| "params".to_string())
-        } else {
-            path
-        };
-        CommandError::invalid_params(field, reason)
-    })
 }
 
 /// What [`execute`] started.
@@ -231,7 +106,7 @@ pub async fn execute(
                     // Like IPA's InvalidContentError: answered with 400, not stored.
                     return Err(e);
                 }
-                entry.finish(outcome);
+                entry.finish_sync(&name, outcome);
                 store.push(entry.clone());
                 drop(guard);
             }

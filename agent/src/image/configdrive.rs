@@ -19,13 +19,6 @@ pub enum WriteError {
     ConfigDrive(#[from] ConfigDriveError),
 }
 
-impl WriteError {
-    /// Message for command results (the variants' messages carry their causes).
-    pub fn chain(&self) -> String {
-        self.to_string()
-    }
-}
-
 /// Fetch, decode and write the config drive; returns a message saying where it went.
 pub fn write(
     rt: &Handle,

@@ -35,25 +35,6 @@ pub enum DeployError {
     ImageType(String),
 }
 
-impl DeployError {
-    /// Message with causes, for command results.
-    pub fn chain(&self) -> String {
-        match self {
-            DeployError::Image(e) => e.chain(),
-            e => {
-                let mut s = e.to_string();
-                let mut src = std::error::Error::source(e);
-                while let Some(c) = src {
-                    s.push_str(": ");
-                    s.push_str(&c.to_string());
-                    src = c.source();
-                }
-                s
-            }
-        }
-    }
-}
-
 /// Where to write and how the target was chosen.
 #[derive(Debug, Clone)]
 pub struct TargetDisk {

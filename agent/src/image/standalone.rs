@@ -81,7 +81,7 @@ pub fn run(a: WriteImageArgs) -> ExitCode {
             eprintln!(
                 "ferrite-agent: writing the image to {}: {}",
                 target.path.display(),
-                e.chain()
+                ferrite_proto::error::chain(&e)
             );
             ExitCode::FAILURE
         }

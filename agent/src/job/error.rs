@@ -24,6 +24,10 @@ pub enum CommandError {
     /// `system.lockdown` ran: no further commands (503).
     #[error("the agent is locked down (system.lockdown) and accepts no further commands")]
     LockedDown,
+    /// The hardware managers' versions differ from those the conductor saw when it listed
+    /// the steps (IPA `VersionMismatch`, 409; the command's status says so too).
+    #[error("Current versions: {agent}, versions used by ironic: {conductor}")]
+    VersionMismatch { agent: Value, conductor: Value },
     /// The command ran and failed (IPA `CommandExecutionError`, 500).
     #[error("{message}")]
     Failed {
@@ -64,6 +68,7 @@ impl CommandError {
             Self::InvalidCommand(_) => "InvalidCommandError",
             Self::Busy(_) => "AgentIsBusy",
             Self::LockedDown => "AgentIsLockedDown",
+            Self::VersionMismatch { .. } => "VersionMismatch",
             Self::Failed { .. } => "CommandExecutionError",
         }
     }
@@ -72,7 +77,7 @@ impl CommandError {
     pub fn status_code(&self) -> u16 {
         match self {
             Self::InvalidParams { .. } | Self::InvalidCommand(_) => 400,
-            Self::Busy(_) => 409,
+            Self::Busy(_) | Self::VersionMismatch { .. } => 409,
             Self::LockedDown => 503,
             Self::Failed { .. } => 500,
         }
@@ -85,6 +90,9 @@ impl CommandError {
             Self::InvalidCommand(_) => "Invalid command",
             Self::Busy(_) => "Agent is busy",
             Self::LockedDown => "Agent is locked down",
+            Self::VersionMismatch { .. } => {
+                "Hardware managers version mismatch, reload agent with correct version"
+            }
             Self::Failed { .. } => "Command execution failed",
         }
     }

@@ -3,11 +3,13 @@
 //! Below `commands` and `steps`, which both use it.
 
 mod error;
+mod store;
 
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 pub use error::CommandError;
+pub use store::{CommandEntry, CommandStore};
 
 /// What a command handler or a step returns: the `command_result` value or an error.
 pub type CommandFuture = BoxFuture<'static, Result<Value, CommandError>>;

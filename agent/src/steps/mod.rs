@@ -13,30 +13,8 @@ use serde_json::{Map, Value};
 use crate::job::{CommandError, CommandFuture};
 use crate::state::AgentState;
 
+pub use crate::state::HardwareManager;
 pub use ferrite_proto::steps::StepKind;
-
-/// A source of steps. The image/disk code implements `execute_step` for its steps.
-pub trait HardwareManager: Send + Sync + 'static {
-    /// Key in `clean_steps`/`deploy_steps` (IPA uses the class name).
-    fn class_name(&self) -> &str;
-    /// Key in `hardware_manager_version`.
-    fn name(&self) -> &str;
-    fn version(&self) -> &str;
-    /// The steps this manager offers.
-    fn steps(&self, kind: StepKind) -> Vec<Step>;
-    /// Start `step` with its `args`; `None` when this manager does not implement it
-    /// (the next manager is tried).
-    fn execute_step(
-        &self,
-        kind: StepKind,
-        step: &str,
-        args: Map<String, Value>,
-        state: Arc<AgentState>,
-    ) -> Option<CommandFuture> {
-        let _ = (kind, step, args, state);
-        None
-    }
-}
 
 /// IPA's generic manager: disk erasure (clean) and image writing (deploy), implemented
 /// in `steps::disk`.

@@ -1,12 +1,15 @@
 //! Version discovery (`/`, `/v1`), drivers and conductors.
 
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::{
-    base_url, fmt_version, json_ok, ApiError, ApiResult, Shared, MAX_VERSION, MIN_VERSION,
+    base_url, fmt_version, json_ok, parse_bool, ApiError, ApiResult, Shared, MAX_VERSION,
+    MIN_VERSION,
 };
 
 fn version_doc(base: &str) -> Value {
@@ -68,16 +71,39 @@ fn driver_doc(state: &Shared, base: &str, name: &str, detail: bool) -> Value {
     d
 }
 
-pub async fn drivers(State(state): State<Shared>, headers: HeaderMap) -> Response {
+/// `GET /v1/drivers[?detail=True][&type=dynamic]`: every driver is a hardware type.
+pub async fn drivers(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    if let Some(k) = q.keys().find(|k| !["detail", "type"].contains(&k.as_str())) {
+        return Err(ApiError::bad(format!(
+            "Unknown argument {k:?}: supported are detail, type"
+        )));
+    }
+    let detail = q
+        .get("detail")
+        .map(|d| parse_bool("detail", d))
+        .transpose()?
+        .unwrap_or(false);
     let base = base_url(&state, &headers);
-    let list: Vec<Value> = state
-        .engine
-        .drivers
-        .names()
-        .into_iter()
-        .map(|n| driver_doc(&state, &base, n, false))
-        .collect();
-    json_ok(json!({"drivers": list}))
+    let list: Vec<Value> = match q.get("type").map(String::as_str) {
+        None | Some("dynamic") => state
+            .engine
+            .drivers
+            .names()
+            .into_iter()
+            .map(|n| driver_doc(&state, &base, n, detail))
+            .collect(),
+        Some("classic") => vec![],
+        Some(t) => {
+            return Err(ApiError::bad(format!(
+                "Invalid driver type {t:?}: use dynamic or classic"
+            )))
+        }
+    };
+    Ok(json_ok(json!({"drivers": list})))
 }
 
 pub async fn driver(

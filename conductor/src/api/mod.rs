@@ -2,12 +2,15 @@
 //! and Ironic's error format. Handlers turn requests into engine calls.
 
 mod agent;
+mod allocations;
 mod auth;
 mod boot;
 mod misc;
+mod node_extras;
 pub(crate) mod nodes;
 pub mod patch;
 mod ports;
+mod resources;
 
 pub use auth::Htpasswd;
 
@@ -59,6 +62,9 @@ impl ApiError {
     }
     pub fn bad(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, message)
     }
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)
@@ -300,11 +306,13 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/drivers/{name}", get(misc::driver))
         .route("/v1/conductors", get(misc::conductors))
         .route("/v1/conductors/{name}", get(misc::conductor))
+        .merge(resources::routes())
+        .merge(node_extras::routes())
+        .merge(allocations::routes())
         .layer(middleware::from_fn_with_state(state.clone(), auth::require));
-    Router::new()
+    let inner = Router::new()
         .route("/", get(misc::root))
         .route("/v1", get(misc::v1))
-        .route("/v1/", get(misc::v1))
         .merge(agent_routes)
         .merge(user_routes)
         .fallback(fallback)
@@ -312,7 +320,27 @@ pub fn router(state: Shared) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(versioning))
         .route("/boot/{*rel}", get(boot::file))
-        .with_state(state)
+        .with_state(state);
+    // Ironic answers `/v1/nodes/` like `/v1/nodes` (and `GET /v1` links to the slashed
+    // forms): trailing slashes are dropped before routing.
+    Router::new().fallback_service(tower::util::MapRequest::new(inner, trim_trailing_slash))
+}
+
+/// `/v1/ports/?node=x` → `/v1/ports?node=x`; `/` stays.
+fn trim_trailing_slash(mut req: Request) -> Request {
+    let path = req.uri().path();
+    if path.len() > 1 && path.ends_with('/') {
+        let trimmed = path.trim_end_matches('/');
+        let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+        let new = match req.uri().query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_string(),
+        };
+        if let Ok(uri) = new.parse() {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
 }
 
 /// `?fields=a,b` checked against the known names.

@@ -19,7 +19,9 @@ use super::{
 };
 use crate::db::NodeFilter;
 use crate::engine::{EngineError, ProvisionRequest};
-use crate::model::{is_uuid_like, now, Node, Obj, NODE_FIELDS, NODE_SHORT_FIELDS};
+use crate::model::{
+    is_uuid_like, now, ExtTy, Node, Obj, EXTENDED_FIELDS, NODE_FIELDS, NODE_SHORT_FIELDS,
+};
 use crate::state::State as PState;
 
 const LIST_PARAMS: &[&str] = &[
@@ -35,6 +37,11 @@ const LIST_PARAMS: &[&str] = &[
     "resource_class",
     "associated",
     "instance_uuid",
+    "owner",
+    "lessee",
+    "project",
+    "conductor_group",
+    "shard",
 ];
 
 /// Fields a user may set at creation or patch.
@@ -56,6 +63,110 @@ const WRITABLE: &[&str] = &[
     "maintenance",
     "maintenance_reason",
 ];
+
+/// [`WRITABLE`] and the settable [`EXTENDED_FIELDS`].
+fn writable() -> Vec<&'static str> {
+    let ext = EXTENDED_FIELDS
+        .iter()
+        .filter(|f| f.ty != ExtTy::ReadOnly)
+        .map(|f| f.name);
+    WRITABLE.iter().copied().chain(ext).collect()
+}
+
+/// Checks and stores one extended field; `Null` returns it to its default.
+fn apply_extended(node: &mut Node, k: &str, v: &Value) -> ApiResult<()> {
+    let Some(f) = EXTENDED_FIELDS.iter().find(|f| f.name == k) else {
+        return Err(ApiError::bad(format!("Field {k:?} is unknown")));
+    };
+    if v.is_null() {
+        node.extended.remove(k);
+        return Ok(());
+    }
+    let ok = match f.ty {
+        ExtTy::Str => v.is_string(),
+        ExtTy::Bool | ExtTy::OptBool => v.is_boolean(),
+        ExtTy::Obj => v.is_object(),
+        ExtTy::Iface(names) => {
+            let name = v.as_str().unwrap_or("");
+            if !names.contains(&name) {
+                return Err(ApiError::bad(format!(
+                    "Interface {name:?} for {k} is not enabled: Ferrite implements {}",
+                    names.join(", ")
+                )));
+            }
+            true
+        }
+        ExtTy::ReadOnly => false,
+    };
+    if !ok {
+        return Err(ApiError::bad(format!(
+            "Invalid type for field {k}: got {v}"
+        )));
+    }
+    if let Some(s) = v.as_str() {
+        if s.len() > 255 {
+            return Err(ApiError::bad(format!("{k} is longer than 255 characters")));
+        }
+        if k == "conductor_group" {
+            // Ironic stores conductor groups lower-case and limits their alphabet.
+            if !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return Err(ApiError::bad(format!(
+                    "Invalid conductor_group {s:?}: use letters, digits, '.', '_' and '-'"
+                )));
+            }
+            node.extended.insert(k.into(), json!(s.to_lowercase()));
+            return Ok(());
+        }
+    }
+    node.extended.insert(k.to_string(), v.clone());
+    Ok(())
+}
+
+/// Ironic's rules for `retired` and `protected`: a reason is dropped with its flag; an
+/// available node cannot retire (it could be scheduled), only an active node is protected.
+fn check_flags(before: &Node, node: &mut Node) -> ApiResult<()> {
+    for (flag, reason) in [
+        ("retired", "retired_reason"),
+        ("protected", "protected_reason"),
+    ] {
+        if !node.ext_flag(flag) {
+            let newly_given =
+                node.ext(reason).is_string() && node.ext(reason) != before.ext(reason);
+            if newly_given && !before.ext_flag(flag) {
+                return Err(ApiError::bad(format!(
+                    "Cannot set {reason} on node {} that is not {flag}: set {flag} to true with it",
+                    node.uuid
+                )));
+            }
+            node.extended.remove(reason);
+        }
+    }
+    if node.ext_flag("retired")
+        && !before.ext_flag("retired")
+        && node.provision_state == PState::Available
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "Node {} is available and cannot be retired: move it to manageable (or deploy it) first",
+                node.uuid
+            ),
+        ));
+    }
+    if node.ext_flag("protected") && node.provision_state != PState::Active {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "Node {} is {} and cannot be protected: only active nodes can",
+                node.uuid, node.provision_state
+            ),
+        ));
+    }
+    Ok(())
+}
 
 fn check_name(name: &str) -> ApiResult<()> {
     let ok = !name.is_empty()
@@ -95,7 +206,8 @@ fn want_obj(k: &str, v: &Value) -> ApiResult<Obj> {
 
 /// Writes the user-settable fields of `doc` into `node`, validating each.
 fn apply_fields(state: &Shared, node: &mut Node, doc: &Obj, creating: bool) -> ApiResult<()> {
-    if let Some(k) = doc.keys().find(|k| !WRITABLE.contains(&k.as_str())) {
+    let settable = writable();
+    if let Some(k) = doc.keys().find(|k| !settable.contains(&k.as_str())) {
         let what = if NODE_FIELDS.contains(&k.as_str()) {
             "read-only"
         } else {
@@ -103,9 +215,10 @@ fn apply_fields(state: &Shared, node: &mut Node, doc: &Obj, creating: bool) -> A
         };
         return Err(ApiError::bad(format!(
             "Field {k:?} is {what}: settable fields are {}",
-            WRITABLE.join(", ")
+            settable.join(", ")
         )));
     }
+    let before = node.clone();
     let old_driver = node.driver.clone();
     for (k, v) in doc {
         match k.as_str() {
@@ -160,6 +273,7 @@ fn apply_fields(state: &Shared, node: &mut Node, doc: &Obj, creating: bool) -> A
                 })?
             }
             "maintenance_reason" => node.maintenance_reason = want_str(k, v)?,
+            ext if !WRITABLE.contains(&ext) => apply_extended(node, ext, v)?,
             iface => {
                 let val = want_str(k, v)?;
                 let slot = match iface {
@@ -196,7 +310,11 @@ fn apply_fields(state: &Shared, node: &mut Node, doc: &Obj, creating: bool) -> A
     }
     hw.for_node(node)
         .map_err(|e| ApiError::bad(e.to_string()))?;
-    Ok(())
+    // Clearing instance_uuid ends the node's allocation (the handler deletes its row).
+    if node.instance_uuid.is_none() {
+        node.extended.remove("allocation_uuid");
+    }
+    check_flags(&before, node)
 }
 
 pub(crate) fn blank_node() -> Node {
@@ -233,6 +351,7 @@ pub(crate) fn blank_node() -> Node {
         provision_updated_at: None,
         inspection_started_at: None,
         inspection_finished_at: None,
+        extended: Obj::new(),
         agent_token: None,
         agent_url: None,
         agent_verify_ca: None,
@@ -328,9 +447,20 @@ async fn list_inner(
         driver: q.get("driver").cloned(),
         resource_class: q.get("resource_class").cloned(),
         instance_uuid: q.get("instance_uuid").cloned(),
+        project: q.get("project").cloned(),
         limit: Some(limit),
         ..Default::default()
     };
+    for key in ["owner", "lessee", "conductor_group", "shard"] {
+        if let Some(v) = q.get(key) {
+            let v = if key == "conductor_group" {
+                v.to_lowercase()
+            } else {
+                v.clone()
+            };
+            f.extended.push((key, v));
+        }
+    }
     if let Some(ps) = &f.provision_state {
         ps.parse::<PState>()
             .map_err(|e| ApiError::bad(e.to_string()))?;
@@ -417,7 +547,7 @@ pub async fn show(
 
 /// The user-settable view of a node, unmasked, that a patch applies to.
 fn patch_doc(n: &Node) -> Value {
-    json!({
+    let mut doc = json!({
         "uuid": n.uuid, "name": n.name, "driver": n.driver, "driver_info": n.driver_info,
         "properties": n.properties, "instance_info": n.instance_info,
         "instance_uuid": n.instance_uuid, "extra": n.extra, "resource_class": n.resource_class,
@@ -425,7 +555,11 @@ fn patch_doc(n: &Node) -> Value {
         "power_interface": n.power_interface, "management_interface": n.management_interface,
         "inspect_interface": n.inspect_interface, "maintenance": n.maintenance,
         "maintenance_reason": n.maintenance_reason,
-    })
+    });
+    for f in EXTENDED_FIELDS.iter().filter(|f| f.ty != ExtTy::ReadOnly) {
+        doc[f.name] = n.ext(f.name);
+    }
+    doc
 }
 
 /// Checks that each operation targets a patchable field.
@@ -461,7 +595,8 @@ pub async fn update(
             "The patch is empty: send a list of JSON Patch operations",
         ));
     }
-    check_paths(&ops, WRITABLE)?;
+    check_paths(&ops, &writable())?;
+    let allocation = state.engine.node(&ident).await?.ext("allocation_uuid");
     let st = state.clone();
     let node = state
         .engine
@@ -490,17 +625,26 @@ pub async fn update(
                 }
             };
             // A removed top-level field returns to its empty value.
-            for k in WRITABLE {
+            for k in writable() {
                 obj.entry(k.to_string()).or_insert(Value::Null);
             }
             obj.insert("uuid".into(), json!(node.uuid));
             if obj.get("maintenance").is_some_and(Value::is_null) {
                 obj.insert("maintenance".into(), json!(false));
             }
-            apply_fields(&st, node, &obj, false).map_err(|e| EngineError::Invalid(e.message))?;
+            apply_fields(&st, node, &obj, false).map_err(|e| {
+                if e.status == StatusCode::CONFLICT {
+                    EngineError::Conflict(e.message)
+                } else {
+                    EngineError::Invalid(e.message)
+                }
+            })?;
             Ok(())
         })
         .await?;
+    if let (Some(a), true) = (allocation.as_str(), node.ext("allocation_uuid").is_null()) {
+        state.engine.db.delete_resource("allocations", a).await?;
+    }
     Ok(json_ok(Value::Object(
         node.to_api(&base_url(&state, &headers)),
     )))
@@ -526,6 +670,12 @@ pub async fn delete(State(state): State<Shared>, Path(ident): Path<String>) -> A
                 node.uuid
             ),
         ));
+    }
+    if node.ext_flag("protected") {
+        return Err(ApiError::forbidden(format!(
+            "Node {} is protected: set protected to false before deleting it",
+            node.uuid
+        )));
     }
     if let Some(i) = &node.instance_uuid {
         return Err(ApiError::new(
@@ -572,8 +722,28 @@ pub async fn provision(
     JsonBody(req): JsonBody<ProvisionRequest>,
 ) -> ApiResult<Response> {
     check_provision_version(&req, version)?;
+    let current = state.engine.node(&ident).await?;
+    check_flags_allow(&current, &req.target)?;
     let node = state.engine.provision(&ident, req).await?;
     Ok(accepted(&base_url(&state, &headers), &node.uuid))
+}
+
+/// A retired node is not offered for deployment again; a protected node keeps its
+/// instance (Ironic's NodeIsRetired and NodeProtected).
+fn check_flags_allow(node: &Node, target: &str) -> ApiResult<()> {
+    if node.ext_flag("retired") && target == "provide" {
+        return Err(ApiError::bad(format!(
+            "Node {} is retired and cannot be provided: set retired to false first",
+            node.uuid
+        )));
+    }
+    if node.ext_flag("protected") && ["deleted", "undeploy", "rebuild"].contains(&target) {
+        return Err(ApiError::forbidden(format!(
+            "Node {} is protected: set protected to false before \"{target}\"",
+            node.uuid
+        )));
+    }
+    Ok(())
 }
 
 /// Fields of a provision request newer than the negotiated version are refused (406), as

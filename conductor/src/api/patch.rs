@@ -12,10 +12,16 @@ use serde_json::Value;
 pub struct Operation {
     pub op: String,
     pub path: String,
-    #[serde(default)]
+    /// `Some(Value::Null)` for `"value": null` (clearing a field, as openstacksdk does);
+    /// `None` only when the key is absent.
+    #[serde(default, deserialize_with = "present")]
     pub value: Option<Value>,
     #[serde(default)]
     pub from: Option<String>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -201,6 +207,18 @@ pub fn apply(doc: &mut Value, ops: &[Operation]) -> Result<(), PatchError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_null_value_clears_a_field_and_a_missing_one_is_refused() {
+        let mut doc = json!({"instance_uuid": "x", "extra": {}});
+        let clear = ops(json!([{"op": "replace", "path": "/instance_uuid", "value": null}]));
+        assert_eq!(clear[0].value, Some(Value::Null));
+        apply(&mut doc, &clear).unwrap();
+        assert_eq!(doc["instance_uuid"], Value::Null);
+        let missing = ops(json!([{"op": "add", "path": "/extra/a"}]));
+        assert_eq!(missing[0].value, None);
+        assert!(apply(&mut doc, &missing).is_err());
+    }
 
     fn ops(v: Value) -> Vec<Operation> {
         serde_json::from_value(v).unwrap()

@@ -60,7 +60,9 @@ async fn apply_fields(state: &Shared, port: &mut Port, doc: &Obj, creating: bool
                 }
                 port.uuid = u;
             }
-            "address" => port.address = normalize_mac(&s()?).map_err(ApiError::bad)?,
+            "address" => {
+                port.address = normalize_mac(&s()?).map_err(|e| ApiError::bad(e.to_string()))?
+            }
             "node_uuid" => {
                 let ident = s()?;
                 let node = state.engine.db.get_node(&ident).await?.ok_or_else(|| {
@@ -191,7 +193,7 @@ async fn list_inner(
         f.node_uuid = Some(node.uuid);
     }
     if let Some(a) = q.get("address") {
-        f.address = Some(normalize_mac(a).map_err(ApiError::bad)?);
+        f.address = Some(normalize_mac(a).map_err(|e| ApiError::bad(e.to_string()))?);
     }
     if let Some(m) = q.get("marker") {
         let p = state
@@ -283,11 +285,23 @@ pub async fn show(
     State(state): State<Shared>,
     headers: HeaderMap,
     Path(ident): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
+    if let Some(k) = q.keys().find(|k| k.as_str() != "fields") {
+        return Err(ApiError::bad(format!(
+            "Unknown argument {k:?}: only fields is supported"
+        )));
+    }
+    let fields = match q.get("fields") {
+        Some(fl) => Some(parse_fields(fl, PORT_FIELDS)?),
+        None => None,
+    };
     let p = port(&state, &ident).await?;
-    Ok(json_ok(Value::Object(
-        p.to_api(&base_url(&state, &headers)),
-    )))
+    let mut doc = p.to_api(&base_url(&state, &headers));
+    if let Some(fl) = fields {
+        doc.retain(|k, _| fl.contains(&k.as_str()));
+    }
+    Ok(json_ok(Value::Object(doc)))
 }
 
 pub async fn update(

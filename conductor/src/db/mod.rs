@@ -4,10 +4,12 @@
 mod heartbeat;
 mod nodes;
 mod ports;
+mod resources;
 
 pub use heartbeat::HeartbeatView;
 pub use nodes::NodeFilter;
 pub use ports::PortFilter;
+pub use resources::{Resource, ResourceFilter};
 
 use std::time::Duration;
 

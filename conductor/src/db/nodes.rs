@@ -14,7 +14,7 @@ const COLUMNS: &str = "id, uuid, name, driver, driver_info, properties, instance
     target_power_state, last_error, maintenance, maintenance_reason, reservation, conductor, \
     driver_internal_info, clean_step, deploy_step, resource_class, boot_interface, \
     deploy_interface, power_interface, management_interface, inspect_interface, created_at, \
-    updated_at, provision_updated_at, inspection_started_at, inspection_finished_at";
+    updated_at, provision_updated_at, inspection_started_at, inspection_finished_at, extended";
 const AGENT_COLUMNS: &str = "agent_token, agent_url, agent_verify_ca, agent_last_heartbeat";
 
 /// Listing filters (CONTRACT.md §6).
@@ -26,6 +26,11 @@ pub struct NodeFilter {
     pub resource_class: Option<String>,
     pub associated: Option<bool>,
     pub instance_uuid: Option<String>,
+    /// Equality on `model::EXTENDED_FIELDS` strings (owner, lessee, conductor_group, shard);
+    /// a field not set compares as its default.
+    pub extended: Vec<(&'static str, String)>,
+    /// Nodes whose owner or lessee is this project.
+    pub project: Option<String>,
     /// Return rows with `id` greater than this.
     pub after_id: Option<i64>,
     pub limit: Option<i64>,
@@ -73,6 +78,7 @@ fn node_from_row(row: &AnyRow) -> Result<Node> {
         provision_updated_at: row.try_get("provision_updated_at")?,
         inspection_started_at: row.try_get("inspection_started_at")?,
         inspection_finished_at: row.try_get("inspection_finished_at")?,
+        extended: json_col(row, "extended")?,
         agent_token: row.try_get("agent_token")?,
         agent_url: row.try_get("agent_url")?,
         agent_verify_ca: row.try_get("agent_verify_ca")?,
@@ -100,7 +106,7 @@ impl Db {
         let sql = format!(
             "INSERT INTO nodes ({}) VALUES (DEFAULT_ID, $1, $2, $3, $4, $5, $6, $7, $8, $9, \
              $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, \
-             $26, $27, $28, $29, $30, $31)",
+             $26, $27, $28, $29, $30, $31, $32)",
             COLUMNS
         )
         .replacen("id, ", "", 1)
@@ -131,7 +137,8 @@ impl Db {
             resource_class = $21, boot_interface = $22, deploy_interface = $23, \
             power_interface = $24, management_interface = $25, inspect_interface = $26, \
             created_at = $27, updated_at = $28, provision_updated_at = $29, \
-            inspection_started_at = $30, inspection_finished_at = $31 WHERE uuid = $1";
+            inspection_started_at = $30, inspection_finished_at = $31, extended = $32 \
+            WHERE uuid = $1";
         bind_node(sqlx::query(sql), n)
             .execute(&self.pool)
             .await
@@ -183,6 +190,35 @@ impl Db {
         }
         if let Some(v) = &f.instance_uuid {
             add(&mut sql, "instance_uuid", v);
+        }
+        // Field names are compile-time constants (the API maps its query keys onto them);
+        // values are bound.
+        let ext = |key: &str| -> String {
+            let default = if key == "conductor_group" {
+                "''"
+            } else {
+                "NULL"
+            };
+            match self.backend {
+                super::Backend::Sqlite => {
+                    format!("COALESCE(json_extract(extended, '$.{key}'), {default})")
+                }
+                super::Backend::Postgres => {
+                    format!("COALESCE(extended::json ->> '{key}', {default})")
+                }
+            }
+        };
+        for (key, v) in &f.extended {
+            add(&mut sql, &ext(key), v);
+        }
+        if let Some(p) = &f.project {
+            n += 1;
+            sql.push_str(&format!(
+                " AND ({} = ${n} OR {} = ${n})",
+                ext("owner"),
+                ext("lessee")
+            ));
+            texts.push(p.clone());
         }
         if let Some(m) = f.maintenance {
             sql.push_str(if m {
@@ -412,4 +448,5 @@ fn bind_node<'q>(
         .bind(n.provision_updated_at.clone())
         .bind(n.inspection_started_at.clone())
         .bind(n.inspection_finished_at.clone())
+        .bind(to_json(&n.extended))
 }

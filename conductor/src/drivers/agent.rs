@@ -3,11 +3,12 @@
 //! agent: [`AgentApi`] (over HTTP in `agent_client`, scripted in unit tests by
 //! [`super::scripted_agent`]) with ferrite-proto's typed parameters and results.
 
-use ferrite_proto::agent::{CommandResult, CommandStatus};
+use ferrite_proto::agent::{names_command, CommandResult, CommandStatus};
 use ferrite_proto::commands::{
     self as cmd, CommandFailure, PrepareImageParams, PrepareImageResult,
 };
 use ferrite_proto::image::{ImageInfo, PARTITION, WHOLE_DISK};
+use ferrite_proto::steps::{ExecuteStepResult, StepKind};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -124,7 +125,7 @@ pub async fn run<R: DeserializeOwned>(
         .map_err(call_error(name))?;
     match r.command_status {
         CommandStatus::Succeeded => result_of(name, &r),
-        CommandStatus::Failed => Err(failed(name, &r)),
+        CommandStatus::Failed | CommandStatus::VersionMismatch => Err(failed(name, &r)),
         CommandStatus::Running => Err(AgentCallError::Unfinished {
             command: name.into(),
         }),
@@ -170,7 +171,7 @@ pub async fn start(
             record_result(node, &r);
             Ok(Progress::Done)
         }
-        CommandStatus::Failed => Err(failed(name, &r)),
+        CommandStatus::Failed | CommandStatus::VersionMismatch => Err(failed(name, &r)),
         CommandStatus::Running => Ok(Progress::Running(PendingCommand {
             id: r.id,
             name: name.into(),
@@ -190,14 +191,23 @@ pub async fn poll(
         .map_err(call_error(&pending.name))
 }
 
-/// Facts a finished agent command leaves on the node: after `prepare_image`, the root
-/// UUID it reported (`root_uuid_or_disk_id`, as Ironic keeps it).
+/// Facts a finished agent command leaves on the node: after `prepare_image` (or the
+/// agent's `write_image` deploy step, whose `deploy_result` is prepare_image's result), the
+/// root UUID it reported (`root_uuid_or_disk_id`, as Ironic keeps it).
 pub fn record_result(node: &mut Node, r: &CommandResult) {
     // IPA names commands without their extension in results (`prepare_image`).
-    if !r.command_name.ends_with("prepare_image") {
-        return;
-    }
-    let Ok(result) = result_of::<PrepareImageResult>(&r.command_name, r) else {
+    let written = if names_command(&r.command_name, cmd::PREPARE_IMAGE) {
+        result_of::<PrepareImageResult>(&r.command_name, r).ok()
+    } else if names_command(&r.command_name, cmd::EXECUTE_DEPLOY_STEP) {
+        result_of::<ExecuteStepResult>(&r.command_name, r)
+            .ok()
+            .filter(|s| s.step_name(StepKind::Deploy) == Some("write_image"))
+            .and_then(|s| s.deploy_result)
+            .and_then(|v| serde_json::from_value::<PrepareImageResult>(v).ok())
+    } else {
+        None
+    };
+    let Some(result) = written else {
         return;
     };
     if let Some(uuid) = result.root_uuid() {
@@ -487,6 +497,19 @@ mod tests {
         record_result(&mut m, &r("execute_clean_step", "root_uuid=nope"));
         record_result(&mut m, &r("prepare_image", "written root_uuid="));
         assert!(!m.driver_internal_info.contains_key("root_uuid_or_disk_id"));
+        // IPA's write_image deploy step: prepare_image's result nested in deploy_result.
+        let mut step = r("execute_deploy_step", "");
+        step.command_result = Some(json!({
+            "deploy_result": {"result": "prepare_image: image (x) written to device /dev/vda root_uuid=0xfeedbeef"},
+            "deploy_step": {"interface": "deploy", "step": "write_image", "args": {}},
+        }));
+        let mut d = node_with(json!({}), json!({}));
+        record_result(&mut d, &step);
+        assert_eq!(d.driver_internal_info["root_uuid_or_disk_id"], "0xfeedbeef");
+        step.command_result.as_mut().unwrap()["deploy_step"]["step"] = json!("other");
+        let mut o = node_with(json!({}), json!({}));
+        record_result(&mut o, &step);
+        assert!(!o.driver_internal_info.contains_key("root_uuid_or_disk_id"));
     }
 
     #[tokio::test]

@@ -83,15 +83,15 @@ fn other(msg: impl Into<String>) -> io::Error {
     io::Error::other(msg.into())
 }
 
+/// A command on the LUN failed. The pipeline and the disk code speak `io::Result`, so it
+/// travels as the inner error of an `io::Error` (whose source is then this one's source):
+/// [`crate::error_chain`] shows `iSCSI I/O failed: <the initiator's error>: <its causes>`.
+#[derive(Debug, thiserror::Error)]
+#[error("iSCSI I/O failed")]
+pub struct LunIoError(#[source] pub InitiatorError);
+
 fn io_err(e: InitiatorError) -> io::Error {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    other(s)
+    io::Error::other(LunIoError(e))
 }
 
 /// The error a job gets once the network task has stopped.
@@ -407,7 +407,7 @@ struct Net {
 impl Net {
     fn fail(&self, e: &io::Error) {
         let mut f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-        f.get_or_insert_with(|| format!("iSCSI I/O failed: {e}"));
+        f.get_or_insert_with(|| crate::error_chain(e));
     }
 
     fn broken(&self) -> Option<io::Error> {
@@ -537,4 +537,27 @@ async fn write_bytes(init: &mut Initiator, offset: u64, data: &[u8]) -> io::Resu
         lba += part.len() as u64 / bs;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initiator_errors_travel_typed_inside_io_errors() {
+        let e = io_err(InitiatorError::Timeout(std::time::Duration::from_secs(3)));
+        assert!(e.get_ref().is_some_and(|i| i.is::<LunIoError>()), "{e:?}");
+        assert_eq!(
+            crate::error_chain(&e),
+            "iSCSI I/O failed: the iSCSI target sent nothing for 3s while a response was due; \
+             it may be hung or the network is down"
+        );
+        // Wrapped once more, as the pipeline does: nothing repeats.
+        let wrapped = ferrite_image::ImageError::Write(e);
+        assert_eq!(
+            crate::error_chain(&wrapped),
+            "writing the disk: iSCSI I/O failed: the iSCSI target sent nothing for 3s while a \
+             response was due; it may be hung or the network is down"
+        );
+    }
 }

@@ -31,7 +31,8 @@ pub struct ScriptedAgent {
 fn result(name: &str, id: &str, status: CommandStatus) -> CommandResult {
     CommandResult {
         id: id.into(),
-        command_name: name.into(),
+        // As a real agent reports it: without the extension.
+        command_name: ferrite_proto::agent::reported_name(name).into(),
         command_params: Map::new(),
         command_status: status,
         command_error: None,

@@ -7,6 +7,8 @@ use ferrite_proto::agent::CommandStatus;
 use ferrite_proto::lookup::{Heartbeat, InspectionData, LookupConfig, LookupNode, LookupResponse};
 use serde_json::{json, Map, Value};
 
+use super::plan::Kind;
+use super::progress::{StepProgress, Waiting};
 use super::{Conductor, EResult, EngineError};
 use crate::drivers::{PowerTarget, POWER_OFF};
 use crate::model::{normalize_mac, now, Node, Port};
@@ -86,7 +88,7 @@ impl Conductor {
             None => {
                 let mut macs = vec![];
                 for a in addresses.split(',').filter(|a| !a.is_empty()) {
-                    macs.push(normalize_mac(a).map_err(EngineError::Invalid)?);
+                    macs.push(normalize_mac(a).map_err(|e| EngineError::Invalid(e.to_string()))?);
                 }
                 if macs.is_empty() {
                     return Err(EngineError::Invalid(
@@ -233,8 +235,8 @@ impl Conductor {
         if !wait_state || node.reservation.is_some() {
             return Ok(());
         }
-        let waiting = dii.get("waiting").and_then(Value::as_str).unwrap_or("");
-        if !matches!(waiting, "agent_boot" | "agent_command") {
+        let waiting = StepProgress::load(&dii)?.waiting(Kind::of(node.provision_state));
+        if waiting == Waiting::Nothing {
             return Ok(());
         }
         let me = self.clone();
@@ -285,10 +287,10 @@ impl Conductor {
 
     async fn continue_after_heartbeat(self: &Arc<Self>, uuid: &str) -> EResult<()> {
         let node = self.node(uuid).await?;
-        let polled = if Self::pending_command(&node).is_some() {
-            match self.poll_command(&node).await {
-                Ok(Some(r)) if r.command_status == CommandStatus::Running => return Ok(()),
-                Ok(r) => r,
+        let polled = if let Some(pending) = Self::pending_command(&node)? {
+            match self.poll_command(&node, &pending).await {
+                Ok(r) if r.command_status == CommandStatus::Running => return Ok(()),
+                Ok(r) => Some(r),
                 // Resumed under the lock, where a failed poll fails the node.
                 Err(_) => None,
             }
@@ -493,7 +495,6 @@ impl Conductor {
         }
         node.power_state = Some(POWER_OFF.into());
         node.inspection_finished_at = Some(now());
-        node.driver_internal_info.remove("waiting");
         node.last_error = None;
         self.db.clear_agent(&node.uuid).await?;
         self.transition(node, Event::Done).await

@@ -5,7 +5,9 @@
 mod agent_api;
 mod heartbeats;
 mod periodic;
+mod plan;
 pub mod power_sync;
+mod progress;
 mod steps;
 mod work;
 
@@ -25,6 +27,8 @@ use crate::drivers::ipxe::{IpxeBoot, IpxeSettings};
 use crate::drivers::{DriverError, PowerTarget, Registry};
 use crate::model::{now, Node};
 use crate::state::{self, Event, NotAllowed, State};
+use plan::Kind;
+use progress::StepProgress;
 
 /// Engine settings (a part of the conductor's configuration).
 #[derive(Debug, Clone)]
@@ -217,7 +221,7 @@ impl Conductor {
 
     /// Applies `event` and persists the new state before any work happens.
     pub async fn transition(&self, node: &mut Node, event: Event) -> EResult<()> {
-        let manual = node.manual_clean();
+        let manual = StepProgress::load(&node.driver_internal_info)?.manual_clean;
         let to = state::next_with(node.provision_state, event, manual)?;
         tracing::info!(node = %node.uuid, from = %node.provision_state, %event, %to, "transition");
         node.provision_state = to;
@@ -235,8 +239,7 @@ impl Conductor {
     pub async fn fail(&self, node: &mut Node, message: String) -> EResult<()> {
         tracing::warn!(node = %node.uuid, state = %node.provision_state, %message, "failing node");
         node.last_error = Some(message);
-        node.driver_internal_info.remove("agent_command");
-        node.driver_internal_info.remove("waiting");
+        StepProgress::edit(&mut node.driver_internal_info, StepProgress::stop_waiting)?;
         self.db.clear_agent(&node.uuid).await?;
         node.agent_token = None;
         node.agent_url = None;
@@ -352,10 +355,12 @@ impl Conductor {
                         .into(),
                 )
             })?;
-            steps::parse_user_steps(steps, "clean_steps")?;
+            plan::parse_user_steps(steps, "clean_steps")
+                .map_err(|e| EngineError::Invalid(e.to_string()))?;
         }
         if let Some(s) = &req.deploy_steps {
-            steps::parse_user_steps(s, "deploy_steps")?;
+            plan::parse_user_steps(s, "deploy_steps")
+                .map_err(|e| EngineError::Invalid(e.to_string()))?;
         }
         match &req.configdrive {
             None => {}
@@ -398,7 +403,7 @@ impl Conductor {
     async fn start(&self, node: &mut Node, event: Event, req: ProvisionRequest) -> EResult<bool> {
         // The state may have moved between the first check and the lock.
         state::next(node.provision_state, event)?;
-        let dii = &mut node.driver_internal_info;
+        let mut progress = StepProgress::load(&node.driver_internal_info)?;
         match event {
             Event::Abort => {
                 let what = match node.provision_state {
@@ -406,8 +411,8 @@ impl Conductor {
                     State::CleanWait | State::CleanHold => "Cleaning",
                     _ => "Deployment",
                 };
-                dii.remove("agent_command");
-                dii.remove("waiting");
+                progress.stop_waiting();
+                progress.store(&mut node.driver_internal_info);
                 node.last_error = Some(format!("{what} was aborted by request."));
                 self.transition(node, event).await?;
                 return Ok(false);
@@ -418,21 +423,21 @@ impl Conductor {
                 return Ok(true);
             }
             Event::Clean => {
-                dii.insert("manual_clean".into(), json!(true));
-                dii.insert("user_clean_steps".into(), json!(req.clean_steps));
-                steps::reset(dii, steps::Kind::Clean);
+                progress.manual_clean = true;
+                progress.user_clean_steps = req.clean_steps;
+                progress.reset(Kind::Clean);
+                progress.store(&mut node.driver_internal_info);
             }
             Event::Provide => {
-                dii.insert("manual_clean".into(), json!(false));
-                dii.remove("user_clean_steps");
-                steps::reset(dii, steps::Kind::Clean);
+                progress.manual_clean = false;
+                progress.user_clean_steps = None;
+                progress.reset(Kind::Clean);
+                progress.store(&mut node.driver_internal_info);
             }
             Event::Deploy | Event::Rebuild => {
-                match req.deploy_steps {
-                    Some(s) => dii.insert("user_deploy_steps".into(), json!(s)),
-                    None => dii.remove("user_deploy_steps"),
-                };
-                steps::reset(dii, steps::Kind::Deploy);
+                progress.user_deploy_steps = req.deploy_steps;
+                progress.reset(Kind::Deploy);
+                progress.store(&mut node.driver_internal_info);
                 // A dict becomes the config drive image here, as Ironic builds it. A
                 // rebuild without a new config drive writes the one of the last deploy
                 // again (as Ironic does); a deploy without one has none.

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::plan::Kind;
+use super::progress::{StepProgress, Waiting};
 use super::{Conductor, EResult};
 use crate::model::{age_secs, Node};
 use crate::state::State;
@@ -108,16 +110,10 @@ impl Conductor {
                 limit.as_secs()
             ));
         }
-        let waiting_cmd = node
-            .driver_internal_info
-            .get("waiting")
-            .and_then(Value::as_str)
-            == Some("agent_command");
-        let started = node
-            .driver_internal_info
-            .get("step_started_at")
-            .and_then(Value::as_str)
-            .and_then(age_secs);
+        // Unreadable bookkeeping has no step to time; the callback timeout still holds.
+        let progress = StepProgress::load(&node.driver_internal_info).unwrap_or_default();
+        let waiting_cmd = progress.waiting(Kind::of(node.provision_state)) == Waiting::AgentCommand;
+        let started = progress.step_started_at.as_deref().and_then(age_secs);
         if let (true, Some(age)) = (waiting_cmd, started) {
             if age > self.cfg.step_timeout.as_secs_f64() {
                 return Some(format!(

@@ -1,164 +1,23 @@
-//! Steps engine (CONTRACT.md §8): gathers conductor and agent steps, orders them by
-//! priority, saves the current step and its index before it runs, runs asynchronous agent
-//! steps and resumes them from heartbeats.
+//! Steps engine (CONTRACT.md §8): runs a planned run of clean or deploy steps from its
+//! saved index, saving the current step before it runs; asynchronous agent steps wait and
+//! are resumed from heartbeats. What runs, in which order, is `plan.rs`; where the run
+//! stands is `progress.rs`.
 
 use std::sync::Arc;
 
 use ferrite_proto::agent::{CommandResult, CommandStatus};
 use ferrite_proto::commands::{self as cmd, CommandFailure, ExecuteStepParams, GetStepsParams};
-use ferrite_proto::steps::{Step, StepKind, StepsResult};
+use ferrite_proto::steps::{Step, StepsResult};
 use serde_json::{json, Map, Value};
 
-use super::{Conductor, EResult, EngineError};
-use crate::drivers::agent::{self, AgentCallError, PendingCommand, Progress};
+use super::plan::{self, Kind, NotOffered};
+use super::progress::{StepProgress, Waiting};
+use super::{Conductor, EResult};
+use crate::drivers::agent::{self, AgentCallError, Progress};
 use crate::drivers::{ConductorStep, DResult, NodeDrivers, PowerTarget, POWER_OFF, POWER_ON};
 use crate::error_chain;
 use crate::model::{now, Node, Obj};
-use crate::state::{Event, State};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Clean,
-    Deploy,
-}
-
-impl Kind {
-    pub fn of(state: State) -> Kind {
-        match state {
-            State::Cleaning | State::CleanWait | State::CleanHold => Kind::Clean,
-            _ => Kind::Deploy,
-        }
-    }
-    fn name(self) -> &'static str {
-        self.proto().name()
-    }
-    fn title(self) -> &'static str {
-        match self {
-            Kind::Clean => "Clean",
-            Kind::Deploy => "Deploy",
-        }
-    }
-    fn proto(self) -> StepKind {
-        match self {
-            Kind::Clean => StepKind::Clean,
-            Kind::Deploy => StepKind::Deploy,
-        }
-    }
-    fn steps_key(self) -> &'static str {
-        match self {
-            Kind::Clean => "clean_steps",
-            Kind::Deploy => "deploy_steps",
-        }
-    }
-    fn index_key(self) -> &'static str {
-        match self {
-            Kind::Clean => "clean_step_index",
-            Kind::Deploy => "deploy_step_index",
-        }
-    }
-}
-
-/// Forgets a previous run's step list and position.
-pub fn reset(dii: &mut Obj, kind: Kind) {
-    for k in [
-        kind.steps_key(),
-        kind.index_key(),
-        "agent_command",
-        "waiting",
-    ] {
-        dii.remove(k);
-    }
-}
-
-const STEP_KEYS: &[&str] = &["interface", "step", "args", "priority"];
-const INTERFACES: &[&str] = &[
-    "deploy",
-    "power",
-    "management",
-    "boot",
-    "bios",
-    "raid",
-    "firmware",
-    "inspect",
-];
-
-/// Validates user-given steps (`clean_steps`/`deploy_steps`).
-pub fn parse_user_steps(list: &[Value], what: &str) -> EResult<Vec<Step>> {
-    let bad = |i: usize, why: String| EngineError::Invalid(format!("{what}[{i}]: {why}"));
-    let mut out = vec![];
-    for (i, v) in list.iter().enumerate() {
-        let o = v
-            .as_object()
-            .ok_or_else(|| bad(i, "each step must be an object".into()))?;
-        if let Some(k) = o.keys().find(|k| !STEP_KEYS.contains(&k.as_str())) {
-            return Err(bad(
-                i,
-                format!("unknown key {k:?}; allowed: interface, step, args, priority"),
-            ));
-        }
-        let interface = o
-            .get("interface")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad(i, "\"interface\" (a string) is required".into()))?;
-        if !INTERFACES.contains(&interface) {
-            return Err(bad(
-                i,
-                format!(
-                    "interface {interface:?} is unknown; use one of {}",
-                    INTERFACES.join(", ")
-                ),
-            ));
-        }
-        let step = o
-            .get("step")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| bad(i, "\"step\" (a non-empty string) is required".into()))?;
-        let args = match o.get("args") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(a)) => a.clone(),
-            Some(_) => return Err(bad(i, "\"args\" must be an object".into())),
-        };
-        let priority = match o.get("priority") {
-            None => 0,
-            Some(p) => p
-                .as_i64()
-                .filter(|p| (0..=1000).contains(p))
-                .ok_or_else(|| bad(i, "\"priority\" must be an integer 0..1000".into()))?
-                as i32,
-        };
-        out.push(Step {
-            interface: interface.into(),
-            step: step.into(),
-            priority,
-            args,
-            abortable: false,
-            reboot_requested: false,
-        });
-    }
-    Ok(out)
-}
-
-fn same(a: &Step, b: &Step) -> bool {
-    a.interface == b.interface && a.step == b.step
-}
-
-fn sort(steps: &mut [Step]) {
-    steps.sort_by_key(|s| std::cmp::Reverse(s.priority));
-}
-
-fn stored_steps(dii: &Obj, kind: Kind) -> Vec<Step> {
-    dii.get(kind.steps_key())
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default()
-}
-
-fn stored_user_steps(dii: &Obj, key: &str) -> Vec<Step> {
-    dii.get(key)
-        .and_then(Value::as_array)
-        .and_then(|l| parse_user_steps(l, key).ok())
-        .unwrap_or_default()
-}
+use crate::state::Event;
 
 fn step_obj(s: &Step) -> Obj {
     match serde_json::to_value(s) {
@@ -173,7 +32,7 @@ enum Outcome {
     /// The agent is booting; its heartbeat resumes the run.
     AgentBoot,
     /// An agent command does the step; a heartbeat polls it.
-    Command(PendingCommand),
+    Command(agent::PendingCommand),
     /// `deploy.hold`: wait for `unhold`.
     Hold,
 }
@@ -185,34 +44,6 @@ impl From<Progress> for Outcome {
             Progress::Running(c) => Outcome::Command(c),
         }
     }
-}
-
-/// Agent steps from a `get_*_steps` result: `{"clean_steps": {"Manager": [steps]}}`.
-fn agent_steps(result: &StepsResult, kind: Kind) -> Vec<Step> {
-    let mut out: Vec<Step> = vec![];
-    for list in result
-        .steps(kind.proto())
-        .into_iter()
-        .flat_map(|m| m.values())
-    {
-        for step in list {
-            match out.iter_mut().find(|o| same(o, step)) {
-                // Several managers offer it: the highest priority wins (IPA's rule).
-                Some(o) if o.priority < step.priority => *o = step.clone(),
-                Some(_) => {}
-                None => out.push(step.clone()),
-            }
-        }
-    }
-    out
-}
-
-/// A clean step the user asked for that neither the conductor nor the agent offers.
-#[derive(Debug, thiserror::Error)]
-#[error("clean step {step} is not offered; offered: {offered}")]
-pub struct NotOffered {
-    step: String,
-    offered: String,
 }
 
 impl Conductor {
@@ -258,7 +89,7 @@ impl Conductor {
         let name = kind.proto().get_steps_command();
         let r: StepsResult = agent::run(self.agent.as_ref(), node, name, &params).await?;
         // Sent back as `clean_version`: the agent refuses steps listed by other managers.
-        Ok((agent_steps(&r, kind), r.hardware_manager_version))
+        Ok((plan::agent_steps(&r, kind), r.hardware_manager_version))
     }
 
     /// The full list of a run, once the agent (if any) has told its steps.
@@ -267,31 +98,17 @@ impl Conductor {
         node: &Node,
         d: &NodeDrivers,
         kind: Kind,
+        progress: &StepProgress,
         agent: &[Step],
     ) -> Result<Vec<Step>, NotOffered> {
-        let dii = &node.driver_internal_info;
         match kind {
-            Kind::Clean if node.manual_clean() => {
-                let user = stored_user_steps(dii, "user_clean_steps");
-                if !d.deploy.uses_agent() {
-                    return Ok(user);
-                }
-                let mut offered = d.deploy.clean_steps();
-                offered.extend(agent.iter().cloned());
-                offered.push(ConductorStep::Hold.with_priority(0));
-                for s in &user {
-                    if !offered.iter().any(|o| same(o, s)) {
-                        let names: Vec<String> = offered.iter().map(Step::name).collect();
-                        return Err(NotOffered {
-                            step: s.name(),
-                            offered: names.join(", "),
-                        });
-                    }
-                }
-                Ok(user)
-            }
+            Kind::Clean if progress.manual_clean => plan::manual_clean(
+                progress.user_steps(kind),
+                d.deploy.clean_steps(),
+                agent,
+                d.deploy.uses_agent(),
+            ),
             Kind::Clean => {
-                let mut steps = d.deploy.clean_steps();
                 // Ironic's defaults: erase_devices runs at the agent's priority (10) unless
                 // the node's driver_info or the conductor's --erase-devices-priority says
                 // otherwise (0: never); erase_devices_metadata always runs.
@@ -301,33 +118,16 @@ impl Conductor {
                     .and_then(Value::as_i64)
                     .map(|p| p.clamp(0, i64::from(i32::MAX)) as i32)
                     .or(self.cfg.erase_devices_priority);
-                for s in agent {
-                    let mut s = s.clone();
-                    if s.step == "erase_devices" {
-                        if let Some(p) = erase_priority {
-                            s.priority = p;
-                        }
-                    }
-                    if !steps.iter().any(|o| same(o, &s)) {
-                        steps.push(s);
-                    }
-                }
-                steps.retain(|s| s.priority > 0);
-                sort(&mut steps);
-                Ok(steps)
+                Ok(plan::automated_clean(
+                    d.deploy.clean_steps(),
+                    agent,
+                    erase_priority,
+                ))
             }
-            Kind::Deploy => {
-                let mut steps = d.deploy.deploy_steps();
-                for u in stored_user_steps(dii, "user_deploy_steps") {
-                    match steps.iter_mut().find(|s| same(s, &u)) {
-                        Some(s) => *s = u,
-                        None => steps.push(u),
-                    }
-                }
-                steps.retain(|s| s.priority > 0);
-                sort(&mut steps);
-                Ok(steps)
-            }
+            Kind::Deploy => Ok(plan::deploy(
+                d.deploy.deploy_steps(),
+                &progress.user_steps(kind),
+            )),
         }
     }
 
@@ -338,65 +138,69 @@ impl Conductor {
         d: &NodeDrivers,
         kind: Kind,
     ) -> EResult<()> {
-        if !node.driver_internal_info.contains_key(kind.steps_key()) {
+        let progress = StepProgress::load(&node.driver_internal_info)?;
+        if progress.steps(kind).is_none() {
             if kind == Kind::Clean && d.deploy.uses_agent() {
                 // The agent's clean steps are only known once it runs.
                 if let Err(e) = self.boot_agent(&mut node, d).await {
                     let msg = format!("Failed to boot the agent for cleaning: {}", error_chain(&e));
                     return self.fail(&mut node, msg).await;
                 }
+                StepProgress::edit(&mut node.driver_internal_info, |p| {
+                    p.wait_for_agent_boot(kind)
+                })?;
                 return self.transition(&mut node, Event::Wait).await;
             }
-            match self.plan(&node, d, kind, &[]) {
-                Ok(steps) => {
-                    node.driver_internal_info
-                        .insert(kind.steps_key().into(), json!(steps));
-                    node.driver_internal_info
-                        .insert(kind.index_key().into(), json!(0));
-                }
+            match self.plan(&node, d, kind, &progress, &[]) {
+                Ok(steps) => StepProgress::edit(&mut node.driver_internal_info, |p| {
+                    p.set_steps(kind, steps, 0)
+                })?,
                 Err(e) => return self.fail(&mut node, e.to_string()).await,
             }
         }
         loop {
-            let steps = stored_steps(&node.driver_internal_info, kind);
-            let idx = node
-                .driver_internal_info
-                .get(kind.index_key())
-                .and_then(Value::as_u64)
-                .unwrap_or(0) as usize;
-            let Some(step) = steps.get(idx).cloned() else {
+            let progress = StepProgress::load(&node.driver_internal_info)?;
+            let idx = progress.index(kind);
+            let Some(step) = progress.steps(kind).and_then(|s| s.get(idx)).cloned() else {
                 return self.finish_steps(node, d, kind).await;
             };
             match kind {
                 Kind::Clean => node.clean_step = step_obj(&step),
                 Kind::Deploy => node.deploy_step = step_obj(&step),
             }
-            node.driver_internal_info
-                .insert("step_started_at".into(), json!(now()));
+            StepProgress::edit(&mut node.driver_internal_info, |p| {
+                p.step_started_at = Some(now())
+            })?;
             node.updated_at = Some(now());
             self.db.save_node(&node).await?;
-            match self.execute_step(&mut node, d, kind, &step).await {
+            // The agent refuses clean steps listed by other managers than those it told.
+            let clean_version = (kind == Kind::Clean).then(|| {
+                progress
+                    .hardware_manager_version
+                    .clone()
+                    .unwrap_or_default()
+            });
+            match self
+                .execute_step(&mut node, d, kind, &step, clean_version)
+                .await
+            {
                 Ok(Outcome::Done) => {
-                    node.driver_internal_info
-                        .insert(kind.index_key().into(), json!(idx + 1));
+                    StepProgress::edit(&mut node.driver_internal_info, |p| p.advance(kind))?;
                 }
                 Ok(Outcome::AgentBoot) => {
-                    node.driver_internal_info
-                        .insert("waiting".into(), json!("agent_boot"));
+                    StepProgress::edit(&mut node.driver_internal_info, |p| {
+                        p.wait_for_agent_boot(kind)
+                    })?;
                     return self.transition(&mut node, Event::Wait).await;
                 }
                 Ok(Outcome::Command(pending)) => {
-                    node.driver_internal_info
-                        .insert("agent_command".into(), json!(pending));
-                    node.driver_internal_info
-                        .insert("waiting".into(), json!("agent_command"));
+                    StepProgress::edit(&mut node.driver_internal_info, |p| {
+                        p.wait_for_command(pending)
+                    })?;
                     return self.transition(&mut node, Event::Wait).await;
                 }
-                Ok(Outcome::Hold) => {
-                    node.driver_internal_info
-                        .insert("waiting".into(), json!("hold"));
-                    return self.transition(&mut node, Event::Hold).await;
-                }
+                // The hold state says what the node waits for.
+                Ok(Outcome::Hold) => return self.transition(&mut node, Event::Hold).await,
                 Err(e) => {
                     let msg = format!(
                         "{} step {} failed: {}",
@@ -416,6 +220,7 @@ impl Conductor {
         d: &NodeDrivers,
         kind: Kind,
         step: &Step,
+        clean_version: Option<Map<String, Value>>,
     ) -> DResult<Outcome> {
         let agent = d.deploy.uses_agent();
         let conductor_step = match (ConductorStep::of(step), kind) {
@@ -458,13 +263,6 @@ impl Conductor {
                 Ok(Outcome::Done)
             }
             Some(ConductorStep::Hold) | None if agent => {
-                let clean_version = (kind == Kind::Clean).then(|| {
-                    node.driver_internal_info
-                        .get("hardware_manager_version")
-                        .and_then(Value::as_object)
-                        .cloned()
-                        .unwrap_or_default()
-                });
                 let params = ExecuteStepParams {
                     step: step_obj(step),
                     node: Self::agent_node(node),
@@ -483,23 +281,17 @@ impl Conductor {
     }
 
     /// The agent command the node waits for, if any.
-    pub(crate) fn pending_command(node: &Node) -> Option<PendingCommand> {
-        node.driver_internal_info
-            .get("agent_command")
-            .and_then(|c| serde_json::from_value(c.clone()).ok())
+    pub(crate) fn pending_command(node: &Node) -> EResult<Option<agent::PendingCommand>> {
+        Ok(StepProgress::load(&node.driver_internal_info)?.agent_command)
     }
 
-    /// Polls the pending agent command (no lock needed).
+    /// Polls the agent command `pending` of `node` (no lock needed).
     pub(crate) async fn poll_command(
         &self,
         node: &Node,
-    ) -> Result<Option<CommandResult>, AgentCallError> {
-        let Some(pending) = Self::pending_command(node) else {
-            return Ok(None);
-        };
-        agent::poll(self.agent.as_ref(), node, &pending)
-            .await
-            .map(Some)
+        pending: &agent::PendingCommand,
+    ) -> Result<CommandResult, AgentCallError> {
+        agent::poll(self.agent.as_ref(), node, pending).await
     }
 
     /// Continues a waiting node (locked): after the agent booted, a command ended, or unhold.
@@ -510,24 +302,15 @@ impl Conductor {
         polled: Option<CommandResult>,
     ) -> EResult<()> {
         let kind = Kind::of(node.provision_state);
-        let waiting = node
-            .driver_internal_info
-            .get("waiting")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let idx = node
-            .driver_internal_info
-            .get(kind.index_key())
-            .and_then(Value::as_u64)
-            .unwrap_or(0) as usize;
-        match waiting.as_str() {
-            "agent_boot" => {
+        let mut progress = StepProgress::load(&node.driver_internal_info)?;
+        let idx = progress.index(kind);
+        match progress.waiting(kind) {
+            Waiting::AgentBoot => {
                 let agent = if d.deploy.uses_agent() {
                     match self.fetch_agent_steps(&node, kind).await {
                         Ok((s, version)) => {
-                            node.driver_internal_info
-                                .insert("hardware_manager_version".into(), Value::Object(version));
+                            progress.hardware_manager_version = Some(version);
+                            progress.store(&mut node.driver_internal_info);
                             s
                         }
                         Err(e) => {
@@ -542,39 +325,25 @@ impl Conductor {
                 } else {
                     vec![]
                 };
-                if !node.driver_internal_info.contains_key(kind.steps_key()) {
-                    match self.plan(&node, d, kind, &agent) {
-                        Ok(steps) => {
-                            node.driver_internal_info
-                                .insert(kind.steps_key().into(), json!(steps));
-                            node.driver_internal_info
-                                .insert(kind.index_key().into(), json!(0));
-                        }
+                match progress.steps(kind) {
+                    None => match self.plan(&node, d, kind, &progress, &agent) {
+                        Ok(steps) => progress.set_steps(kind, steps, 0),
                         Err(e) => return self.fail(&mut node, e.to_string()).await,
-                    }
-                } else {
+                    },
                     // Deploy: the agent is up, so `deploy.deploy` is done; merge its steps.
-                    let dii = &mut node.driver_internal_info;
-                    let mut steps = stored_steps(dii, kind);
-                    let current = steps.get(idx).map(|s| s.priority).unwrap_or(i32::MAX);
-                    let mut rest: Vec<Step> = steps.split_off((idx + 1).min(steps.len()));
-                    for a in agent {
-                        let known = steps.iter().chain(rest.iter()).any(|s| same(s, &a));
-                        if !known && a.priority > 0 && a.priority < current {
-                            rest.push(a);
-                        }
+                    Some(steps) => {
+                        let user = progress.user_steps(kind);
+                        let steps = plan::merge_agent_steps(steps.to_vec(), idx, agent, &user);
+                        progress.set_steps(kind, steps, idx + 1);
                     }
-                    sort(&mut rest);
-                    steps.extend(rest);
-                    dii.insert(kind.steps_key().into(), json!(steps));
-                    dii.insert(kind.index_key().into(), json!(idx + 1));
                 }
             }
-            "agent_command" => {
-                let r = match polled {
-                    Some(r) => Some(r),
-                    None => match self.poll_command(&node).await {
-                        Ok(r) => r,
+            Waiting::AgentCommand => {
+                let r = match (polled, &progress.agent_command) {
+                    (Some(r), _) => Some(r),
+                    (None, None) => None,
+                    (None, Some(pending)) => match self.poll_command(&node, pending).await {
+                        Ok(r) => Some(r),
                         Err(e) => {
                             let msg = format!("Cannot poll the agent: {}", error_chain(&e));
                             return self.fail(&mut node, msg).await;
@@ -584,7 +353,7 @@ impl Conductor {
                 if let Some(r) = r {
                     match r.command_status {
                         CommandStatus::Running => return Ok(()),
-                        CommandStatus::Failed => {
+                        CommandStatus::Failed | CommandStatus::VersionMismatch => {
                             let step = match kind {
                                 Kind::Clean => &node.clean_step,
                                 Kind::Deploy => &node.deploy_step,
@@ -604,16 +373,13 @@ impl Conductor {
                         CommandStatus::Succeeded => agent::record_result(&mut node, &r),
                     }
                 }
-                node.driver_internal_info
-                    .insert(kind.index_key().into(), json!(idx + 1));
+                progress.advance(kind);
             }
-            _ => {
-                node.driver_internal_info
-                    .insert(kind.index_key().into(), json!(idx + 1));
-            }
+            // After `unhold`: the hold step is over.
+            Waiting::Nothing => progress.advance(kind),
         }
-        node.driver_internal_info.remove("agent_command");
-        node.driver_internal_info.remove("waiting");
+        progress.stop_waiting();
+        progress.store(&mut node.driver_internal_info);
         self.transition(&mut node, Event::Resume).await?;
         Box::pin(self.run_steps(node, d, kind)).await
     }
@@ -636,68 +402,21 @@ impl Conductor {
                     node.power_state = Some(POWER_OFF.into());
                 }
                 node.clean_step.clear();
-                node.driver_internal_info.remove("user_clean_steps");
+                StepProgress::edit(&mut node.driver_internal_info, |p| {
+                    p.user_clean_steps = None
+                })?;
             }
             Kind::Deploy => {
                 node.deploy_step.clear();
             }
         }
-        reset(&mut node.driver_internal_info, kind);
-        node.driver_internal_info.remove("step_started_at");
+        StepProgress::edit(&mut node.driver_internal_info, |p| {
+            p.reset(kind);
+            p.step_started_at = None;
+        })?;
         if agent {
             self.db.clear_agent(&node.uuid).await?;
         }
         self.transition(&mut node, Event::Done).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_steps_are_validated() {
-        let ok = parse_user_steps(
-            &[json!({"interface": "deploy", "step": "erase_devices_metadata"})],
-            "clean_steps",
-        )
-        .unwrap();
-        assert_eq!(ok[0].step, "erase_devices_metadata");
-        for (bad, why) in [
-            (json!("x"), "must be an object"),
-            (json!({"interface": "deploy"}), "\"step\""),
-            (json!({"interface": "nope", "step": "a"}), "is unknown"),
-            (
-                json!({"interface": "deploy", "step": "a", "args": 1}),
-                "\"args\"",
-            ),
-            (
-                json!({"interface": "deploy", "step": "a", "bogus": 1}),
-                "unknown key",
-            ),
-            (
-                json!({"interface": "deploy", "step": "a", "priority": -1}),
-                "priority",
-            ),
-        ] {
-            let e = parse_user_steps(&[bad], "clean_steps")
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains(why), "{e}");
-            assert!(e.starts_with("clean_steps[0]"), "{e}");
-        }
-    }
-
-    #[test]
-    fn agent_steps_take_the_highest_priority_per_step() {
-        let r: StepsResult = serde_json::from_value(json!({"clean_steps": {
-            "A": [{"interface": "deploy", "step": "erase_devices_metadata", "priority": 99}],
-            "B": [{"interface": "deploy", "step": "erase_devices_metadata", "priority": 50},
-                  {"interface": "deploy", "step": "erase_devices", "priority": 10}]
-        }}))
-        .unwrap();
-        let s = agent_steps(&r, Kind::Clean);
-        assert_eq!(s.len(), 2);
-        assert_eq!(s[0].priority, 99);
     }
 }

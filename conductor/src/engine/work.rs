@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::steps::Kind;
+use super::plan::Kind;
+use super::progress::StepProgress;
 use super::{Conductor, EResult};
 use crate::drivers::{NodeDrivers, PowerTarget};
 use crate::model::{now, Node};
@@ -110,8 +111,6 @@ impl Conductor {
         };
         d.power.set_state(node, target).await?;
         node.power_state = Some(crate::drivers::POWER_ON.into());
-        node.driver_internal_info
-            .insert("waiting".into(), serde_json::json!("agent_boot"));
         Ok(())
     }
 
@@ -127,12 +126,13 @@ impl Conductor {
         node.instance_info.clear();
         node.instance_uuid = None;
         node.deploy_step.clear();
-        node.driver_internal_info.remove("user_deploy_steps");
-        node.driver_internal_info
-            .insert("manual_clean".into(), serde_json::json!(false));
-        node.driver_internal_info.remove("user_clean_steps");
-        super::steps::reset(&mut node.driver_internal_info, Kind::Deploy);
-        super::steps::reset(&mut node.driver_internal_info, Kind::Clean);
+        StepProgress::edit(&mut node.driver_internal_info, |p| {
+            p.user_deploy_steps = None;
+            p.manual_clean = false;
+            p.user_clean_steps = None;
+            p.reset(Kind::Deploy);
+            p.reset(Kind::Clean);
+        })?;
         Ok(())
     }
 }

@@ -29,8 +29,8 @@ pub enum ConfigDriveError {
     NotBase64(String),
     #[error("the config drive is not valid gzip: {0}")]
     NotGzip(String),
-    #[error("downloading the config drive failed: {0}")]
-    Download(String),
+    #[error("downloading the config drive failed")]
+    Download(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the disk has no partition table to add a config drive partition to; the image must carry a GPT or MBR")]
     NoTable,
     #[error("the disk is {0} bytes, over the 2 TiB an MBR can address: cannot add a config drive partition at its end; use a GPT image")]
@@ -39,17 +39,12 @@ pub enum ConfigDriveError {
     NoRoom(String),
     #[error("the ISO9660 config drive must be rebuilt as VFAT for this disk's {sector}-byte sectors, and that failed: {why}")]
     Rebuild { sector: u64, why: String },
-    #[error("config drive I/O on {path}: {source}")]
+    #[error("config drive I/O on {path}")]
     Io {
         path: String,
+        #[source]
         source: std::io::Error,
     },
-}
-
-impl ConfigDriveError {
-    pub fn chain(&self) -> String {
-        self.to_string()
-    }
 }
 
 /// Decode a config drive: base64 (or raw bytes from a URL), then gunzip if gzipped.
@@ -114,15 +109,15 @@ pub fn fetch(
     cfg: &HttpConfig,
 ) -> Result<Vec<u8>, ConfigDriveError> {
     if configdrive.starts_with("http://") || configdrive.starts_with("https://") {
-        let client = http::client(cfg).map_err(|e| ConfigDriveError::Download(e.to_string()))?;
+        let client = http::client(cfg).map_err(|e| ConfigDriveError::Download(e.into()))?;
         let mut src = HttpSource::open(rt, &client, &[configdrive.to_owned()], cfg)
-            .map_err(|e| ConfigDriveError::Download(e.to_string()))?;
+            .map_err(|e| ConfigDriveError::Download(e.into()))?;
         let mut body = vec![];
         // base64 of 64 MiB of gzip is at most ~86 MiB.
         (&mut src)
             .take(MAX_BYTES * 2)
             .read_to_end(&mut body)
-            .map_err(|e| ConfigDriveError::Download(e.to_string()))?;
+            .map_err(|e| ConfigDriveError::Download(e.into()))?;
         decode(&body, true)
     } else {
         decode(configdrive.as_bytes(), false)

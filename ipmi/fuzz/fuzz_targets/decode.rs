@@ -27,6 +27,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = commands::AuthCapabilities::decode(&r.data);
         let _ = commands::decode_mac(&r.data);
         let _ = commands::decode_ipv4(&r.data);
+        let _ = commands::decode_ipv6_enabled(&r.data);
+        let _ = commands::decode_ipv6_slots(&r.data);
+        let _ = commands::decode_ipv6_address(&r.data, r.data.len() % 2 == 0);
     }
     let _ = commands::parse_cipher_suite_records(data);
 });

@@ -1,14 +1,15 @@
 //! The kernel's IPMI character device (`/dev/ipmi0`, ipmi_devintf): one request/response to
 //! the local BMC through the IPMICTL_SEND_COMMAND and IPMICTL_RECEIVE_MSG_TRUNC ioctls.
+//! Built with the `device` feature (the agent's; the conductor talks to BMCs over LAN only).
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::bmc::{
-    lan_config_request, BmcError, LanConfigSource, CMD_GET_LAN_CONFIG, NETFN_TRANSPORT,
-};
+use crate::codec::commands::{self, LanParam};
+use crate::codec::message::Request;
+use crate::lan::{completed, LanConfigSource, LanError};
 
 /// `IPMI_SYSTEM_INTERFACE_ADDR_TYPE` and `IPMI_BMC_CHANNEL` from linux/ipmi.h.
 const SYSTEM_INTERFACE_ADDR_TYPE: i32 = 0x0c;
@@ -58,18 +59,21 @@ const IPMICTL_SEND_COMMAND: libc::c_ulong =
 const IPMICTL_RECEIVE_MSG_TRUNC: libc::c_ulong =
     nix::request_code_readwrite!(b'i', 11, std::mem::size_of::<IpmiRecv>()) as libc::c_ulong;
 
-pub(crate) struct IpmiDevice {
+pub struct IpmiDevice {
     file: File,
     next_msgid: libc::c_long,
 }
 
 impl IpmiDevice {
-    pub(crate) fn open(path: &Path) -> Result<IpmiDevice, BmcError> {
+    pub fn open(path: &Path) -> Result<IpmiDevice, LanError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
-            .map_err(|e| BmcError::Device(format!("opening {}: {e}", path.display())))?;
+            .map_err(|source| LanError::Device {
+                what: format!("opening {}", path.display()),
+                source,
+            })?;
         Ok(IpmiDevice {
             file,
             next_msgid: 1,
@@ -77,22 +81,27 @@ impl IpmiDevice {
     }
 
     /// Sends one request to the BMC and returns its response data (completion code first).
-    fn request(&mut self, netfn: u8, cmd: u8, data: &[u8]) -> Result<Vec<u8>, BmcError> {
+    pub fn request(&mut self, req: &Request) -> Result<Vec<u8>, LanError> {
         let msgid = self.next_msgid;
         self.next_msgid += 1;
-        send(&self.file, msgid, netfn, cmd, data)
-            .map_err(|e| BmcError::Device(format!("IPMICTL_SEND_COMMAND: {e}")))?;
+        send(&self.file, msgid, req.netfn, req.cmd, &req.data).map_err(|source| {
+            LanError::Device {
+                what: "IPMICTL_SEND_COMMAND".into(),
+                source,
+            }
+        })?;
         let deadline = Instant::now() + RESPONSE_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || !readable(&self.file, left) {
-                return Err(BmcError::Device(format!(
-                    "no answer from the BMC within {RESPONSE_TIMEOUT:?}"
-                )));
+                return Err(LanError::Timeout(RESPONSE_TIMEOUT));
             }
             let mut buf = [0u8; MAX_MSG_LENGTH];
-            let (recv_type, got_id, len) = receive(&self.file, &mut buf)
-                .map_err(|e| BmcError::Device(format!("IPMICTL_RECEIVE_MSG_TRUNC: {e}")))?;
+            let (recv_type, got_id, len) =
+                receive(&self.file, &mut buf).map_err(|source| LanError::Device {
+                    what: "IPMICTL_RECEIVE_MSG_TRUNC".into(),
+                    source,
+                })?;
             // Stray events or answers to earlier, timed-out requests are dropped.
             if recv_type == RESPONSE_RECV_TYPE && got_id == msgid {
                 return Ok(buf[..len.min(MAX_MSG_LENGTH)].to_vec());
@@ -102,9 +111,14 @@ impl IpmiDevice {
 }
 
 impl LanConfigSource for IpmiDevice {
-    fn get_lan_config(&mut self, channel: u8, param: u8, set: u8) -> Result<Vec<u8>, BmcError> {
-        let data = lan_config_request(channel, param, set);
-        self.request(NETFN_TRANSPORT, CMD_GET_LAN_CONFIG, &data)
+    fn get_lan_config(
+        &mut self,
+        channel: u8,
+        param: LanParam,
+        set: u8,
+    ) -> Result<Vec<u8>, LanError> {
+        let resp = self.request(&commands::get_lan_config_set(channel, param, set))?;
+        Ok(completed(&resp)?.to_vec())
     }
 }
 
@@ -199,5 +213,6 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("/nonexistent/ipmi0"), "{err}");
+        assert!(std::error::Error::source(&err).is_some());
     }
 }

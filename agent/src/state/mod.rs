@@ -9,11 +9,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::sync::{watch, Notify, Semaphore, SemaphorePermit};
 
-use crate::commands::{CommandStore, Registry};
-use crate::steps::HardwareManager;
-use crate::system::SystemHooks;
+pub mod hardware;
+pub mod registry;
 
+use crate::job::CommandStore;
+pub use crate::system::SystemHooks;
 pub use crate::system::{RealSystemHooks, RecordingHooks, SystemAction, SystemError};
+pub use hardware::HardwareManager;
+pub use registry::Registry;
 
 /// Agent tokens shorter than this are refused (CONTRACT.md §1).
 pub const MIN_TOKEN_LEN: usize = 32;
@@ -90,7 +93,7 @@ pub struct AgentState {
     locked_down: watch::Sender<bool>,
     heartbeat_now: Notify,
     /// The iSCSI target `iscsi.start_iscsi_target` started, if any.
-    pub(crate) iscsi: crate::commands::iscsi::Export,
+    pub(crate) iscsi: crate::iscsi_target::Export,
     /// KiB of request bodies that may be in memory at once (see `reserve_body`).
     body_budget: Semaphore,
     body_budget_kib: u32,
@@ -100,15 +103,8 @@ pub struct AgentState {
 const BODY_BUDGET_FACTOR: u64 = 2;
 
 impl AgentState {
-    /// State with the standard commands and hardware managers.
-    pub fn new(config: AgentConfig, hooks: Arc<dyn SystemHooks>) -> Self {
-        Self::with_parts(
-            config,
-            hooks,
-            Registry::standard(),
-            crate::steps::default_managers(),
-        )
-    }
+    // `AgentState::new` (the standard commands and managers) is in the `commands` module,
+    // which sits above this layer.
 
     /// State with an explicit command registry and hardware managers (tests, extensions).
     pub fn with_parts(

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use ferrite_proto::agent::{CommandResult, CommandStatus};
+use ferrite_proto::agent::{reported_name, CommandResult, CommandStatus};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
@@ -38,10 +38,12 @@ pub struct CommandEntry {
 }
 
 impl CommandEntry {
+    /// A running command requested as `name` (`<extension>.<command>`); its result names
+    /// it as IPA does, without the extension.
     pub(crate) fn running(name: &str, params: Map<String, Value>) -> Arc<Self> {
         let result = CommandResult {
             id: uuid::Uuid::new_v4().to_string(),
-            command_name: name.to_string(),
+            command_name: reported_name(name).to_string(),
             command_params: params
                 .into_iter()
                 .map(|(k, v)| (k, without_large_strings(v)))
@@ -77,7 +79,8 @@ impl CommandEntry {
         });
     }
 
-    /// Record the outcome. Bare strings become `{"result": "<name>: <text>"}` as in IPA.
+    /// Record the outcome of an asynchronous command, as IPA's `AsyncCommandResult`: a bare
+    /// string becomes `{"result": "<name>: <text>"}`; a version mismatch has its own status.
     pub(crate) fn finish(&self, outcome: Result<Value, CommandError>) {
         self.result.send_modify(|r| match outcome {
             Ok(value) => {
@@ -90,6 +93,29 @@ impl CommandEntry {
                 });
             }
             Err(err) => {
+                r.command_status = match err {
+                    CommandError::VersionMismatch { .. } => CommandStatus::VersionMismatch,
+                    _ => CommandStatus::Failed,
+                };
+                r.command_error = Some(err.to_value());
+            }
+        });
+    }
+
+    /// Record the outcome of a synchronous command `name`, as IPA's `SyncCommandResult`: a
+    /// bare string becomes `{"result": "<text>"}`; a failure is stored under the full
+    /// `<extension>.<command>` name (IPA records it outside the command's own wrapper).
+    pub(crate) fn finish_sync(&self, name: &str, outcome: Result<Value, CommandError>) {
+        self.result.send_modify(|r| match outcome {
+            Ok(value) => {
+                r.command_status = CommandStatus::Succeeded;
+                r.command_result = Some(match value {
+                    Value::String(s) => serde_json::json!({ "result": s }),
+                    other => other,
+                });
+            }
+            Err(err) => {
+                r.command_name = name.to_string();
                 r.command_status = CommandStatus::Failed;
                 r.command_error = Some(err.to_value());
             }
@@ -166,7 +192,7 @@ mod tests {
         let store = CommandStore::default();
         let entry = CommandEntry::running("standby.sync", Map::new());
         store.push(entry.clone());
-        assert_eq!(store.running().as_deref(), Some("standby.sync"));
+        assert_eq!(store.running().as_deref(), Some("sync"));
         let waiter = tokio::spawn({
             let entry = entry.clone();
             async move { entry.wait().await }
@@ -176,11 +202,39 @@ mod tests {
         assert_eq!(r.command_status, CommandStatus::Succeeded);
         assert_eq!(
             r.command_result,
-            Some(serde_json::json!({"result": "standby.sync: done"}))
+            Some(serde_json::json!({"result": "sync: done"}))
         );
         assert!(store.running().is_none());
         assert_eq!(store.get(&entry.id()).unwrap().snapshot(), r);
         assert!(store.get("nope").is_none());
+    }
+
+    /// IPA's two result classes: a sync command's string is not prefixed, and its failure
+    /// keeps the full name; an async version mismatch has its own status.
+    #[test]
+    fn sync_and_async_outcomes_read_as_ipa_writes_them() {
+        let ok = CommandEntry::running("log.collect_system_logs", Map::new());
+        ok.finish_sync("log.collect_system_logs", Ok(Value::String("x".into())));
+        let r = ok.snapshot();
+        assert_eq!(r.command_name, "collect_system_logs");
+        assert_eq!(r.command_result, Some(serde_json::json!({"result": "x"})));
+        let bad = CommandEntry::running("standby.get_partition_uuids", Map::new());
+        bad.finish_sync(
+            "standby.get_partition_uuids",
+            Err(CommandError::failed_msg("no disk")),
+        );
+        let r = bad.snapshot();
+        assert_eq!(r.command_name, "standby.get_partition_uuids");
+        assert_eq!(r.command_status, CommandStatus::Failed);
+        let stale = CommandEntry::running("clean.execute_clean_step", Map::new());
+        stale.finish(Err(CommandError::VersionMismatch {
+            agent: serde_json::json!({"generic_hardware_manager": "1.2"}),
+            conductor: serde_json::json!({"generic_hardware_manager": "1.1"}),
+        }));
+        let r = stale.snapshot();
+        assert_eq!(r.command_name, "execute_clean_step");
+        assert_eq!(r.command_status, CommandStatus::VersionMismatch);
+        assert_eq!(r.command_error.unwrap()["type"], "VersionMismatch");
     }
 
     #[test]

@@ -1,0 +1,254 @@
+//! The EFI system partition of a written disk and the boot loader on it, read in place
+//! (the FAT filesystem through the `fatfs` crate, nothing mounted).
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use ferrite_image::disk::gpt::{self, Table};
+
+use super::efivars::{guid_bytes, HardDrive, Signature};
+
+/// The EFI system partition type GUID.
+pub const ESP_TYPE: &str = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
+/// The MBR partition type of an EFI system partition.
+const ESP_MBR_TYPE: u8 = 0xef;
+
+/// Loaders in the order IPA's `efi_utils` prefers them: a vendor's shim, then its GRUB,
+/// then the removable-media fallback path.
+const VENDOR_LOADERS: &[&str] = &["shimx64.efi", "grubx64.efi"];
+const FALLBACK: &str = "\\EFI\\BOOT\\BOOTX64.EFI";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EspError {
+    #[error("reading the partition table of {0}")]
+    Table(String, #[source] io::Error),
+    #[error("{0} has no EFI system partition{1}")]
+    NoEsp(String, String),
+    #[error("reading the FAT filesystem of the EFI system partition")]
+    Fat(#[source] io::Error),
+    #[error("no boot loader on the EFI system partition (looked for \\EFI\\<vendor>\\shimx64.efi, grubx64.efi and {FALLBACK})")]
+    NoLoader,
+}
+
+/// The ESP of the disk at `disk` (`sector`-byte sectors): the one whose unique GUID is
+/// `wanted` when given and found, else the first partition of the ESP type.
+pub fn find(
+    disk: &File,
+    name: &str,
+    sector: u64,
+    wanted: Option<&str>,
+) -> Result<HardDrive, EspError> {
+    let table = gpt::read_table(disk, sector).map_err(|e| EspError::Table(name.into(), e))?;
+    match table {
+        Table::Gpt { partitions, .. } => {
+            let esps: Vec<_> = partitions
+                .iter()
+                .filter(|p| p.type_guid.eq_ignore_ascii_case(ESP_TYPE))
+                .collect();
+            let chosen = wanted
+                .and_then(|w| esps.iter().find(|p| p.uuid.eq_ignore_ascii_case(w)))
+                .or_else(|| esps.first())
+                .ok_or_else(|| EspError::NoEsp(name.into(), " (GPT type C12A7328-…)".into()))?;
+            let signature = guid_bytes(&chosen.uuid)
+                .ok_or_else(|| EspError::NoEsp(name.into(), ": its GUID is malformed".into()))?;
+            Ok(HardDrive {
+                number: chosen.number,
+                start_lba: chosen.first_lba,
+                size_lba: chosen.last_lba + 1 - chosen.first_lba,
+                signature: Signature::Gpt(signature),
+            })
+        }
+        Table::Mbr {
+            signature,
+            partitions,
+        } => partitions
+            .iter()
+            .find(|(_, ty, _, _)| *ty == ESP_MBR_TYPE)
+            .map(|(n, _, start, len)| HardDrive {
+                number: *n,
+                start_lba: u64::from(*start),
+                size_lba: u64::from(*len),
+                signature: Signature::Mbr(signature),
+            })
+            .ok_or_else(|| EspError::NoEsp(name.into(), " (MBR type 0xEF)".into())),
+        Table::None => Err(EspError::NoEsp(name.into(), ": no partition table".into())),
+    }
+}
+
+/// A read-only window on one partition, for `fatfs` (which wants `Write` too; nothing
+/// here writes, and a write would fail).
+struct Window<'a> {
+    disk: &'a File,
+    start: u64,
+    len: u64,
+    pos: u64,
+}
+
+impl Read for Window<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        let n = (buf.len() as u64).min(left) as usize;
+        let n = self.disk.read_at(&mut buf[..n], self.start + self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Write for Window<'_> {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the EFI system partition is read, never written",
+        ))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Seek for Window<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let new = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = new.ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        Ok(self.pos)
+    }
+}
+
+/// The boot loader on the ESP `hd` of `disk`, as a UEFI path (`\EFI\debian\shimx64.efi`).
+pub fn find_loader(disk: &File, hd: &HardDrive, sector: u64) -> Result<String, EspError> {
+    let window = Window {
+        disk,
+        start: hd.start_lba * sector,
+        len: hd.size_lba * sector,
+        pos: 0,
+    };
+    let fs = fatfs::FileSystem::new(window, fatfs::FsOptions::new()).map_err(EspError::Fat)?;
+    let efi = fs
+        .root_dir()
+        .open_dir("EFI")
+        .map_err(|_| EspError::NoLoader)?;
+    let mut vendors = vec![];
+    for entry in efi.iter() {
+        let entry = entry.map_err(EspError::Fat)?;
+        let name = entry.file_name();
+        if entry.is_dir() && name != "." && name != ".." && !name.eq_ignore_ascii_case("BOOT") {
+            vendors.push(name);
+        }
+    }
+    vendors.sort();
+    for loader in VENDOR_LOADERS {
+        for vendor in &vendors {
+            if efi.open_file(&format!("{vendor}/{loader}")).is_ok() {
+                return Ok(format!("\\EFI\\{vendor}\\{loader}"));
+            }
+        }
+    }
+    if efi.open_file("BOOT/BOOTX64.EFI").is_ok() {
+        return Ok(FALLBACK.into());
+    }
+    Err(EspError::NoLoader)
+}
+
+/// Opens `path` for reading.
+pub fn open(path: &Path) -> io::Result<File> {
+    File::open(path)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    /// A GPT disk image of 48 MiB with one ESP (34 MiB FAT) at 1 MiB holding `files`.
+    pub(crate) fn disk_with_esp(files: &[&str]) -> tempfile::NamedTempFile {
+        const MIB: u64 = 1 << 20;
+        let mut fat = vec![0u8; 34 * MIB as usize];
+        fatfs::format_volume(Cursor::new(&mut fat[..]), fatfs::FormatVolumeOptions::new()).unwrap();
+        {
+            let fs =
+                fatfs::FileSystem::new(Cursor::new(&mut fat[..]), fatfs::FsOptions::new()).unwrap();
+            for f in files {
+                let mut dir = fs.root_dir();
+                let parts: Vec<&str> = f.split('/').collect();
+                for d in &parts[..parts.len() - 1] {
+                    dir = dir.open_dir(d).or_else(|_| dir.create_dir(d)).unwrap();
+                }
+                dir.create_file(parts[parts.len() - 1])
+                    .unwrap()
+                    .write_all(b"MZ")
+                    .unwrap();
+            }
+        }
+        let file = tempfile::NamedTempFile::new().unwrap();
+        file.as_file().set_len(48 * MIB).unwrap();
+        let status = std::process::Command::new("sfdisk")
+            .arg("--quiet")
+            .arg(file.path())
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(b"label: gpt\nstart=2048, size=69632, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n")?;
+                c.wait()
+            })
+            .unwrap();
+        assert!(status.success());
+        file.as_file().write_all_at(&fat, MIB).unwrap();
+        file
+    }
+
+    #[test]
+    fn finds_the_esp_and_prefers_a_vendor_shim() {
+        let disk = disk_with_esp(&[
+            "EFI/BOOT/BOOTX64.EFI",
+            "EFI/debian/grubx64.efi",
+            "EFI/debian/shimx64.efi",
+        ]);
+        let f = open(disk.path()).unwrap();
+        let hd = find(&f, "disk", 512, None).unwrap();
+        assert_eq!((hd.number, hd.start_lba, hd.size_lba), (1, 2048, 69632));
+        assert!(matches!(hd.signature, Signature::Gpt(_)));
+        assert_eq!(
+            find_loader(&f, &hd, 512).unwrap(),
+            "\\EFI\\debian\\shimx64.efi"
+        );
+        // A wanted GUID that is not there: the first ESP all the same.
+        assert_eq!(
+            find(
+                &f,
+                "disk",
+                512,
+                Some("00000000-0000-0000-0000-000000000000")
+            )
+            .unwrap(),
+            hd
+        );
+    }
+
+    #[test]
+    fn falls_back_to_the_removable_path_and_says_when_nothing_is_there() {
+        let disk = disk_with_esp(&["EFI/BOOT/BOOTX64.EFI"]);
+        let f = open(disk.path()).unwrap();
+        let hd = find(&f, "disk", 512, None).unwrap();
+        assert_eq!(find_loader(&f, &hd, 512).unwrap(), FALLBACK);
+        let empty = disk_with_esp(&["EFI/other/readme.txt"]);
+        let f = open(empty.path()).unwrap();
+        let hd = find(&f, "disk", 512, None).unwrap();
+        assert!(matches!(find_loader(&f, &hd, 512), Err(EspError::NoLoader)));
+        let blank = tempfile::NamedTempFile::new().unwrap();
+        blank.as_file().set_len(1 << 20).unwrap();
+        let f = open(blank.path()).unwrap();
+        assert!(matches!(
+            find(&f, "blank", 512, None),
+            Err(EspError::NoEsp(..))
+        ));
+    }
+}
