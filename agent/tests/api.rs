@@ -248,9 +248,11 @@ async fn bodies_in_memory_at_once_are_bounded() {
         conn.write_all(&body.as_bytes()[..100]).await.unwrap();
         slow.push(conn);
     }
-    common::poll_until(std::time::Duration::from_secs(10), || async {
-        (agent.state.body_budget_available_kib() == 0).then_some(())
-    })
+    ferrite_testkit::wait_until_async(
+        "the body budget to run out",
+        std::time::Duration::from_secs(10),
+        || async { (agent.state.body_budget_available_kib() == 0).then_some(()) },
+    )
     .await;
 
     // A third body waits for budget instead of adding to memory…

@@ -7,8 +7,9 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{assert_fault, poll_until, Agent};
+use common::{assert_fault, Agent};
 use ferrite_agent::state::{AgentConfig, SystemAction};
+use ferrite_testkit::wait_until_async;
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -93,7 +94,7 @@ async fn async_command_lifecycle_and_409() {
     assert_eq!(done["command_result"], json!({"n": 1}));
 
     // Polling without wait sees the same final state, and new commands are admitted.
-    let polled = poll_until(Duration::from_secs(10), || async {
+    let polled = wait_until_async("the command to finish", Duration::from_secs(10), || async {
         let (_, r) = agent.get(&format!("/v1/commands/{id}")).await;
         (r["command_status"] != "RUNNING").then_some(r)
     })
@@ -122,7 +123,7 @@ async fn post_with_wait_true_returns_the_final_result() {
         })
     };
     // Release only once the command is really running.
-    poll_until(Duration::from_secs(10), || async {
+    wait_until_async("the command to run", Duration::from_secs(10), || async {
         agent.state.commands.running().map(|_| ())
     })
     .await;

@@ -12,7 +12,7 @@ use ferrite_agent::image::deploy::{deploy_whole_disk, TargetDisk};
 use ferrite_image::http::HttpConfig;
 use ferrite_image::Progress;
 use ferrite_proto::image::ImageInfo;
-use imaging::httpd::{Mode, Server};
+use ferrite_testkit::http::{ImageServer, Mode};
 use imaging::*;
 
 const IMAGE: u64 = 8 * MIB;
@@ -20,7 +20,7 @@ const DISK: u64 = 16 * MIB;
 
 struct Case {
     rt: tokio::runtime::Runtime,
-    srv: Server,
+    srv: ImageServer,
     dir: tempfile::TempDir,
     raw: Vec<u8>,
     raw_path: std::path::PathBuf,
@@ -28,7 +28,7 @@ struct Case {
 
 fn case() -> Case {
     let rt = runtime();
-    let srv = Server::start(&rt);
+    let srv = ImageServer::start(&rt);
     let dir = tempfile::tempdir().unwrap();
     let (raw_path, raw) = make_disk_image(dir.path(), "disk.raw", IMAGE, 9);
     Case {
@@ -64,11 +64,8 @@ impl Case {
         let disk = sparse_disk(self.dir.path(), &format!("{name}.disk"), disk_size);
         old_partition_table(&disk);
         let cfg = HttpConfig {
-            connect_timeout: Duration::from_secs(5),
-            read_timeout: Duration::from_secs(10),
-            attempts: 2,
             backoff: Duration::from_millis(5),
-            max_resumes: 3,
+            ..fast_http(3)
         };
         let target = TargetDisk {
             path: disk.clone(),

@@ -11,7 +11,7 @@ use std::process::Command;
 use base64::Engine;
 use common::Agent;
 use ferrite_agent::state::AgentConfig;
-use imaging::httpd::{Mode, Server};
+use ferrite_testkit::http::{ImageServer, Mode};
 use imaging::*;
 use serde_json::{json, Value};
 
@@ -65,7 +65,7 @@ fn mtype(disk: &Path, offset: u64, file: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepare_image_with_config_drive_on_gpt_then_partition_uuids() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start_on(&tokio::runtime::Handle::current());
+    let srv = ImageServer::start_on(&tokio::runtime::Handle::current());
     let (_, raw) = make_disk_image(dir.path(), "disk.raw", IMAGE, 11);
     let url = srv.put("disk.raw", raw.clone(), Mode::Range);
     let disk = sparse_disk(dir.path(), "target", DISK);
@@ -126,7 +126,7 @@ async fn prepare_image_with_config_drive_on_gpt_then_partition_uuids() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_drive_on_an_mbr_disk_and_reused_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start_on(&tokio::runtime::Handle::current());
+    let srv = ImageServer::start_on(&tokio::runtime::Handle::current());
     let raw_path = sparse_disk(dir.path(), "mbr.raw", IMAGE);
     let mut child = Command::new("sfdisk")
         .arg("--quiet")
@@ -178,7 +178,7 @@ async fn config_drive_on_an_mbr_disk_and_reused_partition() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_leave_no_table_and_the_agent_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start_on(&tokio::runtime::Handle::current());
+    let srv = ImageServer::start_on(&tokio::runtime::Handle::current());
     let (_, raw) = make_disk_image(dir.path(), "disk.raw", IMAGE, 12);
     let url = srv.put("disk.raw", raw.clone(), Mode::Range);
     let disk = sparse_disk(dir.path(), "target", DISK);
@@ -238,7 +238,7 @@ async fn failures_leave_no_table_and_the_agent_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_image_deploy_step_and_erase_clean_steps() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start_on(&tokio::runtime::Handle::current());
+    let srv = ImageServer::start_on(&tokio::runtime::Handle::current());
     let (_, raw) = make_disk_image(dir.path(), "disk.raw", IMAGE, 13);
     let url = srv.put("disk.raw", raw.clone(), Mode::Range);
     let disk = sparse_disk(dir.path(), "target", DISK);
@@ -329,7 +329,7 @@ async fn write_image_deploy_step_and_erase_clean_steps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_is_visible_while_running() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start_on(&tokio::runtime::Handle::current());
+    let srv = ImageServer::start_on(&tokio::runtime::Handle::current());
     let (_, raw) = make_disk_image(dir.path(), "disk.raw", IMAGE, 14);
     // 8 MiB in 64 KiB pieces every 20 ms: about 2.5 s of download.
     let url = srv.put("slow.raw", raw.clone(), Mode::Slow(20));
@@ -344,15 +344,19 @@ async fn progress_is_visible_while_running() {
         .await;
     assert_eq!(code, 202, "{started}");
     let id = started["id"].as_str().unwrap().to_owned();
-    let seen = common::poll_until(std::time::Duration::from_secs(30), || {
-        let (agent, id) = (&agent, &id);
-        async move {
-            let (_, r) = agent.get(&format!("/v1/commands/{id}")).await;
-            let p = &r["command_result"]["ferrite_progress"];
-            (r["command_status"] == "RUNNING" && p["bytes_done"].as_u64().unwrap_or(0) > 0)
-                .then(|| r.clone())
-        }
-    })
+    let seen = ferrite_testkit::wait_until_async(
+        "progress of the running write",
+        std::time::Duration::from_secs(30),
+        || {
+            let (agent, id) = (&agent, &id);
+            async move {
+                let (_, r) = agent.get(&format!("/v1/commands/{id}")).await;
+                let p = &r["command_result"]["ferrite_progress"];
+                (r["command_status"] == "RUNNING" && p["bytes_done"].as_u64().unwrap_or(0) > 0)
+                    .then(|| r.clone())
+            }
+        },
+    )
     .await;
     let p = &seen["command_result"]["ferrite_progress"];
     assert_eq!(p["bytes_total"], IMAGE, "{seen}");
@@ -363,13 +367,17 @@ async fn progress_is_visible_while_running() {
         .agent_status_message
         .unwrap()
         .starts_with("writing image: downloading"));
-    let done = common::poll_until(std::time::Duration::from_secs(60), || {
-        let (agent, id) = (&agent, &id);
-        async move {
-            let (_, r) = agent.get(&format!("/v1/commands/{id}")).await;
-            (r["command_status"] != "RUNNING").then_some(r)
-        }
-    })
+    let done = ferrite_testkit::wait_until_async(
+        "the write to finish",
+        std::time::Duration::from_secs(60),
+        || {
+            let (agent, id) = (&agent, &id);
+            async move {
+                let (_, r) = agent.get(&format!("/v1/commands/{id}")).await;
+                (r["command_status"] != "RUNNING").then_some(r)
+            }
+        },
+    )
     .await;
     assert_eq!(done["command_status"], "SUCCEEDED", "{done}");
     assert_eq!(agent.state.progress().agent_status.as_deref(), Some("end"));

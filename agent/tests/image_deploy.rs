@@ -11,24 +11,13 @@ use std::time::Duration;
 
 use ferrite_agent::disk::safety::Choice;
 use ferrite_agent::image::deploy::{deploy_whole_disk, DeployError, Deployed, TargetDisk};
-use ferrite_image::http::HttpConfig;
 use ferrite_image::Progress;
 use ferrite_proto::image::ImageInfo;
-use imaging::httpd::{Mode, Server};
+use ferrite_testkit::http::{ImageServer, Mode};
 use imaging::*;
 
 const IMAGE: u64 = 24 * MIB;
 const DISK: u64 = 40 * MIB;
-
-fn fast_http() -> HttpConfig {
-    HttpConfig {
-        connect_timeout: Duration::from_secs(5),
-        read_timeout: Duration::from_secs(10),
-        attempts: 2,
-        backoff: Duration::from_millis(10),
-        max_resumes: 40,
-    }
-}
 
 fn info(url: &str, sha256: &str, format: &str) -> ImageInfo {
     ImageInfo {
@@ -51,7 +40,7 @@ fn deploy(
         path: disk.to_owned(),
         choice: Choice::Explicit,
     };
-    deploy_whole_disk(rt.handle(), info, &target, &fast_http(), &Progress::new())
+    deploy_whole_disk(rt.handle(), info, &target, &fast_http(40), &Progress::new())
 }
 
 /// Deploy `served` (the transport bytes) and check the disk holds `raw`, with a GPT
@@ -100,7 +89,7 @@ fn deploy_and_check(
 
 struct Fixture {
     rt: tokio::runtime::Runtime,
-    srv: Server,
+    srv: ImageServer,
     dir: tempfile::TempDir,
     raw: Vec<u8>,
     raw_path: std::path::PathBuf,
@@ -108,7 +97,7 @@ struct Fixture {
 
 fn fixture(seed: u64) -> Fixture {
     let rt = runtime();
-    let srv = Server::start(&rt);
+    let srv = ImageServer::start(&rt);
     let dir = tempfile::tempdir().unwrap();
     let (raw_path, raw) = make_disk_image(dir.path(), "disk.raw", IMAGE, seed);
     Fixture {
@@ -183,7 +172,7 @@ fn a_cut_within_the_magic_bytes_still_sniffs_the_format() {
     };
     let q = to_qcow2(&f.raw_path, &f.dir.path().join("cut.qcow2"), &[]);
     for (name, data, format, k) in [("gz-cut1", gz, "raw", 1), ("qcow2-cut2", q, "qcow2", 2)] {
-        let srv = Server::start(&f.rt);
+        let srv = ImageServer::start(&f.rt);
         let sha = sha256_hex(&data);
         let url = srv.put(name, data, Mode::CutFirst(k));
         let disk = sparse_disk(f.dir.path(), "t.img", DISK);
@@ -331,7 +320,7 @@ fn a_block_device_loses_its_old_tables_before_the_image_is_written() {
                 path: dev,
                 choice: Choice::Explicit,
             };
-            deploy_whole_disk(&rt, &info, &target, &fast_http(), &progress)
+            deploy_whole_disk(&rt, &info, &target, &fast_http(40), &progress)
         })
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -8,32 +8,20 @@ mod imaging;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use common::Agent;
 use ferrite_agent::disk::safety::Choice;
 use ferrite_agent::image::deploy::TargetDisk;
 use ferrite_agent::image::partition::deploy_partition_image;
 use ferrite_agent::state::AgentConfig;
-use ferrite_image::http::HttpConfig;
 use ferrite_image::Progress;
 use ferrite_proto::image::ImageInfo;
-use imaging::httpd::{Mode, Server};
+use ferrite_testkit::http::{ImageServer, Mode};
 use imaging::*;
 use serde_json::json;
 
 const ROOT_FS: u64 = 16 * MIB;
 const DISK: u64 = 1024 * MIB;
-
-fn fast_http() -> HttpConfig {
-    HttpConfig {
-        connect_timeout: Duration::from_secs(5),
-        read_timeout: Duration::from_secs(10),
-        attempts: 2,
-        backoff: Duration::from_millis(10),
-        max_resumes: 4,
-    }
-}
 
 /// An ext4 filesystem image holding /hello.txt, with a chosen UUID.
 fn ext4_image(dir: &Path, uuid: &str) -> Vec<u8> {
@@ -89,7 +77,7 @@ fn target(disk: &Path) -> TargetDisk {
 #[test]
 fn gpt_uefi_with_swap_has_esp_swap_root_and_reports_uuids() {
     let rt = runtime();
-    let srv = Server::start(&rt);
+    let srv = ImageServer::start(&rt);
     let dir = tempfile::tempdir().unwrap();
     let fs_uuid = "6a1e4f0c-3b2d-4c5e-9f80-112233445566";
     let root_img = ext4_image(dir.path(), fs_uuid);
@@ -102,7 +90,7 @@ fn gpt_uefi_with_swap_has_esp_swap_root_and_reports_uuids() {
         rt.handle(),
         &i,
         &target(&disk),
-        &fast_http(),
+        &fast_http(4),
         &Progress::new(),
         false,
     )
@@ -194,7 +182,7 @@ fn gpt_uefi_with_swap_has_esp_swap_root_and_reports_uuids() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mbr_bios_with_config_drive_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start_on(&tokio::runtime::Handle::current());
+    let srv = ImageServer::start_on(&tokio::runtime::Handle::current());
     let fs_uuid = "0b9f3c2a-1111-4222-8333-444455556666";
     let root_img = ext4_image(dir.path(), fs_uuid);
     let url = srv.put("root.ext4", root_img.clone(), Mode::NoRange);
@@ -302,7 +290,7 @@ fn config_drive_b64(dir: &Path) -> String {
 #[test]
 fn refusals_leave_no_partition_table() {
     let rt = runtime();
-    let srv = Server::start(&rt);
+    let srv = ImageServer::start(&rt);
     let dir = tempfile::tempdir().unwrap();
     let root_img = ext4_image(dir.path(), "7c1e4f0c-3b2d-4c5e-9f80-112233445566");
     let url = srv.put("root.ext4", root_img.clone(), Mode::Range);
@@ -312,7 +300,7 @@ fn refusals_leave_no_partition_table() {
             rt.handle(),
             i,
             &target(&disk),
-            &fast_http(),
+            &fast_http(4),
             &Progress::new(),
             false,
         )
@@ -360,7 +348,7 @@ fn refusals_leave_no_partition_table() {
 fn loop_device_old_data_is_overwritten_and_the_table_reread() {
     use std::os::unix::fs::FileExt;
     let rt = runtime();
-    let srv = Server::start(&rt);
+    let srv = ImageServer::start(&rt);
     let dir = tempfile::tempdir().unwrap();
     let fs_uuid = "5d0c1b2a-3333-4444-8555-666677778888";
     let root_img = ext4_image(dir.path(), fs_uuid);
@@ -386,7 +374,7 @@ fn loop_device_old_data_is_overwritten_and_the_table_reread() {
         rt.handle(),
         &i,
         &target(&lo.dev),
-        &fast_http(),
+        &fast_http(4),
         &Progress::new(),
         false,
     )

@@ -6,7 +6,7 @@ mod common;
 use common::Agent;
 use ferrite_agent::state::AgentConfig;
 use ferrite_agent::system::SystemAction;
-use ferrite_iscsi::{Credentials, Initiator, InitiatorError, LoginOptions};
+use ferrite_iscsi::{Credentials, Initiator, LoginOptions};
 use serde_json::json;
 use std::time::Duration;
 
@@ -53,17 +53,7 @@ async fn start_write_through_initiator_then_stop() {
 
     let mut opts = LoginOptions::new("iqn.2026-01.org.ferrite:conductor", IQN);
     let e = Initiator::connect(addr, &opts).await.unwrap_err();
-    assert!(
-        matches!(
-            e,
-            InitiatorError::LoginRejected {
-                class: 2,
-                detail: 1,
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert!(e.is_authentication_failure(), "{e}");
     opts.chap = Some(Credentials {
         user: "conductor".into(),
         secret: "chap-secret-1".into(),
@@ -104,10 +94,14 @@ async fn start_write_through_initiator_then_stop() {
         s.logout().await.unwrap();
         let (code, res) = agent.command("", command, json!({})).await;
         assert!(code == 200 || code == 202, "{command}: {res}");
-        common::poll_until(Duration::from_secs(20), || async {
-            let closed = tokio::net::TcpStream::connect(addr).await.is_err();
-            (closed && agent.hooks.calls().contains(&action)).then_some(())
-        })
+        ferrite_testkit::wait_until_async(
+            "the target to close and the hook to run",
+            Duration::from_secs(20),
+            || async {
+                let closed = tokio::net::TcpStream::connect(addr).await.is_err();
+                (closed && agent.hooks.calls().contains(&action)).then_some(())
+            },
+        )
         .await;
     }
 

@@ -5,7 +5,7 @@
 mod double;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -224,25 +224,23 @@ async fn inspection_is_posted_and_its_uuid_used_in_lookup() {
     );
 }
 
-/// A port nothing listens on now (the run API hides the one it binds).
+/// A port nothing listens on now. `run` binds its `listen` address itself (that is the
+/// agent's `--listen`, under test here), and only once it holds a token: its port must stay
+/// closed until then, which a listener bound beforehand and handed in would not be. So these
+/// tests must name a port. If another process
+/// took it in between, `run` fails with "address in use" and the test fails loudly; it
+/// cannot pass by talking to someone else's server, because the checks need our token.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    ferrite_testkit::free_tcp_port()
 }
 
 /// Polls `url` until it answers, or panics at the deadline.
 async fn first_answer(client: &reqwest::Client, url: &str) -> reqwest::Response {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match client.get(url).send().await {
-            Ok(r) => return r,
-            Err(e) if std::time::Instant::now() > deadline => panic!("{url}: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
+    let what = format!("an answer from {url}");
+    ferrite_testkit::wait_until_async(&what, Duration::from_secs(10), || async {
+        client.get(url).send().await.ok()
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -468,16 +466,6 @@ async fn lockdown_stops_heartbeats_and_the_agent() {
     assert_eq!(d.heartbeats().len(), before);
 }
 
-/// Kills the spawned agent even when the test fails.
-struct Reap(Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_binary_looks_up_and_heartbeats() {
     let d = Double::start(double_script()).await;
@@ -501,7 +489,7 @@ async fn the_real_binary_looks_up_and_heartbeats() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut agent = Reap(child);
+    let mut agent = ferrite_testkit::Reaped(child);
     d.wait_until(
         "a heartbeat from the binary",
         Duration::from_secs(20),
@@ -522,17 +510,12 @@ async fn the_real_binary_looks_up_and_heartbeats() {
 
     // SIGTERM stops it cleanly.
     sigterm(agent.0.id());
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = agent.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "agent ignored SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = ferrite_testkit::wait_until_async(
+        "the agent to exit on SIGTERM",
+        Duration::from_secs(15),
+        || std::future::ready(agent.0.try_wait().unwrap()),
+    )
+    .await;
     assert!(status.success(), "{status}");
 }
 

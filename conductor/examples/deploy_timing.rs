@@ -186,21 +186,6 @@ fn image(mib: usize) -> Vec<u8> {
     img
 }
 
-async fn serve_image(bytes: Vec<u8>) -> anyhow::Result<String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/disk.raw", listener.local_addr()?);
-    let bytes = bytes::Bytes::from(bytes);
-    let app = axum::Router::new().route(
-        "/disk.raw",
-        axum::routing::get(move || {
-            let b = bytes.clone();
-            async move { b }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(url)
-}
-
 /// Enrolls a node for `mode`, cleans it to `available`; returns (name, disk path).
 async fn enroll(
     api: &Api,
@@ -322,7 +307,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let img = image(mib);
     let sha = hex::encode(sha2::Sha256::digest(&img));
-    let url = serve_image(img.clone()).await?;
+    let images = ferrite_testkit::http::ImageServer::start_on_current();
+    let url = images.put(
+        "disk.raw",
+        img.clone(),
+        ferrite_testkit::http::Mode::NoRange,
+    );
     let disk_mib = (mib as u64) * 2 + 128;
     let info =
         json!({"image_source": url, "image_os_hash_algo": "sha256", "image_os_hash_value": sha});

@@ -383,8 +383,7 @@ pub async fn run(
     tracing::info!(%local, tls = tls.is_some(), "ferrite conductor serving");
     match tls {
         Some(tls) => {
-            let listener = crate::tls::TlsListener::new(listener, tls)
-                .context("setting up the TLS listener")?;
+            let listener = crate::tls::TlsListener::new(listener, tls);
             axum::serve(listener, api::router(state))
                 .with_graceful_shutdown(shutdown)
                 .await

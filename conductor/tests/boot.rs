@@ -116,10 +116,11 @@ async fn the_conductor_serves_tftp_when_asked() {
     let root = tempfile::tempdir().unwrap();
     let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(root.path().join("undionly.kpxe"), &payload).unwrap();
-    let port = {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.local_addr().unwrap().port()
-    };
+    // `--tftp-listen` is the flag under test, so the conductor binds the address itself.
+    // Should another process take the port first, `run` fails ("binding TFTP to …") and
+    // the API never answers: the test fails loudly, it cannot pass by someone else's server
+    // (the transfers below check our payload).
+    let port = ferrite_testkit::free_udp_port();
     let root_path = root.path().to_path_buf();
     let server = Server::start(Backend::Sqlite, move |c| {
         c.tftp_listen = Some(([127, 0, 0, 1], port).into());

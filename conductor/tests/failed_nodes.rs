@@ -8,10 +8,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::agent::{serve_image, AgentBoot};
+use common::agent::AgentBoot;
 use common::{Api, Backend, Server};
 use ferrite_agent::heartbeat::ConductorClient;
 use ferrite_proto::lookup::Heartbeat;
+use ferrite_testkit::http::{ImageServer, Mode};
 use serde_json::{json, Value};
 
 struct Lab {
@@ -21,6 +22,7 @@ struct Lab {
     root: std::path::PathBuf,
     disk: std::path::PathBuf,
     macs: Vec<String>,
+    images: ImageServer,
 }
 
 impl Lab {
@@ -56,6 +58,7 @@ impl Lab {
             root,
             disk,
             macs,
+            images: ImageServer::start_on_current(),
         }
     }
 
@@ -102,7 +105,7 @@ impl Lab {
                     }
                 }
                 if let Some(b) = &boot {
-                    let _ = self.client.heartbeat("n", &heartbeat(b)).await;
+                    let _ = self.client.heartbeat("n", &b.heartbeat()).await;
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -111,7 +114,9 @@ impl Lab {
 
     /// Points the node at an image whose checksum cannot match and deploys it.
     async fn deploy_bad_checksum(&self) {
-        let url = serve_image(vec![0x42; 1 << 20]).await;
+        let url = self
+            .images
+            .put("disk.raw", vec![0x42; 1 << 20], Mode::NoRange);
         let patch = json!([{"op": "add", "path": "/instance_info", "value": {
             "image_source": url, "image_os_hash_algo": "sha256",
             "image_os_hash_value": "0".repeat(64), "image_disk_format": "raw"}}]);
@@ -121,17 +126,6 @@ impl Lab {
         );
         let (s, v) = self.api.provision("n", json!({"target": "active"})).await;
         assert_eq!(s, 202, "{v}");
-    }
-}
-
-fn heartbeat(b: &AgentBoot) -> Heartbeat {
-    Heartbeat {
-        callback_url: b.url.clone(),
-        agent_token: b.state.agent_token().unwrap_or_default().to_string(),
-        agent_version: "in-process".into(),
-        agent_verify_ca: None,
-        agent_status: None,
-        agent_status_message: None,
     }
 }
 

@@ -8,9 +8,10 @@ mod common;
 use std::io::Write;
 
 use base64::Engine;
-use common::agent::{agent_loop, serve_image};
+use common::agent::agent_loop;
 use common::{Api, Backend, Server};
 use ferrite_agent::heartbeat::inspect::{post_inventory, InspectTiming};
+use ferrite_testkit::http::{ImageServer, Mode};
 use serde_json::json;
 use sha2::Digest;
 
@@ -159,7 +160,8 @@ async fn lifecycle(backend: Backend) {
     // Deploy with a config drive.
     let img = image();
     let sha = hex::encode(sha2::Sha256::digest(&img));
-    let url = serve_image(img.clone()).await;
+    let images = ImageServer::start_on_current();
+    let url = images.put("disk.raw", img.clone(), Mode::NoRange);
     let patch = json!([{"op": "add", "path": "/instance_info", "value": {
         "image_source": url, "image_os_hash_algo": "sha256", "image_os_hash_value": sha, "image_disk_format": "raw"}}]);
     assert_eq!(
@@ -268,7 +270,8 @@ async fn deploy_through_iscsi() {
     let mut img = image();
     img[(2 << 20)..(3 << 20)].fill(0);
     let sha = hex::encode(sha2::Sha256::digest(&img));
-    let url = serve_image(img.clone()).await;
+    let images = ImageServer::start_on_current();
+    let url = images.put("disk.raw", img.clone(), Mode::NoRange);
 
     // A bad portal port is refused; a wrong checksum fails the deploy and wipes the disk.
     let patch = json!([{"op": "add", "path": "/instance_info", "value": {

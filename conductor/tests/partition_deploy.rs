@@ -7,8 +7,9 @@ mod common;
 
 use std::process::Command;
 
-use common::agent::{agent_loop, serve_image};
+use common::agent::agent_loop;
 use common::{Api, Backend, Server};
+use ferrite_testkit::http::{ImageServer, Mode};
 use serde_json::{json, Value};
 use sha2::Digest;
 
@@ -77,7 +78,8 @@ async fn partition_image_follows_instance_info_and_capabilities() {
     // A "filesystem" image for the root partition.
     let img: Vec<u8> = (0..4 * MIB as usize).map(|i| (i % 253) as u8 + 1).collect();
     let sha = hex::encode(sha2::Sha256::digest(&img));
-    let url = serve_image(img.clone()).await;
+    let images = ImageServer::start_on_current();
+    let url = images.put("disk.raw", img.clone(), Mode::NoRange);
     let ii = json!({
         "image_source": url, "image_os_hash_algo": "sha256", "image_os_hash_value": sha,
         "image_type": "partition", "root_mb": 32, "swap_mb": "8",

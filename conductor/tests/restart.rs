@@ -3,23 +3,40 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, unsafe_kill, wait_until, Api, Postgres};
+use common::{listening, wait_until, Api, Postgres};
+use ferrite_testkit::{free_tcp_port, with_free_port, Reaped};
 use serde_json::json;
 
-/// A `ferrite conductor` process; killed and reaped on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        unsafe_kill(self.0.id(), libc::SIGKILL);
-        let _ = self.0.wait();
-    }
+/// Starts `ferrite conductor` (killed and reaped on drop) and waits until it listens. It
+/// must be told its port: one that another process takes first makes it exit ("address in
+/// use"), and it starts again on another. Returns its API.
+async fn start(dir: &std::path::Path, db: Option<&str>, extra: &[&str]) -> (Api, Reaped) {
+    let (dir, db) = (dir.to_path_buf(), db.map(str::to_string));
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let (port, proc) = tokio::task::spawn_blocking(move || {
+        with_free_port("ferrite conductor", free_tcp_port, |port| {
+            let mut proc = spawn(port, &dir, db.as_deref(), &extra);
+            listening(&mut proc.0, port, "ferrite conductor").map(|()| (port, proc))
+        })
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&format!("http://127.0.0.1:{port}"));
+    wait_until("the conductor answers", Duration::from_secs(30), || async {
+        api.http
+            .get(format!("{}/v1", api.base))
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+    (api, proc)
 }
 
-fn start(port: u16, dir: &std::path::Path, db: Option<&str>, extra: &[&str]) -> Proc {
+fn spawn(port: u16, dir: &std::path::Path, db: Option<&str>, extra: &[String]) -> Reaped {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrite"));
     cmd.args([
         "conductor",
@@ -38,22 +55,12 @@ fn start(port: u16, dir: &std::path::Path, db: Option<&str>, extra: &[&str]) -> 
     if let Some(url) = db {
         cmd.args(["--database-url", url]);
     }
-    Proc(cmd.spawn().expect("starting ferrite conductor"))
+    Reaped(cmd.spawn().expect("starting ferrite conductor"))
 }
 
 async fn scenario(db: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let api = Api::new(&format!("http://127.0.0.1:{port}"));
-    let proc = start(port, dir.path(), db, &[]);
-    wait_until("the conductor answers", Duration::from_secs(30), || async {
-        api.http
-            .get(format!("{}/v1", api.base))
-            .send()
-            .await
-            .is_ok()
-    })
-    .await;
+    let (api, proc) = start(dir.path(), db, &[]).await;
     let nodes = [
         ("quick", json!({})),
         ("slow", json!({})),
@@ -131,19 +138,8 @@ async fn scenario(db: Option<&str>) {
     )
     .await;
     drop(proc); // SIGKILL: no graceful shutdown
-    let _proc = start(port, dir.path(), db, &["--callback-timeout", "1"]);
-    wait_until(
-        "the restarted conductor answers",
-        Duration::from_secs(30),
-        || async {
-            api.http
-                .get(format!("{}/v1", api.base))
-                .send()
-                .await
-                .is_ok()
-        },
-    )
-    .await;
+                // The same state on a fresh port: nothing in this test calls back to the first URL.
+    let (api, _proc) = start(dir.path(), db, &["--callback-timeout", "1"]).await;
     let slow = api.wait_state("slow", "deploy failed").await;
     let err = slow["last_error"].as_str().unwrap();
     assert!(

@@ -249,25 +249,14 @@ mod tests {
     /// where `cargo xtask fuzz` says to put a crash once it is fixed).
     #[test]
     fn seeds_and_past_findings_replay_without_panics() {
-        let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-        let mut counts = vec![];
-        for (target, f) in [
-            ("iso9660", iso9660 as fn(&[u8])),
-            ("partition_tables", partition_tables),
-            ("checksum_file", checksum_file),
-        ] {
-            let mut n = 0;
-            for sub in ["seeds", "regressions"] {
-                let Ok(dir) = std::fs::read_dir(fuzz.join(sub).join(target)) else {
-                    continue;
-                };
-                for e in dir {
-                    f(&std::fs::read(e.unwrap().path()).unwrap());
-                    n += 1;
-                }
-            }
-            counts.push((target, n));
-        }
+        let counts = ferrite_testkit::fuzz::replay_corpus(
+            env!("CARGO_MANIFEST_DIR"),
+            &[
+                ("iso9660", iso9660),
+                ("partition_tables", partition_tables),
+                ("checksum_file", checksum_file),
+            ],
+        );
         assert!(counts.iter().all(|(_, n)| *n >= 3), "{counts:?}");
     }
 

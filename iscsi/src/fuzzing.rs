@@ -389,26 +389,21 @@ mod tests {
     /// where `cargo xtask fuzz` says to put a crash once it is fixed).
     #[test]
     fn seeds_and_past_findings_replay_without_panics() {
-        let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-        let mut n = 0;
-        for (target, f) in [
-            ("pdu", pdu as fn(&[u8])),
-            ("login", login),
-            ("initiator", |d: &[u8]| {
-                initiator(d);
-            }),
-        ] {
-            for sub in ["seeds", "regressions"] {
-                let Ok(dir) = std::fs::read_dir(fuzz.join(sub).join(target)) else {
-                    continue;
-                };
-                for e in dir {
-                    f(&std::fs::read(e.unwrap().path()).unwrap());
-                    n += 1;
-                }
-            }
-        }
-        assert!(n >= initiator_seeds().len(), "replayed {n} inputs");
+        let counts = ferrite_testkit::fuzz::replay_corpus(
+            env!("CARGO_MANIFEST_DIR"),
+            &[
+                ("pdu", pdu),
+                ("login", login),
+                ("initiator", |d| {
+                    initiator(d);
+                }),
+            ],
+        );
+        let n: usize = counts.iter().map(|(_, n)| n).sum();
+        assert!(
+            n >= initiator_seeds().len(),
+            "replayed {n} inputs: {counts:?}"
+        );
     }
 
     /// Writes [`initiator_seeds`] as the fuzz target's seed corpus:

@@ -74,6 +74,21 @@ pub enum InitiatorError {
     Outstanding(usize),
 }
 
+impl InitiatorError {
+    /// The target refused the login for authentication (status 0x02/0x01, RFC 7143
+    /// §11.13.5): wrong or missing CHAP credentials, or an initiator it does not admit.
+    pub fn is_authentication_failure(&self) -> bool {
+        matches!(
+            self,
+            InitiatorError::LoginRejected {
+                class: 2,
+                detail: 1,
+                ..
+            }
+        )
+    }
+}
+
 fn login_meaning(class: u8, detail: u8) -> &'static str {
     match (class, detail) {
         (1, _) => "redirection",

@@ -4,10 +4,11 @@
 mod common;
 
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{require_tool, start, wait_until, IQN};
+use ferrite_testkit::Reaped;
 
 /// libiscsi 1.19's default run: our target passes every test (tgtd 1.0.85 passes 598 here,
 /// ARCHITECTURE.md), so any failure is a regression.
@@ -15,16 +16,6 @@ const TOTAL: u32 = 615;
 /// The run takes 63–78 s under load (some tests wait out 3 s timeouts on purpose); a
 /// target that stops answering must fail the test, not hang it.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Kills and reaps the child however the test ends.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Parses CUnit's "tests  <total> <ran> <passed> <failed> <inactive>" summary line.
 fn summary(out: &str) -> Option<(u32, u32, u32)> {

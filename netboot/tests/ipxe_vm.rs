@@ -6,21 +6,12 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferrite_netboot::ipxe::{self, DeployBoot, KernelParams};
 use ferrite_netboot::{BootFiles, Mac, Served};
-
-struct Qemu(Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use ferrite_qemu_harness::VmBuilder;
 
 /// Serves GET /boot/* from `files` on its own thread, logging each path.
 fn serve(listener: TcpListener, files: BootFiles, log: Arc<Mutex<Vec<String>>>) {
@@ -110,21 +101,14 @@ fn ipxe_runs_chain_and_deploy_scripts() {
     let log = Arc::new(Mutex::new(Vec::new()));
     serve(listener, files, log.clone());
 
-    let qemu = Command::new("qemu-system-x86_64")
-        .args([
-            "-accel", "tcg", "-m", "128", "-display", "none", "-serial", "null",
-        ])
-        .args(["-monitor", "none", "-boot", "n", "-no-reboot"])
-        .arg("-netdev")
-        .arg(format!("user,id=n0,bootfile={base}/boot/boot.ipxe"))
-        .arg("-device")
-        .arg(format!("virtio-net-pci,netdev=n0,mac={mac}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("qemu-system-x86_64 (Debian qemu-system-x86 and ipxe-qemu)");
-    let _qemu = Qemu(qemu);
+    // Killed and reaped when the test ends (Debian qemu-system-x86 and ipxe-qemu).
+    let _vm = VmBuilder::new("ipxe-netboot")
+        .memory_mib(128)
+        .nic(&mac.to_string())
+        .pxe_bootfile(&format!("{base}/boot/boot.ipxe"))
+        .dir(dir.path().join("vm"))
+        .start()
+        .expect("starting QEMU");
 
     let mac_script = format!("/boot/{}.ipxe", mac.hexhyp());
     let kernel = format!("/boot/{UUID}/deploy_kernel");

@@ -1,4 +1,5 @@
-//! Wire types of the Ferrite/Ironic protocols (see shared/CONTRACT.md). No I/O lives here.
+//! Wire types of the Ferrite/Ironic protocols (see shared/CONTRACT.md). No I/O lives here,
+//! but for the API accept loop the agent and the conductor share (feature `server`).
 
 pub mod agent;
 pub mod commands;
@@ -7,6 +8,8 @@ pub mod image;
 pub mod inventory;
 pub mod lookup;
 pub mod steps;
+#[cfg(feature = "server")]
+pub mod tls;
 
 /// The Ironic API microversion the agent asks for in lookup and heartbeat.
 pub const IRONIC_API_VERSION: &str = "1.68";

@@ -1,9 +1,12 @@
-//! A small HTTP/1.1 server on 127.0.0.1 for tests and the demo: serves files from a directory
-//! (iPXE script, kernel, initramfs, images), records every request, and answers other paths
-//! with a fixed status and body so agent calls can be captured before a conductor exists.
+//! A small HTTP/1.1 server on 127.0.0.1 for tests, the demo and the benchmarks: serves files
+//! from a directory (iPXE script, kernel, initramfs, images) with HEAD and single-range GET
+//! (qemu-img's curl driver needs both), streamed from the file (sendfile-backed copy),
+//! records every request, and answers other paths with a fixed status and body so agent
+//! calls can be captured before a conductor exists.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,6 +85,11 @@ impl HttpServer {
         self.addr.port()
     }
 
+    /// The URL of `path` (a file under the root, or a reply) on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/{}", self.addr, path.trim_start_matches('/'))
+    }
+
     /// Answers requests whose path (without query) is `path` with `status` and `body`.
     pub fn reply(&self, path: &str, status: u16, body: &str) {
         self.shared.replies.lock().expect("lock").insert(
@@ -125,6 +133,7 @@ fn serve(conn: TcpStream, root: &Path, shared: &Shared) -> std::io::Result<()> {
         let (method, target) = (method.to_string(), target.to_string());
         let mut length = 0usize;
         let mut close = false;
+        let mut range = None;
         loop {
             let mut h = String::new();
             if reader.read_line(&mut h)? == 0 {
@@ -138,6 +147,7 @@ fn serve(conn: TcpStream, root: &Path, shared: &Shared) -> std::io::Result<()> {
                 match k.trim().to_ascii_lowercase().as_str() {
                     "content-length" => length = v.trim().parse().unwrap_or(0),
                     "connection" => close = v.trim().eq_ignore_ascii_case("close"),
+                    "range" => range = parse_range(v.trim()),
                     _ => {}
                 }
             }
@@ -157,8 +167,8 @@ fn serve(conn: TcpStream, root: &Path, shared: &Shared) -> std::io::Result<()> {
         let head = method == "HEAD";
         match reply {
             Some(r) => respond_head(&mut conn, r.status, &r.body, !close, head)?,
-            None => match file_under(root, &path).and_then(|p| std::fs::read(p).ok()) {
-                Some(bytes) => respond_head(&mut conn, 200, &bytes, !close, head)?,
+            None => match file_under(root, &path).and_then(|p| File::open(p).ok()) {
+                Some(file) => send_file(&mut conn, file, range, !close, head)?,
                 None => respond_head(&mut conn, 404, b"not found", !close, head)?,
             },
         }
@@ -166,6 +176,58 @@ fn serve(conn: TcpStream, root: &Path, shared: &Shared) -> std::io::Result<()> {
             return Ok(());
         }
     }
+}
+
+/// `bytes=A-` or `bytes=A-B` as (A, B); other forms (suffix, several ranges) are ignored
+/// and the whole file is sent.
+fn parse_range(v: &str) -> Option<(u64, Option<u64>)> {
+    let (a, b) = v.strip_prefix("bytes=")?.split_once('-')?;
+    let b = if b.is_empty() {
+        None
+    } else {
+        Some(b.parse().ok()?)
+    };
+    Some((a.parse().ok()?, b))
+}
+
+/// Sends `file`, or the part `range` asks for (206) when it starts inside the file.
+fn send_file(
+    conn: &mut TcpStream,
+    mut file: File,
+    range: Option<(u64, Option<u64>)>,
+    keep: bool,
+    head_only: bool,
+) -> std::io::Result<()> {
+    let total = file.metadata()?.len();
+    let (partial, start, end) = match range {
+        Some((a, b)) if a < total => (true, a, b.unwrap_or(total - 1).min(total - 1)),
+        _ => (false, 0, total.saturating_sub(1)),
+    };
+    let len = if total == 0 || end < start {
+        0
+    } else {
+        end - start + 1
+    };
+    let mut header = format!(
+        "HTTP/1.1 {}\r\nContent-Length: {len}\r\nContent-Type: application/octet-stream\r\n\
+         Accept-Ranges: bytes\r\nConnection: {}\r\n",
+        if partial {
+            "206 Partial Content"
+        } else {
+            "200 OK"
+        },
+        if keep { "keep-alive" } else { "close" }
+    );
+    if partial {
+        header.push_str(&format!("Content-Range: bytes {start}-{end}/{total}\r\n"));
+    }
+    header.push_str("\r\n");
+    conn.write_all(header.as_bytes())?;
+    if !head_only {
+        file.seek(SeekFrom::Start(start))?;
+        std::io::copy(&mut (&mut file).take(len), conn)?;
+    }
+    conn.flush()
 }
 
 /// `root/<path>` when `path` has only normal components (no `..`).
@@ -302,11 +364,52 @@ mod tests {
             s.addr(),
             "POST /x HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
         );
+        assert_eq!(s.url("boot.ipxe"), format!("http://{}/boot.ipxe", s.addr()));
         let (status, body) = call(s.addr(), "GET", "/boot.ipxe", None).unwrap();
         assert_eq!((status, body.as_str()), (200, "#!ipxe\n"));
         assert_eq!(unchunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "abcde");
         let reqs = s.requests();
         assert_eq!(reqs[1].target, "/v1/lookup?addresses=aa");
         assert_eq!(reqs[3].body, b"abc");
+    }
+
+    #[test]
+    fn serves_ranges_and_head_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..256u32).map(|i| b'a' + (i % 26) as u8).collect();
+        std::fs::write(dir.path().join("disk.raw"), &data).unwrap();
+        let s = HttpServer::start(dir.path()).unwrap();
+        let r = get(
+            s.addr(),
+            "GET /disk.raw HTTP/1.1\r\nRange: bytes=10-19\r\nConnection: close\r\n\r\n",
+        );
+        let (head, body) = r.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+        assert!(head.contains("Content-Range: bytes 10-19/256"), "{head}");
+        assert!(head.contains("Content-Length: 10"), "{head}");
+        assert_eq!(body.as_bytes(), &data[10..20]);
+        let r = get(
+            s.addr(),
+            "GET /disk.raw HTTP/1.1\r\nRange: bytes=250-\r\nConnection: close\r\n\r\n",
+        );
+        assert!(r.contains("Content-Range: bytes 250-255/256"), "{r}");
+        let r = get(
+            s.addr(),
+            "HEAD /disk.raw HTTP/1.1\r\nConnection: close\r\n\r\n",
+        );
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(r.contains("Content-Length: 256") && r.contains("Accept-Ranges: bytes"));
+        assert!(r.ends_with("\r\n\r\n"), "HEAD sent a body: {r}");
+        // A range past the end gets the whole file.
+        let r = get(
+            s.addr(),
+            "GET /disk.raw HTTP/1.1\r\nRange: bytes=300-\r\nConnection: close\r\n\r\n",
+        );
+        assert!(
+            r.starts_with("HTTP/1.1 200") && r.contains("Content-Length: 256"),
+            "{r}"
+        );
+        assert_eq!(parse_range("bytes=5-"), Some((5, None)));
+        assert_eq!(parse_range("bytes=-5"), None);
     }
 }

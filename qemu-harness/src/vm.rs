@@ -20,7 +20,14 @@ pub const DEFAULT_MAC: &str = "52:54:00:fe:00:01";
 /// The agent's API port inside the guest.
 pub const AGENT_PORT: u16 = 9999;
 
-/// A free TCP port on 127.0.0.1 (the OS picks it; bound and released).
+/// A free TCP port on 127.0.0.1 (the OS picks it; bound and released), for what must be
+/// told a number: QEMU's `hostfwd`, ipmi_sim's KCS socket, a conductor process's
+/// `--listen`. Another process may take it before they bind it; that cannot go unnoticed:
+/// QEMU then exits at start ("Could not set up host forwarding rule", returned as
+/// [`Error::QemuFailed`] with its log), ipmi_sim exits and the BMC's start fails, and a
+/// conductor that cannot listen exits (the calls that follow fail): a clash fails a run,
+/// it cannot make one pass. (Tests in the crates use
+/// `ferrite_testkit::with_free_port` to retry such starts.)
 pub fn free_tcp_port() -> Result<u16, Error> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -5,8 +5,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use ferrite_ramdisk_build::cpio::Archive;
 use ferrite_ramdisk_build::{deb, initramfs, kmod::ModuleTree};
@@ -14,15 +14,7 @@ use ferrite_ramdisk_build::{deb, initramfs, kmod::ModuleTree};
 const BEGIN: &str = "FERRITE-GUEST-BEGIN";
 const END: &str = "FERRITE-GUEST-END";
 
-/// Kills and reaps a child process when the test ends, passed or failed.
-pub struct Reaped(pub Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub use ferrite_testkit::{wait_until, Reaped};
 
 /// Removes a test's directory when it ends.
 pub struct TempDir(pub PathBuf);
@@ -40,18 +32,6 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Polls `cond` every 50 ms until it holds or `limit` passes.
-pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -149,7 +129,7 @@ pub fn run(dir: &Path, kernel: &Path, initrd: &Path, devices: &[String], limit: 
         .expect("qemu-system-x86_64 (Debian package qemu-system-x86) must be installed");
     let mut qemu = Reaped(qemu);
     let read_console = || fs::read_to_string(&console).unwrap_or_default();
-    wait_until(limit, "the guest's output on the console", || {
+    wait_until("the guest's output on the console", limit, || {
         // The guest powers off right after the marker: look at the console first.
         if read_console().contains(END) {
             return true;
@@ -159,7 +139,7 @@ pub fn run(dir: &Path, kernel: &Path, initrd: &Path, devices: &[String], limit: 
         }
         false
     });
-    wait_until(Duration::from_secs(30), "QEMU to exit", || {
+    wait_until("QEMU to exit", Duration::from_secs(30), || {
         matches!(qemu.0.try_wait(), Ok(Some(_)))
     });
     let text = read_console();

@@ -8,35 +8,20 @@
 //! Skipped by `cargo xtask test --quick` (FERRITE_SKIP_VM_TESTS).
 
 use std::fs;
-use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ferrite_proto::inventory::Inventory;
+use ferrite_testkit::{free_tcp_port, free_udp_port, with_free_port};
 use ferrite_tests::guest::{self, wait_until, Reaped, Script, TempDir};
 
 const BMC_IP: &str = "192.0.2.77";
 const BMC_MAC: &str = "52:54:00:aa:bb:77";
 
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts ipmi_sim with LAN channel 1 on `lan_port` and the VM (KCS) socket on `kcs_port`.
-fn start_ipmi_sim(dir: &Path, lan_port: u16, kcs_port: u16) -> Reaped {
+/// Starts ipmi_sim with LAN channel 1 on `lan_port` and the VM (KCS) socket on `kcs_port`;
+/// an error when it exits before listening (another process took a port).
+fn start_ipmi_sim(dir: &Path, lan_port: u16, kcs_port: u16) -> Result<Reaped, String> {
     let program = dir.join("lancontrol.sh");
     fs::write(
         &program,
@@ -91,13 +76,18 @@ fn start_ipmi_sim(dir: &Path, lan_port: u16, kcs_port: u16) -> Reaped {
         .stderr(log)
         .spawn()
         .expect("ipmi_sim (Debian package openipmi) must be installed");
-    let sim = Reaped(child);
     // Probing with a connection would take the single VM slot ipmi_sim offers: look for the
     // listening socket in /proc/net/tcp instead.
-    wait_until(Duration::from_secs(20), "ipmi_sim's KCS socket", || {
-        listening(kcs_port)
-    });
-    sim
+    let mut sim = Reaped(child);
+    let ready = wait_until(
+        "ipmi_sim's KCS socket",
+        Duration::from_secs(20),
+        || match sim.try_wait() {
+            Ok(Some(status)) => Some(Err(format!("ipmi_sim exited: {status}"))),
+            _ => listening(kcs_port).then_some(Ok(())),
+        },
+    );
+    ready.map(|()| sim)
 }
 
 /// True when a TCP socket listens on 127.0.0.1:`port` (state 0A in /proc/net/tcp).
@@ -152,8 +142,12 @@ fn agent_reads_bmc_addresses_through_dev_ipmi0() {
         command: "/bin/ferrite-agent inventory",
     };
     let (kernel, initrd) = guest::build(&dir.0, &agent, &script);
-    let (lan_port, kcs_port) = (free_udp_port(), free_tcp_port());
-    let _sim = start_ipmi_sim(&dir.0, lan_port, kcs_port);
+    // ipmi_sim must be told its ports; one taken by another process in between makes it
+    // exit, and it starts again on others.
+    let (lan_port, kcs_port, _sim) = with_free_port("ipmi_sim", free_tcp_port, |kcs_port| {
+        let lan_port = free_udp_port();
+        start_ipmi_sim(&dir.0, lan_port, kcs_port).map(|sim| (lan_port, kcs_port, sim))
+    });
 
     let devices = [
         "-chardev".to_string(),

@@ -7,19 +7,18 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ferrite_tftp::packet::Packet;
-use ferrite_tftp::{Server, ServerConfig, TransferLog};
 use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
+
+mod common;
+
+use common::{recv_within, Running};
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    srv: Running,
     root: PathBuf,
     out: PathBuf,
     addr: SocketAddr,
     big: Vec<u8>,
-    log: TransferLog,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Fixture {
@@ -43,30 +42,13 @@ impl Fixture {
             .collect();
         std::fs::write(root.join("ipxe/undionly.kpxe"), &big).unwrap();
         std::fs::write(root.join("hello.txt"), b"line one\nline two\n").unwrap();
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        let mut cfg = ServerConfig::new(&root);
-        cfg.timeout = Duration::from_millis(500);
-        let server = Server::new(cfg).unwrap();
-        let log = server.transfers();
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            server
-                .run(socket, async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
+        let srv = Running::start(dir, &root, |cfg| cfg.timeout = Duration::from_millis(500)).await;
         Fixture {
-            _dir: dir,
+            addr: srv.addr,
+            srv,
             root,
             out,
-            addr,
             big,
-            log,
-            stop: Some(tx),
-            task: Some(task),
         }
     }
 
@@ -75,6 +57,7 @@ impl Fixture {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             let found = self
+                .srv
                 .log
                 .lock()
                 .unwrap()
@@ -87,13 +70,12 @@ impl Fixture {
         }
         panic!(
             "no transfer with blksize {blksize}: {:?}",
-            self.log.lock().unwrap()
+            self.srv.log.lock().unwrap()
         );
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap();
+    async fn stop(self) {
+        self.srv.stop().await;
     }
 }
 
@@ -222,10 +204,7 @@ async fn traversal_missing_files_and_writes_are_refused() {
 }
 
 async fn recv(sock: &UdpSocket, buf: &mut [u8]) -> (usize, SocketAddr) {
-    tokio::time::timeout(Duration::from_secs(5), sock.recv_from(buf))
-        .await
-        .expect("reply within 5 s")
-        .unwrap()
+    recv_within(sock, buf, Duration::from_secs(5)).await
 }
 
 /// Raw packets: the OACK carries the negotiated blksize/tsize/timeout, DATA blocks have

@@ -4,20 +4,11 @@
 //! a last script: the server's transfer log proves every step. Skipped by `cargo xtask test
 //! --quick` (FERRITE_SKIP_VM_TESTS).
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ferrite_qemu_harness::VmBuilder;
 use ferrite_tftp::{Server, ServerConfig};
 use tokio::net::UdpSocket;
-
-struct Qemu(Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipxe_fetches_scripts_and_a_file_over_our_tftp() {
@@ -43,24 +34,18 @@ async fn ipxe_fetches_scripts_and_a_file_over_our_tftp() {
         let _ = rx.await;
     }));
 
-    let child = Command::new("qemu-system-x86_64")
-        .args([
-            "-accel", "tcg", "-m", "128", "-display", "none", "-serial", "null",
-        ])
-        .args(["-monitor", "none", "-boot", "n", "-no-reboot"])
-        .arg("-netdev")
-        .arg(format!("user,id=n0,bootfile={base}/boot.ipxe"))
-        .args(["-device", "virtio-net-pci,netdev=n0,mac=52:54:00:fe:56:78"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("qemu-system-x86_64 (Debian qemu-system-x86 and ipxe-qemu)");
-    let mut qemu = Qemu(child);
+    // Killed and reaped when the test ends (Debian qemu-system-x86 and ipxe-qemu).
+    let mut vm = VmBuilder::new("ipxe-tftp")
+        .memory_mib(128)
+        .nic("52:54:00:fe:56:78")
+        .pxe_bootfile(&format!("{base}/boot.ipxe"))
+        .dir(dir.path().join("vm"))
+        .start()
+        .expect("starting QEMU");
     let deadline = Instant::now() + Duration::from_secs(120);
     while log.lock().unwrap().len() < 3 {
         assert!(
-            qemu.0.try_wait().unwrap().is_none(),
+            vm.is_running(),
             "QEMU exited early; transfers: {:?}",
             log.lock().unwrap()
         );

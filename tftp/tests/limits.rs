@@ -6,49 +6,21 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ferrite_tftp::packet::Packet;
-use ferrite_tftp::{Server, ServerConfig};
+use ferrite_tftp::ServerConfig;
 use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
 
-struct Running {
-    _dir: tempfile::TempDir,
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
+mod common;
 
-impl Running {
-    async fn start(tweak: impl FnOnce(&mut ServerConfig)) -> Running {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("small.bin"), vec![7u8; 4096]).unwrap();
-        // 16 MiB: 2 million blocks of 8 bytes, far more than a second's worth.
-        std::fs::write(dir.path().join("big.bin"), vec![9u8; 16 << 20]).unwrap();
-        let mut cfg = ServerConfig::new(dir.path());
-        tweak(&mut cfg);
-        let server = Server::new(cfg).unwrap();
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            server
-                .run(socket, async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
-        Running {
-            _dir: dir,
-            addr,
-            stop,
-            task,
-        }
-    }
+use common::{recv_within, Running};
 
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap();
-    }
+/// A server with a 4 KiB and a 16 MiB file, configured by `tweak`.
+async fn start(tweak: impl FnOnce(&mut ServerConfig)) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("small.bin"), vec![7u8; 4096]).unwrap();
+    // 16 MiB: 2 million blocks of 8 bytes, far more than a second's worth.
+    std::fs::write(dir.path().join("big.bin"), vec![9u8; 16 << 20]).unwrap();
+    let root = dir.path().to_path_buf();
+    Running::start(dir, &root, tweak).await
 }
 
 fn rrq(file: &str) -> Vec<u8> {
@@ -62,10 +34,7 @@ fn rrq(file: &str) -> Vec<u8> {
 
 async fn recv(sock: &UdpSocket) -> (Packet, SocketAddr) {
     let mut buf = vec![0u8; 2048];
-    let (n, from) = tokio::time::timeout(Duration::from_secs(10), sock.recv_from(&mut buf))
-        .await
-        .expect("a reply within 10 s")
-        .unwrap();
+    let (n, from) = recv_within(sock, &mut buf, Duration::from_secs(10)).await;
     (Packet::decode(&buf[..n]).unwrap(), from)
 }
 
@@ -93,7 +62,7 @@ async fn until_accepted(server: SocketAddr, file: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_over_the_transfer_cap_get_an_error_until_a_slot_frees() {
-    let s = Running::start(|c| {
+    let s = start(|c| {
         c.max_transfers = 3;
         // Held transfers (no ACK to their OACK) stay held for the whole test.
         c.timeout = Duration::from_secs(30);
@@ -131,7 +100,7 @@ async fn requests_over_the_transfer_cap_get_an_error_until_a_slot_frees() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_is_cut_off_at_max_transfer_time_and_frees_its_slot() {
     let limit = Duration::from_secs(1);
-    let s = Running::start(|c| {
+    let s = start(|c| {
         c.max_transfers = 1;
         c.max_transfer_time = limit;
     })

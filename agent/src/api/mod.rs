@@ -11,10 +11,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferrite_proto::tls::{accept_tcp, TlsListener};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
 
 use crate::state::AgentState;
 
@@ -22,25 +24,26 @@ pub use routes::{handle, Scheme};
 
 /// A client must send its request head within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// A TLS handshake must finish within this time.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After shutdown, in-flight requests get this long to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve the agent API on `listener` until `shutdown` resolves or the agent is locked
-/// down. With `tls`, every connection is TLS (rustls, ring provider). Returns after the
-/// listener is closed and in-flight requests have drained (or [`DRAIN_TIMEOUT`] passed).
+/// down. With `tls`, every connection is TLS (rustls, ring provider), handshaken by
+/// `ferrite_proto::tls::TlsListener` (bounded, under a deadline, as the conductor's API).
+/// Returns after the listener is closed and in-flight requests have drained (or
+/// [`DRAIN_TIMEOUT`] passed).
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     state: Arc<AgentState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let scheme = if acceptor.is_some() {
-        Scheme::Https
-    } else {
-        Scheme::Http
+    let (mut incoming, scheme) = match tls {
+        Some(cfg) => (
+            Incoming::Tls(TlsListener::new(listener, cfg)),
+            Scheme::Https,
+        ),
+        None => (Incoming::Plain(listener), Scheme::Http),
     };
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -49,25 +52,15 @@ pub async fn serve(
     tokio::pin!(lockdown);
 
     loop {
-        let (stream, peer) = tokio::select! {
+        let (conn, peer) = tokio::select! {
             _ = &mut shutdown => break,
             _ = &mut lockdown => {
                 tracing::info!("agent locked down: the API stops serving");
                 break;
             }
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accepting an API connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            conn = incoming.accept() => conn,
         };
-        let _ = stream.set_nodelay(true);
         let watcher = graceful.watcher();
-        let acceptor = acceptor.clone();
         let state = state.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
@@ -78,27 +71,13 @@ pub async fn serve(
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT);
-            let result = match acceptor {
-                None => {
+            let result = match conn {
+                Conn::Plain(stream) => {
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     watcher.watch(conn).await
                 }
-                Some(acceptor) => {
-                    let tls =
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(tls)) => tls,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    let conn = builder.serve_connection(TokioIo::new(tls), service);
+                Conn::Tls(stream) => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
                     watcher.watch(conn).await
                 }
             };
@@ -108,7 +87,8 @@ pub async fn serve(
         });
     }
 
-    drop(listener);
+    // Closes the socket and aborts the TLS handshakes in progress.
+    drop(incoming);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
         .is_err()
@@ -116,4 +96,32 @@ pub async fn serve(
         tracing::warn!("API shutdown: some requests did not finish in time");
     }
     Ok(())
+}
+
+/// Where connections come from: the plain listener, or the TLS one over it.
+enum Incoming {
+    Plain(TcpListener),
+    Tls(TlsListener),
+}
+
+/// An accepted connection (for TLS, with its handshake done).
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Incoming {
+    /// The next connection; cancel-safe (see `accept_tcp` and `TlsListener::accept`).
+    async fn accept(&mut self) -> (Conn, std::net::SocketAddr) {
+        match self {
+            Incoming::Plain(l) => {
+                let (stream, peer) = accept_tcp(l).await;
+                (Conn::Plain(stream), peer)
+            }
+            Incoming::Tls(l) => {
+                let (stream, peer) = l.accept().await;
+                (Conn::Tls(Box::new(stream)), peer)
+            }
+        }
+    }
 }

@@ -112,12 +112,9 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_callback_is_retried_then_reported() {
-        // A port that was just free: connections are refused.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // A port that was just free: connections are refused. (Were another process to
+        // listen there by then, the posts would get its answers, not ours, and fail too.)
+        let port = ferrite_testkit::free_tcp_port();
         let url = Url::parse(&format!("http://127.0.0.1:{port}/v1/continue_inspection")).unwrap();
         let timing = InspectTiming {
             attempts: 3,

@@ -3,10 +3,9 @@
 
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferrite_agent::commands::{CommandError, Mode, Registry};
 use ferrite_agent::state::{AgentConfig, AgentState, RecordingHooks};
@@ -223,26 +222,6 @@ pub async fn decode(resp: reqwest::Response) -> (u16, Value) {
     let value = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("response is not JSON ({e}): {text:?}"));
     (code, value)
-}
-
-/// Polls `check` until it returns `Some`, failing after `deadline`.
-pub async fn poll_until<T, F, Fut>(deadline: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let end = Instant::now() + deadline;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < end,
-            "condition not met within {deadline:?}"
-        );
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Asserts an IPA fault body with `code` and a faultstring containing `needle`.

@@ -3,14 +3,27 @@
 
 #![allow(dead_code)]
 
-pub mod httpd;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+use ferrite_image::http::HttpConfig;
 
 use rand::{RngCore, SeedableRng};
 
 pub const MIB: u64 = 1 << 20;
+
+/// An HTTP configuration for loopback servers: short timeouts and back-off, two attempts,
+/// and `max_resumes` resumes of a cut download.
+pub fn fast_http(max_resumes: u32) -> HttpConfig {
+    HttpConfig {
+        connect_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_secs(10),
+        attempts: 2,
+        backoff: Duration::from_millis(10),
+        max_resumes,
+    }
+}
 
 /// Run a command, panicking with its stderr if it fails (test setup only).
 pub fn run(cmd: &mut Command) -> String {

@@ -1,6 +1,6 @@
 //! The agent side of the lifecycle tests: the real ferrite-agent library in-process on
 //! loopback (API server, commands, steps, image writer) over a sparse-file disk, booted
-//! afresh (new token) whenever the conductor waits for it, and an HTTP image server.
+//! afresh (new token) whenever the conductor waits for it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +48,20 @@ impl AgentBoot {
     }
 }
 
+impl AgentBoot {
+    /// The heartbeat this boot sends: its URL and token, no TLS.
+    pub fn heartbeat(&self) -> Heartbeat {
+        Heartbeat {
+            callback_url: self.url.clone(),
+            agent_token: self.state.agent_token().unwrap_or_default().to_string(),
+            agent_version: "in-process".into(),
+            agent_verify_ca: None,
+            agent_status: None,
+            agent_status_message: None,
+        }
+    }
+}
+
 impl Drop for AgentBoot {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
@@ -86,15 +100,7 @@ pub async fn agent_loop(
                 }
             }
             if let Some(b) = &boot {
-                let hb = Heartbeat {
-                    callback_url: b.url.clone(),
-                    agent_token: b.state.agent_token().unwrap_or_default().to_string(),
-                    agent_version: "in-process".into(),
-                    agent_verify_ca: None,
-                    agent_status: None,
-                    agent_status_message: None,
-                };
-                let _ = client.heartbeat(&node, &hb).await;
+                let _ = client.heartbeat(&node, &b.heartbeat()).await;
             }
         }
         tokio::select! {
@@ -102,20 +108,4 @@ pub async fn agent_loop(
             _ = stop.changed() => {}
         }
     }
-}
-
-/// Serve `bytes` at `/disk.raw` on a free loopback port; returns the URL.
-pub async fn serve_image(bytes: Vec<u8>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/disk.raw", listener.local_addr().unwrap());
-    let bytes = bytes::Bytes::from(bytes);
-    let app = axum::Router::new().route(
-        "/disk.raw",
-        axum::routing::get(move || {
-            let b = bytes.clone();
-            async move { b }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
 }

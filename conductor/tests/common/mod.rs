@@ -2,7 +2,6 @@
 //! throwaway PostgreSQL (Debian's binaries, run as `postgres`), and small HTTP helpers.
 #![allow(dead_code)]
 
-use std::net::TcpListener as StdListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,12 +14,8 @@ use serde_json::Value;
 
 pub const VERSION: &str = "1.68";
 
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on loopback")
-}
+/// Polls an async condition until it holds or the deadline passes (never a bare sleep).
+pub use ferrite_testkit::wait_until_async as wait_until;
 
 fn pg_bin() -> PathBuf {
     for v in ["17", "16", "15"] {
@@ -45,7 +40,7 @@ fn postgres_ids() -> (u32, u32) {
 
 /// A throwaway PostgreSQL server in a temp dir on a free port; stopped on drop.
 pub struct Postgres {
-    child: Child,
+    child: Signalled,
     _dir: tempfile::TempDir,
     pub url: String,
 }
@@ -78,49 +73,64 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = free_port();
-        let child = Command::new(bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-p",
-                &port.to_string(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-            ])
-            .arg("-k")
-            .arg(dir.path())
-            .uid(uid)
-            .gid(gid)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting postgres");
-        let pg = Postgres {
+        // postgres must be told its port: one that another process takes before postgres
+        // binds it makes postgres exit, and it starts again on another.
+        let (port, child) =
+            ferrite_testkit::with_free_port("postgres", ferrite_testkit::free_tcp_port, |port| {
+                let child = Command::new(bin.join("postgres"))
+                    .arg("-D")
+                    .arg(&data)
+                    .args([
+                        "-p",
+                        &port.to_string(),
+                        "-c",
+                        "listen_addresses=127.0.0.1",
+                        "-c",
+                        "fsync=off",
+                    ])
+                    .arg("-k")
+                    .arg(dir.path())
+                    .uid(uid)
+                    .gid(gid)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("starting postgres");
+                let mut pg = Signalled(child, libc::SIGQUIT);
+                listening(&mut pg.0, port, "postgres").map(|()| (port, pg))
+            });
+        Postgres {
             child,
             _dir: dir,
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "postgres did not start listening within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        pg
     }
 }
 
-impl Drop for Postgres {
+/// A child process stopped on drop with its signal, then reaped (postgres: SIGQUIT, an
+/// immediate shutdown; the data is thrown away anyway).
+pub struct Signalled(pub Child, pub i32);
+
+impl Drop for Signalled {
     fn drop(&mut self) {
-        // SIGQUIT: immediate shutdown; the data is thrown away anyway.
-        unsafe_kill(self.child.id(), libc::SIGQUIT);
-        let _ = self.child.wait();
+        unsafe_kill(self.0.id(), self.1);
+        let _ = self.0.wait();
     }
+}
+
+/// Waits until `child` accepts TCP connections on 127.0.0.1:`port`; an error if it exits
+/// first (for a server told a port, usually because another process took it).
+pub fn listening(child: &mut Child, port: u16, what: &str) -> Result<(), String> {
+    ferrite_testkit::wait_until(
+        &format!("{what} to listen on port {port}"),
+        Duration::from_secs(30),
+        || match child.try_wait() {
+            Ok(Some(status)) => Some(Err(format!("{what} exited: {status}"))),
+            _ => std::net::TcpStream::connect(("127.0.0.1", port))
+                .is_ok()
+                .then_some(Ok(())),
+        },
+    )
 }
 
 pub fn unsafe_kill(pid: u32, sig: i32) {
@@ -206,22 +216,6 @@ impl Drop for Server {
         if let Some(t) = self.task.take() {
             t.abort();
         }
-    }
-}
-
-/// Polls `f` until it is true or the deadline passes (never a bare sleep).
-pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !f().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

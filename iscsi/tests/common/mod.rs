@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferrite_iscsi::{Target, TargetConfig};
 
@@ -77,17 +77,7 @@ pub fn start(size: u64, tweak: impl FnOnce(&mut TargetConfig)) -> Running {
     }
 }
 
-/// Polls `f` until it returns Some or the deadline passes.
-pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+pub use ferrite_testkit::wait_until;
 
 /// Fails with a clear message when a third-party tool is missing.
 pub fn require_tool(name: &str, package: &str) -> PathBuf {

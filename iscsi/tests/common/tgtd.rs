@@ -22,14 +22,6 @@ pub struct Tgtd {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Tgtd {
     fn adm(&self, args: &[&str]) -> Result<String, String> {
         let ctl = self.control.to_string();
@@ -54,7 +46,10 @@ impl Tgtd {
             .unwrap()
             .set_len(32 << 20)
             .unwrap();
-        let port = free_port();
+        // tgtd must be told its portal. Should another process take the port first, tgtd
+        // cannot listen there and the login of the test fails loudly: a clash can fail a
+        // run but never make one pass.
+        let port = ferrite_testkit::free_tcp_port();
         // The control "port" names tgtd's unix socket; pick one no other tgtd uses.
         let control = loop {
             // tgtadm accepts control ports up to 32767.

@@ -7,7 +7,6 @@ mod agent;
 mod conductor;
 mod conductor_ironic;
 mod e2e;
-mod fileserver;
 mod image_write;
 mod ipmi;
 mod iscsi;

@@ -18,8 +18,8 @@ use std::fs::{self, File};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use super::fileserver::FileServer;
 use super::{Record, Size};
+use ferrite_qemu_harness::http::HttpServer;
 use tools::MIB;
 
 /// Bytes and rounds of one run.
@@ -63,7 +63,7 @@ pub struct Ctx {
     pub dir: PathBuf,
     /// In tmpfs: the served images and IPA's tmpfs copies.
     pub srv: PathBuf,
-    pub server: FileServer,
+    pub server: HttpServer,
     pub sizes: Sizes,
     /// sha256 of srv/[`RAW_NAME`]: random data, the raw image and the qcow2's content.
     pub raw_sha: String,
@@ -113,7 +113,7 @@ pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
         let raw_sha = random_image(&srv.join(RAW_NAME), sizes.image, 7)?;
         let ctx = Ctx {
             agent,
-            server: FileServer::start(srv.clone())?,
+            server: HttpServer::start(srv.clone())?,
             dir: dir.clone(),
             srv: srv.clone(),
             sizes,

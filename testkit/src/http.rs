@@ -1,5 +1,6 @@
 //! A loopback HTTP server for image tests: serves files from memory with or without
-//! Range support, can cut connections at random offsets, and can fail with a status.
+//! Range support, can cut connections at random offsets, send slowly, truncate, and fail
+//! with a status. Used by the agent's image tests and the conductor's deploy tests.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -17,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use rand::{Rng, SeedableRng};
 use tokio::net::TcpListener;
 
+/// How a file is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Accept-Ranges: bytes, honours Range.
@@ -40,7 +42,8 @@ type Body = BoxBody<Bytes, std::io::Error>;
 #[derive(Default)]
 struct Files(Mutex<HashMap<String, (Bytes, Mode)>>);
 
-pub struct Server {
+/// The running server; its accept task stops when it is dropped.
+pub struct ImageServer {
     pub addr: SocketAddr,
     files: Arc<Files>,
     pub requests: Arc<AtomicU64>,
@@ -48,19 +51,25 @@ pub struct Server {
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Server {
+impl Drop for ImageServer {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-impl Server {
-    pub fn start(rt: &tokio::runtime::Runtime) -> Server {
+impl ImageServer {
+    /// Start on `rt` (for tests that drive a runtime by hand).
+    pub fn start(rt: &tokio::runtime::Runtime) -> ImageServer {
         Self::start_on(rt.handle())
     }
 
+    /// Start on the runtime of the calling async code.
+    pub fn start_on_current() -> ImageServer {
+        Self::start_on(&tokio::runtime::Handle::current())
+    }
+
     /// Start on `handle` (works from inside async tests too).
-    pub fn start_on(handle: &tokio::runtime::Handle) -> Server {
+    pub fn start_on(handle: &tokio::runtime::Handle) -> ImageServer {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().expect("local addr");
@@ -87,7 +96,7 @@ impl Server {
                 });
             }
         });
-        Server {
+        ImageServer {
             addr,
             files,
             requests,
@@ -239,4 +248,41 @@ fn serve(
             .insert(hyper::header::ETAG, "\"v1\"".parse().unwrap());
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn serves_ranges_statuses_and_counts_requests() {
+        let srv = ImageServer::start_on(&tokio::runtime::Handle::current());
+        let data: Vec<u8> = (0..=255u8).collect();
+        let ranged = srv.put("r.bin", data.clone(), Mode::Range);
+        let whole = srv.put("w.bin", data.clone(), Mode::NoRange);
+        let gone = srv.put("g.bin", vec![1], Mode::Status(404));
+        let http = reqwest::Client::new();
+        let r = http
+            .get(&ranged)
+            .header("range", "bytes=10-19")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 206);
+        assert_eq!(r.headers()["content-range"], "bytes 10-19/256");
+        assert_eq!(r.bytes().await.unwrap(), &data[10..20]);
+        let r = http
+            .get(&whole)
+            .header("range", "bytes=10-19")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.bytes().await.unwrap(), &data[..]);
+        assert_eq!(http.get(&gone).send().await.unwrap().status(), 404);
+        let missing = format!("http://{}/nothing", srv.addr);
+        assert_eq!(http.get(&missing).send().await.unwrap().status(), 404);
+        assert_eq!(srv.requests.load(Ordering::SeqCst), 4);
+        assert_eq!(srv.range_requests.load(Ordering::SeqCst), 2);
+    }
 }
