@@ -162,7 +162,14 @@ fn serve(conn: TcpStream, root: &Path, shared: &Shared) -> std::io::Result<()> {
             target: target.clone(),
             body,
         });
-        let path = target.split('?').next().unwrap_or("/").to_string();
+        // A proxy client sends the absolute form (`GET http://host:port/path`): serve it
+        // like the origin form, so this server can also be a client's HTTP proxy for URLs
+        // that name another address of the same files (the guest's 10.0.2.2).
+        let origin = target
+            .strip_prefix("http://")
+            .map(|rest| rest.find('/').map_or("/", |i| &rest[i..]))
+            .unwrap_or(&target);
+        let path = origin.split('?').next().unwrap_or("/").to_string();
         let reply = shared.replies.lock().expect("lock").get(&path).cloned();
         let head = method == "HEAD";
         match reply {
@@ -278,12 +285,27 @@ pub fn call(
     target: &str,
     json_body: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
+    call_with_headers(addr, method, target, &[], json_body)
+}
+
+/// [`call`] with extra request headers (e.g. an API microversion).
+pub fn call_with_headers(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    json_body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut c = TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))?;
     c.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
     let body = json_body.unwrap_or("");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let req = format!(
         "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: \
-         application/json\r\nContent-Length: {}\r\n\r\n{body}",
+         application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     c.write_all(req.as_bytes())?;
@@ -365,6 +387,11 @@ mod tests {
             "POST /x HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
         );
         assert_eq!(s.url("boot.ipxe"), format!("http://{}/boot.ipxe", s.addr()));
+        let r = get(
+            s.addr(),
+            "GET http://10.0.2.2:1234/boot.ipxe HTTP/1.1\r\nConnection: close\r\n\r\n",
+        );
+        assert!(r.ends_with("#!ipxe\n"), "absolute form: {r}");
         let (status, body) = call(s.addr(), "GET", "/boot.ipxe", None).unwrap();
         assert_eq!((status, body.as_str()), (200, "#!ipxe\n"));
         assert_eq!(unchunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "abcde");
