@@ -180,6 +180,16 @@ async fn reserve(state: &Shared, node: &str, uuid: &str, a: &Obj, candidates: &[
         .is_ok()
 }
 
+/// Undoes [`reserve`] for allocation `uuid`, if `n` still carries it.
+fn unreserve(n: &mut Node, uuid: &str) {
+    if n.ext("allocation_uuid").as_str() == Some(uuid) {
+        n.extended.remove("allocation_uuid");
+        if n.instance_uuid.as_deref() == Some(uuid) {
+            n.instance_uuid = None;
+        }
+    }
+}
+
 /// Resolves candidate node names to UUIDs.
 async fn candidate_uuids(state: &Shared, names: &[String]) -> ApiResult<Vec<String>> {
     let mut out = vec![];
@@ -262,12 +272,7 @@ async fn process(state: Shared, mut r: Resource) {
                 let undo = state
                     .engine
                     .update(node, move |n| {
-                        if n.ext("allocation_uuid").as_str() == Some(uuid.as_str()) {
-                            n.extended.remove("allocation_uuid");
-                            if n.instance_uuid.as_deref() == Some(uuid.as_str()) {
-                                n.instance_uuid = None;
-                            }
-                        }
+                        unreserve(n, &uuid);
                         Ok(())
                     })
                     .await;
@@ -544,12 +549,7 @@ pub(crate) async fn release(state: &Shared, r: &Resource) -> ApiResult<()> {
                         n.uuid, n.provision_state
                     )));
                 }
-                if n.ext("allocation_uuid").as_str() == Some(uuid.as_str()) {
-                    n.extended.remove("allocation_uuid");
-                    if n.instance_uuid.as_deref() == Some(uuid.as_str()) {
-                        n.instance_uuid = None;
-                    }
-                }
+                unreserve(n, &uuid);
                 Ok(())
             })
             .await;

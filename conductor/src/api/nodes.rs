@@ -596,11 +596,14 @@ pub async fn update(
         ));
     }
     check_paths(&ops, &writable())?;
-    let allocation = state.engine.node(&ident).await?.ext("allocation_uuid");
+    // The allocation the node had, read under the update's lock.
+    let mut allocation = Value::Null;
+    let prior = &mut allocation;
     let st = state.clone();
     let node = state
         .engine
         .update(&ident, move |node| {
+            *prior = node.ext("allocation_uuid");
             let mut doc = patch_doc(node);
             patch::apply(&mut doc, &ops).map_err(|e| EngineError::Invalid(e.to_string()))?;
             // A config drive comes with a provisioning request (up to 64 MiB) and is not
