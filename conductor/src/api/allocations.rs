@@ -163,10 +163,31 @@ fn matches(n: &Node, a: &Obj, candidates: &[String]) -> bool {
         })
 }
 
+/// Extra passes over nodes found locked, and the pause between them.
+const LOCKED_RETRIES: u32 = 5;
+const LOCKED_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// What [`reserve`] found.
+#[derive(Debug, PartialEq)]
+enum Reserve {
+    Taken,
+    /// The node no longer fits (taken by another allocation, changed, gone).
+    Unfit,
+    /// Another task holds the node's lock (a power action finishing, the power sync):
+    /// worth trying again shortly, as Ironic does (`node_locked_retry_attempts`).
+    Locked,
+}
+
 /// Takes `node` for allocation `uuid` under the node lock, re-checking that it is free.
-async fn reserve(state: &Shared, node: &str, uuid: &str, a: &Obj, candidates: &[String]) -> bool {
+async fn reserve(
+    state: &Shared,
+    node: &str,
+    uuid: &str,
+    a: &Obj,
+    candidates: &[String],
+) -> Reserve {
     let (uuid, a, candidates) = (uuid.to_string(), a.clone(), candidates.to_vec());
-    state
+    let r = state
         .engine
         .update(node, move |n| {
             if !matches(n, &a, &candidates) {
@@ -176,8 +197,12 @@ async fn reserve(state: &Shared, node: &str, uuid: &str, a: &Obj, candidates: &[
             n.extended.insert("allocation_uuid".into(), json!(uuid));
             Ok(())
         })
-        .await
-        .is_ok()
+        .await;
+    match r {
+        Ok(_) => Reserve::Taken,
+        Err(EngineError::Locked { .. }) => Reserve::Locked,
+        Err(_) => Reserve::Unfit,
+    }
 }
 
 /// Undoes [`reserve`] for allocation `uuid`, if `n` still carries it.
@@ -224,10 +249,33 @@ async fn process(state: Shared, mut r: Resource) {
             .filter(|n| matches(n, &r.doc, &candidates))
             .collect();
         fit.shuffle(&mut rand::rng());
-        for n in fit {
-            if reserve(&state, &n.uuid, &r.uuid, &r.doc, &candidates).await {
-                return Ok(n.uuid.clone());
+        let mut fit: Vec<String> = fit.into_iter().map(|n| n.uuid.clone()).collect();
+        // Locked nodes get a few more passes (a power action that just answered may
+        // still hold its lock for a moment); unfit ones are dropped.
+        for attempt in 0..=LOCKED_RETRIES {
+            if attempt > 0 {
+                tokio::time::sleep(LOCKED_RETRY_INTERVAL).await;
             }
+            let mut locked = vec![];
+            for n in fit {
+                match reserve(&state, &n, &r.uuid, &r.doc, &candidates).await {
+                    Reserve::Taken => return Ok(n),
+                    Reserve::Locked => locked.push(n),
+                    Reserve::Unfit => {}
+                }
+            }
+            fit = locked;
+            if fit.is_empty() {
+                break;
+            }
+        }
+        if !fit.is_empty() {
+            return Err(format!(
+                "{} node(s) matching the allocation stayed locked by other work (a power action \
+                 or another operation) for {} s: try the allocation again",
+                fit.len(),
+                (LOCKED_RETRY_INTERVAL * LOCKED_RETRIES).as_secs_f32()
+            ));
         }
         let rc = r
             .doc
