@@ -5,6 +5,7 @@
 pub mod dnsmasq;
 pub mod files;
 pub mod ipxe;
+pub mod iso;
 pub mod mac;
 
 pub use files::{BootFiles, FilesError, Served};

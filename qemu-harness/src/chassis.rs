@@ -1,6 +1,7 @@
 //! The BMC's `chassis_control` program: ipmi_sim calls `ferrite-qemu-harness chassis --state
 //! DIR get power boot`, `… set power 1`, `… set boot pxe`; power starts or stops the node's
-//! QEMU and the boot device chooses between `-boot order=nc` (PXE) and `order=c` (disk).
+//! QEMU and the boot device chooses between `-boot order=nc` (PXE), `order=c` (disk) and the
+//! virtual CD (`cdrom`, the node's ISO; see [`BootDevice`] for UEFI nodes).
 //!
 //! State directory: `vm.json` (the [`VmSpec`]), `boot` (ipmi_sim's boot device name),
 //! `qemu.pid`, and `chassis.log` (every call, for debugging).
@@ -19,10 +20,12 @@ pub const LOG_FILE: &str = "chassis.log";
 
 /// Which QEMU boot order an ipmi_sim boot device name means. `pxe` boots the network first;
 /// `disk` and `default` (ipmitool's `bootdev disk`, "hard drive" in the spec's wording in
-/// ipmi_sim) the disk; no override keeps the node's order, network then disk.
+/// ipmi_sim) the disk; `cdrom` the virtual CD; no override keeps the node's order, network
+/// then disk.
 pub fn boot_device(name: &str) -> BootDevice {
     match name.trim() {
         "disk" | "default" => BootDevice::Disk,
+        "cdrom" => BootDevice::Cdrom,
         _ => BootDevice::Network,
     }
 }
@@ -131,7 +134,7 @@ pub fn run(state: &Path, args: &[String]) -> Result<String, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Accel;
+    use crate::spec::{Accel, Firmware};
 
     fn state() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -145,6 +148,8 @@ mod tests {
             nics: vec![],
             smbios: None,
             kernel: None,
+            firmware: Firmware::Bios,
+            cdrom: None,
             ipmi_port: None,
             console: dir.path().join("console.log"),
             extra_args: vec![],
@@ -182,6 +187,7 @@ mod tests {
         assert_eq!(boot_device("none"), BootDevice::Network);
         assert_eq!(boot_device("default\n"), BootDevice::Disk);
         assert_eq!(boot_device("disk"), BootDevice::Disk);
+        assert_eq!(boot_device("cdrom"), BootDevice::Cdrom);
     }
 
     #[test]

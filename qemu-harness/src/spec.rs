@@ -21,8 +21,10 @@ pub enum Accel {
 pub enum BootDevice {
     /// PXE first, then the disk (a server's usual order).
     Network,
-    /// The disk only.
+    /// The disk only. The virtual CD is ejected (the BMC's virtual media is for one boot).
     Disk,
+    /// The virtual CD (the node's [`VmSpec::cdrom`]), as a BMC's virtual media boots it.
+    Cdrom,
 }
 
 impl BootDevice {
@@ -30,8 +32,24 @@ impl BootDevice {
         match self {
             BootDevice::Network => "order=nc",
             BootDevice::Disk => "order=c",
+            BootDevice::Cdrom => "order=d",
         }
     }
+}
+
+/// The node's firmware.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    /// SeaBIOS, QEMU's default; boots the NIC's iPXE ROM for PXE.
+    #[default]
+    Bios,
+    /// OVMF (Debian `ovmf`): `code` read-only, `vars` the node's own NVRAM copy, kept across
+    /// power cycles as a server's is. Boot order: the virtual CD when asked (bootindex), else
+    /// the NVRAM's `BootOrder` (what the agent's `install_bootloader` sets). Network boot is
+    /// not offered: the UEFI PXE client needs a TFTP boot file and a DHCP server that tells
+    /// iPXE from firmware, which QEMU's user networking cannot (see docs/operations.md).
+    Uefi { code: PathBuf, vars: PathBuf },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +108,11 @@ pub struct VmSpec {
     pub nics: Vec<Nic>,
     pub smbios: Option<Smbios>,
     pub kernel: Option<DirectKernel>,
+    #[serde(default)]
+    pub firmware: Firmware,
+    /// An ISO in the node's virtual CD drive, attached while it boots from [`BootDevice::Cdrom`].
+    #[serde(default)]
+    pub cdrom: Option<PathBuf>,
     /// TCP port of the BMC's `serial kcs` listener (ipmi-bmc-extern connects to it).
     pub ipmi_port: Option<u16>,
     /// Serial console output is appended here.
@@ -122,6 +145,32 @@ impl VmSpec {
             "chardev:console0",
         ]);
         push(&["-boot", boot.order()]);
+        if let Firmware::Uefi { code, vars } = &self.firmware {
+            push(&[
+                "-drive",
+                &format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                    code.display()
+                ),
+                "-drive",
+                &format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+            ]);
+        }
+        if let (Some(iso), BootDevice::Cdrom) = (&self.cdrom, boot) {
+            let index = match self.firmware {
+                Firmware::Uefi { .. } => ",bootindex=0",
+                Firmware::Bios => "",
+            };
+            push(&[
+                "-drive",
+                &format!(
+                    "file={},if=none,id=cd0,media=cdrom,readonly=on",
+                    iso.display()
+                ),
+                "-device",
+                &format!("ide-cd,drive=cd0{index}"),
+            ]);
+        }
         if let Some(s) = &self.smbios {
             push(&[
                 "-smbios",
@@ -224,6 +273,8 @@ mod tests {
                 serial: "SN-0".into(),
             }),
             kernel: None,
+            firmware: Firmware::Bios,
+            cdrom: None,
             ipmi_port: Some(9002),
             console: "/tmp/console.log".into(),
             extra_args: vec![],
@@ -254,6 +305,47 @@ mod tests {
         }
         assert!(joined(BootDevice::Disk).contains("-boot order=c "));
         assert!(!a.contains("-kernel"));
+    }
+
+    #[test]
+    fn uefi_has_its_flash_and_the_cd_boots_only_when_asked() {
+        let mut s = spec();
+        s.firmware = Firmware::Uefi {
+            code: "/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
+            vars: "/n/vars.fd".into(),
+        };
+        s.cdrom = Some("/n/boot.iso".into());
+        let cd = s.qemu_args(BootDevice::Cdrom).join(" ");
+        for needle in [
+            "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+            "if=pflash,format=raw,unit=1,file=/n/vars.fd",
+            "file=/n/boot.iso,if=none,id=cd0,media=cdrom,readonly=on",
+            "ide-cd,drive=cd0,bootindex=0",
+        ] {
+            assert!(cd.contains(needle), "missing {needle:?} in {cd}");
+        }
+        let disk = s.qemu_args(BootDevice::Disk).join(" ");
+        assert!(
+            !disk.contains("cd0"),
+            "the CD is ejected for a disk boot: {disk}"
+        );
+        assert!(
+            !disk.contains("bootindex"),
+            "UEFI keeps its NVRAM order: {disk}"
+        );
+        // BIOS: the CD by boot order, no flash.
+        let mut b = spec();
+        b.cdrom = Some("/n/boot.iso".into());
+        let bios = b.qemu_args(BootDevice::Cdrom).join(" ");
+        assert!(bios.contains("-boot order=d ") && bios.contains("ide-cd,drive=cd0 "));
+        assert!(!bios.contains("pflash"));
+        // Specs written before these fields existed still read.
+        let old = serde_json::to_value(spec()).unwrap();
+        let mut old = old.as_object().unwrap().clone();
+        old.remove("firmware");
+        old.remove("cdrom");
+        let back: VmSpec = serde_json::from_value(old.into()).unwrap();
+        assert_eq!(back.firmware, Firmware::Bios);
     }
 
     #[test]

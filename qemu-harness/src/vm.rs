@@ -11,8 +11,16 @@ use ferrite_ipmi::sim::SimBmc;
 use crate::chassis;
 use crate::console::Console;
 use crate::process::{self, QemuChild};
-use crate::spec::{Accel, BootDevice, DirectKernel, Disk, DiskFormat, Nic, Smbios, VmSpec};
+use crate::spec::{
+    Accel, BootDevice, DirectKernel, Disk, DiskFormat, Firmware, Nic, Smbios, VmSpec,
+};
 use crate::Error;
+
+/// Debian `ovmf`'s firmware code and its empty NVRAM template (4 MiB flash layout).
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// The node's own NVRAM, copied from [`OVMF_VARS`] into its directory on first use.
+pub const NVRAM_FILE: &str = "ovmf-vars.fd";
 
 /// The MAC of the NIC added when NIC options are given before any [`VmBuilder::nic`].
 pub const DEFAULT_MAC: &str = "52:54:00:fe:00:01";
@@ -65,6 +73,8 @@ impl VmBuilder {
                 nics: vec![],
                 smbios: None,
                 kernel: None,
+                firmware: Firmware::Bios,
+                cdrom: None,
                 ipmi_port: None,
                 console: PathBuf::new(),
                 extra_args: vec![],
@@ -163,6 +173,21 @@ impl VmBuilder {
         self
     }
 
+    /// UEFI firmware (OVMF) instead of SeaBIOS; see [`Firmware::Uefi`].
+    pub fn uefi(mut self) -> Self {
+        self.spec.firmware = Firmware::Uefi {
+            code: OVMF_CODE.into(),
+            vars: PathBuf::from(NVRAM_FILE),
+        };
+        self
+    }
+
+    /// An ISO in the virtual CD drive, booted when the boot device is [`BootDevice::Cdrom`].
+    pub fn cdrom(mut self, iso: impl Into<PathBuf>) -> Self {
+        self.spec.cdrom = Some(iso.into());
+        self
+    }
+
     /// The boot device when started with [`VmBuilder::start`]; a BMC node starts with none set.
     pub fn boot(mut self, boot: BootDevice) -> Self {
         self.boot = boot;
@@ -206,6 +231,15 @@ impl VmBuilder {
         if let Some(d) = &mut self.dir {
             *d = cwd.join(&*d);
         }
+        if let Some(c) = &mut self.spec.cdrom {
+            *c = cwd.join(&*c);
+            if !c.exists() {
+                return Err(Error::MissingInput {
+                    path: c.clone(),
+                    hint: "build the ISO first".into(),
+                });
+            }
+        }
         for d in &self.spec.disks {
             if !d.path.exists() {
                 return Err(Error::MissingInput {
@@ -240,6 +274,20 @@ impl VmBuilder {
         };
         self.spec.console = dir.join("console.log");
         let _ = std::fs::remove_file(&self.spec.console);
+        if let Firmware::Uefi { code, vars } = &mut self.spec.firmware {
+            if !code.exists() {
+                return Err(Error::MissingInput {
+                    path: code.clone(),
+                    hint: "install the Debian package ovmf (`cargo xtask deps`)".into(),
+                });
+            }
+            *vars = dir.join(NVRAM_FILE);
+            if !vars.exists() {
+                std::fs::copy(OVMF_VARS, &*vars).map_err(|e| {
+                    Error::Io(format!("copying {OVMF_VARS} to {}", vars.display()), e)
+                })?;
+            }
+        }
         Ok((dir, temp))
     }
 

@@ -2,6 +2,9 @@
 //! run it: a node behind its BMC PXE-boots the real ramdisk, the agent posts its inventory
 //! and looks itself up (a stand-in hands out a token), is told over its API to write the test
 //! OS image with a config drive, and the BMC boots the disk until the OS prints its marker.
+//! With [`WalkConfig::uefi_virtual_media`] the node has UEFI firmware and boots the ramdisk
+//! from a virtual CD (the boot ISO a conductor builds for virtual media), and the agent's
+//! `image.install_bootloader` sets the NVRAM boot entry the firmware then boots from.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -38,6 +41,9 @@ pub struct WalkConfig {
     /// After the deployed OS is up, PXE-boot the ramdisk again and run the clean step
     /// `erase_devices_metadata` (what undeploy → cleaning does).
     pub clean_after: bool,
+    /// UEFI firmware (OVMF) and the ramdisk from a boot ISO in the virtual CD instead of PXE;
+    /// after the write, `image.install_bootloader` (see the module docs).
+    pub uefi_virtual_media: bool,
 }
 
 impl WalkConfig {
@@ -56,6 +62,7 @@ impl WalkConfig {
             wrong_checksum: None,
             chassis_program: None,
             clean_after: false,
+            uefi_virtual_media: false,
         }
     }
 }
@@ -76,6 +83,8 @@ pub struct WalkReport {
     pub marker: Option<String>,
     /// The `erase_devices_metadata` result when [`WalkConfig::clean_after`] was set.
     pub cleaned: Option<Value>,
+    /// The `image.install_bootloader` result of a [`WalkConfig::uefi_virtual_media`] walk.
+    pub bootloader: Option<Value>,
     /// The node's disk image (for inspecting what the agent left on it).
     pub disk: PathBuf,
     /// The node, still up (powered on or off), for further checks; dropping it stops all.
@@ -137,16 +146,32 @@ pub fn run(cfg: &WalkConfig) -> Result<WalkReport, Error> {
 
     let server = HttpServer::start(&www)?;
     let base = format!("http://10.0.2.2:{}", server.port());
+    let cmdline = format!(
+        "console=ttyS0 quiet ipa-api-url={base} \
+         ipa-inspection-callback-url={base}/v1/continue_inspection ferrite-auto-tls=0"
+    );
     std::fs::write(
         www.join("boot.ipxe"),
         format!(
-            "#!ipxe\nkernel {base}/{} console=ttyS0 quiet ipa-api-url={base} \
-             ipa-inspection-callback-url={base}/v1/continue_inspection ferrite-auto-tls=0\n\
-             initrd {base}/{}\nboot\n",
+            "#!ipxe\nkernel {base}/{} {cmdline}\ninitrd {base}/{}\nboot\n",
             manifest.kernel.file, manifest.initramfs.file
         ),
     )
     .map_err(|e| io("writing boot.ipxe", e))?;
+    let iso = cfg.work_dir.join("deploy.iso");
+    if cfg.uefi_virtual_media {
+        ferrite_netboot::iso::build(
+            &ferrite_netboot::iso::BootIso {
+                kernel: &www.join(&manifest.kernel.file),
+                ramdisk: &www.join(&manifest.initramfs.file),
+                cmdline: &cmdline,
+                label: "FERRITE-DEPLOY",
+            },
+            &cfg.work_dir,
+            &iso,
+        )
+        .map_err(|e| fail("building the boot ISO", e, None))?;
+    }
     server.reply("/v1/continue_inspection", 202, r#"{"uuid": "walk"}"#);
     // The agent serves its API only after a lookup handed it a token: the stand-in hands
     // out WALK_TOKEN and accepts heartbeats.
@@ -166,22 +191,28 @@ pub fn run(cfg: &WalkConfig) -> Result<WalkReport, Error> {
         .disk(&disk, DiskFormat::Raw, &cfg.disk_serial)
         .smbios("Ferrite", "QEMU bare-metal node", &cfg.node_serial)
         .nic(&cfg.mac)
-        .hostfwd(agent_port, AGENT_PORT)
-        .pxe_bootfile(&format!("{base}/boot.ipxe"));
+        .hostfwd(agent_port, AGENT_PORT);
+    let ramdisk_boot = if cfg.uefi_virtual_media {
+        builder = builder.uefi().cdrom(&iso);
+        "cdrom"
+    } else {
+        builder = builder.pxe_bootfile(&format!("{base}/boot.ipxe"));
+        "pxe"
+    };
     if let Some(p) = &cfg.chassis_program {
         builder = builder.chassis_program(p);
     }
     let mut node = builder.start_with_bmc()?;
     let mut phases = vec![];
 
-    node.ipmitool(&["chassis", "bootdev", "pxe"])?;
+    node.ipmitool(&["chassis", "bootdev", ramdisk_boot])?;
     let t0 = Instant::now();
     node.ipmitool(&["power", "on"])?;
     node.wait_for(
         "ferrite-ramdisk: starting ferrite-agent",
         Duration::from_secs(120),
     )
-    .map_err(|e| fail("PXE boot of the ramdisk", e, None))?;
+    .map_err(|e| fail("boot of the ramdisk", e, None))?;
     phases.push(("power on -> agent started", t0.elapsed()));
     let lookup = poll("first lookup", Duration::from_secs(60), &node, || {
         server
@@ -271,9 +302,20 @@ pub fn run(cfg: &WalkConfig) -> Result<WalkReport, Error> {
             deploy,
             marker: None,
             cleaned: None,
+            bootloader: None,
             disk,
             node,
         });
+    }
+    let mut bootloader = None;
+    if cfg.uefi_virtual_media {
+        let command = json!({
+            "name": "image.install_bootloader",
+            "params": {"target_boot_mode": "uefi"},
+        });
+        let t = Instant::now();
+        bootloader = Some(agent_command(&node, agent, "install_bootloader", &command)?);
+        phases.push(("install_bootloader", t.elapsed()));
     }
 
     node.ipmitool(&["chassis", "bootdev", "disk"])?;
@@ -295,7 +337,7 @@ pub fn run(cfg: &WalkConfig) -> Result<WalkReport, Error> {
                 .count()
         };
         let before = lookups(&server);
-        node.ipmitool(&["chassis", "bootdev", "pxe"])?;
+        node.ipmitool(&["chassis", "bootdev", ramdisk_boot])?;
         node.ipmitool(&["power", "off"])?;
         let t3 = Instant::now();
         node.ipmitool(&["power", "on"])?;
@@ -332,6 +374,7 @@ pub fn run(cfg: &WalkConfig) -> Result<WalkReport, Error> {
         deploy,
         marker: Some(marker),
         cleaned,
+        bootloader,
         disk,
         node,
     })

@@ -47,6 +47,8 @@ pub enum Error {
     },
     #[error("{tool}: {why}")]
     Tool { tool: String, why: String },
+    #[error("building the GRUB EFI loader of the test OS image failed")]
+    Grub(#[source] ferrite_netboot::iso::IsoError),
     #[error("missing input {path}: {hint}")]
     MissingInput { path: PathBuf, hint: String },
     #[error("the initramfs is {size} bytes, over the {budget}-byte budget: {hint}")]

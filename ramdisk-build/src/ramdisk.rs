@@ -12,7 +12,8 @@ use crate::kmod::ModuleTree;
 use crate::Error;
 
 /// Drivers the ramdisk loads (their dependencies come along): NICs, disk controllers, the
-/// BMC's KCS interface, and the filesystems of a config drive.
+/// BMC's KCS interface, the filesystems of a config drive, and efivarfs (UEFI boot entries,
+/// `image.install_bootloader`).
 pub const DEFAULT_MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_net",
@@ -32,6 +33,7 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "nls_ascii",
     "nls_utf8",
     "isofs",
+    "efivarfs",
 ];
 
 /// The budget for the compressed initramfs.

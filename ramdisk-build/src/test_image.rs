@@ -1,7 +1,10 @@
-//! The test OS image the end-to-end tests deploy: an MBR disk with one FAT partition booted by
-//! syslinux, holding the Debian kernel and a busybox initramfs whose init prints
-//! `FERRITE-DEPLOYED uuid=… hostname=…` from the config drive. Built with mtools and
-//! syslinux's mtools installer, so it needs neither root nor loop devices.
+//! The test OS image the end-to-end tests deploy: an MBR disk with one FAT partition holding
+//! the Debian kernel and a busybox initramfs whose init prints `FERRITE-DEPLOYED uuid=…
+//! hostname=…` from the config drive. It boots in both firmware modes: BIOS through syslinux
+//! (MBR code, active partition), UEFI through GRUB at the removable-media path
+//! `EFI/BOOT/BOOTX64.EFI` (the partition is typed as an EFI system partition, 0xEF, so
+//! `install_bootloader` finds it and the firmware takes it). Built with mtools and syslinux's
+//! mtools installer, so it needs neither root nor loop devices.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,6 +40,8 @@ pub const MODULES: &[&str] = &[
 
 const INIT: &str = include_str!("scripts/test-os-init.sh");
 const MBR_CODE: &str = "/usr/lib/syslinux/mbr/mbr.bin";
+/// The GRUB config of the UEFI boot path, on the FAT partition.
+const GRUB_CFG: &str = "/EFI/BOOT/grub.cfg";
 const SECTOR: u64 = 512;
 /// The first partition starts at 1 MiB, as partitioning tools align it.
 const FIRST_SECTOR: u32 = 2048;
@@ -217,6 +222,10 @@ impl TestImageBuilder {
             .map_err(|e| Error::Io(format!("creating {}", work.display()), e))?;
         let initrd_path = write_atomic(&work, "initrd.img", &initrd)?;
         let cfg_path = write_atomic(&work, "syslinux.cfg", SYSLINUX_CFG.as_bytes())?;
+        let grub_cfg = ferrite_netboot::iso::grub_cfg("/vmlinuz", "/initrd.img", "console=ttyS0");
+        let grub_cfg_path = write_atomic(&work, "grub.cfg", grub_cfg.as_bytes())?;
+        let grub_efi = work.join("BOOTX64.EFI");
+        ferrite_netboot::iso::grub_efi(GRUB_CFG, &work, &grub_efi).map_err(Error::Grub)?;
         let kernel_path = kernel_dir.join(format!("boot/vmlinuz-{}", deb::KERNEL_RELEASE));
 
         let raw = work.join(RAW_FILE);
@@ -228,7 +237,7 @@ impl TestImageBuilder {
         drop(file);
         let part = Partition {
             bootable: true,
-            kind: mbr::FAT16_LBA,
+            kind: mbr::EFI_SYSTEM,
             start: FIRST_SECTOR,
             sectors: (total / SECTOR) as u32 - FIRST_SECTOR,
         };
@@ -249,11 +258,13 @@ impl TestImageBuilder {
         copy_in(
             &raw,
             &part,
-            &[],
+            &["EFI", "EFI/BOOT"],
             &[
                 ("vmlinuz", &kernel_path),
                 ("initrd.img", &initrd_path),
                 ("syslinux.cfg", &cfg_path),
+                ("EFI/BOOT/BOOTX64.EFI", &grub_efi),
+                (&GRUB_CFG[1..], &grub_cfg_path),
             ],
         )?;
 

@@ -55,6 +55,13 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("dosfstools", "mkfs.vfat: config drives of the agent's image tests; fsck.fat checks the ESP of partition images"),
     ("e2fsprogs", "mkfs.ext4: the root filesystem image of the partition-image tests"),
     ("genisoimage", "ISO9660 config drives (as Ironic builds them) for the 4Kn config drive test"),
+    ("ovmf", "UEFI firmware (OVMF pflash) of the UEFI QEMU nodes"),
+    ("xorriso", "virtual-media boot ISOs (El Torito BIOS + EFI, hybrid)"),
+    ("isolinux", "BIOS loader of the virtual-media boot ISOs"),
+    (
+        "grub-efi-amd64-bin",
+        "grub-mkimage and its x86_64-efi modules: the EFI loader of boot ISOs and of the UEFI test OS image",
+    ),
     ("tgt", "iSCSI interop tests and benchmark baseline (tgtd, tgtadm)"),
     ("libiscsi-bin", "iSCSI conformance tests and benchmark client (iscsi-test-cu, iscsi-inq, iscsi-ls, iscsi-perf)"),
     (

@@ -13,7 +13,7 @@ use super::efivars::{guid_bytes, HardDrive, Signature};
 /// The EFI system partition type GUID.
 pub const ESP_TYPE: &str = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
 /// The MBR partition type of an EFI system partition.
-const ESP_MBR_TYPE: u8 = 0xef;
+const ESP_MBR_TYPE: u8 = ferrite_image::disk::mbr::EFI_SYSTEM;
 
 /// Loaders in the order IPA's `efi_utils` prefers them: a vendor's shim, then its GRUB,
 /// then the removable-media fallback path.

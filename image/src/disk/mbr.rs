@@ -13,6 +13,8 @@ pub struct Partition {
 
 /// FAT16 with LBA addressing.
 pub const FAT16_LBA: u8 = 0x0e;
+/// An EFI system partition (FAT inside).
+pub const EFI_SYSTEM: u8 = 0xef;
 
 /// Byte offset of the four 16-byte entries in sector 0.
 pub const TABLE: usize = 446;

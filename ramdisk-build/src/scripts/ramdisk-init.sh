@@ -11,6 +11,10 @@ mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 echo "ferrite-ramdisk: kernel $(uname -r), loading drivers"
 # Drivers for hardware this machine lacks (ipmi_si without a BMC) refuse to load: expected.
 while read -r ko; do insmod "$ko" 2>/dev/null; done </etc/ferrite/modules
+# Booted by UEFI: the NVRAM variables, for the boot entries install_bootloader writes.
+if [ -d /sys/firmware/efi/efivars ]; then
+    mount -t efivarfs efivarfs /sys/firmware/efi/efivars
+fi
 ip link set lo up
 for dev in /sys/class/net/*; do
     nic=${dev##*/}
