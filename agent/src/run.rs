@@ -200,7 +200,14 @@ pub async fn run_with_hooks(
         let node_uuid = if config.standalone {
             None
         } else {
-            inspect(&params, inventory.as_ref(), &mut tokens, &*state).await
+            inspect(
+                &params,
+                &config.root,
+                inventory.as_ref(),
+                &mut tokens,
+                &*state,
+            )
+            .await
         };
         match &client {
             Some(client) => lookup_until_token(
@@ -344,6 +351,7 @@ fn wants_tls(params: &KernelParams, version: (u32, u32)) -> anyhow::Result<bool>
 /// it answers (used by the lookup), and any token it hands out, are kept.
 async fn inspect(
     params: &KernelParams,
+    root: &std::path::Path,
     inventory: Option<&Inventory>,
     tokens: &mut TokenStore,
     link: &dyn AgentLink,
@@ -363,10 +371,18 @@ async fn inspect(
             return None;
         }
     };
+    // IPA's `root_disk`: the disk a deploy without root device hints would write, which
+    // Ironic's root-device inspection hook turns into `local_gb`.
+    let root_disk = crate::disk::hints::choose(&inv.disks, None, |d| {
+        crate::inventory::install_exclusion(root, d)
+    })
+    .ok()
+    .cloned();
     match post_inventory(
         &http,
         url,
         inv,
+        root_disk,
         params.bootif.as_deref(),
         params
             .inspection_token

@@ -112,6 +112,7 @@ async fn lifecycle(backend: Backend) {
             .parse()
             .unwrap(),
         &inventory,
+        inventory.disks.first().cloned(),
         Some(&macs[0]),
         Some(&token),
         &InspectTiming::default(),

@@ -56,6 +56,10 @@ pub struct Heartbeat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InspectionData {
     pub inventory: Inventory,
+    /// The disk a deploy without root device hints would pick (IPA's `root_disk`; Ironic's
+    /// `root-device` inspection hook sets `local_gb` from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_disk: Option<crate::inventory::Disk>,
     pub boot_interface: Option<String>,
     /// The node's agent token, or the one-time inspection token of the ramdisk's kernel
     /// command line (`ferrite-inspection-token`); required by the conductor.

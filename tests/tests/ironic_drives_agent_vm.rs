@@ -4,9 +4,10 @@
 //! type against the node's ipmi_sim BMC, its own `ipxe` boot interface (the node PXE-boots
 //! Ironic's `boot.ipxe` and per-MAC scripts, served from Ironic's `http_root` by the test's
 //! HTTP server) and the `direct` deploy interface, with `[agent] require_tls = True`. The
-//! node boots the real Ferrite deploy ramdisk and goes enroll → manage → provide (automated
-//! cleaning through the agent) → deploy of the project's whole-disk test image with a
-//! config drive Ironic builds → active, and the deployed OS prints its `FERRITE-DEPLOYED`
+//! node boots the real Ferrite deploy ramdisk and goes enroll → manage → inspect (Ironic's
+//! built-in `agent` inspect interface takes the agent's inventory: properties, port, the
+//! stored inventory) → provide (automated cleaning through the agent) → deploy of the
+//! project's whole-disk test image with a config drive Ironic builds → active, and the deployed OS prints its `FERRITE-DEPLOYED`
 //! marker with the uuid Ironic put in the config drive. BIOS mode.
 //!
 //! Why `ipmi` and not `manual-management`: it is what production runs, Ironic powers the
@@ -44,7 +45,7 @@ enabled_boot_interfaces = ipxe
 enabled_deploy_interfaces = direct
 enabled_power_interfaces = ipmitool
 enabled_management_interfaces = ipmitool
-enabled_inspect_interfaces = no-inspect
+enabled_inspect_interfaces = agent,no-inspect
 enabled_network_interfaces = noop
 enabled_console_interfaces = no-console
 enabled_raid_interfaces = no-raid
@@ -78,6 +79,8 @@ tftp_master_path = {s}/tftpboot/master_images
 dhcp_provider = none
 [service_catalog]
 endpoint_override = http://10.0.2.2:{api_port}
+[inspector]
+hooks = $default_hooks,memory,cpus,root-device
 [oslo_concurrency]
 lock_path = {s}/locks
 "
@@ -312,6 +315,7 @@ fn ironic_cleans_and_deploys_through_ferrite_agent_bios_tls() {
             "driver": "ipmi",
             "boot_interface": "ipxe",
             "deploy_interface": "direct",
+            "inspect_interface": "agent",
             "properties": {"cpu_arch": "x86_64", "capabilities": "boot_mode:bios"},
             "driver_info": {
                 "ipmi_address": "127.0.0.1",
@@ -339,6 +343,49 @@ fn ironic_cleans_and_deploys_through_ferrite_agent_bios_tls() {
     provision(&ironic, &uuid, json!({"target": "manage"}));
     let n = wait_state(&ironic, &node, &uuid, "manageable", Duration::from_secs(60));
     assert_eq!(n["power_state"], "power off", "{n}");
+
+    // inspect: Ironic's own `agent` inspect interface boots the ramdisk, which posts its
+    // inventory to Ironic's /v1/continue_inspection; Ironic's hooks set the properties.
+    let t = Instant::now();
+    provision(&ironic, &uuid, json!({"target": "inspect"}));
+    let n = wait_state(
+        &ironic,
+        &node,
+        &uuid,
+        "manageable",
+        Duration::from_secs(240),
+    );
+    let inspection = t.elapsed();
+    let props = &n["properties"];
+    assert_eq!(props["cpu_arch"], "x86_64", "{props}");
+    assert_eq!(props["cpus"], 1, "{props}");
+    assert!(
+        props["memory_mb"]
+            .as_u64()
+            .is_some_and(|m| (200..=256).contains(&m)),
+        "memory of a 256 MiB guest: {props}"
+    );
+    // 5 GiB disk: Ironic's root-device hook stores the size minus 1 GiB, in GiB.
+    assert_eq!(props["local_gb"], 4, "{props}");
+    assert_eq!(
+        n["power_state"], "power off",
+        "inspection ends powered off: {n}"
+    );
+    let ports = ironic
+        .get(&format!("/v1/ports?node_uuid={uuid}&detail=True"))
+        .unwrap();
+    let ports = ports["ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    assert_eq!(ports[0]["address"], MAC);
+    assert_eq!(ports[0]["pxe_enabled"], true, "{:?}", ports[0]);
+    let data = ironic
+        .get(&format!("/v1/nodes/{uuid}/inventory"))
+        .expect("Ironic keeps the inventory it was sent");
+    assert_eq!(
+        data["inventory"]["disks"][0]["serial"], "IRONIC-DISK-1",
+        "{}",
+        data["inventory"]["disks"]
+    );
 
     // provide: automated cleaning boots the ramdisk and runs the agent's clean steps.
     let t = Instant::now();
@@ -416,8 +463,8 @@ fn ironic_cleans_and_deploys_through_ferrite_agent_bios_tls() {
         "the agent did not advertise an https callback"
     );
     eprintln!(
-        "ironic_drives_agent_vm: setup {ready:?}, cleaning {cleaning:?}, deploy to active \
-         {deploy:?}, total {:?}",
+        "ironic_drives_agent_vm: setup {ready:?}, inspection {inspection:?}, cleaning \
+         {cleaning:?}, deploy to active {deploy:?}, total {:?}",
         started.elapsed()
     );
     drop(ironic);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ferrite_proto::inventory::Inventory;
+use ferrite_proto::inventory::{Disk, Inventory};
 use ferrite_proto::lookup::{InspectionData, InspectionResponse};
 use reqwest::Url;
 
@@ -41,12 +41,14 @@ pub async fn post_inventory(
     http: &reqwest::Client,
     url: &Url,
     inventory: &Inventory,
+    root_disk: Option<Disk>,
     bootif: Option<&str>,
     token: Option<&str>,
     timing: &InspectTiming,
 ) -> Result<InspectionResponse, ConductorError> {
     let body = InspectionData {
         inventory: inventory.clone(),
+        root_disk,
         boot_interface: boot_interface(bootif, inventory),
         agent_token: token.map(str::to_string),
         ferrite: serde_json::Map::from_iter([(
@@ -125,6 +127,7 @@ mod tests {
             &reqwest::Client::new(),
             &url,
             &Inventory::default(),
+            None,
             None,
             None,
             &timing,
