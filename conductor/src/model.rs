@@ -103,6 +103,13 @@ pub const NODE_FIELDS: &[&str] = &[
     "traits",
     "allocation_uuid",
     "fault",
+    "raid_config",
+    "target_raid_config",
+    "boot_mode",
+    "secure_boot",
+    "service_step",
+    "instance_name",
+    "health",
     "created_at",
     "updated_at",
     "provision_updated_at",
@@ -221,6 +228,15 @@ pub const EXTENDED_FIELDS: &[ExtField] = &[
     ext("network_data", ExtTy::Obj, ExtDefault::EmptyObj),
     ext("traits", ExtTy::ReadOnly, ExtDefault::EmptyList),
     ext("allocation_uuid", ExtTy::ReadOnly, ExtDefault::Null),
+    ext("instance_name", ExtTy::Str, ExtDefault::Null),
+    // Set through `/states/raid`; Ferrite builds no RAID, so `raid_config` stays empty.
+    ext("raid_config", ExtTy::ReadOnly, ExtDefault::EmptyObj),
+    ext("target_raid_config", ExtTy::ReadOnly, ExtDefault::EmptyObj),
+    // What the management interface reports; neither of Ferrite's can read them.
+    ext("boot_mode", ExtTy::ReadOnly, ExtDefault::Null),
+    ext("secure_boot", ExtTy::ReadOnly, ExtDefault::Null),
+    ext("service_step", ExtTy::ReadOnly, ExtDefault::EmptyObj),
+    ext("health", ExtTy::ReadOnly, ExtDefault::Null),
 ];
 
 /// Fields of the short (non-detail) listing, as Ironic shows them.

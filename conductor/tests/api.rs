@@ -18,7 +18,7 @@ async fn count(api: &Api) -> usize {
 async fn versions(api: &Api) {
     let (s, v) = api.get("/").await;
     assert_eq!(s, 200);
-    assert_eq!(v["default_version"]["version"], "1.72");
+    assert_eq!(v["default_version"]["version"], "1.86");
     assert_eq!(v["versions"][0]["min_version"], "1.1");
     let r = api
         .http
@@ -30,9 +30,9 @@ async fn versions(api: &Api) {
     assert_eq!(r.status(), 406);
     assert_eq!(
         r.headers()["X-OpenStack-Ironic-API-Maximum-Version"],
-        "1.72"
+        "1.86"
     );
-    assert!(fault(&r.json().await.unwrap()).contains("[1.1, 1.72]"));
+    assert!(fault(&r.json().await.unwrap()).contains("[1.1, 1.86]"));
     let r = api
         .http
         .get(format!("{}/v1/nodes", api.base))
@@ -48,8 +48,9 @@ async fn versions(api: &Api) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers()["X-OpenStack-Ironic-API-Version"], "1.72");
+    assert_eq!(r.headers()["X-OpenStack-Ironic-API-Version"], "1.86");
     // No header: the minimum version, where new nodes start `available` (Ironic < 1.11).
+    // Node names came with 1.5: not acceptable before (as in Ironic).
     let r = api
         .http
         .post(format!("{}/v1/nodes", api.base))
@@ -57,13 +58,26 @@ async fn versions(api: &Api) {
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 406);
+    let r = api
+        .http
+        .post(format!("{}/v1/nodes", api.base))
+        .json(&json!({"driver": "fake-hardware"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["provision_state"],
-        "available"
+    let created = r.json::<Value>().await.unwrap();
+    assert_eq!(created["provision_state"], "available");
+    assert!(
+        created.get("name").is_none(),
+        "name is a 1.5 field: {created}"
     );
+    let uuid = created["uuid"].as_str().unwrap();
     assert_eq!(
-        api.call("DELETE", "/v1/nodes/old-client", None).await.0,
+        api.call("DELETE", &format!("/v1/nodes/{uuid}"), None)
+            .await
+            .0,
         204
     );
     let (s, v) = api.get("/v1/nothing").await;

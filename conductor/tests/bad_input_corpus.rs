@@ -66,6 +66,11 @@ fn corpus(uuid: &str, port: &str) -> Vec<Case> {
         ("PATCH", format!("/v1/ports/{port}")),
         ("POST", format!("/v1/heartbeat/{uuid}")),
         ("POST", "/v1/continue_inspection".into()),
+        ("PUT", format!("/v1/nodes/{uuid}/states/console")),
+        ("PUT", format!("/v1/nodes/{uuid}/states/raid")),
+        ("PUT", format!("/v1/nodes/{uuid}/states/boot_mode")),
+        ("PUT", format!("/v1/nodes/{uuid}/states/secure_boot")),
+        ("PUT", format!("/v1/nodes/{uuid}/management/inject_nmi")),
     ];
     for (m, p) in &posts {
         for b in bad_bodies() {
@@ -143,6 +148,28 @@ fn corpus(uuid: &str, port: &str) -> Vec<Case> {
     ] {
         c.push(case("PUT", format!("/v1/nodes/{uuid}/states/power"), j(v)));
     }
+    // Hardware sub-resources with the wrong shapes.
+    for (path, v) in [
+        ("states/console", json!({"enabled": "maybe"})),
+        ("states/console", json!({"enabled": true, "bogus": 1})),
+        ("states/raid", json!({"logical_disks": "all"})),
+        ("states/boot_mode", json!({"target": "legacy"})),
+        ("states/boot_mode", json!({"target": null})),
+        ("states/secure_boot", json!({"target": "on"})),
+        ("management/inject_nmi", json!({"now": true})),
+    ] {
+        c.push(case("PUT", format!("/v1/nodes/{uuid}/{path}"), j(v)));
+    }
+    c.push(case(
+        "PUT",
+        "/v1/nodes/no-such-node/states/raid",
+        j(json!({})),
+    ));
+    c.push(case(
+        "PUT",
+        "/v1/nodes/no-such-node/management/inject_nmi",
+        j(json!({})),
+    ));
     // Ports.
     for v in [
         json!({"address": "zz:zz", "node_uuid": uuid}),
@@ -183,6 +210,27 @@ fn corpus(uuid: &str, port: &str) -> Vec<Case> {
         "/boot/%2e%2e/%2e%2e/etc/passwd".into(),
         format!("/boot/{uuid}/..%2F..%2Fferrite.db"),
         format!("/v1/nodes/{uuid}/inventory"),
+        // Node sub-resources (1.12–1.86) on unknown nodes and with bad arguments.
+        "/v1/nodes/no-such-node/bios".into(),
+        format!("/v1/nodes/{uuid}/bios/NoSuchSetting"),
+        format!("/v1/nodes/{uuid}/bios?bogus=1"),
+        format!("/v1/nodes/{uuid}/bios?detail=maybe"),
+        "/v1/nodes/no-such-node/states/console".into(),
+        "/v1/nodes/no-such-node/history".into(),
+        format!("/v1/nodes/{uuid}/history/no-such-event"),
+        format!("/v1/nodes/{uuid}/history?limit=-3"),
+        format!("/v1/nodes/{uuid}/history?marker=nope"),
+        format!("/v1/nodes/{uuid}/history?sort_key=event"),
+        "/v1/nodes/no-such-node/firmware".into(),
+        "/v1/nodes/no-such-node/children".into(),
+        "/v1/nodes/no-such-node/vendor_passthru/methods".into(),
+        format!("/v1/nodes/{uuid}/vendor_passthru"),
+        format!("/v1/nodes/{uuid}/vendor_passthru?method=nope"),
+        "/v1/drivers/no-such-driver/vendor_passthru/methods".into(),
+        "/v1/drivers/fake-hardware/vendor_passthru?method=".into(),
+        "/v1/nodes?include_children=maybe".into(),
+        "/v1/nodes?sharded=maybe".into(),
+        "/v1/drivers?fields=name&bogus=1".into(),
         // Agent lookups.
         "/v1/lookup".into(),
         "/v1/lookup?addresses=".into(),
@@ -331,7 +379,7 @@ async fn hostile_requests_get_4xx_with_a_message_and_store_nothing() {
             .header("content-type", "application/json");
         rb = match &c.header {
             Some((k, v)) => rb.header(*k, v),
-            None => rb.header("X-OpenStack-Ironic-API-Version", "1.72"),
+            None => rb.header("X-OpenStack-Ironic-API-Version", "1.86"),
         };
         if let Some(b) = &c.body {
             rb = rb.body(b.clone());

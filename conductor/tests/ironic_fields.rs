@@ -9,7 +9,7 @@ use common::{fault, Api, Backend, Server};
 use serde_json::{json, Value};
 
 async fn uuids(api: &Api, path: &str) -> Vec<String> {
-    let (s, v) = api.get(path).await;
+    let (s, v) = api.call_v("1.86", "GET", path, None).await;
     assert_eq!(s, 200, "{path}: {v}");
     let mut out: Vec<String> = v["nodes"]
         .as_array()
@@ -33,7 +33,7 @@ async fn walk(backend: Backend) {
         doc.as_object_mut()
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
-        let (s, v) = api.call("POST", "/v1/nodes", Some(doc)).await;
+        let (s, v) = api.call_v("1.86", "POST", "/v1/nodes", Some(doc)).await;
         assert_eq!(s, 201, "{v}");
     }
     assert_eq!(uuids(&api, "/v1/nodes?owner=p1").await, ["a"]);
@@ -43,7 +43,7 @@ async fn walk(backend: Backend) {
     assert_eq!(uuids(&api, "/v1/nodes?conductor_group=rack-1").await, ["a"]);
     assert_eq!(uuids(&api, "/v1/nodes?conductor_group=").await, ["b", "c"]);
     assert_eq!(uuids(&api, "/v1/nodes/?shard=s2").await, ["b"]);
-    let (s, v) = api.get("/v1/nodes/a").await;
+    let (s, v) = api.call_v("1.86", "GET", "/v1/nodes/a", None).await;
     assert_eq!(s, 200);
     assert_eq!(v["conductor_group"], "rack-1");
     assert_eq!(v["traits"], json!([]));
@@ -58,14 +58,18 @@ async fn walk(backend: Backend) {
         )
         .await;
     assert_eq!(s, 204);
-    let (s, _) = api.call("PUT", "/v1/nodes/a/traits/CUSTOM_C", None).await;
+    let (s, _) = api
+        .call_v("1.86", "PUT", "/v1/nodes/a/traits/CUSTOM_C", None)
+        .await;
     assert_eq!(s, 204);
     let (s, v) = api.call_v("1.37", "GET", "/v1/nodes/a/traits", None).await;
     assert_eq!(
         (s, &v["traits"]),
         (200, &json!(["CUSTOM_A", "CUSTOM_B", "CUSTOM_C"]))
     );
-    let (s, v) = api.call("PUT", "/v1/nodes/a/traits/lower", None).await;
+    let (s, v) = api
+        .call_v("1.86", "PUT", "/v1/nodes/a/traits/lower", None)
+        .await;
     assert_eq!(s, 400, "{v}");
     assert!(fault(&v).contains("CUSTOM_"), "{v}");
     let (s, _) = api
@@ -95,7 +99,7 @@ async fn walk(backend: Backend) {
             "the transition",
             std::time::Duration::from_secs(30),
             || async {
-                let n = api.get("/v1/nodes/c").await.1;
+                let n = api.call_v("1.86", "GET", "/v1/nodes/c", None).await.1;
                 n["target_provision_state"].is_null() && n["reservation"].is_null()
             },
         )
@@ -131,7 +135,7 @@ async fn walk(backend: Backend) {
         .await;
     assert_eq!(s, 202);
     common::wait_until("manageable", std::time::Duration::from_secs(30), || async {
-        let n = api.get("/v1/nodes/a").await.1;
+        let n = api.call_v("1.86", "GET", "/v1/nodes/a", None).await.1;
         n["provision_state"] == "manageable" && n["reservation"].is_null()
     })
     .await;

@@ -249,6 +249,15 @@ async fn process(state: Shared, mut r: Resource) {
             .filter(|n| matches(n, &r.doc, &candidates))
             .collect();
         fit.shuffle(&mut rand::rng());
+        // A node named like the allocation is tried first (Ironic since 1.79).
+        if let Some(i) = r
+            .name
+            .as_ref()
+            .and_then(|name| fit.iter().position(|n| n.name.as_ref() == Some(name)))
+        {
+            let n = fit.remove(i);
+            fit.insert(0, n);
+        }
         let mut fit: Vec<String> = fit.into_iter().map(|n| n.uuid.clone()).collect();
         // Locked nodes get a few more passes (a power action that just answered may
         // still hold its lock for a moment); unfit ones are dropped.

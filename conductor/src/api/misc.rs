@@ -74,14 +74,19 @@ fn driver_doc(state: &Shared, base: &str, name: &str, detail: bool) -> Value {
 /// `GET /v1/drivers[?detail=True][&type=dynamic]`: every driver is a hardware type.
 pub async fn drivers(
     State(state): State<Shared>,
+    axum::Extension(v): axum::Extension<super::Version>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    if let Some(k) = q.keys().find(|k| !["detail", "type"].contains(&k.as_str())) {
+    if let Some(k) = q
+        .keys()
+        .find(|k| !["detail", "type", "fields"].contains(&k.as_str()))
+    {
         return Err(ApiError::bad(format!(
-            "Unknown argument {k:?}: supported are detail, type"
+            "Unknown argument {k:?}: supported are detail, type, fields"
         )));
     }
+    let fields = driver_fields(&q, v)?;
     let detail = q
         .get("detail")
         .map(|d| parse_bool("detail", d))
@@ -94,7 +99,12 @@ pub async fn drivers(
             .drivers
             .names()
             .into_iter()
-            .map(|n| driver_doc(&state, &base, n, detail))
+            .map(|n| {
+                select(
+                    driver_doc(&state, &base, n, detail || fields.is_some()),
+                    &fields,
+                )
+            })
             .collect(),
         Some("classic") => vec![],
         Some(t) => {
@@ -108,20 +118,54 @@ pub async fn drivers(
 
 pub async fn driver(
     State(state): State<Shared>,
+    axum::Extension(v): axum::Extension<super::Version>,
     headers: HeaderMap,
     Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
+    if let Some(k) = q.keys().find(|k| k.as_str() != "fields") {
+        return Err(ApiError::bad(format!(
+            "Unknown argument {k:?}: only fields is supported"
+        )));
+    }
+    let fields = driver_fields(&q, v)?;
     if state.engine.drivers.get(&name).is_none() {
         return Err(ApiError::not_found(format!(
             "Driver {name} could not be found."
         )));
     }
-    Ok(json_ok(driver_doc(
-        &state,
-        &base_url(&state, &headers),
-        &name,
-        true,
-    )))
+    let doc = driver_doc(&state, &base_url(&state, &headers), &name, true);
+    Ok(json_ok(select(doc, &fields)))
+}
+
+/// `?fields=` of drivers (1.77).
+fn driver_fields(q: &HashMap<String, String>, v: super::Version) -> ApiResult<Option<Vec<String>>> {
+    let Some(f) = q.get("fields") else {
+        return Ok(None);
+    };
+    if v < super::Version(1, 77) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_ACCEPTABLE,
+            "Request not acceptable: fields on drivers needs API version 1.77 or newer",
+        ));
+    }
+    Ok(Some(
+        f.split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(str::to_string)
+            .collect(),
+    ))
+}
+
+fn select(doc: Value, fields: &Option<Vec<String>>) -> Value {
+    match (fields, doc) {
+        (Some(fl), Value::Object(mut o)) => {
+            o.retain(|k, _| fl.iter().any(|f| f == k));
+            Value::Object(o)
+        }
+        (_, doc) => doc,
+    }
 }
 
 async fn conductor_docs(state: &Shared, base: &str) -> ApiResult<Vec<Value>> {
@@ -161,4 +205,23 @@ pub async fn conductor(
         .find(|d| d["hostname"] == json!(name))
         .map(json_ok)
         .ok_or_else(|| ApiError::not_found(format!("Conductor {name} could not be found.")))
+}
+
+/// `GET /v1/shards` (1.82): every shard some node is in, with its node count.
+pub async fn shards(
+    State(state): State<Shared>,
+    axum::Extension(v): axum::Extension<super::Version>,
+) -> ApiResult<Response> {
+    if v < super::Version(1, 82) {
+        return Err(ApiError::not_found("The resource could not be found."));
+    }
+    let list: Vec<Value> = state
+        .engine
+        .db
+        .shard_counts()
+        .await?
+        .into_iter()
+        .map(|(name, count)| json!({"name": name, "count": count}))
+        .collect();
+    Ok(json_ok(json!({"shards": list})))
 }

@@ -5,8 +5,10 @@ mod agent;
 mod allocations;
 mod auth;
 mod boot;
+mod history;
 mod misc;
 mod node_extras;
+mod node_hw;
 pub(crate) mod nodes;
 pub mod patch;
 mod ports;
@@ -32,8 +34,14 @@ use crate::engine::{Conductor, EngineError};
 pub const MIN_VERSION: (u32, u32) = (1, 1);
 /// 1.69 deploy_steps on deploy/rebuild, 1.70 disable_ramdisk on manual cleaning (refused
 /// when true: cleaning always boots the agent), 1.71 a policy signifier only, 1.72
-/// `agent_status` in heartbeats.
-pub const MAX_VERSION: (u32, u32) = (1, 72);
+/// `agent_status` in heartbeats; 1.73 `deploy`/`undeploy` verbs, 1.74 BIOS registry fields
+/// (`node_hw`), 1.75 `boot_mode`/`secure_boot` node fields, 1.76 changing them (`node_hw`),
+/// 1.77 `fields` on drivers, 1.78 node history (`history`), 1.79 allocations try the node
+/// named like them first, 1.80 a policy signifier only, 1.81 inventory, 1.82 shards, 1.83
+/// parent/child nodes, 1.84 `continue_inspection`, 1.85 `unhold`, 1.86 firmware interface
+/// and `/firmware`. 1.87 (servicing) is not implemented, so the maximum stops here; see
+/// docs/ironic.md.
+pub const MAX_VERSION: (u32, u32) = (1, 86);
 /// Request bodies other than provision requests (which carry config drives).
 pub const BODY_LIMIT: usize = 1024 * 1024;
 pub const PROVISION_BODY_LIMIT: usize = crate::engine::CONFIGDRIVE_MAX + 64 * 1024;
@@ -305,10 +313,13 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/v1/drivers", get(misc::drivers))
         .route("/v1/drivers/{name}", get(misc::driver))
+        .route("/v1/shards", get(misc::shards))
         .route("/v1/conductors", get(misc::conductors))
         .route("/v1/conductors/{name}", get(misc::conductor))
         .merge(resources::routes())
         .merge(node_extras::routes())
+        .merge(node_hw::routes())
+        .merge(history::routes())
         .merge(allocations::routes())
         .layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let inner = Router::new()

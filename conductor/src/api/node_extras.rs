@@ -251,8 +251,29 @@ async fn detach_vif(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// `GET /v1/nodes/{node}/children` (1.83): the UUIDs of the nodes whose parent it is.
+async fn children(
+    State(state): State<Shared>,
+    Extension(v): Extension<Version>,
+    Path(node): Path<String>,
+) -> ApiResult<Response> {
+    need(v, Version(1, 83))?;
+    let n = state.engine.node(&node).await?;
+    let kids = state
+        .engine
+        .db
+        .list_nodes(&crate::db::NodeFilter {
+            extended: vec![("parent_node", n.uuid.clone())],
+            ..Default::default()
+        })
+        .await?;
+    let list: Vec<String> = kids.into_iter().map(|k| k.uuid).collect();
+    Ok(json_ok(json!({"children": list})))
+}
+
 pub fn routes() -> Router<Shared> {
     Router::new()
+        .route("/v1/nodes/{node}/children", get(children))
         .route(
             "/v1/nodes/{node}/traits",
             get(traits).put(replace_traits).delete(clear_traits),

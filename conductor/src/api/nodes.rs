@@ -42,7 +42,88 @@ const LIST_PARAMS: &[&str] = &[
     "project",
     "conductor_group",
     "shard",
+    "sharded",
+    "include_children",
+    "parent_node",
+    "instance_name",
 ];
+
+/// The microversion that added a node field: Ironic's `VERSIONED_FIELDS`
+/// (api/controllers/v1/utils.py). Below it the field is left out of answers, and asking
+/// for it (`fields=`, create, patch) is not acceptable (406).
+pub fn field_since(field: &str) -> Version {
+    let minor = match field {
+        "driver_internal_info" => 3,
+        "name" => 5,
+        "inspection_finished_at" | "inspection_started_at" => 6,
+        "clean_step" => 7,
+        "raid_config" | "target_raid_config" => 12,
+        "network_interface" => 20,
+        "resource_class" => 21,
+        "boot_interface"
+        | "console_interface"
+        | "deploy_interface"
+        | "inspect_interface"
+        | "management_interface"
+        | "power_interface"
+        | "raid_interface"
+        | "vendor_interface" => 31,
+        "storage_interface" => 33,
+        "traits" => 37,
+        "rescue_interface" => 38,
+        "bios_interface" => 40,
+        "fault" => 42,
+        "deploy_step" => 44,
+        "conductor_group" => 46,
+        "automated_clean" => 47,
+        "protected" | "protected_reason" => 48,
+        "conductor" => 49,
+        "owner" => 50,
+        "description" => 51,
+        "allocation_uuid" => 52,
+        "retired" | "retired_reason" => 61,
+        "lessee" => 65,
+        "network_data" => 66,
+        "boot_mode" | "secure_boot" => 75,
+        "shard" => 82,
+        "parent_node" => 83,
+        "firmware_interface" => 86,
+        "service_step" => 87,
+        "disable_power_off" => 95,
+        "instance_name" => 104,
+        "health" => 109,
+        _ => 1,
+    };
+    Version(1, minor)
+}
+
+/// Ironic's answer to a field newer than the request's version.
+pub fn not_acceptable(field: &str) -> ApiError {
+    let v = field_since(field);
+    ApiError::new(
+        StatusCode::NOT_ACCEPTABLE,
+        format!(
+            "Request not acceptable: field {field:?} needs API version {}.{} or newer",
+            v.0, v.1
+        ),
+    )
+}
+
+/// The node's document at microversion `v` (fields newer than `v` left out).
+pub fn node_doc(n: &Node, base: &str, v: Version) -> Obj {
+    let mut o = n.to_api(base);
+    o.retain(|k, _| field_since(k) <= v);
+    o
+}
+
+/// `fields=` checked against the node fields, and against the version.
+fn node_fields(f: &str, v: Version) -> ApiResult<Vec<&str>> {
+    let fields = parse_fields(f, NODE_FIELDS)?;
+    if let Some(bad) = fields.iter().find(|f| field_since(f) > v) {
+        return Err(not_acceptable(bad));
+    }
+    Ok(fields)
+}
 
 /// Fields a user may set at creation or patch.
 const WRITABLE: &[&str] = &[
@@ -370,6 +451,9 @@ pub async fn create(
             "Field \"driver\" is mandatory: e.g. {\"driver\": \"fake-hardware\"}",
         ));
     }
+    if let Some(k) = doc.keys().find(|k| field_since(k) > version) {
+        return Err(not_acceptable(k));
+    }
     let mut node = blank_node();
     apply_fields(&state, &mut node, &doc, true)?;
     // Before 1.11 new nodes started `available` (Ironic's rule).
@@ -397,7 +481,7 @@ pub async fn create(
     let base = base_url(&state, &headers);
     let mut resp = (
         StatusCode::CREATED,
-        axum::Json(Value::Object(node.to_api(&base))),
+        axum::Json(Value::Object(node_doc(&node, &base, version))),
     )
         .into_response();
     if let Ok(h) = format!("{base}/v1/nodes/{}", node.uuid).parse() {
@@ -411,6 +495,7 @@ async fn list_inner(
     headers: &HeaderMap,
     q: &HashMap<String, String>,
     detail_path: bool,
+    v: Version,
 ) -> ApiResult<Value> {
     if let Some(k) = q.keys().find(|k| !LIST_PARAMS.contains(&k.as_str())) {
         return Err(ApiError::bad(format!(
@@ -451,15 +536,46 @@ async fn list_inner(
         limit: Some(limit),
         ..Default::default()
     };
-    for key in ["owner", "lessee", "conductor_group", "shard"] {
-        if let Some(v) = q.get(key) {
-            let v = if key == "conductor_group" {
-                v.to_lowercase()
+    for (key, since) in [
+        ("owner", 50),
+        ("lessee", 65),
+        ("conductor_group", 46),
+        ("shard", 82),
+        ("parent_node", 83),
+        ("instance_name", 104),
+    ] {
+        if let Some(val) = q.get(key) {
+            if v < Version(1, since) {
+                return Err(not_acceptable(key));
+            }
+            let val = if key == "conductor_group" {
+                val.to_lowercase()
+            } else if key == "parent_node" {
+                // A parent is named by UUID or name; nodes store its UUID.
+                match state.engine.db.get_node(val).await? {
+                    Some(p) => p.uuid,
+                    None => val.clone(),
+                }
             } else {
-                v.clone()
+                val.clone()
             };
-            f.extended.push((key, v));
+            f.extended.push((key, val));
         }
+    }
+    if let Some(sh) = q.get("sharded") {
+        if v < Version(1, 82) {
+            return Err(not_acceptable("shard"));
+        }
+        f.extended_set.push(("shard", parse_bool("sharded", sh)?));
+    }
+    let include_children = match q.get("include_children") {
+        Some(_) if v < Version(1, 83) => return Err(not_acceptable("parent_node")),
+        Some(c) => parse_bool("include_children", c)?,
+        None => false,
+    };
+    // Child nodes are listed only when asked for, or under their parent (as in Ironic).
+    if !include_children && !q.contains_key("parent_node") {
+        f.extended_set.push(("parent_node", false));
     }
     if let Some(ps) = &f.provision_state {
         ps.parse::<PState>()
@@ -481,7 +597,7 @@ async fn list_inner(
         f.after_id = Some(n.id);
     }
     let fields = match q.get("fields") {
-        Some(fl) => Some(parse_fields(fl, NODE_FIELDS)?),
+        Some(fl) => Some(node_fields(fl, v)?),
         None => None,
     };
     let nodes = state.engine.db.list_nodes(&f).await?;
@@ -491,8 +607,12 @@ async fn list_inner(
         .map(|n| {
             Value::Object(match (&fields, detail) {
                 (Some(fl), _) => n.to_api_fields(&base, fl),
-                (None, true) => n.to_api(&base),
-                (None, false) => n.to_api_fields(&base, NODE_SHORT_FIELDS),
+                (None, true) => node_doc(n, &base, v),
+                (None, false) => {
+                    let mut o = n.to_api_fields(&base, NODE_SHORT_FIELDS);
+                    o.retain(|k, _| field_since(k) <= v);
+                    o
+                }
             })
         })
         .collect();
@@ -508,25 +628,30 @@ async fn list_inner(
 
 pub async fn list(
     State(state): State<Shared>,
+    Extension(v): Extension<Version>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    list_inner(&state, &headers, &q, false).await.map(json_ok)
+    list_inner(&state, &headers, &q, false, v)
+        .await
+        .map(json_ok)
 }
 
 pub async fn list_detail(
     State(state): State<Shared>,
+    Extension(v): Extension<Version>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     if q.contains_key("detail") {
         return Err(ApiError::bad("detail is implied by /nodes/detail"));
     }
-    list_inner(&state, &headers, &q, true).await.map(json_ok)
+    list_inner(&state, &headers, &q, true, v).await.map(json_ok)
 }
 
 pub async fn show(
     State(state): State<Shared>,
+    Extension(v): Extension<Version>,
     headers: HeaderMap,
     Path(ident): Path<String>,
     Query(q): Query<HashMap<String, String>>,
@@ -539,8 +664,8 @@ pub async fn show(
     let node = state.engine.node(&ident).await?;
     let base = base_url(&state, &headers);
     let body = match q.get("fields") {
-        Some(f) => node.to_api_fields(&base, &parse_fields(f, NODE_FIELDS)?),
-        None => node.to_api(&base),
+        Some(f) => node.to_api_fields(&base, &node_fields(f, v)?),
+        None => node_doc(&node, &base, v),
     };
     Ok(json_ok(Value::Object(body)))
 }
@@ -586,6 +711,7 @@ pub fn check_paths(ops: &[Operation], writable: &[&str]) -> ApiResult<()> {
 
 pub async fn update(
     State(state): State<Shared>,
+    Extension(v): Extension<Version>,
     headers: HeaderMap,
     Path(ident): Path<String>,
     JsonBody(ops): JsonBody<Vec<Operation>>,
@@ -596,6 +722,15 @@ pub async fn update(
         ));
     }
     check_paths(&ops, &writable())?;
+    for op in &ops {
+        let first = patch::pointer(&op.path)
+            .ok()
+            .and_then(|t| t.into_iter().next())
+            .unwrap_or_default();
+        if field_since(&first) > v {
+            return Err(not_acceptable(&first));
+        }
+    }
     // The allocation the node had, read under the update's lock.
     let mut allocation = Value::Null;
     let prior = &mut allocation;
@@ -648,9 +783,11 @@ pub async fn update(
     if let (Some(a), true) = (allocation.as_str(), node.ext("allocation_uuid").is_null()) {
         state.engine.db.delete_resource("allocations", a).await?;
     }
-    Ok(json_ok(Value::Object(
-        node.to_api(&base_url(&state, &headers)),
-    )))
+    Ok(json_ok(Value::Object(node_doc(
+        &node,
+        &base_url(&state, &headers),
+        v,
+    ))))
 }
 
 const DELETABLE: &[PState] = &[
@@ -704,8 +841,8 @@ pub async fn states(State(state): State<Shared>, Path(ident): Path<String>) -> A
         "provision_updated_at": n.provision_updated_at,
         "last_error": n.last_error,
         "console_enabled": false,
-        "raid_config": {},
-        "target_raid_config": {},
+        "raid_config": n.ext("raid_config"),
+        "target_raid_config": n.ext("target_raid_config"),
     })))
 }
 
@@ -758,6 +895,9 @@ fn check_provision_version(req: &ProvisionRequest, version: Version) -> ApiResul
             format!("Request not acceptable: {what} needs API version 1.{v} or newer"),
         )
     };
+    if ["deploy", "undeploy"].contains(&req.target.as_str()) && version < Version(1, 73) {
+        return Err(need(73, &format!("target \"{}\"", req.target)));
+    }
     if req.deploy_steps.is_some() && version < Version(1, 69) {
         return Err(need(69, "deploy_steps"));
     }

@@ -29,6 +29,9 @@ pub struct NodeFilter {
     /// Equality on `model::EXTENDED_FIELDS` strings (owner, lessee, conductor_group, shard);
     /// a field not set compares as its default.
     pub extended: Vec<(&'static str, String)>,
+    /// Whether an `EXTENDED_FIELDS` value is set (`true`) or null (`false`): `sharded`, and
+    /// child nodes left out of lists unless `include_children`.
+    pub extended_set: Vec<(&'static str, bool)>,
     /// Nodes whose owner or lessee is this project.
     pub project: Option<String>,
     /// Return rows with `id` greater than this.
@@ -211,6 +214,10 @@ impl Db {
         for (key, v) in &f.extended {
             add(&mut sql, &ext(key), v);
         }
+        for (key, set) in &f.extended_set {
+            let test = if *set { "IS NOT NULL" } else { "IS NULL" };
+            sql.push_str(&format!(" AND {} {test}", ext(key)));
+        }
         if let Some(p) = &f.project {
             n += 1;
             sql.push_str(&format!(
@@ -249,6 +256,24 @@ impl Db {
         rows.iter().map(node_from_row).collect()
     }
 
+    /// `(shard, number of nodes)` for every shard some node is in (Ironic's shard list).
+    pub async fn shard_counts(&self) -> Result<Vec<(String, i64)>> {
+        let col = match self.backend {
+            super::Backend::Sqlite => "json_extract(extended, '$.shard')",
+            super::Backend::Postgres => "(extended::json ->> 'shard')",
+        };
+        let sql = format!(
+            "SELECT CAST({col} AS TEXT) AS shard, COUNT(*) AS n FROM nodes WHERE {col} IS NOT NULL \
+             GROUP BY {col} ORDER BY 1"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("shard")?, r.try_get("n")?)))
+            .collect()
+    }
+
     pub async fn nodes_in_states(&self, states: &[State]) -> Result<Vec<Node>> {
         let mut out = vec![];
         for s in states {
@@ -272,6 +297,10 @@ impl Db {
             .execute(&self.pool)
             .await?;
         }
+        sqlx::query("DELETE FROM resources WHERE kind = 'history' AND node_uuid = $1")
+            .bind(uuid)
+            .execute(&self.pool)
+            .await?;
         let r = sqlx::query("DELETE FROM nodes WHERE uuid = $1")
             .bind(uuid)
             .execute(&self.pool)

@@ -160,6 +160,16 @@ impl Management for IpmiManagement {
                 .map_err(DriverError::Bmc)
         })
     }
+    /// Chassis control "pulse diagnostic interrupt", what Ironic's `ipmitool power diag` sends.
+    fn inject_nmi<'a>(&'a self, node: &'a Node) -> Option<BoxFut<'a, DResult<()>>> {
+        Some(Box::pin(async move {
+            let client = self.0.client(node).await?;
+            client
+                .chassis_control(ferrite_ipmi::ChassisControl::DiagnosticInterrupt)
+                .await
+                .map_err(DriverError::Bmc)
+        }))
+    }
 }
 
 /// `ipmi`: IPMI power and management, iPXE boot (when the conductor serves boot files),

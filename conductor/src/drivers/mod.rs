@@ -113,6 +113,11 @@ pub trait Management: Send + Sync {
         device: &'a str,
         persistent: bool,
     ) -> BoxFut<'a, DResult<()>>;
+    /// Injects a non-maskable interrupt; `None` when the interface cannot (Ironic's
+    /// `UnsupportedDriverExtension`).
+    fn inject_nmi<'a>(&'a self, _node: &'a Node) -> Option<BoxFut<'a, DResult<()>>> {
+        None
+    }
 }
 
 pub trait Boot: Send + Sync {

@@ -4,6 +4,7 @@
 
 mod agent_api;
 mod heartbeats;
+pub mod history;
 mod periodic;
 mod plan;
 pub mod power_sync;
@@ -252,7 +253,15 @@ impl Conductor {
         } else {
             Event::Fail
         };
-        self.transition(node, event).await
+        let event_type = history::event_type(node.provision_state);
+        self.transition(node, event).await?;
+        let message = node.last_error.clone().unwrap_or_default();
+        if let Err(e) =
+            history::record(self, node, history::Severity::Error, event_type, &message).await
+        {
+            tracing::error!(node = %node.uuid, error = %e, "cannot record the failure in the node's history");
+        }
+        Ok(())
     }
 
     fn powers_off_after_failure(&self, from: State) -> bool {
@@ -316,7 +325,21 @@ impl Conductor {
         state::next(node.provision_state, event)?;
         self.check_request(&node, event, &req)?;
         let mut node = self.lock(&node).await?;
+        let from = node.provision_state;
         let result = self.start(&mut node, event, req).await;
+        if result.is_ok() {
+            let message = format!(
+                "Provision verb \"{}\" moved the node from \"{from}\" to \"{}\"",
+                event.target_word(),
+                node.provision_state
+            );
+            let kind = history::event_type(node.provision_state);
+            if let Err(e) =
+                history::record(self, &node, history::Severity::Info, kind, &message).await
+            {
+                tracing::error!(node = %node.uuid, error = %e, "cannot record the verb in the node's history");
+            }
+        }
         match result {
             Ok(true) => {
                 let uuid = node.uuid.clone();

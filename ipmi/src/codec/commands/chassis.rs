@@ -64,6 +64,8 @@ pub enum ChassisControl {
     PowerOn,
     PowerCycle,
     HardReset,
+    /// Pulse diagnostic interrupt (NMI), as `ipmitool power diag` sends it.
+    DiagnosticInterrupt,
     /// ACPI soft shutdown.
     SoftOff,
 }
@@ -75,6 +77,7 @@ impl ChassisControl {
             ChassisControl::PowerOn => 0x01,
             ChassisControl::PowerCycle => 0x02,
             ChassisControl::HardReset => 0x03,
+            ChassisControl::DiagnosticInterrupt => 0x04,
             ChassisControl::SoftOff => 0x05,
         }
     }
@@ -227,6 +230,10 @@ mod tests {
         assert!(ChassisStatus::decode(&[0x01]).is_err());
         assert_eq!(chassis_control(ChassisControl::SoftOff).data, [0x05]);
         assert_eq!(chassis_control(ChassisControl::HardReset).data, [0x03]);
+        assert_eq!(
+            chassis_control(ChassisControl::DiagnosticInterrupt).data,
+            [0x04]
+        );
     }
 
     #[test]
