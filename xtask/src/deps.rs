@@ -154,6 +154,13 @@ pub const VENVS: &[Venv] = &[
         why: "ipmi bench baseline: pyghmi in-process (library to library)",
     },
     Venv {
+        dir: "sushy-venv",
+        requirements: &["sushy-tools==2.2.0", "sushy==5.14.0"],
+        probe: "bin/sushy-emulator",
+        why: "redfish tests: sushy-emulator (fake systems driver) as the BMC; redfish bench \
+              baseline: python sushy, the Redfish library Ironic uses",
+    },
+    Venv {
         dir: "ipa-venv",
         requirements: &["ironic-python-agent>=13,<14"],
         probe: "bin/python",

@@ -61,7 +61,7 @@ enum Command {
     },
     /// Run a benchmark; prints a table and writes target/bench/<name>.json.
     Bench {
-        /// Which benchmark: ipmi, agent, e2e, iscsi, image-write or conductor.
+        /// Which benchmark: ipmi, agent, e2e, iscsi, image-write, conductor or redfish.
         #[arg(required_unless_present = "smoke")]
         name: Option<String>,
         /// Run every benchmark (or only NAME) with tiny sizes and check the records each

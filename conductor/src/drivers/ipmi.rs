@@ -105,12 +105,21 @@ impl Power for IpmiPower {
     fn set_state<'a>(&'a self, node: &'a Node, target: PowerTarget) -> BoxFut<'a, DResult<()>> {
         Box::pin(async move {
             let client = self.0.client(node).await?;
+            let wait = self.0.wait(node);
             let action = match target {
                 PowerTarget::On => PowerAction::On,
                 PowerTarget::Off => PowerAction::Off,
                 PowerTarget::Reboot => PowerAction::Reboot,
+                PowerTarget::SoftOff => PowerAction::SoftOff,
+                PowerTarget::SoftReboot => {
+                    // IPMI has no graceful restart: an ACPI shutdown, then power on.
+                    set_power(&client, PowerAction::SoftOff, wait)
+                        .await
+                        .map_err(DriverError::Power)?;
+                    PowerAction::On
+                }
             };
-            set_power(&client, action, self.0.wait(node))
+            set_power(&client, action, wait)
                 .await
                 .map(|_| ())
                 .map_err(DriverError::Power)

@@ -7,6 +7,7 @@ pub mod ipmi;
 pub mod ipxe;
 pub mod iscsi;
 pub mod iscsi_disk;
+pub mod redfish;
 pub mod scripted_agent;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,10 @@ pub enum DriverError {
     Bmc(ferrite_ipmi::ClientError),
     #[error(transparent)]
     Power(ferrite_ipmi::PowerError),
+    #[error("invalid Redfish driver_info")]
+    RedfishInfo(#[source] ferrite_redfish::DriverInfoError),
+    #[error(transparent)]
+    Redfish(ferrite_redfish::RedfishError),
     #[error(transparent)]
     BootFiles(#[from] ferrite_netboot::files::FilesError),
     #[error(transparent)]
@@ -76,6 +81,10 @@ pub enum PowerTarget {
     On,
     Off,
     Reboot,
+    /// An ACPI shutdown request, then wait for off (Ironic's "soft power off").
+    SoftOff,
+    /// A graceful restart (Ironic's "soft rebooting").
+    SoftReboot,
 }
 
 impl PowerTarget {
@@ -84,13 +93,15 @@ impl PowerTarget {
             "power on" => Some(PowerTarget::On),
             "power off" => Some(PowerTarget::Off),
             "rebooting" | "reboot" => Some(PowerTarget::Reboot),
+            "soft power off" => Some(PowerTarget::SoftOff),
+            "soft rebooting" => Some(PowerTarget::SoftReboot),
             _ => None,
         }
     }
     /// The power state a node is in once this target is reached.
     pub fn result(self) -> &'static str {
         match self {
-            PowerTarget::Off => POWER_OFF,
+            PowerTarget::Off | PowerTarget::SoftOff => POWER_OFF,
             _ => POWER_ON,
         }
     }
@@ -153,6 +164,22 @@ pub trait Inspect: Send + Sync {
     fn validate(&self, node: &Node) -> DResult<()>;
     /// Whether inspection boots the agent and waits for its inventory.
     fn uses_agent(&self) -> bool;
+    /// Out-of-band inspection (interfaces without the agent): properties and NIC MACs read
+    /// from the BMC. `None`: nothing to record.
+    fn inspect_hardware<'a>(
+        &'a self,
+        _node: &'a Node,
+    ) -> BoxFut<'a, DResult<Option<HardwareInfo>>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// What out-of-band inspection found: properties to set (`cpus`, `memory_mb`, `cpu_arch`,
+/// `local_gb`) and the MACs of the node's NICs (a port is created for each new one).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HardwareInfo {
+    pub properties: serde_json::Map<String, serde_json::Value>,
+    pub macs: Vec<String>,
 }
 
 /// A hardware type: which implementations of each interface a node may pick, with defaults
@@ -253,7 +280,8 @@ impl Registry {
         Registry {
             types: vec![
                 fake::hardware_type(ipxe.clone()),
-                ipmi::hardware_type(ipmi::IpmiSettings::default(), ipxe),
+                ipmi::hardware_type(ipmi::IpmiSettings::default(), ipxe.clone()),
+                redfish::hardware_type(ferrite_redfish::PowerWait::default(), ipxe),
             ],
         }
     }

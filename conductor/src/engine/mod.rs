@@ -492,7 +492,8 @@ impl Conductor {
     pub async fn set_power(self: &Arc<Self>, ident: &str, target: &str) -> EResult<()> {
         let t = PowerTarget::parse(target).ok_or_else(|| {
             EngineError::Invalid(format!(
-                "Invalid power target {target:?}: use \"power on\", \"power off\" or \"rebooting\""
+                "Invalid power target {target:?}: use \"power on\", \"power off\", \"rebooting\", \
+                 \"soft power off\" or \"soft rebooting\""
             ))
         })?;
         let node = self.node(ident).await?;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::plan::Kind;
 use super::progress::StepProgress;
 use super::{Conductor, EResult};
-use crate::drivers::{NodeDrivers, PowerTarget};
-use crate::model::{now, Node};
+use crate::drivers::{HardwareInfo, NodeDrivers, PowerTarget};
+use crate::model::{now, Node, Port};
 use crate::state::{Event, State};
 
 impl Conductor {
@@ -71,7 +71,17 @@ impl Conductor {
         node.inspection_started_at = Some(now());
         node.inspection_finished_at = None;
         if !d.inspect.uses_agent() {
+            // Out-of-band: the inspect interface reads the hardware from the BMC.
+            match d.inspect.inspect_hardware(&node).await {
+                Ok(Some(hw)) => self.store_hardware(&mut node, hw).await?,
+                Ok(None) => {}
+                Err(e) => {
+                    let msg = format!("Failed to inspect hardware: {}", crate::error_chain(&e));
+                    return self.fail(&mut node, msg).await;
+                }
+            }
             node.inspection_finished_at = Some(now());
+            node.last_error = None;
             return self.transition(&mut node, Event::Done).await;
         }
         // A one-time token for the inspection data, handed to the ramdisk on its kernel
@@ -93,6 +103,41 @@ impl Conductor {
                 .await;
         }
         self.transition(&mut node, Event::Wait).await
+    }
+
+    /// Records out-of-band inspection results: the properties, and a port for each MAC no
+    /// port has yet (Ironic's redfish inspection creates ports the same way).
+    async fn store_hardware(&self, node: &mut Node, hw: HardwareInfo) -> EResult<()> {
+        node.properties.extend(hw.properties);
+        for mac in hw.macs {
+            let Ok(mac) = crate::model::normalize_mac(&mac) else {
+                tracing::warn!(node = %node.uuid, %mac, "the BMC reports an invalid MAC; no port");
+                continue;
+            };
+            let existing = self
+                .db
+                .list_ports(&crate::db::PortFilter {
+                    address: Some(mac.clone()),
+                    ..Default::default()
+                })
+                .await?;
+            if existing.is_empty() {
+                let port = Port {
+                    id: 0,
+                    uuid: uuid::Uuid::new_v4().to_string(),
+                    address: mac,
+                    node_uuid: node.uuid.clone(),
+                    pxe_enabled: true,
+                    extra: Default::default(),
+                    local_link_connection: Default::default(),
+                    physical_network: None,
+                    created_at: now(),
+                    updated_at: None,
+                };
+                self.db.insert_port(&port).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Makes the node PXE-boot the agent: forget the last agent, prepare, power cycle.

@@ -12,6 +12,7 @@ mod ipmi;
 mod iscsi;
 mod iscsi_deploy;
 mod load;
+mod redfish;
 mod smoke;
 
 use std::path::PathBuf;
@@ -102,6 +103,7 @@ pub const BENCHES: &[(&str, Bench)] = &[
     ("iscsi", iscsi::run),
     ("image-write", image_write::run),
     ("conductor", conductor::run),
+    ("redfish", redfish::run),
 ];
 
 pub fn names() -> Vec<&'static str> {

@@ -1,0 +1,254 @@
+//! The `redfish` hardware type against sushy-tools' sushy-emulator (fake systems driver)
+//! through the REST API: enroll → manageable (verifying talks to the BMC), power on/off,
+//! boot device and mode seen by the emulator, out-of-band inspection filling properties
+//! and ports, and clear failures (missing address, wrong password, unknown system).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fault, Api, Backend, Server};
+use ferrite_redfish::emulator::{Emulator, FakeSystem};
+use serde_json::{json, Value};
+
+const GIB: u64 = 1 << 30;
+
+fn driver_info(bmc: &Emulator, system_id: &str, password: &str) -> Value {
+    json!({
+        "redfish_address": bmc.url(),
+        "redfish_system_id": system_id,
+        "redfish_username": "admin",
+        "redfish_password": password,
+        "redfish_verify_ca": false,
+        "ferrite_power_wait": 30,
+    })
+}
+
+async fn create(api: &Api, name: &str, info: Value, properties: Value) {
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/nodes",
+            Some(
+                json!({"driver": "redfish", "name": name, "driver_info": info,
+                        "properties": properties}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+}
+
+/// The system as the emulator reports it (read with plain HTTP, not our client).
+async fn emulator_system(bmc: &Emulator, i: usize) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}{}", bmc.url(), bmc.system_path(i)))
+        .basic_auth("admin", Some("password"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn set_power(api: &Api, node: &str, target: &str, want: &str) {
+    let (s, v) = api
+        .call(
+            "PUT",
+            &format!("/v1/nodes/{node}/states/power"),
+            Some(json!({"target": target})),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    // The fake driver applies a change 1-11 s after the request.
+    common::wait_until(want, Duration::from_secs(40), || async {
+        let n = api.node(node).await;
+        assert!(n["last_error"].is_null(), "{}", n["last_error"]);
+        n["power_state"] == want && n["target_power_state"].is_null()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redfish_node_is_managed_powered_booted_and_inspected_through_the_api() {
+    let bmc = Emulator::builder()
+        .system(
+            FakeSystem::new("rf-0")
+                .macs(&["52:54:00:5e:00:01", "52:54:00:5e:00:02"])
+                .cpus(4)
+                .memory_gib(8)
+                .disks(&[100 * GIB, 30 * GIB]),
+        )
+        .user("admin", "password")
+        .start()
+        .unwrap();
+    let server = Server::start(Backend::Sqlite, |_| {}).await;
+    let api = Api::new(&server.url);
+
+    let (_, v) = api.get("/v1/drivers").await;
+    let names: Vec<&str> = v["drivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert!(names.contains(&"redfish"), "{v}");
+    let (_, v) = api.get("/v1/drivers/redfish").await;
+    assert_eq!(v["default_power_interface"], "redfish");
+    assert_eq!(v["default_inspect_interface"], "redfish");
+
+    let uuid = bmc.systems()[0].uuid.clone();
+    create(
+        &api,
+        "rf-1",
+        driver_info(&bmc, &uuid, "password"),
+        json!({"capabilities": "boot_mode:uefi"}),
+    )
+    .await;
+    let n = api.node("rf-1").await;
+    assert_eq!(n["power_interface"], "redfish");
+    assert_eq!(n["management_interface"], "redfish");
+    assert_eq!(n["inspect_interface"], "redfish");
+    assert_eq!(n["driver_info"]["redfish_password"], "******");
+    let (_, v) = api.get("/v1/nodes/rf-1/validate").await;
+    assert_eq!(v["power"]["result"], true, "{v}");
+    assert_eq!(v["management"]["result"], true, "{v}");
+    assert_eq!(v["inspect"]["result"], true, "{v}");
+
+    assert_eq!(
+        api.provision("rf-1", json!({"target": "manage"})).await.0,
+        202
+    );
+    let n = api.wait_state("rf-1", "manageable").await;
+    assert_eq!(n["power_state"], "power off");
+
+    set_power(&api, "rf-1", "power on", "power on").await;
+    assert_eq!(emulator_system(&bmc, 0).await["PowerState"], "On");
+
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/nodes/rf-1/management/boot_device",
+            Some(json!({"boot_device": "pxe", "persistent": false})),
+        )
+        .await;
+    assert_eq!(s, 204, "{v}");
+    let sys = emulator_system(&bmc, 0).await;
+    assert_eq!(sys["Boot"]["BootSourceOverrideTarget"], "Pxe");
+    assert_eq!(sys["Boot"]["BootSourceOverrideMode"], "UEFI");
+    let (s, _) = api
+        .call(
+            "PUT",
+            "/v1/nodes/rf-1/management/boot_device",
+            Some(json!({"boot_device": "cdrom", "persistent": true})),
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(
+        emulator_system(&bmc, 0).await["Boot"]["BootSourceOverrideTarget"],
+        "Cd"
+    );
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/nodes/rf-1/management/boot_device",
+            Some(json!({"boot_device": "floppy"})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(fault(&v).contains("choose one of"), "{v}");
+
+    set_power(&api, "rf-1", "power off", "power off").await;
+    assert_eq!(emulator_system(&bmc, 0).await["PowerState"], "Off");
+
+    // Out-of-band inspection: no ramdisk, straight back to manageable.
+    assert_eq!(
+        api.provision("rf-1", json!({"target": "inspect"})).await.0,
+        202
+    );
+    let n = api.wait_state("rf-1", "manageable").await;
+    assert!(n["last_error"].is_null(), "{}", n["last_error"]);
+    assert!(n["inspection_finished_at"].is_string(), "{n}");
+    let p = &n["properties"];
+    assert_eq!(p["cpus"], 4, "{p}");
+    assert_eq!(p["memory_mb"], 8192, "{p}");
+    assert_eq!(p["cpu_arch"], "x86_64", "{p}");
+    assert_eq!(p["local_gb"], 99, "{p}");
+    assert_eq!(p["capabilities"], "boot_mode:uefi", "{p}");
+    let (_, v) = api.get("/v1/nodes/rf-1/ports").await;
+    let mut macs: Vec<&str> = v["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["address"].as_str())
+        .collect();
+    macs.sort();
+    assert_eq!(macs, vec!["52:54:00:5e:00:01", "52:54:00:5e:00:02"]);
+    // Inspecting again adds no duplicate ports.
+    assert_eq!(
+        api.provision("rf-1", json!({"target": "inspect"})).await.0,
+        202
+    );
+    api.wait_state("rf-1", "manageable").await;
+    let (_, v) = api.get("/v1/nodes/rf-1/ports").await;
+    assert_eq!(v["ports"].as_array().unwrap().len(), 2);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redfish_failures_say_what_to_fix() {
+    let bmc = Emulator::builder()
+        .user("admin", "password")
+        .start()
+        .unwrap();
+    let server = Server::start(Backend::Sqlite, |_| {}).await;
+    let api = Api::new(&server.url);
+    let uuid = bmc.systems()[0].uuid.clone();
+    create(
+        &api,
+        "wrong-pw",
+        driver_info(&bmc, &uuid, "nope"),
+        json!({}),
+    )
+    .await;
+    create(
+        &api,
+        "no-system",
+        driver_info(&bmc, "no-such-system", "password"),
+        json!({}),
+    )
+    .await;
+    create(
+        &api,
+        "no-address",
+        json!({"redfish_username": "admin"}),
+        json!({}),
+    )
+    .await;
+
+    let (_, v) = api.get("/v1/nodes/no-address/validate").await;
+    assert_eq!(v["power"]["result"], false, "{v}");
+    assert!(
+        v["power"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("redfish_address"),
+        "{v}"
+    );
+    for (name, why) in [
+        ("wrong-pw", "redfish_password"),
+        ("no-system", "redfish_system_id"),
+        ("no-address", "redfish_address"),
+    ] {
+        assert_eq!(
+            api.provision(name, json!({"target": "manage"})).await.0,
+            202
+        );
+        let n = api.wait_state(name, "enroll").await;
+        let err = n["last_error"].as_str().unwrap_or_default().to_string();
+        eprintln!("{name}: {err}");
+        assert!(err.contains(why), "{name}: {err}");
+        assert!(!err.contains("nope"), "{name}: the password leaked: {err}");
+    }
+    server.stop().await;
+}
