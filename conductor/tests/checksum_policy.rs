@@ -10,11 +10,13 @@ use serde_json::{json, Value};
 const MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 const SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-/// A fake-hardware node in `available` (created at the minimum microversion).
+/// A fake-hardware node in `available` (created at 1.10, the last microversion whose new
+/// nodes start `available`; names need 1.5).
 async fn available_node(api: &Api, name: &str) {
     let r = api
         .http
         .post(format!("{}/v1/nodes", api.base))
+        .header("X-OpenStack-Ironic-API-Version", "1.10")
         .json(&json!({"driver": "fake-hardware", "name": name}))
         .send()
         .await
