@@ -1,7 +1,8 @@
 //! python-ironicclient's `baremetal` CLI, unchanged, against a conductor started here: a
 //! scripted walk through the command groups whose endpoints Ferrite serves (node, port,
 //! port group, chassis, allocation, deploy template, volume connector and target, driver,
-//! conductor), each answer read back with `-f json` and checked. The CLI is what operators
+//! conductor; BIOS, console, vendor passthru and history of a node), each answer read back
+//! with `-f json` and checked. The CLI is what operators
 //! type; it reaches the API through openstacksdk and ironicclient's own HTTP layer, with
 //! their URL forms (trailing slashes, `?fields=`, `?detail=True`, JSON Patch).
 //!
@@ -118,6 +119,23 @@ fn walk(url: &str) {
     let n = json(url, &["node", "show", "n1"]);
     assert_eq!(n["provision_state"], "available", "{n}");
     assert_eq!(n["traits"], serde_json::json!(["CUSTOM_GPU"]));
+
+    // The optional interfaces fake-hardware lacks answer as Ironic's do; history records
+    // the verbs.
+    assert_eq!(
+        json(url, &["node", "bios", "setting", "list", "n1"]),
+        serde_json::json!([])
+    );
+    assert_eq!(
+        json(url, &["node", "console", "show", "n1"])["console_enabled"],
+        false
+    );
+    assert_eq!(cli(url, &["node", "passthru", "list", "n1"]).trim(), "");
+    let history = json(url, &["node", "history", "list", "n1"]);
+    assert!(
+        history.as_array().is_some_and(|h| h.len() >= 2),
+        "manage and provide are in the node's history: {history}"
+    );
 
     // Power and boot device, through the fake hardware type.
     cli(url, &["node", "power", "on", "n1"]);
