@@ -61,6 +61,10 @@ pub struct ConductorConfig {
     /// it and the agent gets it as `ipa-api-url` [default: http://LISTEN].
     #[arg(long)]
     pub boot_url: Option<String>,
+    /// The conductor's URL as BMCs reach it: `redfish-virtual-media` inserts
+    /// `URL/boot/<uuid>/boot.iso` (Ironic's external_http_url) [default: --boot-url].
+    #[arg(long)]
+    pub external_http_url: Option<String>,
     /// Kernel parameters for every deploy ramdisk, space-separated (e.g. "console=ttyS0");
     /// a node's `driver_info.kernel_append_params` is added after them.
     #[arg(long)]
@@ -149,6 +153,7 @@ impl ConductorConfig {
             periodic_interval,
             heartbeat_timeout,
             boot_url,
+            external_http_url,
             kernel_params,
             file_url_allowed_paths,
             inspect_add_ports,
@@ -239,6 +244,13 @@ impl ConductorConfig {
             bail!("--boot-url {api_url:?} must be an http(s) URL");
         }
         ferrite_netboot::ipxe::check_word("--boot-url", &api_url)?;
+        let media_url = match &self.external_http_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => api_url.clone(),
+        };
+        if !(media_url.starts_with("http://") || media_url.starts_with("https://")) {
+            bail!("--external-http-url {media_url:?} must be an http(s) URL");
+        }
         let dir = self.state_dir().join("boot");
         let local_dirs = match &self.file_url_allowed_paths {
             Some(dirs) => dirs.clone(),
@@ -261,6 +273,7 @@ impl ConductorConfig {
         Ok(IpxeSettings {
             files,
             api_url,
+            media_url,
             kernel_params,
             dhcp_hostsfile: self.dhcp_hostsfile.clone(),
         })

@@ -252,3 +252,148 @@ async fn redfish_failures_say_what_to_fix() {
     }
     server.stop().await;
 }
+
+/// The emulator's virtual CD (read with plain HTTP).
+async fn emulator_cd(bmc: &Emulator, i: usize) -> Value {
+    reqwest::Client::new()
+        .get(format!(
+            "{}{}/VirtualMedia/Cd",
+            bmc.url(),
+            bmc.system_path(i)
+        ))
+        .basic_auth("admin", Some("password"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redfish_virtual_media_builds_serves_and_inserts_the_boot_iso() {
+    let bmc = Emulator::builder()
+        .system(FakeSystem::new("vm-0").macs(&["52:54:00:5e:01:01"]))
+        .user("admin", "password")
+        .start()
+        .unwrap();
+    let server = Server::start(Backend::Sqlite, |_| {}).await;
+    let api = Api::new(&server.url);
+    // Local deploy files from the state directory (the default allowed path).
+    let kernel = server.dir.path().join("vmlinuz");
+    let ramdisk = server.dir.path().join("initrd");
+    std::fs::write(&kernel, b"not really a kernel").unwrap();
+    std::fs::write(&ramdisk, b"not really a ramdisk").unwrap();
+
+    let uuid = bmc.systems()[0].uuid.clone();
+    let mut info = driver_info(&bmc, &uuid, "password");
+    info["deploy_kernel"] = json!(common::path_str(&kernel));
+    info["deploy_ramdisk"] = json!(common::path_str(&ramdisk));
+    info["kernel_append_params"] = json!("ferrite-test=1");
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/nodes",
+            Some(
+                json!({"driver": "redfish", "name": "vm-1", "driver_info": info,
+                        "boot_interface": "redfish-virtual-media",
+                        "inspect_interface": "agent"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let node_uuid = v["uuid"].as_str().unwrap().to_string();
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/ports",
+            Some(json!({"node_uuid": node_uuid, "address": "52:54:00:5e:01:01"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (_, v) = api.get("/v1/drivers/redfish").await;
+    assert!(
+        v["enabled_boot_interfaces"]
+            .as_array()
+            .is_some_and(|l| l.contains(&json!("redfish-virtual-media"))),
+        "{v}"
+    );
+    let (_, v) = api.get("/v1/nodes/vm-1/validate").await;
+    assert_eq!(v["boot"]["result"], true, "{v}");
+
+    // What to fix when the deploy ramdisk or the BMC is missing.
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/nodes",
+            Some(json!({"driver": "redfish", "name": "vm-bad",
+                        "boot_interface": "redfish-virtual-media",
+                        "driver_info": driver_info(&bmc, &uuid, "password")})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (_, v) = api.get("/v1/nodes/vm-bad/validate").await;
+    assert_eq!(v["boot"]["result"], false, "{v}");
+    assert!(
+        v["boot"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("deploy_kernel"),
+        "{v}"
+    );
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/nodes",
+            Some(json!({"driver": "redfish", "name": "vm-nobmc",
+                        "boot_interface": "redfish-virtual-media",
+                        "driver_info": {"deploy_kernel": "http://x/k", "deploy_ramdisk": "http://x/r"}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (_, v) = api.get("/v1/nodes/vm-nobmc/validate").await;
+    let why = v["boot"]["reason"].as_str().unwrap_or_default().to_string();
+    assert!(
+        why.contains("redfish-virtual-media") && why.contains("redfish_address"),
+        "{v}"
+    );
+
+    // Inspection through the agent: the ISO is built, served and inserted, boot from cd.
+    assert_eq!(
+        api.provision("vm-1", json!({"target": "manage"})).await.0,
+        202
+    );
+    api.wait_state("vm-1", "manageable").await;
+    assert_eq!(
+        api.provision("vm-1", json!({"target": "inspect"})).await.0,
+        202
+    );
+    api.wait_state("vm-1", "inspect wait").await;
+    let cd = emulator_cd(&bmc, 0).await;
+    let want = format!("{}/boot/{node_uuid}/boot.iso", server.url);
+    assert_eq!(cd["Image"], json!(want), "{cd}");
+    assert_eq!(cd["Inserted"], true, "{cd}");
+    assert_eq!(
+        emulator_system(&bmc, 0).await["Boot"]["BootSourceOverrideTarget"],
+        "Cd"
+    );
+    // The file behind the URL, with the ramdisk's parameters on its command line.
+    let iso = std::fs::read(server.dir.path().join(format!("boot/{node_uuid}/boot.iso"))).unwrap();
+    let served = reqwest::get(&want).await.unwrap().bytes().await.unwrap();
+    assert_eq!(served.len(), iso.len());
+    let text = String::from_utf8_lossy(&iso);
+    for p in [
+        format!("ipa-api-url={}", server.url),
+        format!(
+            "ipa-inspection-callback-url={}/v1/continue_inspection",
+            server.url
+        ),
+        "BOOTIF=01-52-54-00-5e-01-01".into(),
+        "ferrite-inspection-token=".into(),
+        "ferrite-test=1".into(),
+    ] {
+        assert!(text.contains(&p), "the ISO's grub.cfg has {p}");
+    }
+    assert!(!text.contains("${mac"), "no iPXE variable on the ISO");
+    server.stop().await;
+}

@@ -1,6 +1,7 @@
 //! The files behind the conductor's `/boot/` URL: one script per port MAC
-//! (`<aa-bb-…>.ipxe`), the deploy kernel and ramdisk staged per node (`<uuid>/deploy_kernel`),
-//! written when a step needs them and removed on cleanup. Every request path is checked:
+//! (`<aa-bb-…>.ipxe`), the deploy kernel and ramdisk staged per node (`<uuid>/deploy_kernel`)
+//! and a node's virtual-media boot ISO (`<uuid>/boot.iso`), written when a step needs them and
+//! removed on cleanup. Every request path is checked:
 //! nothing outside the root is ever served. A local deploy kernel/ramdisk is staged only
 //! from the configured source directories, never from a system directory, and only when
 //! it is world-readable (Ironic's OSSA-2025-001: otherwise anyone who may set driver_info
@@ -15,6 +16,9 @@ use crate::mac::Mac;
 
 /// The names a node's staged files may have.
 pub const STAGED_NAMES: [&str; 2] = ["deploy_kernel", "deploy_ramdisk"];
+
+/// The name of a node's virtual-media boot ISO (`/boot/<uuid>/boot.iso`).
+pub const ISO_NAME: &str = "boot.iso";
 
 /// Directories no deploy kernel or ramdisk is ever taken from, whatever is configured
 /// (the list Ironic refuses since OSSA-2025-001).
@@ -256,23 +260,50 @@ impl BootFiles {
             ipxe::check_word(&format!("{name} URL"), source)?;
             return Ok(source.to_string());
         }
+        self.stage_local(node_uuid, name, source)?;
+        Ok(self.url(&format!("{node_uuid}/{name}")))
+    }
+
+    /// Where the node's file `name` (one of [`STAGED_NAMES`] or [`ISO_NAME`]) lives, with
+    /// the node's directory created.
+    pub fn node_path(&self, node_uuid: &str, name: &str) -> Result<PathBuf, FilesError> {
         if !valid_uuid(node_uuid) {
             return Err(FilesError::BadNode(node_uuid.into()));
         }
-        let bad = || FilesError::BadSource {
-            name: name.into(),
-            source_ref: source.into(),
-        };
-        if !STAGED_NAMES.contains(&name) {
-            return Err(bad());
+        if !STAGED_NAMES.contains(&name) && name != ISO_NAME {
+            return Err(FilesError::BadSource {
+                name: name.into(),
+                source_ref: String::new(),
+            });
         }
-        let local = self.check_local(name, source)?;
         let dir = self.root.join(node_uuid);
         std::fs::create_dir_all(&dir).map_err(|source| FilesError::Write {
             path: dir.clone(),
             source,
         })?;
-        let dest = dir.join(name);
+        Ok(dir.join(name))
+    }
+
+    /// Stages a local `source` (`file:///p` or `/p`, which [`BootFiles::with_local_dirs`]
+    /// allows) as the node's file `name` (deploy_kernel/deploy_ramdisk): a hard link, or a
+    /// copy across file systems. Returns the staged path.
+    pub fn stage_local(
+        &self,
+        node_uuid: &str,
+        name: &str,
+        source: &str,
+    ) -> Result<PathBuf, FilesError> {
+        if !valid_uuid(node_uuid) {
+            return Err(FilesError::BadNode(node_uuid.into()));
+        }
+        if !STAGED_NAMES.contains(&name) {
+            return Err(FilesError::BadSource {
+                name: name.into(),
+                source_ref: source.into(),
+            });
+        }
+        let local = self.check_local(name, source)?;
+        let dest = self.node_path(node_uuid, name)?;
         let _ = std::fs::remove_file(&dest);
         if std::fs::hard_link(&local, &dest).is_err() {
             std::fs::copy(&local, &dest).map_err(|source| FilesError::Write {
@@ -280,7 +311,14 @@ impl BootFiles {
                 source,
             })?;
         }
-        Ok(self.url(&format!("{node_uuid}/{name}")))
+        Ok(dest)
+    }
+
+    /// Removes one file of a node (missing is fine).
+    pub fn remove_node_file(&self, node_uuid: &str, name: &str) {
+        if valid_uuid(node_uuid) && (STAGED_NAMES.contains(&name) || name == ISO_NAME) {
+            let _ = std::fs::remove_file(self.root.join(node_uuid).join(name));
+        }
     }
 
     /// Removes everything staged for a node.
@@ -312,7 +350,9 @@ impl BootFiles {
                     Served::Script(ipxe::not_managed_script(&mac))
                 }
             }
-            [node, name] if valid_uuid(node) && STAGED_NAMES.contains(name) => {
+            [node, name]
+                if valid_uuid(node) && (STAGED_NAMES.contains(name) || *name == ISO_NAME) =>
+            {
                 let path = self.root.join(node).join(name);
                 match path.canonicalize() {
                     Ok(real) if real.starts_with(&self.root) && real.is_file() => {

@@ -66,8 +66,16 @@ impl KernelParams {
         Ok(())
     }
 
-    /// The command line; `BOOTIF` uses iPXE's own idea of the booting MAC.
+    /// The command line for an iPXE script; `BOOTIF` uses iPXE's own idea of the booting
+    /// MAC.
     pub fn render(&self) -> String {
+        self.cmdline(Some("${mac:hexhyp}"))
+    }
+
+    /// The command line with `BOOTIF=01-{bootif}` (a MAC as `aa-bb-…`, or an iPXE variable)
+    /// when given: a boot ISO has no iPXE to fill it in, so it names the node's port, or
+    /// leaves `BOOTIF` out.
+    pub fn cmdline(&self, bootif: Option<&str>) -> String {
         let mut p = vec![format!("ipa-api-url={}", self.api_url)];
         if let Some(url) = &self.inspection_callback_url {
             p.push(format!("ipa-inspection-callback-url={url}"));
@@ -76,7 +84,9 @@ impl KernelParams {
             p.push(format!("ipa-advertise-host={host}"));
             p.push(format!("ipa-advertise-port={port}"));
         }
-        p.push("BOOTIF=01-${mac:hexhyp}".into());
+        if let Some(mac) = bootif {
+            p.push(format!("BOOTIF=01-{mac}"));
+        }
         p.extend(self.extra.iter().cloned());
         p.join(" ")
     }

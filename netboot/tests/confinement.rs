@@ -131,3 +131,52 @@ fn urls_and_kernel_parameters_cannot_inject_ipxe_commands() {
         assert!(e.to_string().contains("fix the node's driver_info"), "{e}");
     }
 }
+
+#[test]
+fn a_nodes_boot_iso_is_served_from_its_directory_and_nothing_else_by_that_name() {
+    use ferrite_netboot::files::ISO_NAME;
+    use ferrite_netboot::Served;
+    let dir = tempfile::tempdir().unwrap();
+    let files = BootFiles::new(dir.path().join("boot"), "http://10.0.2.2:6385").unwrap();
+    assert!(matches!(
+        files.serve(&format!("{UUID}/{ISO_NAME}")),
+        Served::NotFound
+    ));
+    let iso = files.node_path(UUID, ISO_NAME).unwrap();
+    assert_eq!(iso, files.root().join(UUID).join(ISO_NAME));
+    std::fs::write(&iso, b"iso").unwrap();
+    assert_eq!(
+        files.serve(&format!("{UUID}/{ISO_NAME}")),
+        Served::File(iso.canonicalize().unwrap())
+    );
+    // Only the known names, only under a node UUID.
+    assert!(files.node_path(UUID, "other.iso").is_err());
+    assert!(files.node_path("../etc", ISO_NAME).is_err());
+    assert!(matches!(
+        files.serve(&format!("{UUID}/../{UUID}/{ISO_NAME}")),
+        Served::Refused(_)
+    ));
+    // A local source is never staged under the ISO's name.
+    assert!(files.stage_local(UUID, ISO_NAME, "/tmp/x").is_err());
+    files.remove_node_file(UUID, ISO_NAME);
+    assert!(!iso.exists());
+}
+
+#[test]
+fn the_iso_command_line_names_the_port_mac_instead_of_an_ipxe_variable() {
+    let p = KernelParams {
+        api_url: "http://10.0.2.2:6385".into(),
+        inspection_callback_url: None,
+        advertise: None,
+        extra: vec!["console=ttyS0".into()],
+    };
+    assert_eq!(
+        p.cmdline(Some("52-54-00-fe-30-01")),
+        "ipa-api-url=http://10.0.2.2:6385 BOOTIF=01-52-54-00-fe-30-01 console=ttyS0"
+    );
+    assert_eq!(
+        p.cmdline(None),
+        "ipa-api-url=http://10.0.2.2:6385 console=ttyS0"
+    );
+    assert!(p.render().contains("BOOTIF=01-${mac:hexhyp}"));
+}

@@ -12,6 +12,7 @@ use ferrite_ramdisk_build::{test_image, RamdiskBuilder, TestImageBuilder};
 use serde_json::{json, Value};
 
 use crate::http::HttpServer;
+use crate::libvirt::{DomainSpec, RedfishNode};
 use crate::spec::DiskFormat;
 use crate::vm::{create_disk, free_tcp_port, Node, VmBuilder, AGENT_PORT};
 use crate::Error;
@@ -79,9 +80,36 @@ impl Drop for Reaped {
     }
 }
 
+/// What the lab needs of its node: the serial console.
+pub trait LabNode {
+    fn console(&self) -> &crate::Console;
+    /// Waits for `pattern` on the console after the previous match.
+    fn wait_for(&mut self, pattern: &str, timeout: Duration) -> Result<String, Error>;
+}
+
+impl LabNode for Node {
+    fn console(&self) -> &crate::Console {
+        Node::console(self)
+    }
+    fn wait_for(&mut self, pattern: &str, timeout: Duration) -> Result<String, Error> {
+        Node::wait_for(self, pattern, timeout)
+    }
+}
+
+impl LabNode for RedfishNode {
+    fn console(&self) -> &crate::Console {
+        RedfishNode::console(self)
+    }
+    fn wait_for(&mut self, pattern: &str, timeout: Duration) -> Result<String, Error> {
+        RedfishNode::wait_for(self, pattern, timeout)
+    }
+}
+
 /// The running lab. Fields drop in order: the node (QEMU, BMC) first, then the servers.
-pub struct Lab {
-    pub node: Node,
+/// The node is a QEMU behind ipmi_sim ([`Lab::start`]) or a libvirt domain behind
+/// sushy-emulator ([`Lab::start_redfish`]).
+pub struct Lab<N: LabNode = Node> {
+    pub node: N,
     server: HttpServer,
     _conductor: Reaped,
     cfg: LabConfig,
@@ -116,10 +144,28 @@ fn tail_file(path: &Path, n: usize) -> String {
     crate::console::tail_lines(&std::fs::read_to_string(path).unwrap_or_default(), n)
 }
 
-impl Lab {
-    /// Builds the ramdisk and the test image, starts the conductor, the image server and a
-    /// powered-off node with its BMC.
-    pub fn start(cfg: LabConfig) -> Result<Lab, Error> {
+/// Everything of a lab but its node.
+struct Services {
+    server: HttpServer,
+    conductor: Reaped,
+    url: String,
+    port: u16,
+    log: PathBuf,
+    image_base: String,
+    image_sha256: String,
+    kernel: PathBuf,
+    initramfs: PathBuf,
+    kernel_bytes: u64,
+    initramfs_bytes: u64,
+    disk: PathBuf,
+    agent_port: u16,
+    iscsi_port: u16,
+}
+
+impl Services {
+    /// Builds the ramdisk and the test image, starts the conductor and the image server,
+    /// creates the node's disk.
+    fn start(cfg: &LabConfig) -> Result<Services, Error> {
         let fail = |phase: &str, why: String| Error::Walk {
             phase: phase.into(),
             why,
@@ -157,6 +203,8 @@ impl Lab {
             .arg("--state-dir")
             .arg(cfg.work_dir.join("state"))
             .args(["--boot-url", &format!("http://10.0.2.2:{port}")])
+            // Virtual-media ISOs are fetched by the BMC, on the host.
+            .args(["--external-http-url", &url])
             // The deploy kernel and ramdisk are staged from the ramdisk build directory.
             .arg("--file-url-allowed-paths")
             .arg(&boot)
@@ -191,23 +239,11 @@ impl Lab {
 
         let disk = cfg.work_dir.join("disk0.raw");
         create_disk(&disk, cfg.disk_gib << 30)?;
-        let agent_port = free_tcp_port()?;
-        let iscsi_port = free_tcp_port()?;
-        let node = VmBuilder::new(&cfg.node_name)
-            .memory_mib(cfg.memory_mib)
-            .dir(cfg.work_dir.join("node"))
-            .disk(&disk, DiskFormat::Raw, &cfg.disk_serial)
-            .smbios("Ferrite", "QEMU bare-metal node", &cfg.node_serial)
-            .nic(&cfg.mac)
-            .hostfwd(agent_port, AGENT_PORT)
-            .hostfwd(iscsi_port, 3260)
-            .pxe_bootfile(&format!("http://10.0.2.2:{port}/boot/boot.ipxe"))
-            .start_with_bmc()?;
-        Ok(Lab {
-            node,
+        Ok(Services {
             server,
-            _conductor: conductor,
+            conductor,
             url,
+            port,
             log,
             image_base,
             image_sha256: image.qcow2_sha256.clone(),
@@ -216,12 +252,144 @@ impl Lab {
             kernel_bytes: manifest.kernel.bytes,
             initramfs_bytes: manifest.initramfs.bytes,
             disk,
-            agent_port,
-            iscsi_port,
-            cfg,
+            agent_port: free_tcp_port()?,
+            iscsi_port: free_tcp_port()?,
         })
     }
 
+    fn into_lab<N: LabNode>(self, node: N, cfg: LabConfig) -> Lab<N> {
+        Lab {
+            node,
+            server: self.server,
+            _conductor: self.conductor,
+            url: self.url,
+            log: self.log,
+            image_base: self.image_base,
+            image_sha256: self.image_sha256,
+            kernel: self.kernel,
+            initramfs: self.initramfs,
+            kernel_bytes: self.kernel_bytes,
+            initramfs_bytes: self.initramfs_bytes,
+            disk: self.disk,
+            agent_port: self.agent_port,
+            iscsi_port: self.iscsi_port,
+            cfg,
+        }
+    }
+}
+
+impl Lab<Node> {
+    /// Builds the ramdisk and the test image, starts the conductor, the image server and a
+    /// powered-off node with its ipmi_sim BMC (BIOS, PXE through the conductor's iPXE).
+    pub fn start(cfg: LabConfig) -> Result<Lab<Node>, Error> {
+        let s = Services::start(&cfg)?;
+        let node = VmBuilder::new(&cfg.node_name)
+            .memory_mib(cfg.memory_mib)
+            .dir(cfg.work_dir.join("node"))
+            .disk(&s.disk, DiskFormat::Raw, &cfg.disk_serial)
+            .smbios("Ferrite", "QEMU bare-metal node", &cfg.node_serial)
+            .nic(&cfg.mac)
+            .hostfwd(s.agent_port, AGENT_PORT)
+            .hostfwd(s.iscsi_port, 3260)
+            .pxe_bootfile(&format!("http://10.0.2.2:{}/boot/boot.ipxe", s.port))
+            .start_with_bmc()?;
+        Ok(s.into_lab(node, cfg))
+    }
+
+    /// Enrolls the node with the `ipmi` hardware type (its BMC, the deploy ramdisk, the
+    /// advertised agent address through QEMU's port forward) and a port for its NIC.
+    pub fn enroll(&self) -> Result<Value, Error> {
+        let bmc = self.node.bmc_addr();
+        let kernel = format!("deploy_kernel={}", self.kernel.display());
+        let ramdisk = format!("deploy_ramdisk={}", self.initramfs.display());
+        let port = format!("ipmi_port={}", bmc.port());
+        let user = format!("ipmi_username={}", self.node.bmc_username());
+        let pass = format!("ipmi_password={}", self.node.bmc_password());
+        let append = format!(
+            "kernel_append_params=ipa-advertise-host=127.0.0.1 ipa-advertise-port={}",
+            self.agent_port
+        );
+        #[rustfmt::skip]
+        let node = self.cli_json("node create", &[
+            "node", "create", "--driver", "ipmi", "--name", &self.cfg.node_name,
+            "--driver-info", "ipmi_address=127.0.0.1", "--driver-info", &port,
+            "--driver-info", &user, "--driver-info", &pass,
+            "--driver-info", &kernel, "--driver-info", &ramdisk, "--driver-info", &append,
+        ])?;
+        let uuid = node["uuid"].as_str().unwrap_or_default().to_string();
+        if self.cfg.deploy_interface != "direct" {
+            let portal = format!("ferrite_iscsi_address=127.0.0.1:{}", self.iscsi_port);
+            #[rustfmt::skip]
+            self.cli("node set", &[
+                "node", "set", &uuid, "--deploy-interface", &self.cfg.deploy_interface,
+                "--driver-info", &portal,
+            ])?;
+        }
+        self.cli(
+            "port create",
+            &["port", "create", &self.cfg.mac, "--node", &uuid],
+        )?;
+        Ok(node)
+    }
+}
+
+impl Lab<RedfishNode> {
+    /// Like [`Lab::start`], but the node is a UEFI (OVMF) libvirt domain behind
+    /// sushy-emulator's libvirt driver, in a private libvirtd: a Redfish server with
+    /// virtual media and no network boot.
+    pub fn start_redfish(cfg: LabConfig) -> Result<Lab<RedfishNode>, Error> {
+        let s = Services::start(&cfg)?;
+        let dir = cfg.work_dir.join("node");
+        std::fs::create_dir_all(&dir).map_err(io("creating the node directory"))?;
+        let spec = DomainSpec {
+            name: cfg.node_name.clone(),
+            uuid: "5e7f0000-0000-4000-8000-00000000f001".into(),
+            memory_mib: cfg.memory_mib,
+            disk: s.disk.clone(),
+            disk_serial: cfg.disk_serial.clone(),
+            mac: cfg.mac.clone(),
+            hostfwd: vec![(s.agent_port, AGENT_PORT)],
+            nvram: dir.join("nvram.fd"),
+            console: dir.join("console.log"),
+        };
+        let node = RedfishNode::start(spec, &dir)?;
+        Ok(s.into_lab(node, cfg))
+    }
+
+    /// Enrolls the node with the `redfish` hardware type and `boot` as its boot interface
+    /// (the BMC, the deploy ramdisk, the advertised agent address through the port
+    /// forward, UEFI), `inspect` as its inspect interface, and a port for its NIC.
+    pub fn enroll_redfish(&self, boot: &str, inspect: &str) -> Result<Value, Error> {
+        let n = &self.node;
+        let address = format!("redfish_address={}", n.bmc.url());
+        let system = format!("redfish_system_id=/redfish/v1/Systems/{}", n.system_id());
+        let user = format!("redfish_username={}", n.username);
+        let pass = format!("redfish_password={}", n.password);
+        let kernel = format!("deploy_kernel={}", self.kernel.display());
+        let ramdisk = format!("deploy_ramdisk={}", self.initramfs.display());
+        let append = format!(
+            "kernel_append_params=ipa-advertise-host=127.0.0.1 ipa-advertise-port={}",
+            self.agent_port
+        );
+        #[rustfmt::skip]
+        let node = self.cli_json("node create", &[
+            "node", "create", "--driver", "redfish", "--name", &self.cfg.node_name,
+            "--boot-interface", boot, "--inspect-interface", inspect,
+            "--driver-info", &address, "--driver-info", &system,
+            "--driver-info", &user, "--driver-info", &pass,
+            "--driver-info", &kernel, "--driver-info", &ramdisk, "--driver-info", &append,
+            "--property", "capabilities=boot_mode:uefi",
+        ])?;
+        let uuid = node["uuid"].as_str().unwrap_or_default().to_string();
+        self.cli(
+            "port create",
+            &["port", "create", &self.cfg.mac, "--node", &uuid],
+        )?;
+        Ok(node)
+    }
+}
+
+impl<N: LabNode> Lab<N> {
     /// The conductor's API URL (`FERRITE_URL`).
     pub fn url(&self) -> &str {
         &self.url
@@ -295,42 +463,6 @@ impl Lab {
         )?;
         serde_json::from_str(&out)
             .map_err(|e| self.failed("node show", format!("bad JSON ({e}): {out}")))
-    }
-
-    /// Enrolls the node with the `ipmi` hardware type (its BMC, the deploy ramdisk, the
-    /// advertised agent address through QEMU's port forward) and a port for its NIC.
-    pub fn enroll(&self) -> Result<Value, Error> {
-        let bmc = self.node.bmc_addr();
-        let kernel = format!("deploy_kernel={}", self.kernel.display());
-        let ramdisk = format!("deploy_ramdisk={}", self.initramfs.display());
-        let port = format!("ipmi_port={}", bmc.port());
-        let user = format!("ipmi_username={}", self.node.bmc_username());
-        let pass = format!("ipmi_password={}", self.node.bmc_password());
-        let append = format!(
-            "kernel_append_params=ipa-advertise-host=127.0.0.1 ipa-advertise-port={}",
-            self.agent_port
-        );
-        #[rustfmt::skip]
-        let node = self.cli_json("node create", &[
-            "node", "create", "--driver", "ipmi", "--name", &self.cfg.node_name,
-            "--driver-info", "ipmi_address=127.0.0.1", "--driver-info", &port,
-            "--driver-info", &user, "--driver-info", &pass,
-            "--driver-info", &kernel, "--driver-info", &ramdisk, "--driver-info", &append,
-        ])?;
-        let uuid = node["uuid"].as_str().unwrap_or_default().to_string();
-        if self.cfg.deploy_interface != "direct" {
-            let portal = format!("ferrite_iscsi_address=127.0.0.1:{}", self.iscsi_port);
-            #[rustfmt::skip]
-            self.cli("node set", &[
-                "node", "set", &uuid, "--deploy-interface", &self.cfg.deploy_interface,
-                "--driver-info", &portal,
-            ])?;
-        }
-        self.cli(
-            "port create",
-            &["port", "create", &self.cfg.mac, "--node", &uuid],
-        )?;
-        Ok(node)
     }
 
     /// `ferrite node VERB NODE --wait SECS [extra…]`; the node afterwards.

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod conducted;
 pub mod console;
 pub mod http;
+pub mod libvirt;
 pub mod process;
 pub mod reaper;
 pub mod skip;

@@ -62,6 +62,12 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "grub-efi-amd64-bin",
         "grub-mkimage and its x86_64-efi modules: the EFI loader of boot ISOs and of the UEFI test OS image",
     ),
+    (
+        "libvirt-daemon-system",
+        "libvirtd (with its QEMU driver): the virtual-media e2e runs its Redfish node as a libvirt domain, as Ironic's CI does",
+    ),
+    ("libvirt-clients", "virsh: defines the e2e's domain and storage pool on the test's own libvirtd"),
+    ("python3-libvirt", "libvirt bindings that sushy-emulator's libvirt driver imports (linked into the sushy venv's path)"),
     ("tgt", "iSCSI interop tests and benchmark baseline (tgtd, tgtadm)"),
     ("libiscsi-bin", "iSCSI conformance tests and benchmark client (iscsi-test-cu, iscsi-inq, iscsi-ls, iscsi-perf)"),
     (

@@ -19,10 +19,54 @@ pub struct IpxeSettings {
     pub files: BootFiles,
     /// The conductor's API as the servers reach it (`ipa-api-url`, inspection callback).
     pub api_url: String,
+    /// The conductor as BMCs reach it: virtual-media ISOs are inserted as
+    /// `{media_url}/boot/<uuid>/boot.iso` (Ironic's `external_http_url`).
+    pub media_url: String,
     /// Kernel parameters every deploy ramdisk gets (e.g. `console=ttyS0`).
     pub kernel_params: Vec<String>,
     /// dnsmasq `dhcp-hostsfile` to keep in step with the ports that PXE-boot.
     pub dhcp_hostsfile: Option<PathBuf>,
+}
+
+/// The node's own kernel parameters (`driver_info.kernel_append_params`), each checked for
+/// what cannot go into an iPXE script or a boot ISO's command line.
+pub(crate) fn node_params(node: &Node) -> DResult<Vec<String>> {
+    let Some(v) = node.driver_info.get("kernel_append_params") else {
+        return Ok(Vec::new());
+    };
+    let p = v
+        .as_str()
+        .ok_or_else(|| DriverError::invalid("driver_info.kernel_append_params must be a string"))?;
+    let params: Vec<String> = p.split_whitespace().map(String::from).collect();
+    for w in &params {
+        ipxe::check_word("driver_info.kernel_append_params parameter", w)?;
+    }
+    Ok(params)
+}
+
+/// The deploy ramdisk's parameters (CONTRACT.md §3) for `node` in its current state: the
+/// API URL, the inspection callback and token while inspecting, the configured and the
+/// node's own extra parameters. Shared by the `ipxe` and `redfish-virtual-media` boot
+/// interfaces.
+pub(crate) fn ramdisk_params(settings: &IpxeSettings, node: &Node) -> DResult<KernelParams> {
+    let inspecting = matches!(node.provision_state, State::Inspecting | State::InspectWait);
+    let mut extra = settings.kernel_params.clone();
+    extra.extend(node_params(node)?);
+    if let Some(t) = node
+        .driver_internal_info
+        .get(crate::engine::INSPECTION_TOKEN)
+        .and_then(|v| v.as_str())
+        .filter(|_| inspecting)
+    {
+        extra.push(format!("ferrite-inspection-token={t}"));
+    }
+    Ok(KernelParams {
+        api_url: settings.api_url.clone(),
+        inspection_callback_url: inspecting
+            .then(|| format!("{}/v1/continue_inspection", settings.api_url)),
+        advertise: None,
+        extra,
+    })
 }
 
 pub struct IpxeBoot {
@@ -30,7 +74,7 @@ pub struct IpxeBoot {
     pub db: Db,
 }
 
-fn source<'a>(node: &'a Node, key: &str) -> DResult<&'a str> {
+pub(crate) fn source<'a>(node: &'a Node, key: &str) -> DResult<&'a str> {
     node.driver_info
         .get(key)
         .and_then(|v| v.as_str())
@@ -83,43 +127,6 @@ impl IpxeBoot {
             DriverError::failed(format!("writing dhcp hosts file {}", path.display()), e)
         })
     }
-
-    /// The node's own kernel parameters (`driver_info.kernel_append_params`), each
-    /// checked for what cannot go into an iPXE script.
-    fn node_params(node: &Node) -> DResult<Vec<String>> {
-        let Some(v) = node.driver_info.get("kernel_append_params") else {
-            return Ok(Vec::new());
-        };
-        let p = v.as_str().ok_or_else(|| {
-            DriverError::invalid("driver_info.kernel_append_params must be a string")
-        })?;
-        let params: Vec<String> = p.split_whitespace().map(String::from).collect();
-        for w in &params {
-            ipxe::check_word("driver_info.kernel_append_params parameter", w)?;
-        }
-        Ok(params)
-    }
-
-    fn kernel_params(&self, node: &Node) -> DResult<KernelParams> {
-        let inspecting = matches!(node.provision_state, State::Inspecting | State::InspectWait);
-        let mut extra = self.settings.kernel_params.clone();
-        extra.extend(Self::node_params(node)?);
-        if let Some(t) = node
-            .driver_internal_info
-            .get(crate::engine::INSPECTION_TOKEN)
-            .and_then(|v| v.as_str())
-            .filter(|_| inspecting)
-        {
-            extra.push(format!("ferrite-inspection-token={t}"));
-        }
-        Ok(KernelParams {
-            api_url: self.settings.api_url.clone(),
-            inspection_callback_url: inspecting
-                .then(|| format!("{}/v1/continue_inspection", self.settings.api_url)),
-            advertise: None,
-            extra,
-        })
-    }
 }
 
 impl Boot for IpxeBoot {
@@ -133,7 +140,7 @@ impl Boot for IpxeBoot {
                 ipxe::check_word(&format!("driver_info.{key}"), src)?;
             }
         }
-        Self::node_params(node)?;
+        node_params(node)?;
         Ok(())
     }
     fn prepare_ramdisk<'a>(&'a self, node: &'a Node) -> BoxFut<'a, DResult<()>> {
@@ -151,7 +158,7 @@ impl Boot for IpxeBoot {
                 node_uuid: node.uuid.clone(),
                 kernel_url: kernel,
                 ramdisk_url: ramdisk,
-                params: self.kernel_params(node)?,
+                params: ramdisk_params(&self.settings, node)?,
             })?;
             files.write_node_script(&macs, &script)?;
             self.sync_hostsfile().await

@@ -9,6 +9,7 @@ pub mod iscsi;
 pub mod iscsi_disk;
 pub mod redfish;
 pub mod scripted_agent;
+pub mod vmedia;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -136,6 +137,10 @@ pub trait Boot: Send + Sync {
     fn validate(&self, node: &Node) -> DResult<()>;
     /// Makes the next network boot load the agent ramdisk.
     fn prepare_ramdisk<'a>(&'a self, node: &'a Node) -> BoxFut<'a, DResult<()>>;
+    /// The boot device the ramdisk boots from once prepared (a one-time override).
+    fn ramdisk_boot_device(&self) -> &'static str {
+        "pxe"
+    }
     fn clean_up_ramdisk<'a>(&'a self, node: &'a Node) -> BoxFut<'a, DResult<()>>;
     /// Makes the next boot start the deployed instance.
     fn prepare_instance<'a>(&'a self, node: &'a Node) -> BoxFut<'a, DResult<()>>;
@@ -274,13 +279,14 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The hardware types; `ipxe` is offered when the conductor has a boot directory.
+    /// The hardware types; `ipxe` (and, for `redfish`, `redfish-virtual-media`) is offered
+    /// when the conductor has a boot directory.
     pub fn standard(ipxe: Option<Arc<ipxe::IpxeBoot>>) -> Registry {
-        let ipxe = ipxe.map(|b| b as Arc<dyn Boot>);
+        let boot = ipxe.clone().map(|b| b as Arc<dyn Boot>);
         Registry {
             types: vec![
-                fake::hardware_type(ipxe.clone()),
-                ipmi::hardware_type(ipmi::IpmiSettings::default(), ipxe.clone()),
+                fake::hardware_type(boot.clone()),
+                ipmi::hardware_type(ipmi::IpmiSettings::default(), boot),
                 redfish::hardware_type(ferrite_redfish::PowerWait::default(), ipxe),
             ],
         }

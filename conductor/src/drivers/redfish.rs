@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::*;
 
-fn info(node: &Node) -> DResult<RedfishDriverInfo> {
+pub(crate) fn info(node: &Node) -> DResult<RedfishDriverInfo> {
     RedfishDriverInfo::parse(&Value::Object(node.driver_info.clone()))
         .map_err(DriverError::RedfishInfo)
 }
@@ -39,7 +39,7 @@ impl RedfishClients {
     }
 
     /// The node's client and system (found once, then remembered).
-    async fn system(&self, node: &Node) -> DResult<(Arc<Client>, SystemRef)> {
+    pub(crate) async fn system(&self, node: &Node) -> DResult<(Arc<Client>, SystemRef)> {
         let info = info(node)?;
         let key = format!(
             "{}|{}|{}|{:?}|{:?}",
@@ -269,11 +269,20 @@ impl Inspect for RedfishInspect {
 }
 
 /// `redfish`: Redfish power, management and out-of-band inspection (the default), iPXE
-/// boot (when the conductor serves boot files), the agent's `direct` deploy; the agent
-/// inspection and the fake boot, deploy and inspect interfaces stay selectable.
-pub fn hardware_type(wait: PowerWait, ipxe: Option<Arc<dyn Boot>>) -> HardwareType {
+/// and virtual-media boot (when the conductor serves boot files), the agent's `direct`
+/// deploy; the agent inspection and the fake boot, deploy and inspect interfaces stay
+/// selectable.
+pub fn hardware_type(wait: PowerWait, ipxe: Option<Arc<super::ipxe::IpxeBoot>>) -> HardwareType {
     let clients = Arc::new(RedfishClients::new(wait));
-    let mut boot: Vec<Arc<dyn Boot>> = ipxe.into_iter().collect();
+    let mut boot: Vec<Arc<dyn Boot>> = Vec::new();
+    if let Some(ipxe) = ipxe {
+        boot.push(Arc::new(super::vmedia::VirtualMediaBoot {
+            settings: ipxe.settings.clone(),
+            db: ipxe.db.clone(),
+            clients: clients.clone(),
+        }));
+        boot.insert(0, ipxe);
+    }
     boot.push(Arc::new(super::fake::FakeBoot));
     HardwareType {
         name: "redfish",

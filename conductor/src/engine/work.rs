@@ -140,7 +140,8 @@ impl Conductor {
         Ok(())
     }
 
-    /// Makes the node PXE-boot the agent: forget the last agent, prepare, power cycle.
+    /// Makes the node boot the agent (PXE, or the boot interface's device): forget the last
+    /// agent, prepare, power cycle.
     pub(crate) async fn boot_agent(
         &self,
         node: &mut Node,
@@ -148,7 +149,9 @@ impl Conductor {
     ) -> Result<(), crate::drivers::DriverError> {
         self.db.clear_agent(&node.uuid).await?;
         d.boot.prepare_ramdisk(node).await?;
-        d.management.set_boot_device(node, "pxe", false).await?;
+        d.management
+            .set_boot_device(node, d.boot.ramdisk_boot_device(), false)
+            .await?;
         let target = if node.power_state.as_deref() == Some(crate::drivers::POWER_ON) {
             PowerTarget::Reboot
         } else {

@@ -1,0 +1,102 @@
+//! Virtual-media boot end to end through the conductor (QEMU, TCG, OVMF): a UEFI node that
+//! is a libvirt domain in a private libvirtd, with sushy-emulator's libvirt driver as its
+//! Redfish BMC, is enrolled with the `redfish` hardware type and the
+//! `redfish-virtual-media` boot interface. For inspection, cleaning and deploy the
+//! conductor builds the boot ISO with the node's kernel parameters, serves it at
+//! `/boot/<uuid>/boot.iso`, inserts it through Redfish (the emulator downloads it and
+//! attaches it as the domain's CD) and sets the boot device to cd; the deployed node boots
+//! from its disk with its config drive and prints its marker. No DHCP boot file, TFTP or
+//! iPXE is involved. Skipped with FERRITE_SKIP_VM_TESTS.
+
+use std::time::{Duration, Instant};
+
+use ferrite_qemu_harness::conducted::Lab;
+use ferrite_qemu_harness::libvirt::RedfishNode;
+use ferrite_tests::{ok, state};
+use serde_json::Value;
+
+/// The BMC's virtual CD (sushy-emulator 2.2 has it under the system).
+fn cd(lab: &Lab<RedfishNode>) -> Value {
+    let n = &lab.node;
+    let path = format!("/redfish/v1/Systems/{}/VirtualMedia/Cd", n.system_id());
+    let (status, body) = ok(n.redfish_get(&path));
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[test]
+fn redfish_node_is_inspected_and_deployed_through_virtual_media() {
+    if ferrite_tests::skip_vm_tests() {
+        return;
+    }
+    let t0 = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = ferrite_tests::lab_config(tmp.path());
+    cfg.memory_mib = 512;
+    cfg.mac = "52:54:00:fe:30:01".into();
+    cfg.node_name = "vmedia-node".into();
+    let mut lab = ok(Lab::start_redfish(cfg));
+    let started = t0.elapsed();
+
+    let node = ok(lab.enroll_redfish("redfish-virtual-media", "agent"));
+    let uuid = node["uuid"].as_str().unwrap().to_string();
+    assert_eq!(node["boot_interface"], "redfish-virtual-media", "{node}");
+    let iso = tmp.path().join(format!("state/boot/{uuid}/boot.iso"));
+
+    let n = ok(lab.verb("manage", &[], 120));
+    assert_eq!(state(&n), "manageable", "{n}");
+
+    // Inspection boots the ramdisk from the inserted ISO.
+    let t = Instant::now();
+    let n = ok(lab.verb("inspect", &[], 300));
+    let inspect = t.elapsed();
+    assert_eq!(state(&n), "manageable", "{n}");
+    assert_eq!(n["power_state"], "power off", "inspection ends powered off");
+    assert_eq!(n["properties"]["cpus"], 1, "{n}");
+    let console = lab.node.console().contents();
+    assert!(
+        console.contains("UEFI QEMU DVD-ROM"),
+        "OVMF booted the virtual CD:\n{}",
+        lab.node.console().tail(40)
+    );
+    assert!(!console.contains("iPXE"), "no network boot happened");
+    assert!(!iso.exists(), "the ISO is removed after inspection");
+    assert_eq!(
+        cd(&lab)["Inserted"],
+        false,
+        "the CD is ejected after inspection"
+    );
+    let log = std::fs::read_to_string(tmp.path().join("node/sushy/sushy.log")).unwrap();
+    assert!(
+        log.contains("InsertMedia") || log.contains("VirtualMedia"),
+        "the BMC got the media request:\n{log}"
+    );
+
+    // Cleaning boots it again; then the deploy with a config drive.
+    let t = Instant::now();
+    let n = ok(lab.verb("provide", &[], 400));
+    let clean = t.elapsed();
+    assert_eq!(state(&n), "available", "{n}");
+    ok(lab.set_image(&lab.image_sha256.clone()));
+    let drive = ok(lab.config_drive(&uuid, "vmedia-node"));
+    let t = Instant::now();
+    let n = ok(lab.verb("deploy", &["--config-drive", &drive], 600));
+    assert_eq!(state(&n), "active", "{n}");
+    let marker = ok(lab.wait_marker(Duration::from_secs(180)));
+    let deploy = t.elapsed();
+    assert!(marker.contains(&uuid), "{marker}");
+    assert!(marker.contains("hostname=vmedia-node"), "{marker}");
+    assert!(!iso.exists(), "the ISO is removed once deployed");
+    assert_eq!(
+        cd(&lab)["Inserted"],
+        false,
+        "the CD is ejected once deployed"
+    );
+    let console = lab.node.console().contents();
+    assert!(!console.contains("iPXE"), "no network boot happened");
+    eprintln!(
+        "lab start {started:?}, inspect {inspect:?}, provide (clean) {clean:?}, \
+         deploy to marker {deploy:?}, total {:?}",
+        t0.elapsed()
+    );
+}
