@@ -222,6 +222,8 @@ pub fn parse(line: &str) -> Result<KernelParams, CmdlineError> {
             "ipa-insecure" => p.insecure = parse_bool(key, flag_value)?,
             "ipa-debug" => p.debug = parse_bool(key, flag_value)?,
             "ferrite-auto-tls" => p.auto_tls = parse_bool(key, flag_value)?,
+            // Static addressing, for the ramdisk's init (done before the agent starts).
+            "ferrite-net" => {}
             "ipa-global-request-id" => p.global_request_id = Some(parse_request_id(key, v)?),
             "ipa-network-interface" => {
                 if v.is_empty() || v.contains('/') {
@@ -430,6 +432,14 @@ mod tests {
         assert!(p.warnings.iter().any(|w| w.contains("ipa-frobnicate")));
         assert!(p.warnings.iter().any(|w| w.contains("quote")));
         assert!(p.warnings.iter().any(|w| w.contains("unprintable")));
+    }
+
+    #[test]
+    fn the_ramdisk_inits_static_addressing_is_known_and_left_alone() {
+        let p =
+            parse("ipa-api-url=http://c:1 ferrite-net=52:54:00:fe:30:01,10.0.2.15/24,10.0.2.2,")
+                .unwrap();
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     }
 
     #[test]

@@ -297,7 +297,14 @@ async fn redfish_virtual_media_builds_serves_and_inserts_the_boot_iso() {
             Some(
                 json!({"driver": "redfish", "name": "vm-1", "driver_info": info,
                         "boot_interface": "redfish-virtual-media",
-                        "inspect_interface": "agent"}),
+                        "inspect_interface": "agent",
+                        "network_data": {
+                            "links": [{"id": "p0", "type": "phy",
+                                       "ethernet_mac_address": "52:54:00:5e:01:01"}],
+                            "networks": [{"id": "n0", "type": "ipv4", "link": "p0",
+                                          "ip_address": "192.0.2.10", "netmask": "255.255.255.0",
+                                          "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0",
+                                                      "gateway": "192.0.2.1"}]}]}}),
             ),
         )
         .await;
@@ -328,7 +335,8 @@ async fn redfish_virtual_media_builds_serves_and_inserts_the_boot_iso() {
             "/v1/nodes",
             Some(json!({"driver": "redfish", "name": "vm-bad",
                         "boot_interface": "redfish-virtual-media",
-                        "driver_info": driver_info(&bmc, &uuid, "password")})),
+                        "driver_info": driver_info(&bmc, &uuid, "password"),
+                        "network_data": {"networks": [{"id": "n0", "type": "ipv6"}]}})),
         )
         .await;
     assert_eq!(s, 201, "{v}");
@@ -341,6 +349,20 @@ async fn redfish_virtual_media_builds_serves_and_inserts_the_boot_iso() {
             .contains("deploy_kernel"),
         "{v}"
     );
+    let (s, v) = api
+        .call(
+            "PATCH",
+            "/v1/nodes/vm-bad",
+            Some(json!([
+                {"op": "add", "path": "/driver_info/deploy_kernel", "value": "http://x/k"},
+                {"op": "add", "path": "/driver_info/deploy_ramdisk", "value": "http://x/r"}
+            ])),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = api.get("/v1/nodes/vm-bad/validate").await;
+    let why = v["boot"]["reason"].as_str().unwrap_or_default().to_string();
+    assert!(why.contains("network_data") && why.contains("ipv6"), "{v}");
     let (s, v) = api
         .call(
             "POST",
@@ -391,6 +413,7 @@ async fn redfish_virtual_media_builds_serves_and_inserts_the_boot_iso() {
         "BOOTIF=01-52-54-00-5e-01-01".into(),
         "ferrite-inspection-token=".into(),
         "ferrite-test=1".into(),
+        "ferrite-net=52:54:00:5e:01:01,192.0.2.10/24,192.0.2.1,".into(),
     ] {
         assert!(text.contains(&p), "the ISO's grub.cfg has {p}");
     }

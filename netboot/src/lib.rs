@@ -7,6 +7,7 @@ pub mod files;
 pub mod ipxe;
 pub mod iso;
 pub mod mac;
+pub mod network_data;
 
 pub use files::{BootFiles, FilesError, Served};
 pub use ipxe::{DeployBoot, KernelParams};

@@ -5,8 +5,9 @@
 //! conductor builds the boot ISO with the node's kernel parameters, serves it at
 //! `/boot/<uuid>/boot.iso`, inserts it through Redfish (the emulator downloads it and
 //! attaches it as the domain's CD) and sets the boot device to cd; the deployed node boots
-//! from its disk with its config drive and prints its marker. No DHCP boot file, TFTP or
-//! iPXE is involved. Skipped with FERRITE_SKIP_VM_TESTS.
+//! from its disk with its config drive and prints its marker. The ramdisk's address comes
+//! from the node's `network_data` (static), not DHCP; no DHCP boot file, TFTP or iPXE is
+//! involved. Skipped with FERRITE_SKIP_VM_TESTS.
 
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,21 @@ fn redfish_node_is_inspected_and_deployed_through_virtual_media() {
     let uuid = node["uuid"].as_str().unwrap().to_string();
     assert_eq!(node["boot_interface"], "redfish-virtual-media", "{node}");
     let iso = tmp.path().join(format!("state/boot/{uuid}/boot.iso"));
+    // Static addressing for the ramdisk: QEMU's user network answers DHCP, but the
+    // ramdisk must not need it.
+    let network_data = serde_json::json!({
+        "links": [{"id": "port0", "type": "phy", "ethernet_mac_address": "52:54:00:fe:30:01"}],
+        "networks": [{"id": "net0", "type": "ipv4", "link": "port0",
+                      "ip_address": "10.0.2.15", "netmask": "255.255.255.0",
+                      "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0",
+                                  "gateway": "10.0.2.2"}]}],
+        "services": [{"type": "dns", "address": "10.0.2.3"}]
+    })
+    .to_string();
+    #[rustfmt::skip]
+    ok(lab.cli("node set", &[
+        "node", "set", "vmedia-node", "--network-data", &network_data,
+    ]));
 
     let n = ok(lab.verb("manage", &[], 120));
     assert_eq!(state(&n), "manageable", "{n}");
@@ -60,6 +76,15 @@ fn redfish_node_is_inspected_and_deployed_through_virtual_media() {
         lab.node.console().tail(40)
     );
     assert!(!console.contains("iPXE"), "no network boot happened");
+    assert!(
+        console.contains("static 10.0.2.15/24 gateway 10.0.2.2"),
+        "the ramdisk took its address from network_data:\n{}",
+        lab.node.console().tail(60)
+    );
+    assert!(
+        !console.contains("has 10.0.2.15"),
+        "the ramdisk used no DHCP"
+    );
     assert!(!iso.exists(), "the ISO is removed after inspection");
     assert_eq!(
         cd(&lab)["Inserted"],

@@ -122,6 +122,9 @@ pub struct NodeFields {
     pub management_interface: Option<String>,
     #[arg(long)]
     pub boot_interface: Option<String>,
+    /// The node's network_data (OpenStack network_data.json): JSON, or a file holding it.
+    #[arg(long, value_name = "JSON|FILE")]
+    pub network_data: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +173,18 @@ fn field_ops(f: &NodeFields) -> anyhow::Result<Vec<(String, Value)>> {
         if let Some(v) = v {
             out.push((format!("/{name}"), json!(v)));
         }
+    }
+    if let Some(nd) = &f.network_data {
+        let text = if nd.trim_start().starts_with('{') {
+            nd.clone()
+        } else {
+            std::fs::read_to_string(nd).map_err(|e| {
+                anyhow::anyhow!("--network-data {nd:?}: not JSON and not a readable file ({e})")
+            })?
+        };
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("--network-data is not valid JSON: {e}"))?;
+        out.push(("/network_data".into(), v));
     }
     for (group, items) in [
         ("driver_info", &f.driver_info),

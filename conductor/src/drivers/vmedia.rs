@@ -5,7 +5,9 @@
 //! `<uuid>/boot.iso`, serves it at `{media_url}/boot/<uuid>/boot.iso` and inserts that URL
 //! into the BMC's virtual CD through Redfish; the engine then sets the boot device to `cdrom`.
 //! When the node leaves the ramdisk the CD is ejected and the files are removed. No DHCP
-//! boot file, TFTP or iPXE is involved.
+//! boot file, TFTP or iPXE is involved; with static IPv4 networks in the node's
+//! `network_data` the ramdisk needs no DHCP server at all (`ferrite-net=` parameters,
+//! [`ferrite_netboot::network_data`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -75,6 +77,12 @@ impl VirtualMediaBoot {
     }
 }
 
+/// The ramdisk's static addressing from the node's `network_data` (none: DHCP).
+fn network_params(node: &Node) -> DResult<Vec<String>> {
+    ferrite_netboot::network_data::static_params(&node.ext("network_data"))
+        .map_err(|e| DriverError::Invalid(e.to_string()))
+}
+
 async fn download(url: &str, dest: &Path) -> Result<(), BoxError> {
     use tokio::io::AsyncWriteExt;
     let mut resp = reqwest::get(url).await?.error_for_status()?;
@@ -109,11 +117,13 @@ impl Boot for VirtualMediaBoot {
             source(node, key)?;
         }
         node_params(node)?;
+        network_params(node)?;
         Ok(())
     }
     fn prepare_ramdisk<'a>(&'a self, node: &'a Node) -> BoxFut<'a, DResult<()>> {
         Box::pin(async move {
-            let params = ramdisk_params(&self.settings, node)?;
+            let mut params = ramdisk_params(&self.settings, node)?;
+            params.extra.extend(network_params(node)?);
             params.check()?;
             let bootif = self.bootif(node).await?.map(|m| m.hexhyp());
             let cmdline = params.cmdline(bootif.as_deref());
