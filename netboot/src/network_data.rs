@@ -65,10 +65,12 @@ pub fn static_params(network_data: &Value) -> Result<Vec<String>, NetworkDataErr
         match kind {
             "ipv4_dhcp" | "ipv6_dhcp" | "ipv6_slaac" => continue,
             "ipv4" => {}
-            other => return err(format!(
+            other => {
+                return err(format!(
                 "network {} has type {other:?}; the ramdisk takes static \"ipv4\" (or DHCP) only",
                 n["id"]
-            )),
+            ))
+            }
         }
         let link_id = &n["link"];
         let link = links.iter().find(|l| &l["id"] == link_id).ok_or_else(|| {

@@ -13,6 +13,7 @@ pub mod process;
 pub mod reaper;
 pub mod skip;
 pub mod spec;
+pub mod sushy;
 pub mod vm;
 pub mod walk;
 

@@ -8,7 +8,8 @@
 //! The daemon runs as root in its own mount namespace (`unshare --mount`), with tmpfs over
 //! `/run`, `/var/lib/libvirt`, `/var/cache/libvirt` and `/var/log/libvirt` and this lab's
 //! configuration bind-mounted over `/etc/libvirt`, so it shares no state with the host or
-//! another lab; its socket is in the lab's directory. QEMU runs as root with no security
+//! another lab; its socket is in the lab's directory. It is also the init of its own PID
+//! namespace (`unshare --pid --kill-child`), so its QEMU processes cannot outlive it. QEMU runs as root with no security
 //! driver, cgroups or private /dev (none of which a container offers).
 
 use std::path::{Path, PathBuf};
@@ -16,7 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::console::Console;
-use crate::vm::{free_tcp_port, OVMF_CODE, OVMF_VARS};
+use crate::sushy::SushyLibvirt;
+use crate::vm::{OVMF_CODE, OVMF_VARS};
 use crate::Error;
 
 /// The Debian packages this needs (`cargo xtask deps`).
@@ -39,7 +41,7 @@ fn term(pid: u32, sig: libc::c_int) {
 }
 
 /// Waits for `child` to exit after SIGTERM, then SIGKILLs it.
-fn stop_child(child: &mut Child, grace: Duration) {
+pub(crate) fn stop_child(child: &mut Child, grace: Duration) {
     term(child.id(), libc::SIGTERM);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
@@ -116,8 +118,21 @@ impl Libvirtd {
             etc = etc.display()
         );
         let out = std::fs::File::create(dir.join("libvirtd.out")).map_err(io("libvirtd.out"))?;
+        // Its own PID namespace too: when the daemon goes, however it goes (its guard's
+        // drop, or the test killed and `unshare` with it), every QEMU it started goes.
         let child = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount-proc",
+                "sh",
+                "-c",
+                &script,
+            ])
             .stdin(Stdio::null())
             .stdout(out.try_clone().map_err(io("libvirtd.out"))?)
             .stderr(out)
@@ -202,37 +217,17 @@ impl Libvirtd {
             n,
         )
     }
-
-    /// Pids of the QEMU processes the daemon runs (from its pid files, seen through the
-    /// daemon's own mount namespace).
-    fn qemu_pids(&self) -> Vec<u32> {
-        let dir = PathBuf::from(format!("/proc/{}/root/run/libvirt/qemu", self.child.id()));
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return vec![];
-        };
-        entries
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-            .filter_map(|s| s.trim().parse().ok())
-            .collect()
-    }
 }
 
 impl Drop for Libvirtd {
     fn drop(&mut self) {
-        let pids = self.qemu_pids();
         if let Ok(names) = self.virsh(&["list", "--name"]) {
             for n in names.lines().map(str::trim).filter(|n| !n.is_empty()) {
                 let _ = self.virsh(&["destroy", n]);
             }
         }
-        // A domain virsh could not stop (its pid file names our QEMU child).
-        for pid in pids {
-            if Path::new(&format!("/proc/{pid}")).exists() {
-                term(pid, libc::SIGKILL);
-            }
-        }
+        // `unshare` dying kills the daemon (--kill-child), and with it, as the PID
+        // namespace's init, whatever QEMU virsh could not stop.
         stop_child(&mut self.child, Duration::from_secs(10));
     }
 }
@@ -340,157 +335,6 @@ impl DomainSpec {
     }
 }
 
-/// sushy-emulator with the libvirt driver, as the BMC of every domain of a [`Libvirtd`];
-/// killed on drop.
-pub struct SushyLibvirt {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-/// Where `cargo xtask deps` puts sushy-emulator (`FERRITE_SUSHY_EMULATOR` overrides).
-pub fn sushy_program() -> PathBuf {
-    std::env::var_os("FERRITE_SUSHY_EMULATOR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/sushy-venv/bin/sushy-emulator")
-        })
-}
-
-impl SushyLibvirt {
-    /// Starts the emulator on a free loopback port with basic auth (`user`, `password`),
-    /// its state and downloads under `dir`, inserted media uploaded to `pool`.
-    pub fn start(
-        daemon: &Libvirtd,
-        dir: &Path,
-        pool: &str,
-        user: &str,
-        password: &str,
-    ) -> Result<SushyLibvirt, Error> {
-        let program = sushy_program();
-        if !program.exists() {
-            return Err(Error::MissingInput {
-                path: program,
-                hint: "make the sushy-tools venv (`cargo xtask deps`)".into(),
-            });
-        }
-        // Only the libvirt bindings from Debian's dist-packages, not everything in it.
-        let pylib = dir.join("pylib");
-        std::fs::create_dir_all(&pylib).map_err(io("creating pylib"))?;
-        let mut found = false;
-        for e in std::fs::read_dir(PYTHON_LIBVIRT_DIR)
-            .map_err(io(PYTHON_LIBVIRT_DIR))?
-            .flatten()
-        {
-            let name = e.file_name().to_string_lossy().to_string();
-            if name.starts_with("libvirt") && (name.ends_with(".py") || name.ends_with(".so")) {
-                found = true;
-                let dst = pylib.join(&name);
-                if !dst.exists() {
-                    std::os::unix::fs::symlink(e.path(), &dst).map_err(io("linking libvirt"))?;
-                }
-            }
-        }
-        if !found {
-            return Err(Error::MissingInput {
-                path: PYTHON_LIBVIRT_DIR.into(),
-                hint: PACKAGES_HINT.into(),
-            });
-        }
-        // Basic auth: sushy-emulator takes bcrypt htpasswd lines only; its venv has bcrypt.
-        let htpasswd = dir.join("htpasswd");
-        let out = Command::new(program.with_file_name("python3"))
-            .args([
-                "-c",
-                "import bcrypt,sys; print(sys.argv[1] + ':' + \
-                 bcrypt.hashpw(sys.argv[2].encode(), bcrypt.gensalt(4)).decode())",
-                user,
-                password,
-            ])
-            .output()
-            .map_err(io("hashing the BMC password with the venv's bcrypt"))?;
-        if !out.status.success() {
-            return Err(Error::Tool {
-                tool: "python3 -c 'import bcrypt'".into(),
-                why: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        std::fs::write(&htpasswd, &out.stdout).map_err(io("writing htpasswd"))?;
-        let auth = format!(
-            "SUSHY_EMULATOR_AUTH_FILE = {:?}\n",
-            htpasswd.display().to_string()
-        );
-        let port = free_tcp_port()?;
-        let py = |p: &Path| format!("{:?}", p.display().to_string());
-        let conf = format!(
-            "SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'\nSUSHY_EMULATOR_LISTEN_PORT = {port}\n\
-             SUSHY_EMULATOR_LIBVIRT_URI = {uri:?}\n\
-             SUSHY_EMULATOR_STATE_DIR = {state}\n\
-             SUSHY_EMULATOR_STORAGE_POOL = {pool:?}\n\
-             SUSHY_EMULATOR_BOOT_LOADER_MAP = {{'UEFI': {{'x86_64': {code:?}}}, 'Legacy': {{'x86_64': None}}}}\n\
-             SUSHY_EMULATOR_SECURE_BOOT_DISABLED_NVRAM = {vars:?}\n{auth}",
-            uri = daemon.uri(),
-            state = py(&dir.join("state")),
-            code = OVMF_CODE,
-            vars = OVMF_VARS,
-        );
-        let conf_path = dir.join("sushy.conf");
-        std::fs::write(&conf_path, conf).map_err(io("writing sushy.conf"))?;
-        let log = dir.join("sushy.log");
-        let f = std::fs::File::create(&log).map_err(io("creating sushy.log"))?;
-        let child = Command::new(&program)
-            .arg("--config")
-            .arg(&conf_path)
-            .env("PYTHONPATH", &pylib)
-            // Inserted images are downloaded to the temporary directory first.
-            .env("TMPDIR", dir)
-            .env_remove("SUSHY_EMULATOR_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().map_err(io("sushy.log"))?)
-            .stderr(f)
-            .spawn()
-            .map_err(|e| Error::Tool {
-                tool: program.display().to_string(),
-                why: format!("cannot start: {e}"),
-            })?;
-        let mut s = SushyLibvirt { child, port, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = s.child.try_wait() {
-                return Err(Error::Tool {
-                    tool: "sushy-emulator".into(),
-                    why: format!("exited at start ({status}):\n{}", s.log_tail(20)),
-                });
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(s);
-            }
-            if Instant::now() > deadline {
-                return Err(Error::Tool {
-                    tool: "sushy-emulator".into(),
-                    why: format!("no answer on port {port} in 30 s:\n{}", s.log_tail(20)),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub fn log_tail(&self, n: usize) -> String {
-        crate::console::tail_lines(&std::fs::read_to_string(&self.log).unwrap_or_default(), n)
-    }
-}
-
-impl Drop for SushyLibvirt {
-    fn drop(&mut self) {
-        stop_child(&mut self.child, Duration::from_secs(5));
-    }
-}
-
 /// A Redfish node: the domain, its BMC and the daemon. Fields drop in order: the BMC, then
 /// the daemon (which destroys the domain).
 pub struct RedfishNode {
@@ -538,10 +382,10 @@ impl RedfishNode {
 
     /// `GET path` on the BMC with its credentials: status and parsed body.
     pub fn redfish_get(&self, path: &str) -> Result<(u16, serde_json::Value), Error> {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.bmc.port));
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.bmc.port()));
         let auth = format!(
             "Basic {}",
-            base64(format!("{}:{}", self.username, self.password).as_bytes())
+            crate::sushy::base64(format!("{}:{}", self.username, self.password).as_bytes())
         );
         let (status, body) =
             crate::http::call_with_headers(addr, "GET", path, &[("Authorization", &auth)], None)
@@ -551,39 +395,8 @@ impl RedfishNode {
     }
 }
 
-/// Standard base64 with padding (for a Basic auth header).
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn base64_matches_rfc4648() {
-        assert_eq!(super::base64(b""), "");
-        assert_eq!(super::base64(b"f"), "Zg==");
-        assert_eq!(super::base64(b"fo"), "Zm8=");
-        assert_eq!(super::base64(b"foo"), "Zm9v");
-        assert_eq!(
-            super::base64(b"admin:ferrite-bmc"),
-            "YWRtaW46ZmVycml0ZS1ibWM="
-        );
-    }
-
     #[test]
     fn domain_xml_has_uefi_a_cd_bus_a_console_file_and_the_agent_forward() {
         let spec = super::DomainSpec {
