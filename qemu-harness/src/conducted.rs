@@ -1,8 +1,10 @@
 //! The conductor-driven lab, as `cargo xtask demo` and the e2e tests use it: a real
 //! `ferrite conductor` (SQLite in the work directory, iPXE boot files served at `/boot/`), an
-//! HTTP server with the test OS image and its config drive, and one QEMU node behind an
-//! ipmi_sim BMC. Everything after start goes through the `ferrite` CLI, as an operator would
-//! type it; every child process is stopped when the lab is dropped.
+//! HTTP server with the test OS image and its config drive, and one QEMU node: behind an
+//! ipmi_sim BMC ([`Lab::start`]), or a UEFI libvirt domain behind sushy-emulator as its
+//! Redfish BMC ([`Lab::start_redfish`]). Everything after start goes through the `ferrite`
+//! CLI, as an operator would type it; every child process is stopped when the lab is
+//! dropped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

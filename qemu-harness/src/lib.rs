@@ -1,7 +1,8 @@
 //! Boots "bare-metal" QEMU nodes for Ferrite's tests and demo: a builder for the VM (RAM,
 //! virtio disks with serials, NICs with fixed MACs on user-mode networking, SMBIOS, PXE via
 //! iPXE), an ipmi_sim BMC whose chassis program (this crate's binary) powers QEMU on and off
-//! and keeps its boot device, and the serial console in a file with `wait_for`.
+//! and keeps its boot device, and the serial console in a file with `wait_for`; Redfish
+//! nodes as libvirt domains with sushy-emulator as their BMC ([`libvirt`], [`sushy`]).
 
 pub mod chassis;
 pub mod cli;
