@@ -23,6 +23,12 @@ pub const ISOHDPFX_BIN: &str = "/usr/lib/ISOLINUX/isohdpfx.bin";
 /// The GRUB modules `grub-mkimage` links (Debian `grub-efi-amd64-bin`).
 pub const GRUB_EFI_MODULES: &str = "/usr/lib/grub/x86_64-efi";
 
+/// The ISO's GRUB config. The EFI loader finds its filesystem by this path (`search
+/// --file`), so it must be a name no deployed disk has: with `/EFI/BOOT/grub.cfg` (the test
+/// OS image's, and a common removable-media path), a node that already has an OS booted
+/// the CD's GRUB into the disk's config instead of the ramdisk.
+pub const ISO_GRUB_CFG: &str = "/EFI/BOOT/ferrite-iso.cfg";
+
 /// GRUB modules in the EFI loader: enough to find a FAT or ISO9660 filesystem, read its
 /// config and boot Linux, with the serial console.
 const GRUB_MODULES: &[&str] = &[
@@ -195,9 +201,9 @@ fn build_in(iso: &BootIso<'_>, cmdline: &str, scratch: &Path, out: &Path) -> Res
     }
     let cfg = grub_cfg("/vmlinuz", "/initrd", cmdline);
     io(
-        "writing grub.cfg",
+        "writing the ISO's GRUB config",
         &boot,
-        std::fs::write(boot.join("grub.cfg"), &cfg),
+        std::fs::write(root.join(&ISO_GRUB_CFG[1..]), &cfg),
     )?;
     let isolinux_cfg = format!(
         "SERIAL 0 115200\nDEFAULT ferrite\nPROMPT 0\nTIMEOUT 0\nLABEL ferrite\n  \
@@ -219,7 +225,7 @@ fn build_in(iso: &BootIso<'_>, cmdline: &str, scratch: &Path, out: &Path) -> Res
     }
     // The El Torito EFI image: a FAT filesystem with GRUB as the removable-media loader.
     let efi = scratch.join("bootx64.efi");
-    grub_efi("/EFI/BOOT/grub.cfg", scratch, &efi)?;
+    grub_efi(ISO_GRUB_CFG, scratch, &efi)?;
     let loader = io("reading the GRUB loader", &efi, std::fs::read(&efi))?;
     let entries = [
         Entry {
@@ -335,7 +341,7 @@ mod tests {
         for want in [
             "vmlinuz",
             "initrd",
-            "EFI/BOOT/grub.cfg",
+            "EFI/BOOT/ferrite-iso.cfg",
             "isolinux/isolinux.cfg",
             "efiboot.img",
         ] {
@@ -343,7 +349,7 @@ mod tests {
         }
         let cfg = files
             .iter()
-            .find(|e| e.path == "EFI/BOOT/grub.cfg")
+            .find(|e| e.path == "EFI/BOOT/ferrite-iso.cfg")
             .and_then(|e| e.data.clone())
             .unwrap();
         assert!(String::from_utf8(cfg)

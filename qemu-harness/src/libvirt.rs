@@ -8,9 +8,10 @@
 //! The daemon runs as root in its own mount namespace (`unshare --mount`), with tmpfs over
 //! `/run`, `/var/lib/libvirt`, `/var/cache/libvirt` and `/var/log/libvirt` and this lab's
 //! configuration bind-mounted over `/etc/libvirt`, so it shares no state with the host or
-//! another lab; its socket is in the lab's directory. It is also the init of its own PID
-//! namespace (`unshare --pid --kill-child`), so its QEMU processes cannot outlive it. QEMU runs as root with no security
-//! driver, cgroups or private /dev (none of which a container offers).
+//! another lab; its socket is in the lab's directory. QEMU runs as root with no security
+//! driver, cgroups or private /dev (none of which a container offers). The lab's drop
+//! destroys the domain (and kills its QEMU by pid if that fails) before stopping the
+//! daemon; QEMU daemonises, so a test killed outright (SIGKILL) leaves it running.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -118,21 +119,11 @@ impl Libvirtd {
             etc = etc.display()
         );
         let out = std::fs::File::create(dir.join("libvirtd.out")).map_err(io("libvirtd.out"))?;
-        // Its own PID namespace too: when the daemon goes, however it goes (its guard's
-        // drop, or the test killed and `unshare` with it), every QEMU it started goes.
+        // Not a PID namespace as well: libvirtd as its init does not reap the QEMU processes
+        // it kills (they daemonise, so they become its orphans), and then waits 40 s for each
+        // zombie to go ("Failed to terminate process … Device or resource busy").
         let child = Command::new("unshare")
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "--pid",
-                "--fork",
-                "--kill-child",
-                "--mount-proc",
-                "sh",
-                "-c",
-                &script,
-            ])
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
             .stdin(Stdio::null())
             .stdout(out.try_clone().map_err(io("libvirtd.out"))?)
             .stderr(out)
@@ -219,15 +210,40 @@ impl Libvirtd {
     }
 }
 
+impl Libvirtd {
+    /// Pids of the QEMU processes the daemon runs (from its pid files, seen through the
+    /// daemon's own mount namespace; `unshare` execs the shell that execs the daemon, so
+    /// the child's pid is the daemon's).
+    fn qemu_pids(&self) -> Vec<u32> {
+        let dir = PathBuf::from(format!("/proc/{}/root/run/libvirt/qemu", self.child.id()));
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return vec![];
+        };
+        entries
+            .flatten()
+            // driver.pid is the daemon's own.
+            .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
+            .filter(|e| e.file_name() != "driver.pid")
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|s| s.trim().parse().ok())
+            .collect()
+    }
+}
+
 impl Drop for Libvirtd {
     fn drop(&mut self) {
+        let pids = self.qemu_pids();
         if let Ok(names) = self.virsh(&["list", "--name"]) {
             for n in names.lines().map(str::trim).filter(|n| !n.is_empty()) {
                 let _ = self.virsh(&["destroy", n]);
             }
         }
-        // `unshare` dying kills the daemon (--kill-child), and with it, as the PID
-        // namespace's init, whatever QEMU virsh could not stop.
+        // A domain virsh could not stop: its QEMU, from the daemon's pid files.
+        for pid in pids {
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                term(pid, libc::SIGKILL);
+            }
+        }
         stop_child(&mut self.child, Duration::from_secs(10));
     }
 }

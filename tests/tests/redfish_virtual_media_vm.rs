@@ -5,7 +5,8 @@
 //! conductor builds the boot ISO with the node's kernel parameters, serves it at
 //! `/boot/<uuid>/boot.iso`, inserts it through Redfish (the emulator downloads it and
 //! attaches it as the domain's CD) and sets the boot device to cd; the deployed node boots
-//! from its disk with its config drive and prints its marker. The ramdisk's address comes
+//! from its disk with its config drive and prints its marker; undeploy cleans it through
+//! virtual media again. The ramdisk's address comes
 //! from the node's `network_data` (static), not DHCP; no DHCP boot file, TFTP or iPXE is
 //! involved. Skipped with FERRITE_SKIP_VM_TESTS.
 
@@ -117,11 +118,28 @@ fn redfish_node_is_inspected_and_deployed_through_virtual_media() {
         false,
         "the CD is ejected once deployed"
     );
+
+    // Undeploy: teardown ejects nothing left, cleaning boots the ramdisk from a new ISO.
+    let t = Instant::now();
+    let n = ok(lab.verb("undeploy", &[], 600));
+    let undeploy = t.elapsed();
+    assert_eq!(state(&n), "available", "{n}");
+    assert!(!iso.exists(), "the ISO is removed after cleaning");
+    assert_eq!(
+        cd(&lab)["Inserted"],
+        false,
+        "the CD is ejected after cleaning"
+    );
     let console = lab.node.console().contents();
     assert!(!console.contains("iPXE"), "no network boot happened");
+    assert_eq!(
+        console.matches("static 10.0.2.15/24").count(),
+        4,
+        "the ramdisk booted from virtual media for inspection, cleaning, deploy, cleaning"
+    );
     eprintln!(
         "lab start {started:?}, inspect {inspect:?}, provide (clean) {clean:?}, \
-         deploy to marker {deploy:?}, total {:?}",
+         deploy to marker {deploy:?}, undeploy (clean) {undeploy:?}, total {:?}",
         t0.elapsed()
     );
 }
