@@ -461,6 +461,7 @@ impl Conductor {
                     extra: Map::new(),
                     local_link_connection: Map::new(),
                     physical_network: None,
+                    extended: Default::default(),
                     created_at: now(),
                     updated_at: None,
                 };
@@ -477,8 +478,11 @@ impl Conductor {
             Ok(d) => d,
             Err(e) => return self.fail(node, crate::error_chain(&e)).await,
         };
+        let keep = Self::keeps_power(node);
         let off = async {
-            d.power.set_state(node, PowerTarget::Off).await?;
+            if !keep {
+                d.power.set_state(node, PowerTarget::Off).await?;
+            }
             d.boot.clean_up_ramdisk(node).await
         }
         .await;
@@ -493,7 +497,9 @@ impl Conductor {
                 )
                 .await;
         }
-        node.power_state = Some(POWER_OFF.into());
+        if !keep {
+            node.power_state = Some(POWER_OFF.into());
+        }
         node.inspection_finished_at = Some(now());
         node.last_error = None;
         self.db.clear_agent(&node.uuid).await?;
