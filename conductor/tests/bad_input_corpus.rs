@@ -355,7 +355,7 @@ fn corpus(uuid: &str, port: &str) -> Vec<Case> {
         c.push(case("POST", "/v1/continue_inspection", j(body)));
     }
     // Headers: versions out of range or garbage.
-    for v in ["1.99", "0.1", "one", "1.", "latest.1", "9999999999.1"] {
+    for v in ["1.116", "0.1", "one", "1.", "latest.1", "9999999999.1"] {
         c.push(Case {
             method: "GET",
             path: "/v1/nodes".into(),

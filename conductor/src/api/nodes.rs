@@ -797,6 +797,7 @@ pub async fn update(
             if obj.get("maintenance").is_some_and(Value::is_null) {
                 obj.insert("maintenance".into(), json!(false));
             }
+            let old_instance_info = node.instance_info.clone();
             apply_fields(&st, node, &obj, false).map_err(|e| {
                 if e.status == StatusCode::CONFLICT {
                     EngineError::Conflict(e.message)
@@ -804,6 +805,19 @@ pub async fn update(
                     EngineError::Invalid(e.message)
                 }
             })?;
+            // Ironic (1.104): a changed instance_info's display_name becomes the
+            // instance_name when the node has none.
+            if node.instance_info != old_instance_info
+                && node.ext("instance_name").as_str().is_none_or(str::is_empty)
+            {
+                if let Some(d) = node
+                    .instance_info
+                    .get("display_name")
+                    .and_then(Value::as_str)
+                {
+                    node.extended.insert("instance_name".into(), json!(d));
+                }
+            }
             Ok(())
         })
         .await?;

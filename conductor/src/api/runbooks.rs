@@ -17,9 +17,11 @@ use crate::model::{now, Node, Obj};
 
 /// Runbook names: a trait name before 1.112, Ironic's logical-name alphabet from 1.112.
 fn check_runbook(doc: &Obj, v: Version) -> Result<(), String> {
-    let name = text(doc, "name");
+    let Some(name) = doc.get("name").and_then(Value::as_str) else {
+        return Err("Field \"name\" is mandatory for a runbook".into());
+    };
     if v < Version(1, 112) {
-        if !super::resources::is_trait(&name) {
+        if !super::resources::is_trait(name) {
             return Err(format!(
                 "Invalid runbook name {name:?}: before API version 1.112 it must be a trait \
                  name, CUSTOM_ followed by upper-case letters, digits and underscores"
@@ -486,6 +488,10 @@ mod tests {
         assert_eq!(check_runbook(&d, Version(1, 112)), Ok(()));
         let d = doc(json!({"name": "CUSTOM_HT", "steps": [step()]}));
         assert_eq!(check_runbook(&d, Version(1, 92)), Ok(()));
+        let d = doc(json!({"name": null, "steps": [step()]}));
+        assert!(check_runbook(&d, Version(1, 112))
+            .unwrap_err()
+            .contains("mandatory"));
     }
 
     #[test]
