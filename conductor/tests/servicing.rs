@@ -119,6 +119,28 @@ async fn servicing(api: &Api) {
     assert_eq!(n["provision_state"], "active", "{n}");
     assert_eq!(n["last_error"], "Servicing was aborted by request.", "{n}");
     assert_eq!(n["service_step"], json!({}), "{n}");
+    // Not in maintenance (Ironic's NodeInMaintenance).
+    let maint = |on: bool| json!([{"op": "replace", "path": "/maintenance", "value": on}]);
+    assert_eq!(
+        call(api, "PATCH", "/v1/nodes/svc", Some(maint(true)))
+            .await
+            .0,
+        200
+    );
+    let (s, v) = provision(
+        api,
+        "svc",
+        json!({"target": "service", "service_steps": [{"interface": "power", "step": "reboot"}]}),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(fault(&v).contains("maintenance mode"), "{}", fault(&v));
+    assert_eq!(
+        call(api, "PATCH", "/v1/nodes/svc", Some(maint(false)))
+            .await
+            .0,
+        200
+    );
     // Servicing is only for active nodes.
     let (s, v) = call(
         api,
@@ -140,6 +162,62 @@ async fn servicing(api: &Api) {
         "{}",
         fault(&v)
     );
+    // An agent deploy (`direct`, adopted into active): ferrite-agent has no service steps,
+    // so only the conductor's reserved steps are accepted.
+    let (s, v) = call(
+        api,
+        "POST",
+        "/v1/nodes",
+        Some(json!({"driver": "fake-hardware", "name": "svc-agent", "deploy_interface": "direct"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(
+        provision(api, "svc-agent", json!({"target": "manage"}))
+            .await
+            .0,
+        202
+    );
+    api.wait_state("svc-agent", "manageable").await;
+    assert_eq!(
+        provision(api, "svc-agent", json!({"target": "adopt"}))
+            .await
+            .0,
+        202
+    );
+    api.wait_state("svc-agent", "active").await;
+    let (s, v) = provision(
+        api,
+        "svc-agent",
+        json!({"target": "service", "service_steps": [
+            {"interface": "raid", "step": "delete_configuration"}]}),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        fault(&v).contains("ferrite-agent has no service steps"),
+        "{}",
+        fault(&v)
+    );
+    let (s, v) = provision(
+        api,
+        "svc-agent",
+        json!({"target": "service", "disable_ramdisk": true,
+               "service_steps": [{"interface": "power", "step": "reboot"}]}),
+    )
+    .await;
+    assert_eq!(s, 202, "{v}");
+    api.wait_state("svc-agent", "active").await;
+    let (s, v) = api
+        .call_v(
+            "1.107",
+            "PUT",
+            "/v1/nodes/svc-agent/states/provision",
+            Some(json!({"target": "service", "disable_ramdisk": true,
+                        "service_steps": [{"interface": "power", "step": "reboot"}]})),
+        )
+        .await;
+    assert_eq!(s, 406, "disable_ramdisk with service needs 1.108: {v}");
     // A failing step: `service failed`, then abort returns the node to active with the
     // error kept.
     let (s, v) = call(

@@ -397,6 +397,13 @@ impl Conductor {
             plan::parse_user_steps(steps, "clean_steps")
                 .map_err(|e| EngineError::Invalid(e.to_string()))?;
         }
+        if event == Event::Service && node.maintenance {
+            return Err(EngineError::Invalid(format!(
+                "The service operation can't be performed on node {} because it's in \
+                 maintenance mode.",
+                node.uuid
+            )));
+        }
         if event == Event::Service {
             let steps = req.service_steps.as_ref().ok_or_else(|| {
                 EngineError::Invalid(

@@ -488,6 +488,23 @@ mod tests {
     }
 
     #[test]
+    fn service_runs_the_users_steps_and_only_reserved_ones_with_an_agent() {
+        let user = vec![
+            step("deploy", "hold", 0),
+            step("power", "reboot", 0),
+            step("bios", "apply_configuration", 0),
+        ];
+        // Without an agent (fake deploy) the steps are taken as given, in the user's order.
+        assert_eq!(service(user.clone(), false).unwrap(), user);
+        let e = service(user.clone(), true).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("service step bios.apply_configuration is not offered"));
+        let reserved = user[..2].to_vec();
+        assert_eq!(service(reserved.clone(), true).unwrap(), reserved);
+    }
+
+    #[test]
     fn deploy_plan_is_the_conductors_steps_by_priority() {
         let steps = deploy(conductor_deploy(), &[]);
         assert_eq!(
