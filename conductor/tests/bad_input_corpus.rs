@@ -282,6 +282,8 @@ fn corpus(uuid: &str, port: &str) -> Vec<Case> {
         "/v1/inspection_rules?phase=main&bogus=1".into(),
         "/v1/ports?conductor_groups=g&node=target".into(),
         "/v1/portgroups?shard=s&bogus=1".into(),
+        "/v1/portgroups/no-such-group/ports".into(),
+        "/v1/ports?portgroup=no-such-group".into(),
         "/v1/drivers?fields=name&bogus=1".into(),
         // Agent lookups.
         "/v1/lookup".into(),

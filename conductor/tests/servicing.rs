@@ -514,6 +514,23 @@ async fn ports_and_portgroups(api: &Api) {
         let (s, v) = call(api, "POST", "/v1/ports", Some(body.clone())).await;
         assert!(s == 400 || s == 409, "{body}: {s} {v}");
     }
+    // The group's members (1.24): its sub-resource and the `portgroup` filter; a group
+    // with members cannot be deleted.
+    for path in [
+        "/v1/portgroups/bond0/ports",
+        "/v1/ports/detail?portgroup=bond0",
+    ] {
+        let (s, l) = call(api, "GET", path, None).await;
+        assert_eq!(s, 200, "{path}: {l}");
+        assert_eq!(l["ports"][0]["uuid"], p["uuid"], "{path}: {l}");
+    }
+    let (s, _) = api
+        .call_v("1.23", "GET", "/v1/ports?portgroup=bond0", None)
+        .await;
+    assert_eq!(s, 406);
+    let (s, v) = call(api, "DELETE", "/v1/portgroups/bond0", None).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(fault(&v).contains("contains ports"), "{}", fault(&v));
     let (s, v) = call(
         api,
         "PATCH",
@@ -543,6 +560,10 @@ async fn ports_and_portgroups(api: &Api) {
     )
     .await;
     assert_eq!(s, 400);
+    let (_, l) = call(api, "GET", "/v1/portgroups/bond0/ports", None).await;
+    assert_eq!(l["ports"], json!([]), "{l}");
+    let (s, v) = call(api, "DELETE", "/v1/portgroups/bond0", None).await;
+    assert_eq!(s, 204, "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -331,6 +331,11 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/nodes/{node}/inventory", get(nodes::inventory))
         .route("/v1/ports", get(ports::list).post(ports::create))
         .route("/v1/ports/detail", get(ports::list_detail))
+        .route("/v1/portgroups/{pg}/ports", get(ports::list_for_portgroup))
+        .route(
+            "/v1/portgroups/{pg}/ports/detail",
+            get(ports::list_detail_for_portgroup),
+        )
         .route(
             "/v1/ports/{port}",
             get(ports::show).patch(ports::update).delete(ports::delete),

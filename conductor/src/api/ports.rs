@@ -103,6 +103,7 @@ const LIST_PARAMS: &[&str] = &[
     "sort_dir",
     "shard",
     "conductor_groups",
+    "portgroup",
 ];
 
 /// The nodes a port or portgroup list is narrowed to by `shard=` (ports from 1.82,
@@ -383,6 +384,43 @@ pub async fn create(
     Ok(r)
 }
 
+/// The UUID of the portgroup a port list is narrowed to (`?portgroup=` or
+/// `/v1/portgroups/{pg}/ports`, 1.24), by the group's UUID or name.
+async fn portgroup_filter(
+    state: &Shared,
+    v: Version,
+    pg: Option<&String>,
+) -> ApiResult<Option<String>> {
+    let Some(pg) = pg else {
+        return Ok(None);
+    };
+    if v < Version(1, 24) {
+        return Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "Request not acceptable: portgroups need API version 1.24 or newer",
+        ));
+    }
+    let r = state
+        .engine
+        .db
+        .get_resource("portgroups", pg)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Portgroup {pg} could not be found.")))?;
+    Ok(Some(r.uuid))
+}
+
+/// The ports that are members of portgroup `uuid`.
+pub(super) async fn members(state: &Shared, uuid: &str) -> ApiResult<Vec<Port>> {
+    Ok(state
+        .engine
+        .db
+        .list_ports(&PortFilter::default())
+        .await?
+        .into_iter()
+        .filter(|p| p.extended.get("portgroup_uuid").and_then(Value::as_str) == Some(uuid))
+        .collect())
+}
+
 async fn list_inner(
     state: &Shared,
     headers: &HeaderMap,
@@ -391,17 +429,32 @@ async fn list_inner(
     node: Option<String>,
     detail_path: bool,
 ) -> ApiResult<Value> {
+    list_ports(state, headers, v, q, node, None, detail_path).await
+}
+
+async fn list_ports(
+    state: &Shared,
+    headers: &HeaderMap,
+    v: Version,
+    q: &HashMap<String, String>,
+    node: Option<String>,
+    pg_path: Option<String>,
+    detail_path: bool,
+) -> ApiResult<Value> {
     let view = View::parse(q, LIST_PARAMS, &port_fields(v), detail_path)?;
     let limit = view.limit;
     let mut f = PortFilter {
         limit: Some(limit),
         ..Default::default()
     };
-    let path = match (&node, detail_path) {
-        (Some(n), _) => format!("nodes/{n}/ports"),
-        (None, true) => "ports/detail".to_string(),
-        (None, false) => "ports".to_string(),
+    let path = match (&node, &pg_path, detail_path) {
+        (Some(n), _, _) => format!("nodes/{n}/ports"),
+        (None, Some(g), true) => format!("portgroups/{g}/ports/detail"),
+        (None, Some(g), false) => format!("portgroups/{g}/ports"),
+        (None, None, true) => "ports/detail".to_string(),
+        (None, None, false) => "ports".to_string(),
     };
+    let pg = portgroup_filter(state, v, pg_path.as_ref().or(q.get("portgroup"))).await?;
     if let Some(n) = node.or_else(|| q.get("node").or(q.get("node_uuid")).cloned()) {
         let node = state
             .engine
@@ -429,6 +482,11 @@ async fn list_inner(
     let list: Vec<Value> = ports
         .iter()
         .filter(|p| within.as_ref().is_none_or(|n| n.contains(&p.node_uuid)))
+        .filter(|p| {
+            pg.as_ref().is_none_or(|g| {
+                p.extended.get("portgroup_uuid").and_then(Value::as_str) == Some(g.as_str())
+            })
+        })
         .map(|p| Value::Object(view.project(port_doc(p, &base, v), &["uuid", "address"])))
         .collect();
     let mut out = json!({"ports": list});
@@ -458,6 +516,30 @@ pub async fn list_detail(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     list_inner(&state, &headers, v, &q, None, true)
+        .await
+        .map(json_ok)
+}
+
+pub async fn list_for_portgroup(
+    State(state): State<Shared>,
+    Extension(v): Extension<Version>,
+    headers: HeaderMap,
+    Path(pg): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    list_ports(&state, &headers, v, &q, None, Some(pg), false)
+        .await
+        .map(json_ok)
+}
+
+pub async fn list_detail_for_portgroup(
+    State(state): State<Shared>,
+    Extension(v): Extension<Version>,
+    headers: HeaderMap,
+    Path(pg): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    list_ports(&state, &headers, v, &q, None, Some(pg), true)
         .await
         .map(json_ok)
 }

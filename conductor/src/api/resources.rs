@@ -832,6 +832,13 @@ async fn delete(
 ) -> ApiResult<Response> {
     kind.check_version(v)?;
     let r = kind.find(&state, &ident).await?;
+    if std::ptr::eq(kind, &PORTGROUPS) && !super::ports::members(&state, &r.uuid).await?.is_empty()
+    {
+        return Err(ApiError::bad(format!(
+            "Cannot complete the requested action because portgroup {} contains ports",
+            r.uuid
+        )));
+    }
     state.engine.db.delete_resource(kind.path, &r.uuid).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
