@@ -395,7 +395,7 @@ fn walk(url: &str) {
     cli(url, &["node", "undeploy", "n1", "--wait", "60"]);
     cli(url, &["runbook", "delete", "power-cycle"]);
 
-    // Inspection rules (1.96): stored, listed, changed (evaluation is not implemented).
+    // Inspection rules (1.96): stored, listed, changed (evaluation: tests/lifecycle.rs).
     let rule = json(
         url,
         &[

@@ -17,6 +17,7 @@ mod resources;
 mod runbooks;
 
 pub use auth::Htpasswd;
+pub(crate) use resources::is_trait;
 
 use std::sync::Arc;
 

@@ -9,6 +9,7 @@ mod periodic;
 mod plan;
 pub mod power_sync;
 mod progress;
+mod rules;
 mod steps;
 mod work;
 
