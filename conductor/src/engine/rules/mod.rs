@@ -9,11 +9,14 @@
 //! `matches`/`contains` (no regular expressions here), the plugin-data and port actions
 //! and `api-call`.
 
+mod python;
+
 use std::net::IpAddr;
 
 use serde_json::{json, Map, Value};
 
 use crate::model::{Node, Obj, EXTENDED_FIELDS};
+use python::{interpolate, py_eq, py_lt, py_repr, py_str, truthy};
 
 /// Why applying the rules stopped: a `fail` action, or a rule that cannot be evaluated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,107 +54,6 @@ fn signature(
     })
 }
 
-/// Python's `str()` of a JSON value (`repr` inside containers).
-fn py_str(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => py_repr(other),
-    }
-}
-
-fn py_repr(v: &Value) -> String {
-    match v {
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
-        Value::Array(a) => format!("[{}]", a.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
-        Value::Object(o) => format!(
-            "{{{}}}",
-            o.iter()
-                .map(|(k, v)| format!("'{k}': {}", py_repr(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
-/// A `str.format` field (`node.properties[cpu_arch]`, `inventory[disks][0][size]`)
-/// looked up in `ctx`; `None` when a name, key or index is missing.
-fn lookup<'a>(field: &str, ctx: &'a Obj) -> Option<&'a Value> {
-    let end = field.find(['.', '[']).unwrap_or(field.len());
-    let mut cur = ctx.get(&field[..end])?;
-    let mut rest = &field[end..];
-    while !rest.is_empty() {
-        let key;
-        if let Some(r) = rest.strip_prefix('.') {
-            let e = r.find(['.', '[']).unwrap_or(r.len());
-            key = &r[..e];
-            rest = &r[e..];
-        } else if let Some(r) = rest.strip_prefix('[') {
-            let e = r.find(']')?;
-            key = &r[..e];
-            rest = &r[e + 1..];
-        } else {
-            return None;
-        }
-        cur = match cur {
-            Value::Array(a) => a.get(key.parse::<usize>().ok()?)?,
-            Value::Object(o) => o.get(key)?,
-            _ => return None,
-        };
-    }
-    Some(cur)
-}
-
-/// Python's `template.format(**ctx)`: `Ok(None)` when a field is missing (Ironic then
-/// keeps the template, or gives `None` to `is-empty`).
-fn format(template: &str, ctx: &Obj) -> Option<String> {
-    let mut out = String::new();
-    let mut chars = template.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '{' if chars.peek().map(|p| p.1) == Some('{') => {
-                chars.next();
-                out.push('{');
-            }
-            '}' if chars.peek().map(|p| p.1) == Some('}') => {
-                chars.next();
-                out.push('}');
-            }
-            '{' => {
-                let close = template[i..].find('}')? + i;
-                let field = &template[i + 1..close];
-                out.push_str(&py_str(lookup(field, ctx)?));
-                while chars.peek().is_some_and(|p| p.0 <= close) {
-                    chars.next();
-                }
-            }
-            other => out.push(other),
-        }
-    }
-    Some(out)
-}
-
-/// Ironic's `interpolate_variables`: strings formatted, containers recursed.
-fn interpolate(v: &Value, ctx: &Obj, op: &str) -> Value {
-    match v {
-        Value::String(s) => match format(s, ctx) {
-            Some(f) => Value::String(f),
-            None if op == "is-empty" => Value::Null,
-            None => v.clone(),
-        },
-        Value::Array(a) => Value::Array(a.iter().map(|x| interpolate(x, ctx, op)).collect()),
-        Value::Object(o) => Value::Object(
-            o.iter()
-                .map(|(k, x)| (k.clone(), interpolate(x, ctx, op)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
 /// The operation's arguments by name (a list is positional, Ironic's deprecated form),
 /// interpolated where Ironic formats them.
 fn args(op: &str, given: &Value, ctx: &Obj, in_loop: bool) -> R<Map<String, Value>> {
@@ -187,52 +89,6 @@ fn args(op: &str, given: &Value, ctx: &Obj, in_loop: bool) -> R<Map<String, Valu
         }
     }
     Ok(named)
-}
-
-fn as_f64(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        _ => None,
-    }
-}
-
-/// Python's `a < b` for the JSON types: numbers and strings compare among themselves.
-fn py_lt(a: &Value, b: &Value) -> R<bool> {
-    match (a, b) {
-        (Value::String(x), Value::String(y)) => Ok(x < y),
-        _ => match (as_f64(a), as_f64(b)) {
-            (Some(x), Some(y)) => Ok(x < y),
-            _ => fail(format!(
-                "'<' not supported between {} and {}",
-                py_repr(a),
-                py_repr(b)
-            )),
-        },
-    }
-}
-
-fn py_eq(a: &Value, b: &Value) -> bool {
-    match (as_f64(a), as_f64(b)) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
-    }
-}
-
-fn truthy(v: &Value, yes: bool) -> bool {
-    match v {
-        Value::Bool(b) => *b == yes,
-        Value::Number(_) => (as_f64(v) != Some(0.0)) == yes,
-        Value::String(s) => {
-            let s = s.to_lowercase();
-            if yes {
-                s == "yes" || s == "true"
-            } else {
-                s == "no" || s == "false"
-            }
-        }
-        Value::Null => !yes,
-        _ => false,
-    }
 }
 
 fn in_net(address: &Value, subnet: &Value) -> R<bool> {
@@ -283,8 +139,8 @@ fn check(op: &str, a: &Map<String, Value>) -> R<bool> {
             for w in values.windows(2) {
                 ok &= match op {
                     "eq" => py_eq(&w[0], &w[1]),
-                    "lt" => py_lt(&w[0], &w[1])?,
-                    _ => py_lt(&w[1], &w[0])?,
+                    "lt" => py_lt(&w[0], &w[1]).map_err(RuleFailure)?,
+                    _ => py_lt(&w[1], &w[0]).map_err(RuleFailure)?,
                 };
             }
             ok
@@ -594,29 +450,6 @@ mod tests {
         let mut r = obj(json!({"uuid": "r", "priority": 0, "phase": "main", "conditions": []}));
         r.extend(obj(v));
         r
-    }
-
-    #[test]
-    fn format_follows_python() {
-        let ctx = obj(json!({"inventory": inventory(), "node": {"driver": "x", "n": null}}));
-        assert_eq!(
-            format("{inventory[memory][physical_mb]}", &ctx).as_deref(),
-            Some("65536")
-        );
-        assert_eq!(
-            format("{node.driver}-{{x}}", &ctx).as_deref(),
-            Some("x-{x}")
-        );
-        assert_eq!(
-            format("{inventory[interfaces][0][name]}", &ctx).as_deref(),
-            Some("eth0")
-        );
-        assert_eq!(format("{node.n}", &ctx).as_deref(), Some("None"));
-        assert_eq!(format("{inventory[nope]}", &ctx), None);
-        assert_eq!(
-            py_repr(&json!({"a": [1, true, "b"]})),
-            "{'a': [1, True, 'b']}"
-        );
     }
 
     #[test]
