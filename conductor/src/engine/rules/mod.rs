@@ -5,9 +5,10 @@
 //! so interpolated values are strings, as in Ironic. Pure: the caller loads the rules and
 //! saves the node.
 //!
-//! Not evaluated (the rule then fails the inspection, naming the operator or action):
-//! `matches`/`contains` (no regular expressions here), the plugin-data and port actions
-//! and `api-call`.
+//! Not evaluated (the rule then fails the inspection, naming the action): the
+//! plugin-data and port actions and `api-call`. Regular expressions (`matches`,
+//! `contains`) are Rust's `regex` syntax, close to Python's `re` but without
+//! look-around and back-references.
 
 mod python;
 
@@ -42,6 +43,7 @@ fn signature(
         "is-empty" | "is-none" | "is-true" | "is-false" => (&["value"], &[], &["value"]),
         "one-of" => (&["value"], &["values"], &["value"]),
         "in-net" => (&["address", "subnet"], &[], &["address", "subnet"]),
+        "matches" | "contains" => (&["value", "regex"], &[], &["value"]),
         "log" => (&["msg"], &["level"], &["msg"]),
         "fail" => (&["msg"], &[], &[]),
         "set-attribute" => (&["path", "value"], &[], &["value"]),
@@ -122,6 +124,25 @@ fn in_net(address: &Value, subnet: &Value) -> R<bool> {
     Ok(len == 0 || (a >> shift) == (b >> shift))
 }
 
+/// Python's `re.match(regex + '$', str(value))` (`matches`) or `re.search(regex,
+/// str(value))` (`contains`), as Ironic's operators call them.
+fn regex_check(op: &str, value: &Value, regex: &Value) -> R<bool> {
+    use regex_automata::{meta::Regex, Anchored, Input};
+    let mut pattern = py_str(regex);
+    if op == "matches" && !pattern.ends_with('$') {
+        pattern.push('$');
+    }
+    let re = Regex::new(&pattern)
+        .or_else(|e| fail(format!("invalid regular expression {pattern:?}: {e}")))?;
+    let hay = py_str(value);
+    let input = Input::new(&hay);
+    Ok(if op == "matches" {
+        re.is_match(input.anchored(Anchored::Yes))
+    } else {
+        re.is_match(input)
+    })
+}
+
 fn check(op: &str, a: &Map<String, Value>) -> R<bool> {
     let v = |k: &str| a.get(k).cloned().unwrap_or(Value::Null);
     Ok(match op {
@@ -154,6 +175,7 @@ fn check(op: &str, a: &Map<String, Value>) -> R<bool> {
             _ => false,
         },
         "in-net" => in_net(&v("address"), &v("subnet"))?,
+        "matches" | "contains" => regex_check(op, &v("value"), &v("regex"))?,
         _ => {
             return fail(format!(
                 "inspection rule operator {op:?} is not evaluated by Ferrite"
@@ -513,6 +535,22 @@ mod tests {
             json!({"actions": [{"op": "set-attribute", "args": ["/driver", "idrac"]}]}),
         )];
         assert!(apply(&bad_path, &mut n, &inventory(), &json!({})).is_err());
+    }
+
+    #[test]
+    fn regular_expressions_follow_ironics_calls() {
+        let re = |op: &str, value: &str, regex: &str| {
+            regex_check(op, &json!(value), &json!(regex)).unwrap()
+        };
+        // `matches`: anchored at the start, `$` appended (so `a|b` is `a|b$`).
+        assert!(!re("matches", "Dell Inc.", "Dell"));
+        assert!(re("matches", "Dell Inc.", "Dell.*"));
+        assert!(re("matches", "a Dell x", "a|b"));
+        assert!(!re("matches", "x Dell", "a|b"));
+        // `contains`: anywhere.
+        assert!(re("contains", "PowerEdge R650", "Edge R6[0-9]+"));
+        assert!(!re("contains", "PowerEdge", "^Edge"));
+        assert!(regex_check("contains", &json!("x"), &json!("(")).is_err());
     }
 
     #[test]
