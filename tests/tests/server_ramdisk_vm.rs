@@ -2,10 +2,8 @@
 //! kernel boot, one boot) whose only NIC is an e1000e, with one disk behind an emulated
 //! MegaRAID (`-device megasas`) and another behind an LSI SAS1068 (`-device mptsas1068`).
 //! Cold-plug must load e1000e, megaraid_sas, mptsas and the BMC's ipmi_si (and not, say,
-//! ixgbe), the agent must come up over the e1000e, and its inventory must list the MegaRAID
-//! disk with its serial. The SAS1068's disk is not checked: Debian 6.1's mptsas brings the
-//! emulated controller up but finds no device on its phys (not investigated yet; see
-//! docs/status.md). Skipped with FERRITE_SKIP_VM_TESTS.
+//! ixgbe), the agent must come up over the e1000e, and its inventory must list both disks
+//! with their serials. Skipped with FERRITE_SKIP_VM_TESTS.
 
 use std::fs;
 use std::path::Path;
@@ -87,7 +85,9 @@ fn server_ramdisk_cold_plugs_the_machines_drivers_only() {
         "-drive".into(),
         drive("d1", &mpt),
         "-device".into(),
-        "scsi-hd,drive=d1,bus=mpt0.0,serial=MPT-DISK-2".into(),
+        // QEMU reports a SAS disk's address as its WWN, and Linux's mptsas skips a device
+        // whose SAS address is 0: a real SAS disk always has one.
+        "scsi-hd,drive=d1,bus=mpt0.0,serial=MPT-DISK-2,wwn=0x5000c50015ea71ac".into(),
         // A BMC inside QEMU (no ipmi_sim needed): ipmi_si must cold-plug by its ACPI id.
         "-device".into(),
         "ipmi-bmc-sim,id=bmc0".into(),
@@ -144,10 +144,10 @@ fn server_ramdisk_cold_plugs_the_machines_drivers_only() {
         log.contains("LSISAS1068"),
         "mptsas did not bring the SAS1068 up:\n{log}"
     );
-    // A SCSI disk may show up after its controller's driver returned: ask until it is there.
+    // A SCSI disk may show up after its controller's driver returned: ask until both are.
     let command = json!({"name": "poll.get_hardware_info", "params": {}});
     let v: Value = poll(
-        "the MegaRAID disk in the inventory",
+        "both disks in the inventory",
         Duration::from_secs(60),
         &console,
         || {
@@ -160,7 +160,9 @@ fn server_ramdisk_cold_plugs_the_machines_drivers_only() {
             .ok()?;
             let v: Value = serde_json::from_str(&body).ok()?;
             let disks = v["command_result"]["disks"].as_array()?;
-            let found = disks.iter().any(|d| d["serial"] == "MEGA-DISK-1");
+            let found = ["MEGA-DISK-1", "MPT-DISK-2"]
+                .iter()
+                .all(|serial| disks.iter().any(|d| d["serial"] == *serial));
             ((200..300).contains(&status) && found).then_some(v)
         },
     );
@@ -168,6 +170,8 @@ fn server_ramdisk_cold_plugs_the_machines_drivers_only() {
     let disks = inv["disks"].as_array().unwrap();
     let serials: Vec<&str> = disks.iter().filter_map(|d| d["serial"].as_str()).collect();
     assert!(serials.contains(&"MEGA-DISK-1"), "{serials:?} in {v}");
+    assert!(serials.contains(&"MPT-DISK-2"), "{serials:?} in {v}");
+    assert_eq!(disks.len(), 2, "{v}");
     let nics = inv["interfaces"].as_array().unwrap();
     assert_eq!(nics.len(), 1, "{nics:?}");
     assert_eq!(nics[0]["driver"], "e1000e");
