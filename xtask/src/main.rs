@@ -83,7 +83,7 @@ fn main() -> ExitCode {
         Command::Deps { check: true } => deps::check(),
         Command::Agent => build_agent().map(|_| ()),
         Command::Demo { keep } => demo::run(keep),
-        Command::Ramdisk { profile } => build_ramdisk_profile(profile).map(|_| ()),
+        Command::Ramdisk { profile } => build_ramdisk(profile).map(|_| ()),
         Command::TestImage => build_test_image().map(|_| ()),
         Command::Test { quick } => test(quick),
         Command::Bench { smoke: true, name } => bench::smoke(false, name.as_deref()),
@@ -146,14 +146,8 @@ pub fn build_agent() -> anyhow::Result<std::path::PathBuf> {
     Ok(out)
 }
 
-/// Builds the agent, then the deploy ramdisk of the default (`server`) profile; returns its
-/// manifest.
-pub fn build_ramdisk() -> anyhow::Result<ferrite_ramdisk_build::Manifest> {
-    build_ramdisk_profile(ferrite_ramdisk_build::Profile::Server)
-}
-
 /// Builds the agent, then the deploy ramdisk of `profile`; returns its manifest.
-pub fn build_ramdisk_profile(
+pub fn build_ramdisk(
     profile: ferrite_ramdisk_build::Profile,
 ) -> anyhow::Result<ferrite_ramdisk_build::Manifest> {
     let agent = build_agent()?;
