@@ -9,6 +9,7 @@ pub mod api;
 pub mod bootloader;
 pub mod cli;
 pub mod cmdline;
+pub mod coldplug;
 pub mod commands;
 pub mod disk;
 pub mod fuzzing;
