@@ -19,6 +19,7 @@ pub mod install;
 pub mod inventory;
 pub mod iscsi_target;
 pub mod job;
+pub mod kexec;
 pub mod run;
 pub mod state;
 pub mod steps;
