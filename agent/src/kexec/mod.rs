@@ -40,7 +40,6 @@ pub fn register(r: &mut Registry) {
 }
 
 async fn kexec(p: KexecParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
-    crate::commands::iscsi::stop_running(&state).await;
     blocking("kexec into the deployed OS", move || run(&state, &p)).await
 }
 
