@@ -174,6 +174,15 @@ impl Conductor {
         d.boot.clean_up_ramdisk(node).await?;
         node.instance_info.clear();
         node.instance_uuid = None;
+        // As Ironic: the node's allocation ends with its instance.
+        if let Some(a) = node.extended.remove("allocation_uuid") {
+            if let Some(uuid) = a.as_str() {
+                if let Err(e) = self.db.delete_resource(crate::db::ALLOCATIONS, uuid).await {
+                    tracing::error!(node = %node.uuid, allocation = uuid,
+                                    error = %crate::error_chain(&e), "deleting the allocation");
+                }
+            }
+        }
         node.deploy_step.clear();
         StepProgress::edit(&mut node.driver_internal_info, |p| {
             p.user_deploy_steps = None;
