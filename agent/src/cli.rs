@@ -24,6 +24,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Load the drivers of the devices this machine has (the ramdisk's /init runs this):
+    /// matches /sys/bus/*/devices/*/modalias against the ramdisk's cold-plug table.
+    Coldplug(crate::coldplug::ColdplugArgs),
     /// Print the hardware inventory (CONTRACT.md §4) as JSON.
     Inventory {
         /// Root of the sysfs/procfs/dev tree to read (a fixture in tests).
@@ -56,6 +59,7 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Coldplug(args)) => crate::coldplug::run(args),
         Some(Command::IscsiTarget(args)) => match crate::iscsi_target::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

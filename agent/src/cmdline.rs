@@ -69,6 +69,10 @@ pub struct KernelParams {
     pub debug: bool,
     /// `ipa-network-interface`: advertise this interface's address.
     pub network_interface: Option<String>,
+    /// `ipa-collect-lldp`: listen for LLDP frames on every NIC for the inventory.
+    pub collect_lldp: bool,
+    /// `ipa-lldp-timeout` (default 30 s, IPA's): how long to listen.
+    pub lldp_timeout: Duration,
     /// `BOOTIF`: the MAC the machine PXE-booted from, as `aa:bb:cc:dd:ee:ff`.
     pub bootif: Option<String>,
     /// `ferrite-auto-tls` (default on): serve the API over a self-signed certificate.
@@ -95,6 +99,8 @@ impl Default for KernelParams {
             global_request_id: None,
             debug: false,
             network_interface: None,
+            collect_lldp: false,
+            lldp_timeout: crate::inventory::LLDP_DEFAULT_TIMEOUT,
             bootif: None,
             auto_tls: true,
             warnings: Vec::new(),
@@ -221,6 +227,8 @@ pub fn parse(line: &str) -> Result<KernelParams, CmdlineError> {
             }
             "ipa-insecure" => p.insecure = parse_bool(key, flag_value)?,
             "ipa-debug" => p.debug = parse_bool(key, flag_value)?,
+            "ipa-collect-lldp" => p.collect_lldp = parse_bool(key, flag_value)?,
+            "ipa-lldp-timeout" => p.lldp_timeout = parse_seconds(key, v)?,
             "ferrite-auto-tls" => p.auto_tls = parse_bool(key, flag_value)?,
             // Static addressing, for the ramdisk's init (done before the agent starts).
             "ferrite-net" => {}
@@ -422,6 +430,18 @@ mod tests {
         assert_eq!(p, KernelParams::default());
         assert_eq!(p.listen_host.to_string(), "::");
         assert_eq!(p.lookup_timeout, Duration::from_secs(600));
+        assert!(!p.collect_lldp);
+        assert_eq!(p.lldp_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn lldp_collection_as_ipa_spells_it() {
+        let p = parse("ipa-collect-lldp=1 ipa-lldp-timeout=2.5").unwrap();
+        assert!(p.collect_lldp);
+        assert_eq!(p.lldp_timeout, Duration::from_millis(2500));
+        assert!(parse("ipa-collect-lldp").unwrap().collect_lldp);
+        assert!(!parse("ipa-collect-lldp=0").unwrap().collect_lldp);
+        assert!(parse("ipa-lldp-timeout=soon").is_err());
     }
 
     #[test]

@@ -125,8 +125,11 @@ pub async fn run_with_hooks(
     );
 
     let root = config.root.clone();
+    let lldp = params.collect_lldp.then_some(params.lldp_timeout);
     let inventory =
-        match tokio::task::spawn_blocking(move || crate::inventory::collect(&root)).await? {
+        match tokio::task::spawn_blocking(move || crate::inventory::collect_with(&root, lldp))
+            .await?
+        {
             Ok(inv) => Some(inv),
             Err(e) => {
                 tracing::error!(
@@ -179,6 +182,7 @@ pub async fn run_with_hooks(
     let state = Arc::new(AgentState::new(
         AgentConfig {
             root: config.root.clone(),
+            lldp,
             ..AgentConfig::default()
         },
         hooks,

@@ -32,6 +32,7 @@ pub enum SystemAction {
     PowerOff,
     Reboot,
     LockdownNetwork,
+    Kexec,
 }
 
 impl fmt::Display for SystemAction {
@@ -41,6 +42,7 @@ impl fmt::Display for SystemAction {
             SystemAction::PowerOff => "power off",
             SystemAction::Reboot => "reboot",
             SystemAction::LockdownNetwork => "bring network interfaces down",
+            SystemAction::Kexec => "kexec into the deployed OS",
         })
     }
 }
@@ -55,6 +57,48 @@ pub trait SystemHooks: Send + Sync + 'static {
     fn reboot(&self) -> Result<(), SystemError>;
     /// Bring every network interface down (after `system.lockdown`, as IPA does).
     fn lockdown_network(&self) -> Result<(), SystemError>;
+    /// Load `image` with `kexec_file_load(2)`, sync, and jump into it. Returns only on
+    /// failure (or from a fake).
+    fn kexec(&self, image: &KexecImage) -> Result<(), SystemError>;
+}
+
+/// A kernel to kexec into: files in the ramdisk, and its command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KexecImage {
+    pub kernel: std::path::PathBuf,
+    pub initrd: Option<std::path::PathBuf>,
+    pub cmdline: String,
+}
+
+/// `kexec_file_load(2)` (no wrapper in nix or libc's Rust bindings).
+fn kexec_file_load(image: &KexecImage) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    /// KEXEC_FILE_NO_INITRAMFS (linux/kexec.h).
+    const NO_INITRAMFS: libc::c_ulong = 0x4;
+    let kernel = std::fs::File::open(&image.kernel)?;
+    let initrd = image.initrd.as_ref().map(std::fs::File::open).transpose()?;
+    let cmdline = std::ffi::CString::new(image.cmdline.as_str())
+        .map_err(|_| std::io::Error::other("the command line has a NUL byte"))?;
+    let bytes = cmdline.as_bytes_with_nul();
+    let flags = if initrd.is_some() { 0 } else { NO_INITRAMFS };
+    // SAFETY: the file descriptors are open for the duration of the call, and the command
+    // line pointer and its length (NUL included, as the syscall requires) come from a live
+    // CString; the kernel only reads them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kexec_file_load,
+            kernel.as_raw_fd(),
+            initrd.as_ref().map_or(-1, |f| f.as_raw_fd()),
+            bytes.len() as libc::c_ulong,
+            bytes.as_ptr(),
+            flags,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// The real hooks. Power and network actions happen only when `in_ramdisk` is true;
@@ -106,6 +150,15 @@ impl RealSystemHooks {
 }
 
 impl SystemHooks for RealSystemHooks {
+    fn kexec(&self, image: &KexecImage) -> Result<(), SystemError> {
+        let action = SystemAction::Kexec;
+        if !self.in_ramdisk {
+            return Err(SystemError::NotInRamdisk { action });
+        }
+        kexec_file_load(image).map_err(|source| SystemError::Io { action, source })?;
+        self.power_action(action, nix::sys::reboot::RebootMode::RB_KEXEC)
+    }
+
     fn sync(&self) -> Result<(), SystemError> {
         nix::unistd::sync();
         Ok(())
@@ -278,6 +331,9 @@ impl SystemHooks for RecordingHooks {
     }
     fn lockdown_network(&self) -> Result<(), SystemError> {
         self.record(SystemAction::LockdownNetwork)
+    }
+    fn kexec(&self, _image: &KexecImage) -> Result<(), SystemError> {
+        self.record(SystemAction::Kexec)
     }
 }
 

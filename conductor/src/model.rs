@@ -435,6 +435,9 @@ pub struct Port {
     pub extra: Obj,
     pub local_link_connection: Obj,
     pub physical_network: Option<String>,
+    /// The Ironic port fields without a column (`api::ports::EXTENDED`); absent ones
+    /// take their defaults.
+    pub extended: Obj,
     pub created_at: String,
     pub updated_at: Option<String>,
 }
@@ -450,6 +453,11 @@ pub const PORT_FIELDS: &[&str] = &[
     "internal_info",
     "is_smartnic",
     "portgroup_uuid",
+    "name",
+    "description",
+    "vendor",
+    "category",
+    "available_for_dynamic_portgroup",
     "created_at",
     "updated_at",
     "links",
@@ -466,8 +474,17 @@ impl Port {
             "local_link_connection": self.local_link_connection,
             "physical_network": self.physical_network,
             "internal_info": {},
-            "is_smartnic": false,
-            "portgroup_uuid": null,
+            "is_smartnic": self.extended.get("is_smartnic").cloned().unwrap_or(json!(false)),
+            "portgroup_uuid": self.extended.get("portgroup_uuid").cloned().unwrap_or(Value::Null),
+            "name": self.extended.get("name").cloned().unwrap_or(Value::Null),
+            "description": self.extended.get("description").cloned().unwrap_or(Value::Null),
+            "vendor": self.extended.get("vendor").cloned().unwrap_or(Value::Null),
+            "category": self.extended.get("category").cloned().unwrap_or(Value::Null),
+            "available_for_dynamic_portgroup": self
+                .extended
+                .get("available_for_dynamic_portgroup")
+                .cloned()
+                .unwrap_or(json!(false)),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "links": links(base, "ports", &self.uuid),

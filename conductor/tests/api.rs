@@ -18,21 +18,28 @@ async fn count(api: &Api) -> usize {
 async fn versions(api: &Api) {
     let (s, v) = api.get("/").await;
     assert_eq!(s, 200);
-    assert_eq!(v["default_version"]["version"], "1.86");
+    assert_eq!(v["default_version"]["version"], "1.115");
     assert_eq!(v["versions"][0]["min_version"], "1.1");
     let r = api
         .http
         .get(format!("{}/v1/nodes", api.base))
-        .header("X-OpenStack-Ironic-API-Version", "1.99")
+        .header("X-OpenStack-Ironic-API-Version", "1.116")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 406);
     assert_eq!(
         r.headers()["X-OpenStack-Ironic-API-Maximum-Version"],
-        "1.86"
+        "1.115"
     );
-    assert!(fault(&r.json().await.unwrap()).contains("[1.1, 1.86]"));
+    // Every answer carries a request id (oslo's form, 1.107).
+    let id = r.headers()["X-OpenStack-Request-Id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(id.starts_with("req-") && id.len() == 40, "{id}");
+    assert_eq!(r.headers()["OpenStack-Request-Id"].to_str().unwrap(), id);
+    assert!(fault(&r.json().await.unwrap()).contains("[1.1, 1.115]"));
     let r = api
         .http
         .get(format!("{}/v1/nodes", api.base))
@@ -48,7 +55,20 @@ async fn versions(api: &Api) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers()["X-OpenStack-Ironic-API-Version"], "1.86");
+    assert_eq!(r.headers()["X-OpenStack-Ironic-API-Version"], "1.115");
+    // A caller's own request id of that form is kept; another is replaced.
+    let mine = "req-9c6f3d3e-2c6e-4a51-8a41-0f6f4e0c2b7a";
+    for (given, kept) in [(mine, true), ("mine", false)] {
+        let r = api
+            .http
+            .get(format!("{}/v1", api.base))
+            .header("X-OpenStack-Request-Id", given)
+            .send()
+            .await
+            .unwrap();
+        let got = r.headers()["X-OpenStack-Request-Id"].to_str().unwrap();
+        assert_eq!(got == given, kept, "{given} -> {got}");
+    }
     // No header: the minimum version, where new nodes start `available` (Ironic < 1.11).
     // Node names came with 1.5: not acceptable before (as in Ironic).
     let r = api

@@ -71,6 +71,10 @@ fn corpus(uuid: &str, port: &str) -> Vec<Case> {
         ("PUT", format!("/v1/nodes/{uuid}/states/boot_mode")),
         ("PUT", format!("/v1/nodes/{uuid}/states/secure_boot")),
         ("PUT", format!("/v1/nodes/{uuid}/management/inject_nmi")),
+        ("POST", "/v1/runbooks".into()),
+        ("PATCH", "/v1/runbooks/no-such-runbook".into()),
+        ("PUT", "/v1/runbooks/no-such-runbook/traits".into()),
+        ("POST", "/v1/inspection_rules".into()),
     ];
     for (m, p) in &posts {
         for b in bad_bodies() {
@@ -133,6 +137,14 @@ fn corpus(uuid: &str, port: &str) -> Vec<Case> {
         json!({"target": "clean", "clean_steps": [{"interface": "deploy"}]}),
         json!({"target": "active", "deploy_steps": [{"step": 1}]}),
         json!({"target": "inspect", "bogus": true}),
+        // Servicing (1.87) and runbooks (1.92): wrong state, shapes, unknown runbook.
+        json!({"target": "service"}),
+        json!({"target": "service", "service_steps": "all"}),
+        json!({"target": "service", "service_steps": [{"interface": "power", "step": "reboot"}]}),
+        json!({"target": "service", "runbook": "no-such-runbook"}),
+        json!({"target": "clean", "runbook": 5}),
+        json!({"target": "manage", "runbook": "no-such-runbook"}),
+        json!({"target": "manage", "service_steps": []}),
     ] {
         c.push(case(
             "PUT",
@@ -178,9 +190,42 @@ fn corpus(uuid: &str, port: &str) -> Vec<Case> {
         json!({"address": port_mac(), "node_uuid": uuid}),
         json!({"address": "52:54:00:aa:bb:cd", "node_uuid": uuid, "pxe_enabled": "yes"}),
         json!({"address": "52:54:00:aa:bb:ce", "node_uuid": uuid, "bogus": 1}),
+        // The newer port fields (1.24–1.111) with wrong values.
+        json!({"address": "52:54:00:aa:bb:cf", "node_uuid": uuid, "portgroup_uuid": "nope"}),
+        json!({"address": "52:54:00:aa:bb:cf", "node_uuid": uuid, "name": uuid}),
+        json!({"address": "52:54:00:aa:bb:cf", "node_uuid": uuid, "vendor": "v".repeat(40)}),
+        json!({"address": "52:54:00:aa:bb:cf", "node_uuid": uuid, "is_smartnic": "perhaps"}),
+        json!({"address": "52:54:00:aa:bb:cf", "node_ident": "no-such-node"}),
+        json!({"address": "52:54:00:aa:bb:cf", "node_ident": "target", "node_uuid": uuid}),
     ] {
         c.push(case("POST", "/v1/ports", j(v)));
     }
+    // Runbooks and inspection rules with wrong shapes.
+    let step = json!({"interface": "power", "step": "reboot", "args": {}, "order": 1});
+    for v in [
+        json!({"name": "rb", "steps": []}),
+        json!({"name": "rb", "steps": [{"interface": "power", "step": "reboot"}]}),
+        json!({"name": "has space", "steps": [step]}),
+        json!({"name": "rb", "steps": [step], "traits": ["CUSTOM_X"]}),
+        json!({"name": "rb", "steps": [step], "public": "perhaps"}),
+        json!({"steps": [step]}),
+    ] {
+        c.push(case("POST", "/v1/runbooks", j(v)));
+    }
+    for v in [
+        json!({"actions": []}),
+        json!({"actions": [{"op": "explode", "args": []}]}),
+        json!({"actions": [{"op": "log", "args": ["x"]}], "phase": "later"}),
+        json!({"actions": [{"op": "log", "args": ["x"]}], "priority": -1}),
+        json!({"actions": [{"op": "log", "args": ["x"]}], "conditions": [{"op": "eq"}]}),
+    ] {
+        c.push(case("POST", "/v1/inspection_rules", j(v)));
+    }
+    c.push(case(
+        "PUT",
+        "/v1/runbooks/no-such-runbook/traits/CUSTOM_X",
+        None,
+    ));
     // Paths and query strings.
     for p in [
         "/v1/nodes/no-such-node".to_string(),
@@ -230,6 +275,15 @@ fn corpus(uuid: &str, port: &str) -> Vec<Case> {
         "/v1/drivers/fake-hardware/vendor_passthru?method=".into(),
         "/v1/nodes?include_children=maybe".into(),
         "/v1/nodes?sharded=maybe".into(),
+        "/v1/runbooks/no-such-runbook".into(),
+        "/v1/runbooks/no-such-runbook/traits".into(),
+        "/v1/runbooks?fields=bogus".into(),
+        "/v1/inspection_rules/no-such-rule".into(),
+        "/v1/inspection_rules?phase=main&bogus=1".into(),
+        "/v1/ports?conductor_groups=g&node=target".into(),
+        "/v1/portgroups?shard=s&bogus=1".into(),
+        "/v1/portgroups/no-such-group/ports".into(),
+        "/v1/ports?portgroup=no-such-group".into(),
         "/v1/drivers?fields=name&bogus=1".into(),
         // Agent lookups.
         "/v1/lookup".into(),
@@ -303,7 +357,7 @@ fn corpus(uuid: &str, port: &str) -> Vec<Case> {
         c.push(case("POST", "/v1/continue_inspection", j(body)));
     }
     // Headers: versions out of range or garbage.
-    for v in ["1.99", "0.1", "one", "1.", "latest.1", "9999999999.1"] {
+    for v in ["1.116", "0.1", "one", "1.", "latest.1", "9999999999.1"] {
         c.push(Case {
             method: "GET",
             path: "/v1/nodes".into(),
@@ -379,7 +433,7 @@ async fn hostile_requests_get_4xx_with_a_message_and_store_nothing() {
             .header("content-type", "application/json");
         rb = match &c.header {
             Some((k, v)) => rb.header(*k, v),
-            None => rb.header("X-OpenStack-Ironic-API-Version", "1.86"),
+            None => rb.header("X-OpenStack-Ironic-API-Version", "1.115"),
         };
         if let Some(b) = &c.body {
             rb = rb.body(b.clone());

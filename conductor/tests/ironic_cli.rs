@@ -1,7 +1,8 @@
 //! python-ironicclient's `baremetal` CLI, unchanged, against a conductor started here: a
 //! scripted walk through the command groups whose endpoints Ferrite serves (node, port,
-//! port group, chassis, allocation, deploy template, volume connector and target, driver,
-//! conductor; BIOS, console, vendor passthru and history of a node), each answer read back
+//! port group, chassis, allocation, deploy template, runbook, inspection rule, volume
+//! connector and target, driver, conductor; BIOS, console, vendor passthru, history and
+//! servicing of a node), each answer read back
 //! with `-f json` and checked. The CLI is what operators
 //! type; it reaches the API through openstacksdk and ironicclient's own HTTP layer, with
 //! their URL forms (trailing slashes, `?fields=`, `?detail=True`, JSON Patch).
@@ -178,13 +179,49 @@ fn walk(url: &str) {
         &["port", "group", "create", "--node", "n1", "--name", "bond0"],
     );
     assert_eq!(pg["node_uuid"], uuid.as_str(), "{pg}");
-    // A port joins its group only with `portgroup_uuid` (1.24), which Ferrite does not
-    // store yet (issue 16): the port is created on its own.
+    // The port joins the group (`portgroup_uuid`, 1.24) and carries the newer fields.
     let p = json(
         url,
-        &["port", "create", "52:54:00:aa:bb:cc", "--node", "n1"],
+        &[
+            "port",
+            "create",
+            "52:54:00:aa:bb:cc",
+            "--node",
+            "n1",
+            "--port-group",
+            pg["uuid"].as_str().unwrap(),
+            "--name",
+            "eth0",
+            "--description",
+            "uplink",
+            "--vendor",
+            "acme",
+            "--category",
+            "data",
+        ],
     );
     assert_eq!(p["node_uuid"], uuid.as_str(), "{p}");
+    assert_eq!(p["portgroup_uuid"], pg["uuid"], "{p}");
+    // (The CLI sends `--description` but does not print it.)
+    assert_eq!(
+        (&p["name"], &p["vendor"], &p["category"]),
+        (&"eth0".into(), &"acme".into(), &"data".into()),
+        "{p}"
+    );
+    cli(
+        url,
+        &[
+            "port",
+            "set",
+            p["uuid"].as_str().unwrap(),
+            "--vendor",
+            "other",
+        ],
+    );
+    assert_eq!(
+        json(url, &["port", "show", p["uuid"].as_str().unwrap()])["vendor"],
+        "other"
+    );
     let ports = json(url, &["port", "list", "--node", "n1"]);
     assert_eq!(column(&ports, "address"), ["52:54:00:aa:bb:cc"]);
     assert_eq!(
@@ -285,6 +322,110 @@ fn walk(url: &str) {
     );
     cli(url, &["allocation", "delete", "job-1"]);
     assert!(json(url, &["node", "show", "n1"])["allocation_uuid"].is_null());
+
+    // Runbooks, and servicing the deployed node with one (1.87, 1.92, 1.112).
+    let steps = r#"[{"interface": "power", "step": "power_off", "args": {}, "order": 1},
+                    {"interface": "power", "step": "power_on", "args": {}, "order": 2}]"#;
+    let rb = json(
+        url,
+        &[
+            "runbook",
+            "create",
+            "--name",
+            "power-cycle",
+            "--steps",
+            steps,
+        ],
+    );
+    assert_eq!(rb["steps"][1]["step"], "power_on", "{rb}");
+    cli(
+        url,
+        &["runbook", "trait", "add", "power-cycle", "CUSTOM_GPU"],
+    );
+    assert_eq!(
+        column(
+            &json(url, &["runbook", "trait", "list", "power-cycle"]),
+            "traits"
+        ),
+        ["CUSTOM_GPU"]
+    );
+    cli(
+        url,
+        &["runbook", "set", "power-cycle", "--extra", "team=lab"],
+    );
+    assert_eq!(
+        json(url, &["runbook", "show", "power-cycle"])["extra"]["team"],
+        "lab"
+    );
+    assert_eq!(
+        column(&json(url, &["runbook", "list"]), "name"),
+        ["power-cycle"]
+    );
+    cli(url, &["node", "deploy", "n1", "--wait", "60"]);
+    cli(
+        url,
+        &[
+            "node",
+            "service",
+            "n1",
+            "--runbook",
+            "power-cycle",
+            "--wait",
+            "60",
+        ],
+    );
+    let n = json(url, &["node", "show", "n1"]);
+    assert_eq!(
+        (&n["provision_state"], &n["power_state"]),
+        (&"active".into(), &"power on".into()),
+        "{n}"
+    );
+    cli(
+        url,
+        &[
+            "node",
+            "service",
+            "n1",
+            "--service-steps",
+            r#"[{"interface": "power", "step": "reboot"}]"#,
+            "--wait",
+            "60",
+        ],
+    );
+    cli(url, &["node", "undeploy", "n1", "--wait", "60"]);
+    cli(url, &["runbook", "delete", "power-cycle"]);
+
+    // Inspection rules (1.96): stored, listed, changed (evaluation: tests/lifecycle.rs).
+    let rule = json(
+        url,
+        &[
+            "inspection",
+            "rule",
+            "create",
+            "--description",
+            "big memory",
+            "--priority",
+            "10",
+            "--actions",
+            r#"[{"op": "add-trait", "args": ["CUSTOM_BIG"]}]"#,
+            "--conditions",
+            r#"[{"op": "gt", "args": ["{inventory[memory][physical_mb]}", 65536]}]"#,
+        ],
+    );
+    let rule_id = rule["uuid"].as_str().unwrap().to_string();
+    cli(
+        url,
+        &["inspection", "rule", "set", &rule_id, "--priority", "20"],
+    );
+    assert_eq!(
+        json(url, &["inspection", "rule", "show", &rule_id])["priority"],
+        20
+    );
+    assert_eq!(
+        column(&json(url, &["inspection", "rule", "list"]), "uuid"),
+        [rule_id.as_str()]
+    );
+    cli(url, &["inspection", "rule", "delete", &rule_id]);
 
     // Drivers and conductors.
     let drivers = column(&json(url, &["driver", "list"]), "name");

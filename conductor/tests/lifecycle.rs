@@ -96,6 +96,23 @@ async fn lifecycle(backend: Backend) {
     );
     api.wait_state("life", "manageable").await;
 
+    // An inspection rule (1.96) runs on the posted data.
+    let (s, rule) = api
+        .call_v(
+            "1.96",
+            "POST",
+            "/v1/inspection_rules",
+            Some(json!({
+                "conditions": [{"op": "eq", "args": {"values": [
+                    "{inventory[cpu][architecture]}", inventory.cpu.architecture]}}],
+                "actions": [
+                    {"op": "add-trait", "args": {"name": "CUSTOM_INSPECTED"}},
+                    {"op": "set-attribute", "args": {"path": "/extra/cpus",
+                                                     "value": "{inventory[cpu][count]}"}},
+                    {"op": "set-capability", "args": {"name": "rules", "value": "ran"}}]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{rule}");
     // Inspect: the agent posts its inventory.
     assert_eq!(
         api.provision("life", json!({"target": "inspect"})).await.0,
@@ -123,6 +140,68 @@ async fn lifecycle(backend: Backend) {
     assert_eq!(r.uuid, node["uuid"]);
     assert_eq!(node["properties"]["cpus"], inventory.cpu.count);
     assert_eq!(node["properties"]["cpu_arch"], inventory.cpu.architecture);
+    assert_eq!(node["traits"], json!(["CUSTOM_INSPECTED"]), "{node}");
+    assert_eq!(
+        node["extra"]["cpus"],
+        inventory.cpu.count.to_string(),
+        "{node}"
+    );
+    assert_eq!(node["properties"]["capabilities"], "rules:ran", "{node}");
+    let rule_path = format!("/v1/inspection_rules/{}", rule["uuid"].as_str().unwrap());
+    assert_eq!(api.call_v("1.96", "DELETE", &rule_path, None).await.0, 204);
+    // A `fail` action fails the inspection with its message.
+    let (s, rule) = api
+        .call_v(
+            "1.96",
+            "POST",
+            "/v1/inspection_rules",
+            Some(json!({"actions": [{"op": "fail", "args": {"msg": "not this model"}}]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{rule}");
+    assert_eq!(
+        api.provision("life", json!({"target": "inspect"})).await.0,
+        202
+    );
+    api.wait_state("life", "inspect wait").await;
+    let (_, found) = api.get(&format!("/v1/lookup?addresses={}", macs[0])).await;
+    let token = found["config"]["agent_token"].as_str().unwrap().to_string();
+    post_inventory(
+        &reqwest::Client::new(),
+        &format!("{}/v1/continue_inspection", server.url)
+            .parse()
+            .unwrap(),
+        &inventory,
+        inventory.disks.first().cloned(),
+        Some(&macs[0]),
+        Some(&token),
+        &InspectTiming::default(),
+    )
+    .await
+    .expect("inspection data accepted");
+    let failed = common::wait_until(
+        "inspect failed",
+        std::time::Duration::from_secs(30),
+        || async {
+            let n = api.node("life").await;
+            (n["provision_state"] == "inspect failed" && n["reservation"].is_null()).then_some(n)
+        },
+    )
+    .await;
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not this model"),
+        "{failed}"
+    );
+    let rule_path = format!("/v1/inspection_rules/{}", rule["uuid"].as_str().unwrap());
+    assert_eq!(api.call_v("1.96", "DELETE", &rule_path, None).await.0, 204);
+    assert_eq!(
+        api.provision("life", json!({"target": "manage"})).await.0,
+        202
+    );
+    api.wait_state("life", "manageable").await;
     let (_, ports) = api.get("/v1/ports?node=life").await;
     assert_eq!(
         ports["ports"].as_array().unwrap().len(),

@@ -284,6 +284,9 @@ async fn versions_and_fields(api: &Api) {
     for f in ["instance_name", "health", "service_step"] {
         assert!(n.get(f).is_none(), "{f} is newer than 1.86: {n}");
     }
+    let (_, n) = api.call_v("1.115", "GET", "/v1/nodes/ver-1", None).await;
+    assert_eq!(n["service_step"], json!({}), "{n}");
+    assert!(n["instance_name"].is_null() && n["health"].is_null(), "{n}");
     let (_, n) = api.call_v("1.74", "GET", "/v1/nodes/ver-1", None).await;
     assert!(
         n.get("boot_mode").is_none() && n.get("owner").is_some(),

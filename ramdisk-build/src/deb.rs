@@ -14,13 +14,29 @@ pub struct PinnedDeb {
     pub name: &'static str,
     pub version: &'static str,
     pub sha256: &'static str,
+    pub component: Component,
 }
+
+/// Where apt finds a package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    /// The machine's own apt sources (Debian `main`).
+    System,
+    /// bookworm's `non-free-firmware`, through an apt configuration of our own under the
+    /// cache (`<cache>/apt`), so the machine's sources stay as they are.
+    NonFreeFirmware,
+}
+
+/// The source line of [`Component::NonFreeFirmware`].
+pub const NON_FREE_FIRMWARE_SOURCE: &str =
+    "deb http://deb.debian.org/debian bookworm non-free-firmware\n";
 
 /// The kernel of the ramdisk and of the test image (bookworm point release 6.1.176).
 pub const KERNEL: PinnedDeb = PinnedDeb {
     name: "linux-image-6.1.0-50-amd64",
     version: "6.1.176-1",
     sha256: "7b5597492a0a65aee61985a492e6bcc3f2cde830072a0e3b3d8c7e1b90279bd3",
+    component: Component::System,
 };
 
 /// The kernel release (`uname -r`) of [`KERNEL`].
@@ -31,6 +47,7 @@ pub const BUSYBOX: PinnedDeb = PinnedDeb {
     name: "busybox-static",
     version: "1:1.35.0-4+deb12u1+b1",
     sha256: "3d3fdbe91d4660c873e14b092c213fe81c1da6362daa236eb25d0171eb108744",
+    component: Component::System,
 };
 
 /// Marks a completely unpacked package tree; holds the `.deb`'s sha256.
@@ -78,14 +95,42 @@ impl PinnedDeb {
         std::fs::create_dir_all(&partial)
             .map_err(|e| Error::Io(format!("creating {}", partial.display()), e))?;
         let spec = format!("{}={}", self.name, self.version);
-        let out = Command::new("apt-get")
-            .args(["download", "-q", &spec])
-            .current_dir(&partial)
-            .output()
-            .map_err(|e| Error::Tool {
-                tool: "apt-get".into(),
-                why: format!("cannot start it ({e}); is this a Debian system?"),
-            })?;
+        let apt_options = self.apt_options(cache)?;
+        let download = || {
+            Command::new("apt-get")
+                .args(&apt_options)
+                .args(["download", "-q", &spec])
+                .current_dir(&partial)
+                .output()
+                .map_err(|e| Error::Tool {
+                    tool: "apt-get".into(),
+                    why: format!("cannot start it ({e}); is this a Debian system?"),
+                })
+        };
+        // Our apt configuration is shared by the builds of this process (tests run several
+        // at once): one apt-get at a time on it.
+        static OWN_APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _serial = (self.component != Component::System)
+            .then(|| OWN_APT.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut out = download()?;
+        if !out.status.success() && self.component != Component::System {
+            // Our own apt configuration has no package lists yet, or stale ones.
+            let update = Command::new("apt-get")
+                .args(&apt_options)
+                .args(["update", "-q"])
+                .output()
+                .map_err(|e| Error::Tool {
+                    tool: "apt-get".into(),
+                    why: format!("cannot start it ({e}); is this a Debian system?"),
+                })?;
+            if !update.status.success() {
+                return Err(Error::Download {
+                    package: spec,
+                    output: tail(&update.stderr),
+                });
+            }
+            out = download()?;
+        }
         if !out.status.success() {
             return Err(Error::Download {
                 package: spec,
@@ -116,6 +161,31 @@ impl PinnedDeb {
         let _ = std::fs::remove_dir_all(&partial);
         moved.map_err(|e| Error::Io(format!("moving {} into place", deb.display()), e))?;
         Ok(deb)
+    }
+
+    /// `-o` options that point apt at the package's component: none for the system's own
+    /// sources, else a sources list, package lists and cache of our own under `cache/apt`.
+    fn apt_options(&self, cache: &Path) -> Result<Vec<String>, Error> {
+        if self.component == Component::System {
+            return Ok(vec![]);
+        }
+        let apt = cache.join("apt");
+        for d in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
+            let d = apt.join(d);
+            std::fs::create_dir_all(&d)
+                .map_err(|e| Error::Io(format!("creating {}", d.display()), e))?;
+        }
+        let sources = apt.join("sources.list");
+        std::fs::write(&sources, NON_FREE_FIRMWARE_SOURCE)
+            .map_err(|e| Error::Io(format!("writing {}", sources.display()), e))?;
+        let opt = |k: &str, v: &Path| vec!["-o".to_string(), format!("{k}={}", v.display())];
+        Ok([
+            opt("Dir::Etc::SourceList", &sources),
+            opt("Dir::Etc::SourceParts", &apt.join("sources.list.d")),
+            opt("Dir::State::Lists", &apt.join("lists")),
+            opt("Dir::Cache", &apt.join("cache")),
+        ]
+        .concat())
     }
 
     /// Fetches and unpacks the package; returns the directory holding its files.
@@ -188,6 +258,7 @@ mod tests {
             name: "busybox-static",
             version: "0.0-ferrite-no-such-version",
             sha256: "00",
+            component: Component::System,
         };
         let e = pin.fetch(cache.path()).unwrap_err();
         let msg = e.to_string();

@@ -66,6 +66,10 @@ pub struct Module {
     pub rel_path: String,
     /// Normalised names of the modules it needs loaded first.
     pub depends: Vec<String>,
+    /// `alias=` patterns: the modaliases of the devices it drives (shell globs).
+    pub aliases: Vec<String>,
+    /// `firmware=` files it may request, relative to `/lib/firmware`.
+    pub firmware: Vec<String>,
     /// The uncompressed object.
     pub data: Vec<u8>,
 }
@@ -165,6 +169,12 @@ impl ModuleTree {
             .filter(|d| !d.is_empty())
             .map(normalize)
             .collect();
+        let values = |key: &str| -> Vec<String> {
+            info.iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
         let rel = path
             .strip_prefix(&self.root)
             .expect("indexed under root")
@@ -173,6 +183,8 @@ impl ModuleTree {
             name: name.to_string(),
             rel_path: rel.trim_end_matches(".xz").to_string(),
             depends,
+            aliases: values("alias"),
+            firmware: values("firmware"),
             data,
         }))
     }
@@ -278,6 +290,7 @@ mod tests {
     fn reads_modinfo() {
         let ko = fake_ko("license=GPL;depends=virtio,virtio_ring;name=virtio_net;");
         let info = modinfo(&ko).unwrap();
+        assert!(info.contains(&("license".into(), "GPL".into())));
         assert!(info.contains(&("depends".into(), "virtio,virtio_ring".into())));
         assert!(info.contains(&("name".into(), "virtio_net".into())));
     }
@@ -336,6 +349,31 @@ mod tests {
         let dep = modules_dep(&mods);
         assert!(dep.contains("kernel/drivers/net_failover.ko: kernel/drivers/failover.ko\n"));
         assert!(dep.contains("kernel/drivers/t10-pi.ko:\n"));
+    }
+
+    #[test]
+    fn aliases_and_firmware_come_from_modinfo() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("kernel")).unwrap();
+        std::fs::write(
+            dir.path().join("kernel/bnx2x.ko"),
+            fake_ko(
+                "firmware=bnx2x/bnx2x-e2-7.13.15.0.fw;alias=pci:v000014E4d0000163Fsv*sd*bc*sc*i*;\
+                 alias=pci:v000014E4d0000163Esv*sd*bc*sc*i*;depends=;name=bnx2x",
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("modules.builtin"), "").unwrap();
+        let t = ModuleTree::scan(dir.path()).unwrap();
+        let m = &t.closure(&["bnx2x"]).unwrap()[0];
+        assert_eq!(
+            m.aliases,
+            [
+                "pci:v000014E4d0000163Fsv*sd*bc*sc*i*",
+                "pci:v000014E4d0000163Esv*sd*bc*sc*i*"
+            ]
+        );
+        assert_eq!(m.firmware, ["bnx2x/bnx2x-e2-7.13.15.0.fw"]);
     }
 
     #[test]

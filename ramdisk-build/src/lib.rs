@@ -2,15 +2,19 @@
 //! busybox, the static agent and an init script, as a reproducible gzip'd cpio) and the test
 //! OS image that the end-to-end tests deploy.
 
+pub mod coldplug;
 pub mod cpio;
 pub mod deb;
+pub mod firmware;
 pub mod initramfs;
 pub mod kmod;
+pub mod profile;
 pub mod ramdisk;
 pub mod test_image;
 
 use std::path::PathBuf;
 
+pub use profile::Profile;
 pub use ramdisk::{Manifest, RamdiskBuilder};
 pub use test_image::{TestImage, TestImageBuilder};
 
@@ -29,6 +33,8 @@ pub enum Error {
     MissingModule { name: String, dir: PathBuf },
     #[error("{path} is not a usable kernel module: {why}")]
     BadModule { path: PathBuf, why: String },
+    #[error("the {profile} module list (ramdisk-build/modules/{profile}.txt) is malformed: {why}")]
+    BadProfile { profile: String, why: String },
     #[error("kernel modules depend on each other in a cycle: {0}")]
     ModuleCycle(String),
     #[error(

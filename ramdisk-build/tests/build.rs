@@ -5,7 +5,9 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use ferrite_ramdisk_build::cpio::{Archive, Kind};
-use ferrite_ramdisk_build::{deb, ramdisk, test_image, Error, RamdiskBuilder, TestImageBuilder};
+use ferrite_ramdisk_build::{
+    coldplug, deb, ramdisk, test_image, Error, Profile, RamdiskBuilder, TestImageBuilder,
+};
 
 fn cache() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/ramdisk-cache")
@@ -128,6 +130,91 @@ fn ramdisk_is_reproducible_complete_and_within_budget() {
         );
     }
     assert!(manifest.modules.contains(&"virtio_net".to_string()));
+    assert_eq!(manifest.profile, Profile::Virtual);
+    // The cold-plug table the agent reads at boot.
+    let Kind::File(table) = &archive.get(coldplug::TABLE).unwrap().kind else {
+        panic!("no cold-plug table")
+    };
+    let table = String::from_utf8_lossy(table);
+    assert!(
+        table.contains("alias virtio:d00000001v* virtio_net\n"),
+        "{table}"
+    );
+    assert!(table.contains("always sd_mod\n"));
+    assert!(table.contains("with ipmi_devintf ipmi_si\n"));
+    assert!(init_has_coldplug(&archive), "init does not cold-plug");
+}
+
+fn init_has_coldplug(archive: &Archive) -> bool {
+    let Kind::File(init) = &archive.get("init").unwrap().kind else {
+        return false;
+    };
+    String::from_utf8_lossy(init).contains("/bin/ferrite-agent coldplug")
+}
+
+/// The `server` profile (issue 18): within its 48 MiB budget, every listed NIC and
+/// controller driver in, their aliases in the cold-plug table, firmware from the Debian
+/// packages, and sizes by category in the manifest.
+#[test]
+fn server_ramdisk_has_the_server_drivers_within_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = stand_in_agent(tmp.path());
+    let m = RamdiskBuilder::new(&agent, tmp.path().join("server"))
+        .cache_dir(cache())
+        .profile(Profile::Server)
+        .build()
+        .unwrap();
+    assert_eq!(m.profile, Profile::Server);
+    assert!(
+        m.initramfs.bytes <= 48 * 1024 * 1024,
+        "{}",
+        m.initramfs.bytes
+    );
+    assert_eq!(m.initramfs_budget_bytes, 48 * 1024 * 1024);
+    for d in &m.module_details {
+        assert!(!d.reason.is_empty() && !d.category.is_empty(), "{d:?}");
+    }
+    let detail = |name: &str| {
+        m.module_details
+            .iter()
+            .find(|d| d.name == name)
+            .unwrap_or_else(|| panic!("{name} not in the server ramdisk"))
+    };
+    assert_eq!(detail("mpt3sas").load, "match");
+    assert_eq!(detail("mpt3sas").category, "storage");
+    assert_eq!(detail("scsi_transport_sas").load, "dependency");
+    assert_eq!(detail("mlx4_en").load, "with:mlx4_core");
+    assert_eq!(detail("ixgbe").category, "nic");
+    // bnx2x's firmware comes from firmware-bnx2x.
+    assert!(
+        !detail("bnx2x").firmware.is_empty(),
+        "{:?}",
+        m.firmware_missing
+    );
+    let categories: Vec<&str> = m.sizes.iter().map(|c| c.category.as_str()).collect();
+    for c in [
+        "nic", "storage", "usb", "bmc", "fs", "agent", "busybox", "base",
+    ] {
+        assert!(categories.contains(&c), "{c} missing from {categories:?}");
+    }
+    let files: u64 = m.sizes.iter().map(|c| c.bytes).sum();
+    assert!(files < m.initramfs_uncompressed_bytes);
+
+    let archive =
+        unpack(&std::fs::read(tmp.path().join("server").join(ramdisk::INITRAMFS_FILE)).unwrap());
+    let Kind::File(table) = &archive.get(coldplug::TABLE).unwrap().kind else {
+        panic!("no cold-plug table")
+    };
+    let table = String::from_utf8_lossy(table);
+    // The issue's example: e1000e's alias for the 82574L.
+    assert!(table.contains("alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n"));
+    assert!(table.contains("alias pci:v00001000d00000060sv*sd*bc*sc*i* megaraid_sas\n"));
+    assert!(table.contains("always usb_storage\n"));
+    let fw = &detail("bnx2x").firmware[0];
+    assert!(matches!(
+        archive.get(&format!("lib/firmware/{fw}")).unwrap().kind,
+        Kind::File(_)
+    ));
 }
 
 #[test]

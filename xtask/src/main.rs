@@ -40,7 +40,12 @@ enum Command {
         keep: bool,
     },
     /// Build the deploy ramdisk: target/ramdisk/ferrite.{kernel,initramfs,manifest.json}.
-    Ramdisk,
+    Ramdisk {
+        /// `server` (common server NICs and disk controllers, cold-plugged by modalias) or
+        /// `virtual` (QEMU/KVM drivers only); lists in ramdisk-build/modules/.
+        #[arg(long, default_value = "server")]
+        profile: ferrite_ramdisk_build::Profile,
+    },
     /// Build the test OS image: target/test-image/ferrite-test-os.{raw,qcow2} + SHA256SUMS.
     TestImage,
     /// fmt check, clippy -D warnings, the static agent, every test, and each fuzz target
@@ -78,7 +83,7 @@ fn main() -> ExitCode {
         Command::Deps { check: true } => deps::check(),
         Command::Agent => build_agent().map(|_| ()),
         Command::Demo { keep } => demo::run(keep),
-        Command::Ramdisk => build_ramdisk().map(|_| ()),
+        Command::Ramdisk { profile } => build_ramdisk(profile).map(|_| ()),
         Command::TestImage => build_test_image().map(|_| ()),
         Command::Test { quick } => test(quick),
         Command::Bench { smoke: true, name } => bench::smoke(false, name.as_deref()),
@@ -141,12 +146,15 @@ pub fn build_agent() -> anyhow::Result<std::path::PathBuf> {
     Ok(out)
 }
 
-/// Builds the agent, then the deploy ramdisk; returns its manifest.
-pub fn build_ramdisk() -> anyhow::Result<ferrite_ramdisk_build::Manifest> {
+/// Builds the agent, then the deploy ramdisk of `profile`; returns its manifest.
+pub fn build_ramdisk(
+    profile: ferrite_ramdisk_build::Profile,
+) -> anyhow::Result<ferrite_ramdisk_build::Manifest> {
     let agent = build_agent()?;
     let target = util::project_root().join("target");
     let m = ferrite_ramdisk_build::RamdiskBuilder::new(agent, target.join("ramdisk"))
         .cache_dir(target.join("ramdisk-cache"))
+        .profile(profile)
         .build()?;
     let mib = |b: u64| b as f64 / 1048576.0;
     println!(
@@ -167,6 +175,30 @@ pub fn build_ramdisk() -> anyhow::Result<ferrite_ramdisk_build::Manifest> {
         m.modules.len(),
         m.initramfs.sha256
     );
+    println!(
+        "ramdisk: profile {}; by category (gzip'd alone):",
+        m.profile
+    );
+    for c in &m.sizes {
+        println!(
+            "  {:<8} {:>4} files {:>7.2} MiB ({:.2} MiB gzip)",
+            c.category,
+            c.files,
+            mib(c.bytes),
+            mib(c.gzip_bytes)
+        );
+    }
+    if !m.firmware_missing.is_empty() {
+        let missing: Vec<String> = m
+            .firmware_missing
+            .iter()
+            .map(|f| format!("{} ({})", f.file, f.module))
+            .collect();
+        println!(
+            "ramdisk: firmware no pinned package has: {}",
+            missing.join(", ")
+        );
+    }
     Ok(m)
 }
 

@@ -41,6 +41,7 @@ impl Registry {
         log::register(&mut r);
         iscsi::register(&mut r);
         crate::bootloader::register(&mut r);
+        crate::kexec::register(&mut r);
         r
     }
 }

@@ -14,7 +14,7 @@ pub fn register(r: &mut Registry) {
 async fn get_hardware_info(_: NoParams, state: Arc<AgentState>) -> Result<Value, CommandError> {
     blocking("hardware inventory", move || {
         let root = &state.config.root;
-        let inventory = crate::inventory::collect(root).map_err(|e| {
+        let inventory = crate::inventory::collect_with(root, state.config.lldp).map_err(|e| {
             CommandError::failed(
                 format!("collecting the hardware inventory under {}", root.display()),
                 e,

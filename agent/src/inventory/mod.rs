@@ -9,6 +9,8 @@
 mod bmc;
 mod cpu;
 mod disks;
+pub mod lldp;
+mod lldp_socket;
 mod memory;
 mod nics;
 mod system;
@@ -16,27 +18,52 @@ mod udev;
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use ferrite_proto::inventory::Inventory;
 
 pub use bmc::BmcAddresses;
 pub use disks::install_exclusion;
+pub use lldp::DEFAULT_TIMEOUT as LLDP_DEFAULT_TIMEOUT;
 
 /// Directory inside a fixture root holding the values a live machine answers through
 /// syscalls (getifaddrs, IPMI) rather than files.
 pub const FIXTURE_DIR: &str = "ferrite-fixture";
 
-/// Reads the inventory of the machine whose sysfs/procfs tree is mounted at `root`.
+/// Reads the inventory of the machine whose sysfs/procfs tree is mounted at `root`, without
+/// LLDP (`interfaces[].lldp` is `null`).
 pub fn collect(root: &Path) -> anyhow::Result<Inventory> {
+    collect_with(root, None)
+}
+
+/// [`collect`], and with `lldp` set (`ipa-collect-lldp`) the LLDP TLVs each NIC receives
+/// within that time (`ipa-lldp-timeout`), listened for on a thread of its own while the rest
+/// is read. LLDP needs the live machine: a fixture root reports `null` as without it.
+pub fn collect_with(root: &Path, lldp: Option<Duration>) -> anyhow::Result<Inventory> {
     let root = Root::new(root)?;
+    let mut interfaces = nics::collect(&root);
+    let listener = lldp.filter(|_| root.is_live()).map(|timeout| {
+        let names: Vec<String> = interfaces.iter().map(|i| i.name.clone()).collect();
+        std::thread::spawn(move || lldp::collect(&names, timeout))
+    });
     let system = system::collect(&root);
     let bmc = bmc::collect(&root);
+    let cpu = cpu::collect(&root);
+    let memory = memory::collect(&root);
+    let disks = disks::collect(&root);
+    if let Some(listener) = listener {
+        // A panic on the listener thread loses LLDP, not the inventory.
+        let mut heard = listener.join().unwrap_or_default();
+        for i in &mut interfaces {
+            i.lldp = Some(heard.remove(&i.name).unwrap_or_default());
+        }
+    }
     Ok(Inventory {
-        cpu: cpu::collect(&root),
-        memory: memory::collect(&root),
-        interfaces: nics::collect(&root),
-        disks: disks::collect(&root),
+        cpu,
+        memory,
+        interfaces,
+        disks,
         system_vendor: system.vendor,
         boot: system.boot,
         bmc_address: bmc.address,
@@ -185,6 +212,7 @@ mod tests {
             let _ = disks::wwn_from_wwid(&text, round % 2 == 0);
             let _ = disks::transport(&text, &text);
             let _ = system::cmdline_value(&text, "BOOTIF");
+            let _ = lldp::parse_tlvs(&bytes);
         }
     }
 

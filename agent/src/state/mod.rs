@@ -39,6 +39,9 @@ pub struct AgentConfig {
     pub max_body_bytes: usize,
     /// The agent's own log file, included by `log.collect_system_logs` when present.
     pub log_file: Option<PathBuf>,
+    /// `ipa-collect-lldp`: how long the inventory listens for LLDP (`ipa-lldp-timeout`);
+    /// `None`: it does not.
+    pub lldp: Option<std::time::Duration>,
 }
 
 impl Default for AgentConfig {
@@ -48,6 +51,7 @@ impl Default for AgentConfig {
             target_disk: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             log_file: None,
+            lldp: None,
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::engine::EngineError;
 use crate::model::{is_uuid_like, links, now, Node, Obj};
 use crate::state::State as PState;
 
-const KIND: &str = "allocations";
+const KIND: &str = crate::db::ALLOCATIONS;
 const FIELDS: &[&str] = &[
     "uuid",
     "name",

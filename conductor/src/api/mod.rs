@@ -14,8 +14,10 @@ pub mod patch;
 mod ports;
 mod query;
 mod resources;
+mod runbooks;
 
 pub use auth::Htpasswd;
+pub(crate) use resources::is_trait;
 
 use std::sync::Arc;
 
@@ -39,9 +41,12 @@ pub const MIN_VERSION: (u32, u32) = (1, 1);
 /// 1.77 `fields` on drivers, 1.78 node history (`history`), 1.79 allocations try the node
 /// named like them first, 1.80 a policy signifier only, 1.81 inventory, 1.82 shards, 1.83
 /// parent/child nodes, 1.84 `continue_inspection`, 1.85 `unhold`, 1.86 firmware interface
-/// and `/firmware`. 1.87 (servicing) is not implemented, so the maximum stops here; see
-/// docs/ironic.md.
-pub const MAX_VERSION: (u32, u32) = (1, 86);
+/// and `/firmware`; 1.87 servicing (`engine::plan::service`), 1.88–1.111 port and
+/// portgroup fields (`ports`, `resources`), vmedia (`node_hw`), runbooks and inspection
+/// rules (`runbooks`), `disable_power_off`, `instance_name`, request ids, `health`; 1.112
+/// runbook traits; 1.113–1.115 history and firmware fields. docs/api-microversions.md says
+/// what Ferrite does differently at each.
+pub const MAX_VERSION: (u32, u32) = (1, 115);
 /// Request bodies other than provision requests (which carry config drives).
 pub const BODY_LIMIT: usize = 1024 * 1024;
 pub const PROVISION_BODY_LIMIT: usize = crate::engine::CONFIGDRIVE_MAX + 64 * 1024;
@@ -208,7 +213,23 @@ fn parse_version(headers: &HeaderMap) -> Result<Version, ApiError> {
     Ok(Version(maj, min))
 }
 
+/// oslo.middleware's request id: the caller's `X-OpenStack-Request-Id` when it has the
+/// form `req-<uuid>`, else a new one; answered as `X-OpenStack-Request-Id` and Ironic's
+/// older `OpenStack-Request-Id` (1.107 documents the first).
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("X-OpenStack-Request-Id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            v.strip_prefix("req-")
+                .is_some_and(|u| uuid::Uuid::parse_str(u).is_ok())
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("req-{}", uuid::Uuid::new_v4()))
+}
+
 async fn versioning(mut req: Request, next: Next) -> Response {
+    let req_id = request_id(req.headers());
     let negotiated = parse_version(req.headers());
     let mut resp = match negotiated {
         Ok(v) => {
@@ -242,6 +263,10 @@ async fn versioning(mut req: Request, next: Next) -> Response {
         "Vary",
         HeaderValue::from_static("X-OpenStack-Ironic-API-Version"),
     );
+    if let Ok(id) = HeaderValue::from_str(&req_id) {
+        h.insert("X-OpenStack-Request-Id", id.clone());
+        h.insert("OpenStack-Request-Id", id);
+    }
     resp
 }
 
@@ -307,6 +332,11 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/nodes/{node}/inventory", get(nodes::inventory))
         .route("/v1/ports", get(ports::list).post(ports::create))
         .route("/v1/ports/detail", get(ports::list_detail))
+        .route("/v1/portgroups/{pg}/ports", get(ports::list_for_portgroup))
+        .route(
+            "/v1/portgroups/{pg}/ports/detail",
+            get(ports::list_detail_for_portgroup),
+        )
         .route(
             "/v1/ports/{port}",
             get(ports::show).patch(ports::update).delete(ports::delete),
@@ -317,6 +347,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/conductors", get(misc::conductors))
         .route("/v1/conductors/{name}", get(misc::conductor))
         .merge(resources::routes())
+        .merge(runbooks::routes())
         .merge(node_extras::routes())
         .merge(node_hw::routes())
         .merge(history::routes())

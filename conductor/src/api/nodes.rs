@@ -125,6 +125,21 @@ fn node_fields(f: &str, v: Version) -> ApiResult<Vec<&str>> {
     Ok(fields)
 }
 
+/// A `parent_node` given by name or UUID is stored as the parent's UUID, as Ironic's
+/// `authorize_node_link` does; a parent that does not exist is refused.
+async fn resolve_parent(state: &Shared, value: &mut Value) -> ApiResult<()> {
+    let Value::String(ident) = value else {
+        return Ok(());
+    };
+    let parent = state.engine.db.get_node(ident).await?.ok_or_else(|| {
+        ApiError::bad(format!(
+            "Node {ident} could not be found: parent_node must name an existing node"
+        ))
+    })?;
+    *value = json!(parent.uuid);
+    Ok(())
+}
+
 /// Fields a user may set at creation or patch.
 const WRITABLE: &[&str] = &[
     "uuid",
@@ -454,6 +469,10 @@ pub async fn create(
     if let Some(k) = doc.keys().find(|k| field_since(k) > version) {
         return Err(not_acceptable(k));
     }
+    let mut doc = doc;
+    if let Some(parent) = doc.get_mut("parent_node") {
+        resolve_parent(&state, parent).await?;
+    }
     let mut node = blank_node();
     apply_fields(&state, &mut node, &doc, true)?;
     // Before 1.11 new nodes started `available` (Ironic's rule).
@@ -731,6 +750,14 @@ pub async fn update(
             return Err(not_acceptable(&first));
         }
     }
+    let mut ops = ops;
+    for op in &mut ops {
+        if op.path == "/parent_node" {
+            if let Some(value) = op.value.as_mut() {
+                resolve_parent(&state, value).await?;
+            }
+        }
+    }
     // The allocation the node had, read under the update's lock.
     let mut allocation = Value::Null;
     let prior = &mut allocation;
@@ -770,6 +797,7 @@ pub async fn update(
             if obj.get("maintenance").is_some_and(Value::is_null) {
                 obj.insert("maintenance".into(), json!(false));
             }
+            let old_instance_info = node.instance_info.clone();
             apply_fields(&st, node, &obj, false).map_err(|e| {
                 if e.status == StatusCode::CONFLICT {
                     EngineError::Conflict(e.message)
@@ -777,6 +805,19 @@ pub async fn update(
                     EngineError::Invalid(e.message)
                 }
             })?;
+            // Ironic (1.104): a changed instance_info's display_name becomes the
+            // instance_name when the node has none.
+            if node.instance_info != old_instance_info
+                && node.ext("instance_name").as_str().is_none_or(str::is_empty)
+            {
+                if let Some(d) = node
+                    .instance_info
+                    .get("display_name")
+                    .and_then(Value::as_str)
+                {
+                    node.extended.insert("instance_name".into(), json!(d));
+                }
+            }
             Ok(())
         })
         .await?;
@@ -859,11 +900,38 @@ pub async fn provision(
     Extension(version): Extension<Version>,
     headers: HeaderMap,
     Path(ident): Path<String>,
-    JsonBody(req): JsonBody<ProvisionRequest>,
+    JsonBody(mut req): JsonBody<ProvisionRequest>,
 ) -> ApiResult<Response> {
     check_provision_version(&req, version)?;
     let current = state.engine.node(&ident).await?;
     check_flags_allow(&current, &req.target)?;
+    if let Some(rb) = req.runbook.take() {
+        // Ironic's _handle_runbook: the runbook's steps replace the user's.
+        let (steps, disable_ramdisk) =
+            super::runbooks::runbook_steps(&state, &current, &rb, version).await?;
+        match req.target.as_str() {
+            "clean" if req.clean_steps.is_none() => req.clean_steps = Some(steps),
+            "service" if req.service_steps.is_none() => req.service_steps = Some(steps),
+            "clean" | "service" => {
+                return Err(ApiError::bad(format!(
+                    "Please provide either \"{}_steps\" or a runbook, but not both.",
+                    req.target
+                )))
+            }
+            _ => {
+                return Err(ApiError::bad(
+                    "\"runbook\" is only valid when setting target provision state to clean \
+                     or service",
+                ))
+            }
+        }
+        if disable_ramdisk && req.target == "clean" {
+            return Err(ApiError::bad(
+                "The runbook sets disable_ramdisk, which Ferrite's cleaning does not support \
+                 (cleaning always boots the agent)",
+            ));
+        }
+    }
     let node = state.engine.provision(&ident, req).await?;
     Ok(accepted(&base_url(&state, &headers), &node.uuid))
 }
@@ -904,7 +972,22 @@ fn check_provision_version(req: &ProvisionRequest, version: Version) -> ApiResul
     if req.disable_ramdisk.is_some() && version < Version(1, 70) {
         return Err(need(70, "disable_ramdisk"));
     }
-    if req.disable_ramdisk == Some(true) {
+    let service = req.target == "service";
+    if service && version < Version(1, 87) {
+        return Err(need(87, "target \"service\""));
+    }
+    if req.service_steps.is_some() && version < Version(1, 87) {
+        return Err(need(87, "service_steps"));
+    }
+    if req.runbook.is_some() && version < Version(1, 92) {
+        return Err(need(92, "runbook"));
+    }
+    if service && req.disable_ramdisk.is_some() && version < Version(1, 108) {
+        return Err(need(108, "disable_ramdisk with target \"service\""));
+    }
+    // Servicing never boots the ramdisk (ferrite-agent has no service steps), so asking
+    // it not to is what happens anyway.
+    if req.disable_ramdisk == Some(true) && !service {
         return Err(ApiError::bad(
             "disable_ramdisk is not supported: Ferrite runs clean steps through the agent, so \
              the ramdisk is always booted; leave disable_ramdisk out or set it to false",
@@ -929,6 +1012,14 @@ pub async fn power(
     JsonBody(req): JsonBody<PowerRequest>,
 ) -> ApiResult<Response> {
     let node = state.engine.node(&ident).await?;
+    if node.ext_flag("disable_power_off")
+        && ["power off", "soft power off"].contains(&req.target.as_str())
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("Failed to set node power state to {}.", req.target),
+        ));
+    }
     state.engine.set_power(&node.uuid, &req.target).await?;
     Ok(accepted(&base_url(&state, &headers), &node.uuid))
 }

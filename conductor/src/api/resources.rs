@@ -43,9 +43,21 @@ pub struct Field {
     pub writable: bool,
     /// The microversion that added the field (hidden and refused below it).
     pub since: Version,
+    /// The value of a field not given.
+    pub default: Dflt,
 }
 
-const fn f(name: &'static str, ty: Ty) -> Field {
+/// A field's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dflt {
+    /// By type: `{}`, `[]`, `true`, else `null`.
+    Auto,
+    Bool(bool),
+    Int(i64),
+    Str(&'static str),
+}
+
+pub(super) const fn f(name: &'static str, ty: Ty) -> Field {
     Field {
         name,
         ty,
@@ -53,10 +65,28 @@ const fn f(name: &'static str, ty: Ty) -> Field {
         nullable: true,
         writable: true,
         since: Version(1, 1),
+        default: Dflt::Auto,
     }
 }
 
-const fn req(name: &'static str, ty: Ty) -> Field {
+/// A field with a default other than its type's.
+pub(super) const fn with_default(field: Field, default: Dflt) -> Field {
+    Field {
+        default,
+        nullable: false,
+        ..field
+    }
+}
+
+/// A server-maintained field (shown, not settable by create or patch).
+pub(super) const fn read_only(field: Field) -> Field {
+    Field {
+        writable: false,
+        ..field
+    }
+}
+
+pub(super) const fn req(name: &'static str, ty: Ty) -> Field {
     Field {
         required: true,
         nullable: false,
@@ -64,14 +94,14 @@ const fn req(name: &'static str, ty: Ty) -> Field {
     }
 }
 
-const fn obj(name: &'static str) -> Field {
+pub(super) const fn obj(name: &'static str) -> Field {
     Field {
         nullable: false,
         ..f(name, Ty::Obj)
     }
 }
 
-const fn since(field: Field, v: Version) -> Field {
+pub(super) const fn since(field: Field, v: Version) -> Field {
     Field { since: v, ..field }
 }
 
@@ -94,19 +124,23 @@ pub struct Kind {
     pub summary: &'static [&'static str],
     /// Uniqueness keys within the kind, from the document (with `node_uuid` inserted).
     pub keys: fn(&Obj) -> (Option<String>, Option<String>),
-    /// Extra checks on the whole document before it is stored.
-    pub validate: fn(&Obj) -> Result<(), String>,
+    /// Extra checks on the whole document (at the request's version) before it is stored.
+    pub validate: fn(&Obj, Version) -> Result<(), String>,
+    /// What an answer hides (an inspection rule's `sensitive` conditions and actions).
+    pub sanitize: fn(&mut Obj),
 }
 
-fn no_keys(_: &Obj) -> (Option<String>, Option<String>) {
+pub(super) fn no_keys(_: &Obj) -> (Option<String>, Option<String>) {
     (None, None)
 }
 
-fn valid(_: &Obj) -> Result<(), String> {
+pub(super) fn valid(_: &Obj, _: Version) -> Result<(), String> {
     Ok(())
 }
 
-fn text(doc: &Obj, k: &str) -> String {
+pub(super) fn shown(_: &mut Obj) {}
+
+pub(super) fn text(doc: &Obj, k: &str) -> String {
     match doc.get(k) {
         Some(Value::String(s)) => s.clone(),
         Some(v) => v.to_string(),
@@ -125,6 +159,7 @@ pub static CHASSIS: Kind = Kind {
     summary: &["uuid", "description"],
     keys: no_keys,
     validate: valid,
+    sanitize: shown,
 };
 
 pub static PORTGROUPS: Kind = Kind {
@@ -147,7 +182,17 @@ pub static PORTGROUPS: Kind = Kind {
         },
         since(f("mode", Ty::Str), Version(1, 26)),
         since(obj("properties"), Version(1, 26)),
-        since(f("physical_network", Ty::Str), Version(1, 90)),
+        since(f("physical_network", Ty::Str), Version(1, 102)),
+        since(f("category", Ty::Str), Version(1, 103)),
+        // Ironic's dynamic portgroups (1.111) are made by its network interfaces; Ferrite's
+        // (noop, flat) make none, so this stays false.
+        since(
+            read_only(with_default(
+                f("dynamic_portgroup", Ty::Bool),
+                Dflt::Bool(false),
+            )),
+            Version(1, 111),
+        ),
     ],
     summary: &["uuid", "address", "name"],
     keys: |d| match d.get("address") {
@@ -155,6 +200,7 @@ pub static PORTGROUPS: Kind = Kind {
         _ => (None, None),
     },
     validate: valid,
+    sanitize: shown,
 };
 
 const CONNECTOR_TYPES: &[&str] = &["iqn", "ip", "mac", "wwnn", "wwpn", "port", "portgroup"];
@@ -178,7 +224,8 @@ pub static VOLUME_CONNECTORS: Kind = Kind {
             None,
         )
     },
-    validate: |d| {
+    sanitize: shown,
+    validate: |d, _| {
         let t = text(d, "type");
         if CONNECTOR_TYPES.contains(&t.as_str()) {
             Ok(())
@@ -219,13 +266,14 @@ pub static VOLUME_TARGETS: Kind = Kind {
             Some(format!("{node}|volume_id|{}", text(d, "volume_id"))),
         )
     },
-    validate: |d| match d.get("boot_index").and_then(Value::as_i64) {
+    validate: |d, _| match d.get("boot_index").and_then(Value::as_i64) {
         Some(i) if i >= 0 => Ok(()),
         _ => Err("Invalid boot_index: use an integer of 0 or more".into()),
     },
+    sanitize: shown,
 };
 
-const STEP_INTERFACES: &[&str] = &[
+pub(super) const STEP_INTERFACES: &[&str] = &[
     "bios",
     "boot",
     "console",
@@ -242,7 +290,7 @@ const STEP_INTERFACES: &[&str] = &[
 ];
 
 /// A deploy template's steps: a non-empty list of `{interface, step, args, priority}`.
-fn check_steps(doc: &Obj) -> Result<(), String> {
+fn check_steps(doc: &Obj, _: Version) -> Result<(), String> {
     let name = text(doc, "name");
     if !is_trait(&name) {
         return Err(format!(
@@ -319,6 +367,7 @@ pub static DEPLOY_TEMPLATES: Kind = Kind {
     summary: &["uuid", "name"],
     keys: no_keys,
     validate: check_steps,
+    sanitize: shown,
 };
 
 pub static KINDS: &[&Kind] = &[
@@ -327,6 +376,8 @@ pub static KINDS: &[&Kind] = &[
     &VOLUME_CONNECTORS,
     &VOLUME_TARGETS,
     &DEPLOY_TEMPLATES,
+    &super::runbooks::RUNBOOKS,
+    &super::runbooks::INSPECTION_RULES,
 ];
 
 impl Kind {
@@ -348,7 +399,7 @@ impl Kind {
         out
     }
 
-    fn check_version(&self, v: Version) -> ApiResult<()> {
+    pub(super) fn check_version(&self, v: Version) -> ApiResult<()> {
         if v < self.since {
             return Err(ApiError::not_found("The resource could not be found."));
         }
@@ -356,16 +407,26 @@ impl Kind {
     }
 
     fn default_of(&self, field: &Field) -> Value {
-        match field.ty {
-            Ty::Obj => json!({}),
-            Ty::List => json!([]),
-            Ty::Bool => json!(true),
-            _ => Value::Null,
+        match (field.default, field.ty) {
+            (Dflt::Bool(b), _) => json!(b),
+            (Dflt::Int(i), _) => json!(i),
+            (Dflt::Str(s), _) => json!(s),
+            (Dflt::Auto, Ty::Obj) => json!({}),
+            (Dflt::Auto, Ty::List) => json!([]),
+            (Dflt::Auto, Ty::Bool) => json!(true),
+            (Dflt::Auto, _) => Value::Null,
         }
     }
 
-    /// The API document of `r` at microversion `v`.
-    fn to_api(&self, r: &Resource, base: &str, v: Version) -> Obj {
+    /// The API document of `r` at microversion `v`, as answers show it.
+    pub(super) fn to_api(&self, r: &Resource, base: &str, v: Version) -> Obj {
+        let mut o = self.to_api_raw(r, base, v);
+        (self.sanitize)(&mut o);
+        o
+    }
+
+    /// The whole document of `r` at `v`, nothing hidden (what a patch applies to).
+    fn to_api_raw(&self, r: &Resource, base: &str, v: Version) -> Obj {
         let mut o = Obj::new();
         o.insert("uuid".into(), json!(r.uuid));
         if self.named {
@@ -479,7 +540,7 @@ impl Kind {
         if self.named {
             out.insert("name".into(), json!(r.name));
         }
-        (self.validate)(&out).map_err(ApiError::bad)?;
+        (self.validate)(&out, v).map_err(ApiError::bad)?;
         let (k1, k2) = (self.keys)(&out);
         out.remove("node_uuid");
         out.remove("name");
@@ -491,7 +552,7 @@ impl Kind {
         Ok(())
     }
 
-    async fn find(&self, state: &Shared, ident: &str) -> ApiResult<Resource> {
+    pub(super) async fn find(&self, state: &Shared, ident: &str) -> ApiResult<Resource> {
         state
             .engine
             .db
@@ -508,6 +569,7 @@ impl Kind {
             "volume/connectors" => "volume connector with this type and connector_id",
             "volume/targets" => "volume target with this node and boot_index or volume_id",
             "deploy_templates" => "deploy template with this name",
+            "runbooks" => "runbook with this name",
             _ => "object with this uuid",
         }
     }
@@ -566,6 +628,9 @@ async fn list(
         "node",
         "node_uuid",
         "address",
+        "phase",
+        "shard",
+        "conductor_groups",
     ];
     let names = kind.field_names(v);
     let view = View::parse(&q, PARAMS, &names, detail_path)?;
@@ -602,6 +667,23 @@ async fn list(
         // A portgroup's first uniqueness key is its MAC address.
         filter.key1 = Some(normalize_mac(a).map_err(|e| ApiError::bad(e.to_string()))?);
     }
+    let within = if std::ptr::eq(kind, &PORTGROUPS) {
+        super::ports::nodes_in(&state, &q, v, Version(1, 106)).await?
+    } else if q.contains_key("shard") || q.contains_key("conductor_groups") {
+        return Err(ApiError::bad(format!(
+            "A {} cannot be filtered by shard or conductor_groups",
+            kind.what.to_lowercase()
+        )));
+    } else {
+        None
+    };
+    let phase = q.get("phase");
+    if phase.is_some() && kind.path != "inspection_rules" {
+        return Err(ApiError::bad(format!(
+            "A {} has no phase to filter by",
+            kind.what.to_lowercase()
+        )));
+    }
     if let Some(m) = q.get("marker") {
         let r = state
             .engine
@@ -615,6 +697,12 @@ async fn list(
     let base = base_url(&state, &headers);
     let items: Vec<Value> = rows
         .iter()
+        .filter(|r| phase.is_none_or(|p| r.doc.get("phase").and_then(Value::as_str) == Some(p)))
+        .filter(|r| {
+            within
+                .as_ref()
+                .is_none_or(|n| r.node_uuid.as_ref().is_some_and(|u| n.contains(u)))
+        })
         .map(|r| Value::Object(view.project(kind.to_api(r, &base, v), kind.summary)))
         .collect();
     let mut out = json!({ kind.list_key: items });
@@ -717,7 +805,7 @@ async fn update(
     }
     check_paths(&ops, &writable)?;
     let mut r = kind.find(&state, &ident).await?;
-    let mut doc = Value::Object(kind.to_api(&r, "", v));
+    let mut doc = Value::Object(kind.to_api_raw(&r, "", v));
     patch::apply(&mut doc, &ops).map_err(|e| ApiError::bad(e.to_string()))?;
     let Value::Object(mut obj) = doc else {
         return Err(ApiError::bad(format!(
@@ -744,6 +832,13 @@ async fn delete(
 ) -> ApiResult<Response> {
     kind.check_version(v)?;
     let r = kind.find(&state, &ident).await?;
+    if std::ptr::eq(kind, &PORTGROUPS) && !super::ports::members(&state, &r.uuid).await?.is_empty()
+    {
+        return Err(ApiError::bad(format!(
+            "Cannot complete the requested action because portgroup {} contains ports",
+            r.uuid
+        )));
+    }
     state.engine.db.delete_resource(kind.path, &r.uuid).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -834,7 +929,7 @@ mod tests {
         let good = doc(json!({"name": "CUSTOM_RAID", "steps": [
             {"interface": "bios", "step": "apply_configuration", "args": {}, "priority": 150}
         ]}));
-        assert_eq!(check_steps(&good), Ok(()));
+        assert_eq!(check_steps(&good, Version(1, 55)), Ok(()));
         for (bad, why) in [
             (
                 json!({"name": "raid", "steps": good["steps"]}),
@@ -856,7 +951,7 @@ mod tests {
                 "Duplicate",
             ),
         ] {
-            let err = check_steps(&doc(bad)).unwrap_err();
+            let err = check_steps(&doc(bad), Version(1, 55)).unwrap_err();
             assert!(err.contains(why), "{err}");
         }
     }
@@ -876,7 +971,9 @@ mod tests {
             (VOLUME_CONNECTORS.keys)(&vc).0.as_deref(),
             Some("iqn|iqn.x")
         );
-        assert!((VOLUME_CONNECTORS.validate)(&doc(json!({"type": "nfs"}))).is_err());
+        assert!(
+            (VOLUME_CONNECTORS.validate)(&doc(json!({"type": "nfs"})), Version(1, 32)).is_err()
+        );
         assert_eq!(
             (PORTGROUPS.keys)(&doc(json!({"address": null}))),
             (None, None)

@@ -9,7 +9,7 @@ mod resources;
 pub use heartbeat::HeartbeatView;
 pub use nodes::NodeFilter;
 pub use ports::PortFilter;
-pub use resources::{Resource, ResourceFilter};
+pub use resources::{Resource, ResourceFilter, ALLOCATIONS};
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@ use super::{json_col, to_json, unique, Db, Result};
 use crate::model::Port;
 
 const COLUMNS: &str = "id, uuid, address, node_uuid, pxe_enabled, extra, \
-    local_link_connection, physical_network, created_at, updated_at";
+    local_link_connection, physical_network, extended, created_at, updated_at";
 
 fn port_from_row(row: &AnyRow) -> Result<Port> {
     Ok(Port {
@@ -20,6 +20,7 @@ fn port_from_row(row: &AnyRow) -> Result<Port> {
         extra: json_col(row, "extra")?,
         local_link_connection: json_col(row, "local_link_connection")?,
         physical_network: row.try_get("physical_network")?,
+        extended: json_col(row, "extended")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -38,8 +39,8 @@ impl Db {
     pub async fn insert_port(&self, p: &Port) -> Result<Port> {
         sqlx::query(
             "INSERT INTO ports (uuid, address, node_uuid, pxe_enabled, extra, \
-             local_link_connection, physical_network, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             local_link_connection, physical_network, created_at, updated_at, extended) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(p.uuid.clone())
         .bind(p.address.clone())
@@ -50,6 +51,7 @@ impl Db {
         .bind(p.physical_network.clone())
         .bind(p.created_at.clone())
         .bind(p.updated_at.clone())
+        .bind(to_json(&p.extended))
         .execute(&self.pool)
         .await
         .map_err(|e| unique(e, "port with this MAC address or uuid"))?;
@@ -61,7 +63,8 @@ impl Db {
     pub async fn save_port(&self, p: &Port) -> Result<()> {
         sqlx::query(
             "UPDATE ports SET address = $2, node_uuid = $3, pxe_enabled = $4, extra = $5, \
-             local_link_connection = $6, physical_network = $7, updated_at = $8 WHERE uuid = $1",
+             local_link_connection = $6, physical_network = $7, updated_at = $8, extended = $9 \
+             WHERE uuid = $1",
         )
         .bind(p.uuid.clone())
         .bind(p.address.clone())
@@ -71,6 +74,7 @@ impl Db {
         .bind(to_json(&p.local_link_connection))
         .bind(p.physical_network.clone())
         .bind(p.updated_at.clone())
+        .bind(to_json(&p.extended))
         .execute(&self.pool)
         .await
         .map_err(|e| unique(e, "port with this MAC address"))?;

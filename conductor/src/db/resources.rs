@@ -10,6 +10,10 @@ use sqlx::{AssertSqlSafe, Row};
 use super::{json_col, to_json, unique, Db, Result};
 use crate::model::Obj;
 
+/// The `kind` of allocations in the `resources` table (the API and the engine's
+/// tear-down both use it).
+pub const ALLOCATIONS: &str = "allocations";
+
 const COLUMNS: &str = "id, kind, uuid, name, node_uuid, key1, key2, doc, created_at, updated_at";
 
 /// One stored object of some kind.

@@ -385,6 +385,8 @@ impl Conductor {
             self.unlock(&uuid).await;
             return Err(e);
         }
+        let inventory = raw.get("inventory").cloned().unwrap_or(Value::Null);
+        let plugin = json!({"boot_interface": data.boot_interface, "ferrite": data.ferrite});
         if let Err(e) = self.store_inspection(&mut node, &data, raw, &macs).await {
             self.unlock(&uuid).await;
             return Err(e);
@@ -392,9 +394,50 @@ impl Conductor {
         // Powering off ends the agent that is waiting for this answer, and with it the HTTP
         // request: the rest must not run in the request's (cancellable) future.
         self.spawn_locked(uuid.clone(), |me, _| async move {
+            if !me
+                .run_inspection_rules(&mut node, &inventory, &plugin)
+                .await?
+            {
+                return Ok(());
+            }
             me.finish_inspection(&mut node).await
         });
         Ok(ContinueInspection { uuid })
+    }
+
+    /// Applies the inspection rules (1.96) to the inspected node and saves it; a rule that
+    /// fails (or cannot be evaluated) fails the inspection (false).
+    async fn run_inspection_rules(
+        &self,
+        node: &mut Node,
+        inventory: &Value,
+        plugin_data: &Value,
+    ) -> EResult<bool> {
+        let rows = self
+            .db
+            .list_resources("inspection_rules", &Default::default())
+            .await?;
+        if rows.is_empty() {
+            return Ok(true);
+        }
+        let rules: Vec<crate::model::Obj> = rows
+            .into_iter()
+            .map(|r| {
+                let mut d = r.doc;
+                d.insert("uuid".into(), json!(r.uuid));
+                d
+            })
+            .collect();
+        match super::rules::apply(&rules, node, inventory, plugin_data) {
+            Ok(()) => {
+                self.db.save_node(node).await?;
+                Ok(true)
+            }
+            Err(e) => {
+                self.fail(node, format!("Inspection failed: {e}")).await?;
+                Ok(false)
+            }
+        }
     }
 
     /// Saves the inventory, the properties derived from it and ports for new MACs.
@@ -461,6 +504,7 @@ impl Conductor {
                     extra: Map::new(),
                     local_link_connection: Map::new(),
                     physical_network: None,
+                    extended: Default::default(),
                     created_at: now(),
                     updated_at: None,
                 };
@@ -477,8 +521,11 @@ impl Conductor {
             Ok(d) => d,
             Err(e) => return self.fail(node, crate::error_chain(&e)).await,
         };
+        let keep = Self::keeps_power(node);
         let off = async {
-            d.power.set_state(node, PowerTarget::Off).await?;
+            if !keep {
+                d.power.set_state(node, PowerTarget::Off).await?;
+            }
             d.boot.clean_up_ramdisk(node).await
         }
         .await;
@@ -493,7 +540,9 @@ impl Conductor {
                 )
                 .await;
         }
-        node.power_state = Some(POWER_OFF.into());
+        if !keep {
+            node.power_state = Some(POWER_OFF.into());
+        }
         node.inspection_finished_at = Some(now());
         node.last_error = None;
         self.db.clear_agent(&node.uuid).await?;

@@ -73,6 +73,7 @@ pub fn event_type(state: crate::state::State) -> &'static str {
     match state {
         S::Deploying | S::WaitCallBack | S::DeployHold | S::DeployFailed => "deploy",
         S::Cleaning | S::CleanWait | S::CleanHold | S::CleanFailed => "clean",
+        S::Servicing | S::ServiceWait | S::ServiceHold | S::ServiceFailed => "service",
         S::Inspecting | S::InspectWait | S::InspectFailed => "inspection",
         S::Verifying => "verify",
         S::Deleting | S::Error => "undeploy",

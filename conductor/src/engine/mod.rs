@@ -9,6 +9,7 @@ mod periodic;
 mod plan;
 pub mod power_sync;
 mod progress;
+mod rules;
 mod steps;
 mod work;
 
@@ -143,6 +144,11 @@ pub struct ProvisionRequest {
     #[serde(default)]
     pub deploy_steps: Option<Vec<Value>>,
     #[serde(default)]
+    pub service_steps: Option<Vec<Value>>,
+    /// A runbook's UUID or name (1.92); the API replaces it with its steps.
+    #[serde(default)]
+    pub runbook: Option<String>,
+    #[serde(default)]
     pub disable_ramdisk: Option<bool>,
     #[serde(default)]
     pub rescue_password: Option<String>,
@@ -245,7 +251,7 @@ impl Conductor {
         node.agent_token = None;
         node.agent_url = None;
         node.agent_verify_ca = None;
-        if self.powers_off_after_failure(node.provision_state) {
+        if self.powers_off_after_failure(node.provision_state) && !Self::keeps_power(node) {
             self.power_off_failed(node).await;
         }
         let event = if matches!(node.provision_state, State::CleanHold | State::DeployHold) {
@@ -262,6 +268,12 @@ impl Conductor {
             tracing::error!(node = %node.uuid, error = %e, "cannot record the failure in the node's history");
         }
         Ok(())
+    }
+
+    /// Ironic's `disable_power_off` (1.95): the node is never powered off. Where a flow
+    /// powers it off and on again it reboots instead; a plain power-off is skipped.
+    pub(crate) fn keeps_power(node: &Node) -> bool {
+        node.ext_flag("disable_power_off")
     }
 
     fn powers_off_after_failure(&self, from: State) -> bool {
@@ -318,7 +330,7 @@ impl Conductor {
             .ok_or_else(|| {
                 EngineError::Invalid(format!(
                     "Invalid provision target {:?}: use one of manage, provide, clean, inspect, \
-                     adopt, active, deleted, rebuild, abort, unhold",
+                     adopt, active, deleted, rebuild, service, abort, unhold",
                     req.target
                 ))
             })?;
@@ -365,6 +377,11 @@ impl Conductor {
                 "deploy_steps is only allowed with targets \"active\" and \"rebuild\"".into(),
             ));
         }
+        if req.service_steps.is_some() && event != Event::Service {
+            return Err(EngineError::Invalid(
+                "service_steps is only allowed with target \"service\"".into(),
+            ));
+        }
         if req.configdrive.is_some() && !matches!(event, Event::Deploy | Event::Rebuild) {
             return Err(EngineError::Invalid(
                 "configdrive is only allowed with targets \"active\" and \"rebuild\"".into(),
@@ -379,6 +396,27 @@ impl Conductor {
                 )
             })?;
             plan::parse_user_steps(steps, "clean_steps")
+                .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        }
+        if event == Event::Service && node.maintenance {
+            return Err(EngineError::Invalid(format!(
+                "The service operation can't be performed on node {} because it's in \
+                 maintenance mode.",
+                node.uuid
+            )));
+        }
+        if event == Event::Service {
+            let steps = req.service_steps.as_ref().ok_or_else(|| {
+                EngineError::Invalid(
+                    "service_steps is required for servicing: give a list like \
+                     [{\"interface\": \"power\", \"step\": \"reboot\"}]"
+                        .into(),
+                )
+            })?;
+            let steps = plan::parse_user_steps(steps, "service_steps")
+                .map_err(|e| EngineError::Invalid(e.to_string()))?;
+            let d = self.drivers.for_node(node)?;
+            plan::service(steps, d.deploy.uses_agent())
                 .map_err(|e| EngineError::Invalid(e.to_string()))?;
         }
         if let Some(s) = &req.deploy_steps {
@@ -432,12 +470,29 @@ impl Conductor {
                 let what = match node.provision_state {
                     State::InspectWait => "Inspection",
                     State::CleanWait | State::CleanHold => "Cleaning",
+                    State::ServiceWait | State::ServiceHold | State::ServiceFailed => "Servicing",
                     _ => "Deployment",
                 };
                 progress.stop_waiting();
+                let servicing = matches!(
+                    node.provision_state,
+                    State::ServiceWait | State::ServiceHold | State::ServiceFailed
+                );
+                if servicing {
+                    // Ironic's do_node_service_abort: the node goes back to active (through
+                    // `service failed`), its service step and bookkeeping forgotten.
+                    progress.user_service_steps = None;
+                    progress.reset(Kind::Service);
+                    node.extended.remove("service_step");
+                }
                 progress.store(&mut node.driver_internal_info);
-                node.last_error = Some(format!("{what} was aborted by request."));
+                if node.provision_state != State::ServiceFailed {
+                    node.last_error = Some(format!("{what} was aborted by request."));
+                }
                 self.transition(node, event).await?;
+                if servicing && node.provision_state == State::ServiceFailed {
+                    self.transition(node, event).await?;
+                }
                 return Ok(false);
             }
             Event::Unhold => {
@@ -450,6 +505,12 @@ impl Conductor {
                 progress.user_clean_steps = req.clean_steps;
                 progress.reset(Kind::Clean);
                 progress.store(&mut node.driver_internal_info);
+            }
+            Event::Service => {
+                progress.user_service_steps = req.service_steps;
+                progress.reset(Kind::Service);
+                progress.store(&mut node.driver_internal_info);
+                node.extended.remove("service_step");
             }
             Event::Provide => {
                 progress.manual_clean = false;

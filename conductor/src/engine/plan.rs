@@ -8,11 +8,13 @@ use serde_json::{Map, Value};
 use crate::drivers::ConductorStep;
 use crate::state::State;
 
-/// Which run of steps: cleaning or deploying.
+/// Which run of steps: cleaning, deploying or servicing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Clean,
     Deploy,
+    /// Servicing an active node (1.87): the user's steps, run by the conductor.
+    Service,
 }
 
 impl Kind {
@@ -20,26 +22,67 @@ impl Kind {
     pub fn of(state: State) -> Kind {
         match state {
             State::Cleaning | State::CleanWait | State::CleanHold => Kind::Clean,
+            State::Servicing | State::ServiceWait | State::ServiceHold => Kind::Service,
             _ => Kind::Deploy,
         }
     }
-    /// `clean` or `deploy`.
+    /// `clean`, `deploy` or `service`.
     pub fn name(self) -> &'static str {
-        self.proto().name()
+        match self {
+            Kind::Clean => "clean",
+            Kind::Deploy => "deploy",
+            Kind::Service => "service",
+        }
     }
-    /// `Clean` or `Deploy`, to start a message.
+    /// `Clean`, `Deploy` or `Service`, to start a message.
     pub fn title(self) -> &'static str {
         match self {
             Kind::Clean => "Clean",
             Kind::Deploy => "Deploy",
+            Kind::Service => "Service",
         }
     }
-    pub fn proto(self) -> StepKind {
+    /// The agent's commands for this run; `None` for servicing, which ferrite-agent does
+    /// not offer (IPA's `service.*` commands): service steps run on the conductor.
+    pub fn proto(self) -> Option<StepKind> {
         match self {
-            Kind::Clean => StepKind::Clean,
-            Kind::Deploy => StepKind::Deploy,
+            Kind::Clean => Some(StepKind::Clean),
+            Kind::Deploy => Some(StepKind::Deploy),
+            Kind::Service => None,
         }
     }
+}
+
+/// Ironic's reserved step names (`conductor/steps.py`): the conductor runs them itself,
+/// on any interface, in every kind of run.
+pub const RESERVED_STEPS: &[&str] = &["power_on", "power_off", "reboot", "hold"];
+
+/// A service step that cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "service step {step} is not offered: ferrite-agent has no service steps, so a node whose \
+     deploy interface uses the agent can run only the conductor's (power_on, power_off, \
+     reboot, hold, on any interface)"
+)]
+pub struct ServiceNotOffered {
+    step: String,
+}
+
+/// Servicing runs exactly the user's steps, in the user's order (as a manual clean). The
+/// conductor's reserved steps run anywhere; any other step needs an agent that offers
+/// it, and ferrite-agent offers none, so with an agent deploy such a step is refused.
+/// Without an agent (`fake`) the other steps are taken as given and do nothing, as
+/// conductor-less deploy steps do.
+pub fn service(user: Vec<Step>, uses_agent: bool) -> Result<Vec<Step>, ServiceNotOffered> {
+    if uses_agent {
+        if let Some(s) = user
+            .iter()
+            .find(|s| !RESERVED_STEPS.contains(&s.step.as_str()))
+        {
+            return Err(ServiceNotOffered { step: s.name() });
+        }
+    }
+    Ok(user)
 }
 
 /// The keys a user step may have.
@@ -138,11 +181,10 @@ fn sort(steps: &mut [Step]) {
 /// offer a step, the highest priority wins (IPA's rule), the first listed on a tie.
 pub fn agent_steps(result: &StepsResult, kind: Kind) -> Vec<Step> {
     let mut out: Vec<Step> = vec![];
-    for list in result
-        .steps(kind.proto())
-        .into_iter()
-        .flat_map(|m| m.values())
-    {
+    let Some(proto) = kind.proto() else {
+        return out;
+    };
+    for list in result.steps(proto).into_iter().flat_map(|m| m.values()) {
         for step in list {
             match out.iter_mut().find(|o| o.same(step)) {
                 Some(o) if o.priority < step.priority => *o = step.clone(),
@@ -443,6 +485,23 @@ mod tests {
             manual_clean(user.clone(), vec![], &[], false).unwrap(),
             user
         );
+    }
+
+    #[test]
+    fn service_runs_the_users_steps_and_only_reserved_ones_with_an_agent() {
+        let user = vec![
+            step("deploy", "hold", 0),
+            step("power", "reboot", 0),
+            step("bios", "apply_configuration", 0),
+        ];
+        // Without an agent (fake deploy) the steps are taken as given, in the user's order.
+        assert_eq!(service(user.clone(), false).unwrap(), user);
+        let e = service(user.clone(), true).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("service step bios.apply_configuration is not offered"));
+        let reserved = user[..2].to_vec();
+        assert_eq!(service(reserved.clone(), true).unwrap(), reserved);
     }
 
     #[test]

@@ -28,6 +28,12 @@ pub struct StepProgress {
     pub deploy_step_index: Option<usize>,
     /// The agent is booting for the deploy (Ironic's `deployment_reboot`).
     pub deployment_reboot: bool,
+    /// The planned service run (Ironic's key).
+    pub service_steps: Option<Vec<Step>>,
+    /// Ironic's `service_step_index`.
+    pub service_step_index: Option<usize>,
+    /// The service steps the user gave (validated at request time). Ferrite's key.
+    pub user_service_steps: Option<Vec<Value>>,
     /// The current clean is a manual one. Ferrite's key: Ironic tells by the target state.
     pub manual_clean: bool,
     /// A manual clean's steps as the user gave them (validated at request time). Ferrite's
@@ -100,6 +106,7 @@ impl StepProgress {
         match kind {
             Kind::Clean => self.clean_steps.as_deref(),
             Kind::Deploy => self.deploy_steps.as_deref(),
+            Kind::Service => self.service_steps.as_deref(),
         }
     }
 
@@ -108,6 +115,7 @@ impl StepProgress {
         match kind {
             Kind::Clean => self.clean_step_index,
             Kind::Deploy => self.deploy_step_index,
+            Kind::Service => self.service_step_index,
         }
         .unwrap_or(0)
     }
@@ -117,6 +125,7 @@ impl StepProgress {
         let (s, i) = match kind {
             Kind::Clean => (&mut self.clean_steps, &mut self.clean_step_index),
             Kind::Deploy => (&mut self.deploy_steps, &mut self.deploy_step_index),
+            Kind::Service => (&mut self.service_steps, &mut self.service_step_index),
         };
         *s = Some(steps);
         *i = Some(index);
@@ -128,19 +137,24 @@ impl StepProgress {
         match kind {
             Kind::Clean => self.clean_step_index = Some(next),
             Kind::Deploy => self.deploy_step_index = Some(next),
+            Kind::Service => self.service_step_index = Some(next),
         }
     }
 
-    fn reboot_mut(&mut self, kind: Kind) -> &mut bool {
+    /// The reboot flag of `kind`; servicing never boots the agent, so it has none.
+    fn reboot_mut(&mut self, kind: Kind) -> Option<&mut bool> {
         match kind {
-            Kind::Clean => &mut self.cleaning_reboot,
-            Kind::Deploy => &mut self.deployment_reboot,
+            Kind::Clean => Some(&mut self.cleaning_reboot),
+            Kind::Deploy => Some(&mut self.deployment_reboot),
+            Kind::Service => None,
         }
     }
 
     /// The run of `kind` waits for the agent to boot.
     pub fn wait_for_agent_boot(&mut self, kind: Kind) {
-        *self.reboot_mut(kind) = true;
+        if let Some(r) = self.reboot_mut(kind) {
+            *r = true;
+        }
     }
 
     /// The run waits for `command` to end.
@@ -153,6 +167,7 @@ impl StepProgress {
         let reboot = match kind {
             Kind::Clean => self.cleaning_reboot,
             Kind::Deploy => self.deployment_reboot,
+            Kind::Service => false,
         };
         if reboot {
             Waiting::AgentBoot
@@ -181,8 +196,14 @@ impl StepProgress {
                 self.deploy_steps = None;
                 self.deploy_step_index = None;
             }
+            Kind::Service => {
+                self.service_steps = None;
+                self.service_step_index = None;
+            }
         }
-        *self.reboot_mut(kind) = false;
+        if let Some(r) = self.reboot_mut(kind) {
+            *r = false;
+        }
         self.agent_command = None;
     }
 
@@ -192,6 +213,7 @@ impl StepProgress {
         let (list, what) = match kind {
             Kind::Clean => (&self.user_clean_steps, "user_clean_steps"),
             Kind::Deploy => (&self.user_deploy_steps, "user_deploy_steps"),
+            Kind::Service => (&self.user_service_steps, "user_service_steps"),
         };
         list.as_deref()
             .and_then(|l| plan::parse_user_steps(l, what).ok())

@@ -86,7 +86,11 @@ impl Conductor {
             node: Self::agent_node(node),
             ports: self.ports_json(node).await,
         };
-        let name = kind.proto().get_steps_command();
+        let Some(proto) = kind.proto() else {
+            // Servicing asks the agent for nothing.
+            return Ok((vec![], Map::new()));
+        };
+        let name = proto.get_steps_command();
         let r: StepsResult = agent::run(self.agent.as_ref(), node, name, &params).await?;
         // Sent back as `clean_version`: the agent refuses steps listed by other managers.
         Ok((plan::agent_steps(&r, kind), r.hardware_manager_version))
@@ -100,14 +104,17 @@ impl Conductor {
         kind: Kind,
         progress: &StepProgress,
         agent: &[Step],
-    ) -> Result<Vec<Step>, NotOffered> {
+    ) -> Result<Vec<Step>, String> {
         match kind {
             Kind::Clean if progress.manual_clean => plan::manual_clean(
                 progress.user_steps(kind),
                 d.deploy.clean_steps(),
                 agent,
                 d.deploy.uses_agent(),
-            ),
+            )
+            .map_err(|e: NotOffered| e.to_string()),
+            Kind::Service => plan::service(progress.user_steps(kind), d.deploy.uses_agent())
+                .map_err(|e| e.to_string()),
             Kind::Clean => {
                 // Ironic's defaults: erase_devices runs at the agent's priority (10) unless
                 // the node's driver_info or the conductor's --erase-devices-priority says
@@ -155,7 +162,7 @@ impl Conductor {
                 Ok(steps) => StepProgress::edit(&mut node.driver_internal_info, |p| {
                     p.set_steps(kind, steps, 0)
                 })?,
-                Err(e) => return self.fail(&mut node, e.to_string()).await,
+                Err(e) => return self.fail(&mut node, e).await,
             }
         }
         loop {
@@ -167,6 +174,10 @@ impl Conductor {
             match kind {
                 Kind::Clean => node.clean_step = step_obj(&step),
                 Kind::Deploy => node.deploy_step = step_obj(&step),
+                Kind::Service => {
+                    node.extended
+                        .insert("service_step".into(), Value::Object(step_obj(&step)));
+                }
             }
             StepProgress::edit(&mut node.driver_internal_info, |p| {
                 p.step_started_at = Some(now())
@@ -223,6 +234,9 @@ impl Conductor {
         clean_version: Option<Map<String, Value>>,
     ) -> DResult<Outcome> {
         let agent = d.deploy.uses_agent();
+        if kind == Kind::Service {
+            return self.execute_service_step(node, d, step).await;
+        }
         let conductor_step = match (ConductorStep::of(step), kind) {
             (Some(ConductorStep::Hold), _) => return Ok(Outcome::Hold),
             (Some(s), Kind::Deploy) => Some(s),
@@ -253,12 +267,19 @@ impl Conductor {
                 if agent {
                     agent::run::<Value>(self.agent.as_ref(), node, cmd::SYNC, &()).await?;
                 }
-                d.power.set_state(node, PowerTarget::Off).await?;
-                node.power_state = Some(POWER_OFF.into());
+                if !Self::keeps_power(node) {
+                    d.power.set_state(node, PowerTarget::Off).await?;
+                    node.power_state = Some(POWER_OFF.into());
+                }
                 Ok(Outcome::Done)
             }
             Some(ConductorStep::BootInstance) => {
-                d.power.set_state(node, PowerTarget::On).await?;
+                let target = if Self::keeps_power(node) {
+                    PowerTarget::Reboot
+                } else {
+                    PowerTarget::On
+                };
+                d.power.set_state(node, target).await?;
                 node.power_state = Some(POWER_ON.into());
                 Ok(Outcome::Done)
             }
@@ -270,7 +291,14 @@ impl Conductor {
                     clean_version,
                     deploy_version: None,
                 };
-                let name = kind.proto().execute_step_command();
+                let Some(proto) = kind.proto() else {
+                    return Err(crate::drivers::DriverError::Invalid(format!(
+                        "{} step {} cannot run on the agent",
+                        kind.title(),
+                        step.name()
+                    )));
+                };
+                let name = proto.execute_step_command();
                 Ok(agent::start(self.agent.as_ref(), node, name, &params)
                     .await?
                     .into())
@@ -278,6 +306,38 @@ impl Conductor {
             // Fake deploy: conductor-less steps have nothing to do.
             Some(ConductorStep::Hold) | None => Ok(Outcome::Done),
         }
+    }
+
+    /// A service step (servicing runs on the conductor, see [`plan::service`]): Ironic's
+    /// reserved steps act; any other step (accepted only without an agent) does nothing.
+    async fn execute_service_step(
+        &self,
+        node: &mut Node,
+        d: &NodeDrivers,
+        step: &Step,
+    ) -> DResult<Outcome> {
+        let target = match step.step.as_str() {
+            "hold" => return Ok(Outcome::Hold),
+            "power_on" => PowerTarget::On,
+            "power_off" if Self::keeps_power(node) => {
+                return Err(crate::drivers::DriverError::Invalid(
+                    "Failed to set node power state to power off: disable_power_off is set".into(),
+                ))
+            }
+            "power_off" => PowerTarget::Off,
+            "reboot" => PowerTarget::Reboot,
+            _ if d.deploy.uses_agent() => {
+                return Err(crate::drivers::DriverError::Invalid(
+                    plan::service(vec![step.clone()], true)
+                        .map(|_| String::new())
+                        .unwrap_or_else(|e| e.to_string()),
+                ))
+            }
+            _ => return Ok(Outcome::Done),
+        };
+        d.power.set_state(node, target).await?;
+        node.power_state = Some(target.result().into());
+        Ok(Outcome::Done)
     }
 
     /// The agent command the node waits for, if any.
@@ -328,7 +388,7 @@ impl Conductor {
                 match progress.steps(kind) {
                     None => match self.plan(&node, d, kind, &progress, &agent) {
                         Ok(steps) => progress.set_steps(kind, steps, 0),
-                        Err(e) => return self.fail(&mut node, e.to_string()).await,
+                        Err(e) => return self.fail(&mut node, e).await,
                     },
                     // Deploy: the agent is up, so `deploy.deploy` is done; merge its steps.
                     Some(steps) => {
@@ -354,9 +414,13 @@ impl Conductor {
                     match r.command_status {
                         CommandStatus::Running => return Ok(()),
                         CommandStatus::Failed | CommandStatus::VersionMismatch => {
+                            let service_step = node.ext("service_step");
                             let step = match kind {
                                 Kind::Clean => &node.clean_step,
                                 Kind::Deploy => &node.deploy_step,
+                                Kind::Service => {
+                                    service_step.as_object().unwrap_or(&node.clean_step)
+                                }
                             };
                             let name = format!(
                                 "{}.{}",
@@ -389,8 +453,11 @@ impl Conductor {
         match kind {
             Kind::Clean => {
                 if agent {
+                    let keep = Self::keeps_power(&node);
                     let r = async {
-                        d.power.set_state(&node, PowerTarget::Off).await?;
+                        if !keep {
+                            d.power.set_state(&node, PowerTarget::Off).await?;
+                        }
                         d.boot.clean_up_ramdisk(&node).await
                     }
                     .await;
@@ -399,7 +466,9 @@ impl Conductor {
                             format!("Failed to tear down after cleaning: {}", error_chain(&e));
                         return self.fail(&mut node, msg).await;
                     }
-                    node.power_state = Some(POWER_OFF.into());
+                    if !keep {
+                        node.power_state = Some(POWER_OFF.into());
+                    }
                 }
                 node.clean_step.clear();
                 StepProgress::edit(&mut node.driver_internal_info, |p| {
@@ -409,12 +478,18 @@ impl Conductor {
             Kind::Deploy => {
                 node.deploy_step.clear();
             }
+            Kind::Service => {
+                node.extended.remove("service_step");
+                StepProgress::edit(&mut node.driver_internal_info, |p| {
+                    p.user_service_steps = None
+                })?;
+            }
         }
         StepProgress::edit(&mut node.driver_internal_info, |p| {
             p.reset(kind);
             p.step_started_at = None;
         })?;
-        if agent {
+        if agent && kind != Kind::Service {
             self.db.clear_agent(&node.uuid).await?;
         }
         self.transition(&mut node, Event::Done).await

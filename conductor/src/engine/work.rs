@@ -30,7 +30,8 @@ impl Conductor {
                 State::Adopting => return self.transition(&mut node, Event::Done).await,
                 State::Cleaning => return self.run_steps(node, &drivers, Kind::Clean).await,
                 State::Deploying => return self.run_steps(node, &drivers, Kind::Deploy).await,
-                State::CleanWait | State::WaitCallBack => {
+                State::Servicing => return self.run_steps(node, &drivers, Kind::Service).await,
+                State::CleanWait | State::WaitCallBack | State::ServiceWait => {
                     // After unhold: the hold step is over, continue with the next one.
                     return self.resume(node, &drivers, None).await;
                 }
@@ -131,6 +132,7 @@ impl Conductor {
                     extra: Default::default(),
                     local_link_connection: Default::default(),
                     physical_network: None,
+                    extended: Default::default(),
                     created_at: now(),
                     updated_at: None,
                 };
@@ -168,11 +170,22 @@ impl Conductor {
         node: &mut Node,
         d: &NodeDrivers,
     ) -> Result<(), crate::drivers::DriverError> {
-        d.power.set_state(node, PowerTarget::Off).await?;
-        node.power_state = Some(crate::drivers::POWER_OFF.into());
+        if !Self::keeps_power(node) {
+            d.power.set_state(node, PowerTarget::Off).await?;
+            node.power_state = Some(crate::drivers::POWER_OFF.into());
+        }
         d.boot.clean_up_ramdisk(node).await?;
         node.instance_info.clear();
         node.instance_uuid = None;
+        // As Ironic: the node's allocation ends with its instance.
+        if let Some(a) = node.extended.remove("allocation_uuid") {
+            if let Some(uuid) = a.as_str() {
+                if let Err(e) = self.db.delete_resource(crate::db::ALLOCATIONS, uuid).await {
+                    tracing::error!(node = %node.uuid, allocation = uuid,
+                                    error = %crate::error_chain(&e), "deleting the allocation");
+                }
+            }
+        }
         node.deploy_step.clear();
         StepProgress::edit(&mut node.driver_internal_info, |p| {
             p.user_deploy_steps = None;

@@ -46,6 +46,14 @@ pub enum State {
     DeployHold,
     #[serde(rename = "active")]
     Active,
+    #[serde(rename = "servicing")]
+    Servicing,
+    #[serde(rename = "service wait")]
+    ServiceWait,
+    #[serde(rename = "service failed")]
+    ServiceFailed,
+    #[serde(rename = "service hold")]
+    ServiceHold,
     #[serde(rename = "deleting")]
     Deleting,
     #[serde(rename = "error")]
@@ -70,6 +78,10 @@ pub const ALL_STATES: &[State] = &[
     State::DeployFailed,
     State::DeployHold,
     State::Active,
+    State::Servicing,
+    State::ServiceWait,
+    State::ServiceFailed,
+    State::ServiceHold,
     State::Deleting,
     State::Error,
 ];
@@ -94,6 +106,10 @@ impl State {
             State::DeployFailed => "deploy failed",
             State::DeployHold => "deploy hold",
             State::Active => "active",
+            State::Servicing => "servicing",
+            State::ServiceWait => "service wait",
+            State::ServiceFailed => "service failed",
+            State::ServiceHold => "service hold",
             State::Deleting => "deleting",
             State::Error => "error",
         }
@@ -129,6 +145,7 @@ impl State {
                 | State::Adopting
                 | State::Cleaning
                 | State::Deploying
+                | State::Servicing
                 | State::Deleting
         )
     }
@@ -171,6 +188,7 @@ pub enum Event {
     Adopt,
     Deploy,
     Rebuild,
+    Service,
     Delete,
     Abort,
     Hold,
@@ -189,6 +207,7 @@ pub const ALL_EVENTS: &[Event] = &[
     Event::Adopt,
     Event::Deploy,
     Event::Rebuild,
+    Event::Service,
     Event::Delete,
     Event::Abort,
     Event::Hold,
@@ -209,6 +228,7 @@ impl Event {
             Event::Adopt => "adopt",
             Event::Deploy => "deploy",
             Event::Rebuild => "rebuild",
+            Event::Service => "service",
             Event::Delete => "delete",
             Event::Abort => "abort",
             Event::Hold => "hold",
@@ -238,6 +258,7 @@ impl Event {
             "adopt" => Event::Adopt,
             "active" | "deploy" => Event::Deploy,
             "rebuild" => Event::Rebuild,
+            "service" => Event::Service,
             "deleted" | "undeploy" => Event::Delete,
             "abort" => Event::Abort,
             "unhold" => Event::Unhold,
@@ -266,7 +287,8 @@ use State as S;
 
 /// The transition table of CONTRACT.md §7: (from, event, to). `done` out of `cleaning`
 /// goes to `available` here; a manual clean's `done` is redirected to `manageable` by
-/// [`next_with`]. `unhold` out of the hold states is Ironic's addition to §7.
+/// [`next_with`]. `unhold` out of the hold states and servicing (`service` out of
+/// `active`) are Ironic's additions to §7.
 pub const TRANSITIONS: &[(State, Event, State)] = &[
     (S::Enroll, E::Manage, S::Verifying),
     (S::Verifying, E::Done, S::Manageable),
@@ -315,6 +337,24 @@ pub const TRANSITIONS: &[(State, Event, State)] = &[
     (S::DeployFailed, E::Delete, S::Deleting),
     (S::Active, E::Rebuild, S::Deploying),
     (S::Active, E::Delete, S::Deleting),
+    // Servicing (1.87), as Ironic's state machine has it (rescue aside).
+    (S::Active, E::Service, S::Servicing),
+    (S::Servicing, E::Done, S::Active),
+    (S::Servicing, E::Fail, S::ServiceFailed),
+    (S::Servicing, E::Wait, S::ServiceWait),
+    (S::Servicing, E::Hold, S::ServiceHold),
+    (S::ServiceWait, E::Hold, S::ServiceHold),
+    (S::ServiceWait, E::Resume, S::Servicing),
+    (S::ServiceWait, E::Fail, S::ServiceFailed),
+    (S::ServiceWait, E::Abort, S::ServiceFailed),
+    (S::ServiceWait, E::Delete, S::Deleting),
+    (S::ServiceHold, E::Service, S::Servicing),
+    (S::ServiceHold, E::Unhold, S::ServiceWait),
+    (S::ServiceHold, E::Fail, S::ServiceFailed),
+    (S::ServiceHold, E::Abort, S::ServiceFailed),
+    (S::ServiceFailed, E::Service, S::Servicing),
+    (S::ServiceFailed, E::Abort, S::Active),
+    (S::ServiceFailed, E::Delete, S::Deleting),
     (S::Deleting, E::Clean, S::Cleaning),
     (S::Deleting, E::Fail, S::Error),
     (S::Error, E::Rebuild, S::Deploying),
@@ -393,6 +433,7 @@ pub fn target_of(to: State, event: Event, manual_clean: bool) -> Option<State> {
             S::Available
         }),
         S::Deploying | S::WaitCallBack | S::DeployHold => Some(S::Active),
+        S::Servicing | S::ServiceWait | S::ServiceHold | S::ServiceFailed => Some(S::Active),
         S::Deleting => Some(S::Available),
         _ => {
             let _ = event;

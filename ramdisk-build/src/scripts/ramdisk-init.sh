@@ -9,8 +9,13 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 echo "ferrite-ramdisk: kernel $(uname -r), loading drivers"
-# Drivers for hardware this machine lacks (ipmi_si without a BMC) refuse to load: expected.
-while read -r ko; do insmod "$ko" 2>/dev/null; done </etc/ferrite/modules
+# Cold-plug: the agent loads the drivers of the devices this machine has (by modalias, from
+# the table in /etc/ferrite/coldplug). Should that fail, every module in the ramdisk, as
+# before; drivers for hardware the machine lacks then refuse to load, which is expected.
+if ! /bin/ferrite-agent coldplug; then
+    echo "ferrite-ramdisk: cold-plug failed, loading every driver"
+    while read -r ko; do insmod "$ko" 2>/dev/null; done </etc/ferrite/modules
+fi
 # Booted by UEFI: the NVRAM variables, for the boot entries install_bootloader writes.
 if [ -d /sys/firmware/efi/efivars ]; then
     mount -t efivarfs efivarfs /sys/firmware/efi/efivars
