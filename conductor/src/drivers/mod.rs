@@ -387,6 +387,16 @@ pub fn step(interface: &str, name: &str, priority: i32) -> Step {
     }
 }
 
+/// `driver_info.ferrite_power_wait` (seconds, a number or a numeric string, clamped to
+/// 1–3600): how long a BMC power change is waited for, for every hardware type.
+pub fn power_wait_override(node: &Node) -> Option<std::time::Duration> {
+    let secs = node.driver_info.get("ferrite_power_wait").and_then(|v| {
+        v.as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    })?;
+    Some(std::time::Duration::from_secs_f64(secs.clamp(1.0, 3600.0)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

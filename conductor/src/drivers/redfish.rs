@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use ferrite_redfish::{
     BootMode, BootOverride, BootSource, Client, PowerAction, PowerState, PowerWait,
@@ -88,11 +87,8 @@ impl RedfishClients {
 
     fn wait(&self, node: &Node) -> PowerWait {
         let mut wait = self.wait;
-        if let Some(secs) = node.driver_info.get("ferrite_power_wait").and_then(|v| {
-            v.as_f64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        }) {
-            wait.timeout = Duration::from_secs_f64(secs.clamp(1.0, 3600.0));
+        if let Some(t) = super::power_wait_override(node) {
+            wait.timeout = t;
         }
         wait
     }
