@@ -286,14 +286,6 @@ fn mask_value(v: &Value) -> Value {
     }
 }
 
-fn obj_or_null(o: &Obj) -> Value {
-    if o.is_empty() {
-        Value::Null
-    } else {
-        Value::Object(o.clone())
-    }
-}
-
 /// The boot mode of a node without a `boot_mode` capability (Ironic's
 /// `[deploy]default_boot_mode`).
 pub const DEFAULT_BOOT_MODE: &str = "uefi";
@@ -355,8 +347,9 @@ impl Node {
             "reservation": self.reservation,
             "conductor": self.conductor,
             "driver_internal_info": mask(&dii),
-            "clean_step": obj_or_null(&self.clean_step),
-            "deploy_step": obj_or_null(&self.deploy_step),
+            // Ironic answers `{}` for a node without a current step.
+            "clean_step": self.clean_step,
+            "deploy_step": self.deploy_step,
             "resource_class": self.resource_class,
             "boot_interface": self.boot_interface,
             "deploy_interface": self.deploy_interface,
@@ -405,11 +398,12 @@ impl Node {
         self.ext(name).as_bool().unwrap_or(false)
     }
 
-    /// The view restricted to `fields` (already validated against [`NODE_FIELDS`]).
+    /// The view restricted to `fields` (already validated against [`NODE_FIELDS`]), with
+    /// its `links` always, as Ironic answers.
     pub fn to_api_fields(&self, base: &str, fields: &[&str]) -> Obj {
         let mut all = self.to_api(base);
         let mut out = Obj::new();
-        for f in fields {
+        for f in fields.iter().chain(&["links"]) {
             if let Some(v) = all.remove(*f) {
                 out.insert((*f).to_string(), v);
             }
@@ -484,7 +478,7 @@ impl Port {
                 .extended
                 .get("available_for_dynamic_portgroup")
                 .cloned()
-                .unwrap_or(json!(false)),
+                .unwrap_or(json!(true)),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "links": links(base, "ports", &self.uuid),

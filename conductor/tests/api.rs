@@ -207,7 +207,10 @@ async fn crud_and_listing(api: &Api) -> Vec<String> {
         .get("/v1/nodes/node-3?fields=uuid,provision_state")
         .await;
     assert_eq!(s, 200);
-    assert_eq!(v.as_object().unwrap().len(), 2);
+    // The two fields and, as Ironic answers, the links.
+    let mut keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["links", "provision_state", "uuid"]);
     let (s, v) = api.get("/v1/nodes/no-such-node").await;
     assert_eq!(s, 404);
     assert!(fault(&v).contains("could not be found"));
@@ -239,7 +242,12 @@ async fn crud_and_listing(api: &Api) -> Vec<String> {
     let (_, v) = api.get("/v1/nodes/detail?limit=1").await;
     assert!(v["nodes"][0].get("properties").is_some());
     let (_, v) = api.get("/v1/nodes?fields=name").await;
-    assert_eq!(v["nodes"][0], json!({"name": "node-0"}));
+    assert_eq!(v["nodes"][0]["name"], "node-0");
+    assert_eq!(
+        v["nodes"][0].as_object().unwrap().len(),
+        2,
+        "name and links"
+    );
     for (q, why) in [
         ("fields=nope", "not valid"),
         ("detail=true&fields=name", "detail"),
@@ -556,7 +564,8 @@ async fn transitions(api: &Api) {
         (json!(true), json!("fan"))
     );
     let (_, v) = api.get("/v1/nodes?maintenance=true&fields=name").await;
-    assert_eq!(v["nodes"], json!([{"name": n}]));
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 1);
+    assert_eq!(v["nodes"][0]["name"], json!(n));
     assert_eq!(
         api.call("DELETE", &format!("/v1/nodes/{n}/maintenance"), None)
             .await

@@ -470,7 +470,10 @@ async fn hostile_requests_get_4xx_with_a_message_and_store_nothing() {
             .ok()
             .and_then(|v| v["error_message"].as_str().map(str::to_string))
             .and_then(|m| serde_json::from_str::<Value>(&m).ok())
-            .and_then(|m| m["faultstring"].as_str().map(str::to_string))
+            .and_then(|m| {
+                let text = m.get("faultstring").or_else(|| m.get("description"));
+                text.and_then(Value::as_str).map(str::to_string)
+            })
             // /boot/ answers iPXE, in plain text.
             .or_else(|| c.path.starts_with("/boot/").then(|| text.clone()))
             .unwrap_or_default();

@@ -7,8 +7,10 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{json, Value};
 
+use crate::model::{ExtTy, EXTENDED_FIELDS};
+
 use super::{
-    base_url, fmt_version, json_ok, parse_bool, ApiError, ApiResult, Shared, MAX_VERSION,
+    base_url, fmt_version, json_ok, parse_bool, ApiError, ApiResult, Shared, Version, MAX_VERSION,
     MIN_VERSION,
 };
 
@@ -52,14 +54,27 @@ pub async fn v1(State(state): State<Shared>, headers: HeaderMap) -> Response {
     }))
 }
 
-fn driver_doc(state: &Shared, base: &str, name: &str, detail: bool) -> Value {
+/// A hardware type's document at version `v`, as Ironic's `driver.convert_with_links`
+/// builds it: the properties link from 1.14, `type` and (with `detail`) every interface's
+/// default and enabled implementations from 1.30, each interface from the version that
+/// added it.
+fn driver_doc(state: &Shared, base: &str, name: &str, detail: bool, v: Version) -> Value {
     let mut d = json!({
         "name": name,
         "hosts": [state.engine.cfg.host],
-        "type": "dynamic",
         "links": [{"href": format!("{base}/v1/drivers/{name}"), "rel": "self"},
                   {"href": format!("{base}/drivers/{name}"), "rel": "bookmark"}],
     });
+    if v >= Version(1, 14) {
+        d["properties"] = json!([
+            {"href": format!("{base}/v1/drivers/{name}/properties"), "rel": "self"},
+            {"href": format!("{base}/drivers/{name}/properties"), "rel": "bookmark"},
+        ]);
+    }
+    if v < Version(1, 30) {
+        return d;
+    }
+    d["type"] = json!("dynamic");
     if detail {
         if let Some(hw) = state.engine.drivers.get(name) {
             for (iface, names) in hw.interfaces() {
@@ -67,8 +82,77 @@ fn driver_doc(state: &Shared, base: &str, name: &str, detail: bool) -> Value {
                 d[format!("enabled_{iface}_interfaces")] = json!(names);
             }
         }
+        // The optional interfaces, the same for every hardware type.
+        for f in EXTENDED_FIELDS {
+            let (ExtTy::Iface(names), Some(iface)) = (&f.ty, f.name.strip_suffix("_interface"))
+            else {
+                continue;
+            };
+            // Interfaces older than dynamic drivers (1.30) show with them.
+            let since = super::nodes::field_since(f.name).max(Version(1, 30));
+            if since <= v || since == Version(1, 31) && v >= Version(1, 30) {
+                d[format!("default_{iface}_interface")] = f.default.value();
+                d[format!("enabled_{iface}_interfaces")] = json!(names);
+            }
+        }
     }
     d
+}
+
+/// `GET /v1/drivers/{name}/properties`: the `driver_info` keys the hardware type reads,
+/// with Ironic's descriptions ("Required." where it cannot work without one).
+pub async fn driver_properties(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    if state.engine.drivers.get(&name).is_none() {
+        return Err(ApiError::not_found(format!(
+            "Driver {name} could not be found."
+        )));
+    }
+    let bmc: &[(&str, &str)] = match name.as_str() {
+        "ipmi" => &[
+            ("ipmi_address", "IP address or hostname of the node. Required."),
+            ("ipmi_port", "remote IPMI RMCP port. Optional."),
+            ("ipmi_username", "username; default is NULL user. Optional."),
+            ("ipmi_password", "password. Optional."),
+            ("ipmi_cipher_suite", "IPMI cipher suite (3 or 17). Optional."),
+            ("ipmi_priv_level", "privilege level: ADMINISTRATOR (default), OPERATOR or USER. Optional."),
+        ],
+        "redfish" => &[
+            ("redfish_address", "The URL address to the Redfish controller. Required."),
+            ("redfish_system_id", "The canonical path to the ComputerSystem resource; the only system when absent. Optional."),
+            ("redfish_username", "User account with admin/server-profile access privilege. Optional."),
+            ("redfish_password", "User account password. Optional."),
+            ("redfish_verify_ca", "true, false or a CA bundle path to verify the BMC's certificate. Optional."),
+            ("redfish_auth_type", "basic, session or auto (default). Optional."),
+        ],
+        _ => &[],
+    };
+    let deploy: &[(&str, &str)] = if bmc.is_empty() {
+        &[]
+    } else {
+        &[
+            (
+                "deploy_kernel",
+                "URL or Glance-less path of the deployment kernel. Required.",
+            ),
+            (
+                "deploy_ramdisk",
+                "URL or Glance-less path of the deployment ramdisk. Required.",
+            ),
+            (
+                "ferrite_power_wait",
+                "Seconds to wait for a power state change (Ferrite). Optional.",
+            ),
+        ]
+    };
+    let props: serde_json::Map<String, Value> = bmc
+        .iter()
+        .chain(deploy)
+        .map(|(k, d)| (k.to_string(), json!(d)))
+        .collect();
+    Ok(json_ok(Value::Object(props)))
 }
 
 /// `GET /v1/drivers[?detail=True][&type=dynamic]`: every driver is a hardware type.
@@ -101,7 +185,7 @@ pub async fn drivers(
             .into_iter()
             .map(|n| {
                 select(
-                    driver_doc(&state, &base, n, detail || fields.is_some()),
+                    driver_doc(&state, &base, n, detail || fields.is_some(), v),
                     &fields,
                 )
             })
@@ -134,7 +218,7 @@ pub async fn driver(
             "Driver {name} could not be found."
         )));
     }
-    let doc = driver_doc(&state, &base_url(&state, &headers), &name, true);
+    let doc = driver_doc(&state, &base_url(&state, &headers), &name, true, v);
     Ok(json_ok(select(doc, &fields)))
 }
 
@@ -161,7 +245,7 @@ fn driver_fields(q: &HashMap<String, String>, v: super::Version) -> ApiResult<Op
 fn select(doc: Value, fields: &Option<Vec<String>>) -> Value {
     match (fields, doc) {
         (Some(fl), Value::Object(mut o)) => {
-            o.retain(|k, _| fl.iter().any(|f| f == k));
+            o.retain(|k, _| k == "links" || fl.iter().any(|f| f == k));
             Value::Object(o)
         }
         (_, doc) => doc,

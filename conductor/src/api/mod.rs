@@ -65,6 +65,9 @@ pub type Shared = Arc<AppState>;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Rendered as webob renders an HTTP exception (`code`, `title`, `description`), the
+    /// shape Ironic's version negotiation answers in, rather than as a faultstring.
+    pub webob: bool,
 }
 
 impl ApiError {
@@ -72,6 +75,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            webob: false,
         }
     }
     pub fn bad(message: impl Into<String>) -> ApiError {
@@ -92,7 +96,15 @@ impl IntoResponse for ApiError {
         } else {
             "Client"
         };
-        let inner = json!({"faultstring": self.message, "faultcode": faultcode, "debuginfo": null});
+        let inner = if self.webob {
+            json!({
+                "code": self.status.as_u16(),
+                "title": self.status.canonical_reason().unwrap_or_default(),
+                "description": self.message,
+            })
+        } else {
+            json!({"faultstring": self.message, "faultcode": faultcode, "debuginfo": null})
+        };
         let body = json!({"error_message": inner.to_string()});
         (self.status, axum::Json(body)).into_response()
     }
@@ -200,7 +212,7 @@ fn parse_version(headers: &HeaderMap) -> Result<Version, ApiError> {
         )));
     };
     if (maj, min) < MIN_VERSION || (maj, min) > MAX_VERSION {
-        return Err(ApiError::new(
+        let mut e = ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
             format!(
                 "Version {raw} was requested but the minor version is not supported by this \
@@ -208,7 +220,9 @@ fn parse_version(headers: &HeaderMap) -> Result<Version, ApiError> {
                 fmt_version(MIN_VERSION),
                 fmt_version(MAX_VERSION)
             ),
-        ));
+        );
+        e.webob = true;
+        return Err(e);
     }
     Ok(Version(maj, min))
 }
@@ -343,6 +357,10 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/v1/drivers", get(misc::drivers))
         .route("/v1/drivers/{name}", get(misc::driver))
+        .route(
+            "/v1/drivers/{name}/properties",
+            get(misc::driver_properties),
+        )
         .route("/v1/shards", get(misc::shards))
         .route("/v1/conductors", get(misc::conductors))
         .route("/v1/conductors/{name}", get(misc::conductor))

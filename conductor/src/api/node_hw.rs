@@ -171,7 +171,7 @@ async fn inject_nmi(
     let Some(call) = d.management.inject_nmi(&n) else {
         return Err(ApiError::bad(unsupported(&n, "inject_nmi")));
     };
-    let locked = state.engine.lock(&n).await?;
+    let locked = state.engine.lock_waiting(&n).await?;
     let result = call.await;
     state.engine.unlock(&locked.uuid).await;
     result.map_err(|e| {

@@ -110,9 +110,19 @@ pub fn not_acceptable(field: &str) -> ApiError {
 }
 
 /// The node's document at microversion `v` (fields newer than `v` left out).
+/// Ironic links the node's states (1.14), port groups (1.24) and volume (1.32)
+/// sub-resources beside its ports.
 pub fn node_doc(n: &Node, base: &str, v: Version) -> Obj {
     let mut o = n.to_api(base);
     o.retain(|k, _| field_since(k) <= v);
+    for (sub, since) in [("states", 14), ("portgroups", 24), ("volume", 32)] {
+        if v >= Version(1, since) {
+            o.insert(
+                sub.into(),
+                crate::model::links(base, "nodes", &format!("{}/{sub}", n.uuid)),
+            );
+        }
+    }
     o
 }
 
@@ -867,14 +877,18 @@ pub async fn delete(State(state): State<Shared>, Path(ident): Path<String>) -> A
             ),
         ));
     }
-    let node = state.engine.lock(&node).await?;
+    let node = state.engine.lock_waiting(&node).await?;
     state.engine.db.delete_node(&node.uuid).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub async fn states(State(state): State<Shared>, Path(ident): Path<String>) -> ApiResult<Response> {
+pub async fn states(
+    State(state): State<Shared>,
+    Extension(v): Extension<Version>,
+    Path(ident): Path<String>,
+) -> ApiResult<Response> {
     let n = state.engine.node(&ident).await?;
-    Ok(json_ok(json!({
+    let mut doc = json!({
         "power_state": n.power_state,
         "target_power_state": n.target_power_state,
         "provision_state": n.provision_state.as_str(),
@@ -884,7 +898,13 @@ pub async fn states(State(state): State<Shared>, Path(ident): Path<String>) -> A
         "console_enabled": false,
         "raid_config": n.ext("raid_config"),
         "target_raid_config": n.ext("target_raid_config"),
-    })))
+        "boot_mode": n.ext("boot_mode"),
+        "secure_boot": n.ext("secure_boot"),
+    });
+    if let Value::Object(o) = &mut doc {
+        o.retain(|k, _| field_since(k) <= v);
+    }
+    Ok(json_ok(doc))
 }
 
 fn accepted(base: &str, uuid: &str) -> Response {
@@ -1026,6 +1046,7 @@ pub async fn power(
 
 pub async fn validate(
     State(state): State<Shared>,
+    Extension(v): Extension<Version>,
     Path(ident): Path<String>,
 ) -> ApiResult<Response> {
     let node = state.engine.node(&ident).await?;
@@ -1038,20 +1059,29 @@ pub async fn validate(
         Ok(()) => json!({"result": true}),
         Err(e) => json!({"result": false, "reason": crate::error_chain(&e)}),
     };
-    let unsupported = json!({"result": null, "reason": "not supported"});
-    Ok(json_ok(json!({
+    // Ironic's answer for the "no-" implementations Ferrite's hardware types have.
+    let unsupported = |iface: &str| {
+        json!({"result": false, "reason": format!(
+            "Driver {} does not support {iface} (disabled or not implemented).", node.driver
+        )})
+    };
+    let mut doc = json!({
         "power": r(d.power.validate(&node)),
         "management": r(d.management.validate(&node)),
         "boot": r(d.boot.validate(&node)),
         "deploy": r(d.deploy.validate(&node)),
         "inspect": r(d.inspect.validate(&node)),
         "network": {"result": true},
-        "console": unsupported,
-        "raid": unsupported,
-        "rescue": unsupported,
-        "bios": unsupported,
+        "console": unsupported("console"),
+        "raid": unsupported("raid"),
+        "rescue": unsupported("rescue"),
+        "bios": unsupported("bios"),
         "storage": {"result": true},
-    })))
+    });
+    if v >= Version(1, 86) {
+        doc["firmware"] = unsupported("firmware");
+    }
+    Ok(json_ok(doc))
 }
 
 #[derive(Deserialize)]

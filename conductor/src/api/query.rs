@@ -57,12 +57,13 @@ impl<'a> View<'a> {
         })
     }
 
-    /// `full` cut to the asked fields, or to `summary` (and `links`) for a plain list.
+    /// `full` cut to the asked fields or, for a plain list, to `summary`; `links` stay in
+    /// both, as Ironic's `sanitize_dict` keeps them.
     pub fn project(&self, full: Obj, summary: &[&str]) -> Obj {
         match (&self.fields, self.detail) {
             (Some(fl), _) => full
                 .into_iter()
-                .filter(|(k, _)| fl.contains(&k.as_str()))
+                .filter(|(k, _)| k == "links" || fl.contains(&k.as_str()))
                 .collect(),
             (None, true) => full,
             (None, false) => full
@@ -103,7 +104,7 @@ mod tests {
         let v = View::parse(&f, &["fields", "detail"], &known, false).unwrap();
         assert_eq!(
             v.project(doc.clone(), &["uuid"]).keys().collect::<Vec<_>>(),
-            ["name"]
+            ["links", "name"]
         );
         assert!(View::parse(&q(&[("fields", "nope")]), &["fields"], &known, false).is_err());
         assert!(View::parse(&q(&[("bogus", "1")]), &["fields"], &known, false).is_err());

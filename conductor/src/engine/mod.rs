@@ -157,6 +157,11 @@ pub struct ProvisionRequest {
 /// The config drive limit of CONTRACT.md §5 (base64 of gzip, so the text may be larger).
 pub const CONFIGDRIVE_MAX: usize = 64 * 1024 * 1024 * 4 / 3 + 4;
 
+/// Attempts [`Conductor::lock_waiting`] makes (Ironic's `node_locked_retry_attempts`).
+pub const LOCK_ATTEMPTS: u32 = 3;
+/// The pause between them (Ironic's `node_locked_retry_interval`).
+pub const LOCK_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct Conductor {
     pub db: Db,
     pub cfg: EngineConfig,
@@ -218,6 +223,23 @@ impl Conductor {
             });
         }
         self.node(&node.uuid).await
+    }
+
+    /// [`Conductor::lock`] for a user's request: a lock held by a short task (the power
+    /// action the user just waited for still releasing it, a power sync) is tried again
+    /// [`LOCK_ATTEMPTS`] times, [`LOCK_RETRY_INTERVAL`] apart, as Ironic's
+    /// `node_locked_retry_attempts`/`_interval` (3, 1 s) do, before answering 409.
+    pub async fn lock_waiting(&self, node: &Node) -> EResult<Node> {
+        let mut attempt = 1;
+        loop {
+            match self.lock(node).await {
+                Err(EngineError::Locked { .. }) if attempt < LOCK_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(LOCK_RETRY_INTERVAL).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     pub async fn unlock(&self, uuid: &str) {
@@ -336,7 +358,7 @@ impl Conductor {
             })?;
         state::next(node.provision_state, event)?;
         self.check_request(&node, event, &req)?;
-        let mut node = self.lock(&node).await?;
+        let mut node = self.lock_waiting(&node).await?;
         let from = node.provision_state;
         let result = self.start(&mut node, event, req).await;
         if result.is_ok() {
@@ -558,7 +580,7 @@ impl Conductor {
             ))
         })?;
         let node = self.node(ident).await?;
-        let mut node = self.lock(&node).await?;
+        let mut node = self.lock_waiting(&node).await?;
         node.target_power_state = Some(t.result().into());
         if let Err(e) = self.db.save_node(&node).await {
             self.unlock(&node.uuid).await;
@@ -593,7 +615,7 @@ impl Conductor {
         persistent: bool,
     ) -> EResult<()> {
         let node = self.node(ident).await?;
-        let mut node = self.lock(&node).await?;
+        let mut node = self.lock_waiting(&node).await?;
         let r = async {
             let d = self.drivers.for_node(&node)?;
             d.management
@@ -617,7 +639,7 @@ impl Conductor {
         F: FnOnce(&mut Node) -> EResult<()>,
     {
         let node = self.node(ident).await?;
-        let mut node = self.lock(&node).await?;
+        let mut node = self.lock_waiting(&node).await?;
         let r = async {
             f(&mut node)?;
             node.updated_at = Some(now());

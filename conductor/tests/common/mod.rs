@@ -346,12 +346,20 @@ impl Api {
     }
 }
 
-/// The faultstring inside Ironic's error body, asserting the format on the way.
+/// The message inside Ironic's error body, asserting the format on the way: a
+/// faultstring, or webob's description (version negotiation's 406).
 pub fn fault(v: &Value) -> String {
     let inner = v["error_message"]
         .as_str()
         .unwrap_or_else(|| panic!("not an Ironic error: {v}"));
     let inner: Value = serde_json::from_str(inner).expect("error_message holds JSON");
+    if let Some(d) = inner.get("description") {
+        assert!(
+            inner.get("code").is_some() && inner.get("title").is_some(),
+            "{inner}"
+        );
+        return d.as_str().unwrap().to_string();
+    }
     assert!(inner.get("faultcode").is_some(), "{inner}");
     inner["faultstring"].as_str().unwrap().to_string()
 }
