@@ -273,7 +273,7 @@ async fn wait_for(c: &Client, node: &str, verb: &str, limit: u64) -> anyhow::Res
         let state = n["provision_state"].as_str().unwrap_or("?").to_string();
         let step = [&n["deploy_step"], &n["clean_step"]]
             .into_iter()
-            .find(|s| s.is_object())
+            .find(|s| s.as_object().is_some_and(|o| !o.is_empty()))
             .map(|s| {
                 format!(
                     " step {}.{}",
