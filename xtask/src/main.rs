@@ -77,6 +77,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    util::started();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Deps { check: false } => deps::install(),
@@ -222,7 +223,7 @@ pub fn build_test_image() -> anyhow::Result<ferrite_ramdisk_build::TestImage> {
 }
 
 /// How long `cargo xtask test` runs each fuzz target.
-const FUZZ_SMOKE_SECONDS: u64 = 10;
+const FUZZ_SMOKE_SECONDS: u64 = 5;
 
 fn test(quick: bool) -> anyhow::Result<()> {
     deps::install()?;
@@ -266,9 +267,10 @@ fn test(quick: bool) -> anyhow::Result<()> {
     bench::smoke(quick, None)?;
     if !quick {
         // Briefly, so no fuzz target rots; `cargo xtask fuzz` is the long run.
-        util::step("fuzz targets, 10 s each");
+        util::step(&format!("fuzz targets, {FUZZ_SMOKE_SECONDS} s each"));
         fuzz::run(FUZZ_SMOKE_SECONDS, None)?;
     }
-    println!("xtask: all tests passed");
+    let t = util::started().elapsed().as_secs();
+    println!("xtask: all tests passed in {}:{:02}", t / 60, t % 60);
     Ok(())
 }

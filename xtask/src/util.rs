@@ -12,8 +12,17 @@ pub fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Prints a step's banner with the time since xtask started, so a CI log shows where
+/// the run's minutes go.
 pub fn step(name: &str) {
-    println!("\n==> {name}");
+    let t = started().elapsed().as_secs();
+    println!("\n==> {name}   [+{}:{:02}]", t / 60, t % 60);
+}
+
+/// When xtask started (the first call fixes it; `main` calls it first thing).
+pub fn started() -> std::time::Instant {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(std::time::Instant::now)
 }
 
 pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
