@@ -367,6 +367,11 @@ impl RedfishNode {
     pub fn start(spec: DomainSpec, dir: &Path) -> Result<RedfishNode, Error> {
         let libvirtd = Libvirtd::start(&dir.join("libvirt"))?;
         libvirtd.define_pool("default", &dir.join("pool"))?;
+        // The disk's directory as a pool too: sushy's libvirt driver reports only disks
+        // that are pool volumes in SimpleStorage (out-of-band inspection's local_gb).
+        if let Some(disks) = spec.disk.parent() {
+            libvirtd.define_pool("disks", disks)?;
+        }
         spec.define(&libvirtd, dir)?;
         let (username, password) = ("admin".to_string(), "ferrite-bmc".to_string());
         let sushy_dir = dir.join("sushy");

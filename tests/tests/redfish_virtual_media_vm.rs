@@ -34,9 +34,11 @@ fn redfish_node_is_inspected_and_deployed_through_virtual_media() {
     let t0 = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = ferrite_tests::lab_config(tmp.path());
-    cfg.memory_mib = 512;
+    // 1 GiB: sushy's libvirt driver reports memory in whole GiB.
+    cfg.memory_mib = 1024;
     cfg.mac = "52:54:00:fe:30:01".into();
     cfg.node_name = "vmedia-node".into();
+    let disk_gib = cfg.disk_gib;
     let mut lab = ok(Lab::start_redfish(cfg));
     let started = t0.elapsed();
 
@@ -62,6 +64,30 @@ fn redfish_node_is_inspected_and_deployed_through_virtual_media() {
 
     let n = ok(lab.verb("manage", &[], 120));
     assert_eq!(state(&n), "manageable", "{n}");
+
+    // Out-of-band inspection first: what the BMC (sushy-emulator over libvirt) says of
+    // the VM, checked against how the lab made it; nothing boots.
+    #[rustfmt::skip]
+    ok(lab.cli("node set", &["node", "set", "vmedia-node", "--inspect-interface", "redfish"]));
+    let t = Instant::now();
+    let n = ok(lab.verb("inspect", &[], 120));
+    let oob = t.elapsed();
+    assert_eq!(state(&n), "manageable", "{n}");
+    let p = &n["properties"];
+    assert_eq!(p["memory_mb"], 1024, "the VM's memory: {n}");
+    assert_eq!(p["cpus"], 1, "the VM's one vCPU: {n}");
+    assert_eq!(p["cpu_arch"], "x86_64", "{n}");
+    assert_eq!(
+        p["local_gb"],
+        disk_gib - 1,
+        "the disk less Ironic's 1 GiB: {n}"
+    );
+    assert!(
+        !lab.node.console().contents().contains("Linux version"),
+        "out-of-band inspection booted nothing"
+    );
+    #[rustfmt::skip]
+    ok(lab.cli("node set", &["node", "set", "vmedia-node", "--inspect-interface", "agent"]));
 
     // Inspection boots the ramdisk from the inserted ISO.
     let t = Instant::now();
@@ -138,7 +164,7 @@ fn redfish_node_is_inspected_and_deployed_through_virtual_media() {
         "the ramdisk booted from virtual media for inspection, cleaning, deploy, cleaning"
     );
     eprintln!(
-        "lab start {started:?}, inspect {inspect:?}, provide (clean) {clean:?}, \
+        "lab start {started:?}, out-of-band inspect {oob:?}, inspect {inspect:?}, provide (clean) {clean:?}, \
          deploy to marker {deploy:?}, undeploy (clean) {undeploy:?}, total {:?}",
         t0.elapsed()
     );
