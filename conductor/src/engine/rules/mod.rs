@@ -160,8 +160,8 @@ fn check(op: &str, a: &Map<String, Value>) -> R<bool> {
             for w in values.windows(2) {
                 ok &= match op {
                     "eq" => py_eq(&w[0], &w[1]),
-                    "lt" => py_lt(&w[0], &w[1]).map_err(RuleFailure)?,
-                    _ => py_lt(&w[1], &w[0]).map_err(RuleFailure)?,
+                    "lt" => py_lt(&w[0], &w[1])?,
+                    _ => py_lt(&w[1], &w[0])?,
                 };
             }
             ok

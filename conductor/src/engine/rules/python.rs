@@ -115,16 +115,16 @@ fn as_f64(v: &Value) -> Option<f64> {
 }
 
 /// Python's `a < b` for the JSON types: numbers and strings compare among themselves.
-pub(super) fn py_lt(a: &Value, b: &Value) -> Result<bool, String> {
+pub(super) fn py_lt(a: &Value, b: &Value) -> Result<bool, super::RuleFailure> {
     match (a, b) {
         (Value::String(x), Value::String(y)) => Ok(x < y),
         _ => match (as_f64(a), as_f64(b)) {
             (Some(x), Some(y)) => Ok(x < y),
-            _ => Err(format!(
+            _ => Err(super::RuleFailure(format!(
                 "'<' not supported between {} and {}",
                 py_repr(a),
                 py_repr(b)
-            )),
+            ))),
         },
     }
 }
