@@ -144,21 +144,36 @@ impl Db {
         self.pool.close().await;
     }
 
-    /// Records this conductor as alive with its drivers.
-    pub async fn register_conductor(&self, hostname: &str, drivers: &[&str]) -> Result<()> {
+    /// Records this conductor as alive: its group, drivers and the URL the other
+    /// conductors forward its nodes' requests to. Also its first heartbeat.
+    pub async fn register_conductor(&self, me: &ConductorRow) -> Result<()> {
         let now = crate::model::now();
-        let drivers = serde_json::to_string(drivers).unwrap_or_default();
+        let drivers = serde_json::to_string(&me.drivers).unwrap_or_default();
         sqlx::query(
-            "INSERT INTO conductors (hostname, drivers, alive, created_at, updated_at) \
-             VALUES ($1, $2, 1, $3, $3) ON CONFLICT (hostname) DO UPDATE SET \
-             drivers = $2, alive = 1, updated_at = $3",
+            "INSERT INTO conductors (hostname, drivers, alive, created_at, updated_at, \
+             conductor_group, api_url) VALUES ($1, $2, 1, $3, $3, $4, $5) \
+             ON CONFLICT (hostname) DO UPDATE SET drivers = $2, alive = 1, updated_at = $3, \
+             conductor_group = $4, api_url = $5",
         )
-        .bind(hostname)
+        .bind(&me.hostname)
         .bind(drivers)
         .bind(now)
+        .bind(&me.conductor_group)
+        .bind(me.api_url.clone())
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// The conductor's heartbeat: `updated_at` is now. False when its row is gone (the
+    /// caller registers again).
+    pub async fn conductor_heartbeat(&self, hostname: &str) -> Result<bool> {
+        let r = sqlx::query("UPDATE conductors SET updated_at = $1, alive = 1 WHERE hostname = $2")
+            .bind(crate::model::now())
+            .bind(hostname)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     pub async fn unregister_conductor(&self, hostname: &str) -> Result<()> {
@@ -169,28 +184,120 @@ impl Db {
         Ok(())
     }
 
-    /// (hostname, drivers, alive, created_at, updated_at) of every conductor.
-    pub async fn conductors(
-        &self,
-    ) -> Result<Vec<(String, Vec<String>, bool, String, Option<String>)>> {
+    /// Every conductor row, by hostname.
+    pub async fn conductors(&self) -> Result<Vec<ConductorRow>> {
         let rows = sqlx::query(
-            "SELECT hostname, drivers, alive, created_at, updated_at FROM conductors ORDER BY hostname",
+            "SELECT hostname, drivers, alive, created_at, updated_at, conductor_group, api_url \
+             FROM conductors ORDER BY hostname",
         )
         .fetch_all(&self.pool)
         .await?;
         let mut out = vec![];
         for r in rows {
             let drivers: String = r.try_get("drivers")?;
-            out.push((
-                r.try_get("hostname")?,
-                serde_json::from_str(&drivers).unwrap_or_default(),
-                r.try_get::<i64, _>("alive")? != 0,
-                r.try_get("created_at")?,
-                r.try_get("updated_at")?,
-            ));
+            out.push(ConductorRow {
+                hostname: r.try_get("hostname")?,
+                conductor_group: r.try_get("conductor_group")?,
+                drivers: serde_json::from_str(&drivers).unwrap_or_default(),
+                online: r.try_get::<i64, _>("alive")? != 0,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+                api_url: r.try_get("api_url")?,
+            });
         }
         Ok(out)
     }
+
+    /// Breaks each (node, holder) lock if that holder still holds it (the holders are
+    /// dead conductors); returns the nodes whose lock was broken.
+    pub async fn break_reservations(&self, locks: &[(String, String)]) -> Result<Vec<String>> {
+        let mut broken = vec![];
+        for (uuid, holder) in locks {
+            let r = sqlx::query(
+                "UPDATE nodes SET reservation = NULL WHERE uuid = $1 AND reservation = $2",
+            )
+            .bind(uuid)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+            if r.rows_affected() == 1 {
+                broken.push(uuid.clone());
+            }
+        }
+        Ok(broken)
+    }
+
+    /// Sets the `conductor` column of an unlocked node (the conductor whose disk holds
+    /// its boot files, or that handles it); false when the node is locked or gone.
+    pub async fn set_node_conductor(&self, uuid: &str, host: &str) -> Result<bool> {
+        let r =
+            sqlx::query("UPDATE nodes SET conductor = $1 WHERE uuid = $2 AND reservation IS NULL")
+                .bind(host)
+                .bind(uuid)
+                .execute(&self.pool)
+                .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}
+
+/// What a takeover pass reads of a node: enough to find its owner and whether to act.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeKey {
+    pub uuid: String,
+    pub driver: String,
+    /// Its conductor group, lower-case.
+    pub group: String,
+    pub reservation: Option<String>,
+    pub conductor: Option<String>,
+    pub provision_state: String,
+}
+
+impl Db {
+    /// The nodes a takeover pass of conductor `me` may act on: locked ones, ones another
+    /// conductor handled last, and ones in the `working` states.
+    pub async fn takeover_keys(&self, me: &str, working: &[&str]) -> Result<Vec<NodeKey>> {
+        let states: Vec<String> = (0..working.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT uuid, driver, extended, reservation, conductor, provision_state FROM nodes \
+             WHERE reservation IS NOT NULL OR conductor IS NULL OR conductor <> $1 \
+             OR provision_state IN ({})",
+            states.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(me);
+        for s in working {
+            q = q.bind(*s);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let extended: String = r.try_get("extended")?;
+            out.push(NodeKey {
+                uuid: r.try_get("uuid")?,
+                driver: r.try_get("driver")?,
+                group: crate::engine::takeover::group_of_extended(&extended),
+                reservation: r.try_get("reservation")?,
+                conductor: r.try_get("conductor")?,
+                provision_state: r.try_get("provision_state")?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// One row of the `conductors` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConductorRow {
+    pub hostname: String,
+    pub conductor_group: String,
+    pub drivers: Vec<String>,
+    /// `alive` in the table: false once the conductor shut down cleanly. Whether it is
+    /// alive also depends on how old `updated_at` is (`engine::membership`).
+    pub online: bool,
+    pub created_at: String,
+    /// The last heartbeat.
+    pub updated_at: Option<String>,
+    /// Where the other conductors forward requests for its nodes.
+    pub api_url: Option<String>,
 }
 
 fn redact(url: &str) -> String {
