@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub me: String,
     /// Alive conductors, by hostname.
     pub live: HashMap<String, ConductorRow>,
+    /// Conductors with a row that are not alive: their locks may be broken.
+    dead: std::collections::HashSet<String>,
     /// One ring per (conductor group, hardware type) some live conductor serves.
     rings: HashMap<(String, String), HashRing>,
 }
@@ -38,6 +40,7 @@ impl Snapshot {
     /// Builds the snapshot from the table's rows: alive = not shut down cleanly and a
     /// heartbeat younger than `dead_after`. `me` is alive whatever its row says.
     pub fn new(me: &ConductorRow, rows: Vec<ConductorRow>, dead_after: Duration, exp: u32) -> Self {
+        let known: Vec<String> = rows.iter().map(|r| r.hostname.clone()).collect();
         let mut live: HashMap<String, ConductorRow> = rows
             .into_iter()
             .filter(|r| {
@@ -63,15 +66,26 @@ impl Snapshot {
             .into_iter()
             .map(|(k, hosts)| (k, HashRing::new(&hosts, exp)))
             .collect();
+        let dead = known
+            .into_iter()
+            .filter(|h| !live.contains_key(h))
+            .collect();
         Snapshot {
             me: me.hostname.clone(),
             live,
+            dead,
             rings,
         }
     }
 
     pub fn is_alive(&self, host: &str) -> bool {
         self.live.contains_key(host)
+    }
+
+    /// A conductor that registered and stopped heartbeating. A lock holder that never
+    /// registered (a tool, another installation) is neither alive nor dead: its locks stay.
+    pub fn is_dead(&self, host: &str) -> bool {
+        self.dead.contains(host)
     }
 
     /// The live conductor that owns the node of `uuid` in `group` with hardware type
@@ -141,6 +155,29 @@ impl Conductor {
     }
 }
 
+impl Conductor {
+    /// Where to forward a request for `target`: the owner's URL, or `None` when this
+    /// conductor owns the node, the node is unknown, or its owner has no URL.
+    pub async fn owner_url(&self, target: &crate::api::forward::Target) -> EResult<Option<String>> {
+        use crate::api::forward::Target;
+        let node = match target {
+            Target::Node(ident) => self.db.get_node(ident).await?,
+            Target::Macs(macs) => match self.db.nodes_by_macs(macs).await?.as_slice() {
+                [one] => self.db.get_node(one).await?,
+                _ => None,
+            },
+        };
+        let Some(node) = node else {
+            return Ok(None);
+        };
+        let members = self.members(false).await?;
+        Ok(members
+            .owner(&node)
+            .filter(|o| o.hostname != self.cfg.host)
+            .and_then(|o| o.api_url.clone()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +209,8 @@ mod tests {
         let s = Snapshot::new(&me, rows, Duration::from_secs(60), 5);
         assert!(s.is_alive("fresh") && s.is_alive("me"));
         assert!(!s.is_alive("stale") && !s.is_alive("stopped") && !s.is_alive("unknown"));
+        assert!(s.is_dead("stale") && s.is_dead("stopped"));
+        assert!(!s.is_dead("unknown") && !s.is_dead("me") && !s.is_dead("fresh"));
     }
 
     #[test]

@@ -195,7 +195,7 @@ impl Conductor {
             .iter()
             .filter_map(|k| {
                 let h = k.reservation.as_ref()?;
-                (h != &me && !snap.is_alive(h)).then(|| (k.uuid.clone(), h.clone()))
+                (h != &me && snap.is_dead(h)).then(|| (k.uuid.clone(), h.clone()))
             })
             .collect();
         let broken = self.db.break_reservations(&locks).await?;

@@ -1,0 +1,230 @@
+//! Several conductors on one PostgreSQL: requests sent to one conductor are executed by
+//! each node's owner (the hash ring), and when one conductor is killed (SIGKILL) in the
+//! middle of deploys, the others break its locks and resume its nodes within
+//! `--dead-after` + 15 s: nodes caught mid-step end active, waiting nodes keep waiting.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{listening, wait_until, Api, Postgres};
+use ferrite_testkit::{free_tcp_port, with_free_port, Reaped};
+use serde_json::{json, Value};
+
+const DEAD_AFTER: f64 = 3.0;
+
+/// Starts `ferrite conductor --host HOST` on PostgreSQL (killed and reaped on drop).
+async fn start(host: &str, dir: &std::path::Path, db: &str) -> (Api, Reaped) {
+    let (host, dir, db) = (host.to_string(), dir.to_path_buf(), db.to_string());
+    let (port, proc) = tokio::task::spawn_blocking(move || {
+        with_free_port("ferrite conductor", free_tcp_port, |port| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrite"));
+            cmd.args([
+                "conductor",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--host",
+                &host,
+                "--database-url",
+                &db,
+                "--periodic-interval",
+                "0.2",
+                "--heartbeat-interval",
+                "0.5",
+                "--dead-after",
+                &DEAD_AFTER.to_string(),
+                "--power-sync-interval",
+                "0",
+            ])
+            .arg("--state-dir")
+            .arg(dir.join(&host))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+            let mut proc = Reaped(cmd.spawn().expect("starting ferrite conductor"));
+            listening(&mut proc.0, port, "ferrite conductor").map(|()| (port, proc))
+        })
+    })
+    .await
+    .unwrap();
+    (Api::new(&format!("http://127.0.0.1:{port}")), proc)
+}
+
+async fn alive(api: &Api) -> BTreeMap<String, bool> {
+    let (s, v) = api.get("/v1/conductors").await;
+    assert_eq!(s, 200, "{v}");
+    v["conductors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["hostname"].as_str().unwrap().to_string(),
+                c["alive"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn nodes(api: &Api) -> Vec<Value> {
+    let (s, v) = api
+        .get("/v1/nodes?fields=uuid,name,provision_state,reservation,conductor,last_error,deploy_step")
+        .await;
+    assert_eq!(s, 200, "{v}");
+    v["nodes"].as_array().unwrap().clone()
+}
+
+async fn patch(api: &Api, node: &str, ops: Value) {
+    let (s, v) = api
+        .call("PATCH", &format!("/v1/nodes/{node}"), Some(ops))
+        .await;
+    assert_eq!(s, 200, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_conductor_nodes_are_taken_over_and_resumed() {
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut procs = BTreeMap::new();
+    let mut apis = BTreeMap::new();
+    for host in ["c1", "c2", "c3"] {
+        let (api, proc) = start(host, dir.path(), &pg.url).await;
+        procs.insert(host, proc);
+        apis.insert(host, api);
+    }
+    let api = apis["c1"].clone();
+    wait_until(
+        "three conductors alive",
+        Duration::from_secs(20),
+        || async { alive(&api).await.values().filter(|a| **a).count() == 3 },
+    )
+    .await;
+
+    // 24 nodes that deploy slowly (deploy.deploy powers on after 5 s) and one that waits
+    // for an agent that never comes. Every request goes to c1.
+    const N: usize = 24;
+    for i in 0..N {
+        let body = json!({"driver": "fake-hardware", "name": format!("n{i}")});
+        assert_eq!(api.call("POST", "/v1/nodes", Some(body)).await.0, 201);
+    }
+    let body = json!({"driver": "fake-hardware", "name": "waiting",
+                      "instance_info": {"image_source": "http://127.0.0.1:9/image.raw"}});
+    assert_eq!(api.call("POST", "/v1/nodes", Some(body)).await.0, 201);
+    let all: Vec<String> = (0..N)
+        .map(|i| format!("n{i}"))
+        .chain(["waiting".to_string()])
+        .collect();
+    for n in &all {
+        assert_eq!(api.provision(n, json!({"target": "manage"})).await.0, 202);
+    }
+    for n in &all {
+        api.wait_state(n, "manageable").await;
+        assert_eq!(api.provision(n, json!({"target": "provide"})).await.0, 202);
+    }
+    for n in &all {
+        api.wait_state(n, "available").await;
+    }
+    for n in &all[..N] {
+        patch(
+            &api,
+            n,
+            json!([{"op": "add", "path": "/driver_info/fake_delay", "value": 5}]),
+        )
+        .await;
+    }
+    patch(
+        &api,
+        "waiting",
+        json!([{"op": "replace", "path": "/deploy_interface", "value": "direct"}]),
+    )
+    .await;
+    for n in &all {
+        let (s, v) = api.provision(n, json!({"target": "active"})).await;
+        assert_eq!(s, 202, "{n}: {v}");
+    }
+
+    // Each owner runs its own nodes' work: all three hold locks, and the waiting node waits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let by_holder = loop {
+        let mut by_holder: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+        for n in nodes(&api).await {
+            if n["provision_state"] == "deploying" && n["deploy_step"]["step"] == "deploy" {
+                if let Some(h) = n["reservation"].as_str() {
+                    by_holder
+                        .entry(h.to_string())
+                        .or_default()
+                        .insert(n["name"].as_str().unwrap().to_string());
+                }
+            }
+        }
+        if by_holder.values().map(HashSet::len).sum::<usize>() == N {
+            break by_holder;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all nodes mid-step: {by_holder:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        by_holder.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["c1", "c2", "c3"],
+        "the ring spreads the nodes and forwarding runs them on their owners: {by_holder:?}"
+    );
+    api.wait_state("waiting", "wait call-back").await;
+
+    // Kill the conductor holding the most nodes.
+    let victim = by_holder
+        .iter()
+        .max_by_key(|(_, v)| v.len())
+        .map(|(h, _)| h.clone())
+        .unwrap();
+    let victims = by_holder[&victim].clone();
+    let survivor = apis
+        .iter()
+        .find(|(h, _)| **h != victim)
+        .map(|(_, a)| a.clone())
+        .unwrap();
+    drop(procs.remove(victim.as_str()));
+    let killed = Instant::now();
+    eprintln!("killed {victim} holding {} nodes mid-deploy", victims.len());
+
+    // Takeover: none of the victim's nodes is locked by it any more, each is owned by a
+    // live conductor.
+    wait_until(
+        "the dead conductor's locks are broken and its nodes resumed",
+        Duration::from_secs_f64(DEAD_AFTER + 15.0),
+        || async {
+            nodes(&survivor).await.iter().all(|n| {
+                n["reservation"].as_str() != Some(victim.as_str())
+                    && n["conductor"].as_str() != Some(victim.as_str())
+            })
+        },
+    )
+    .await;
+    let takeover = killed.elapsed();
+    eprintln!(
+        "takeover took {:.1} s (dead-after {DEAD_AFTER} s)",
+        takeover.as_secs_f64()
+    );
+    assert!(takeover.as_secs_f64() <= DEAD_AFTER + 15.0);
+    assert!(!alive(&survivor).await[&victim], "{victim} still alive");
+
+    // Every node ends active (deploy.deploy is idempotent: it ran again); none stuck,
+    // none locked; the waiting node still waits, on a live conductor.
+    for n in &all[..N] {
+        let node = survivor.wait_state(n, "active").await;
+        assert!(node["last_error"].is_null(), "{n}: {}", node["last_error"]);
+        assert_ne!(node["conductor"], json!(victim), "{n}");
+    }
+    let w = survivor.node("waiting").await;
+    assert_eq!(w["provision_state"], "wait call-back", "{w}");
+    assert!(w["reservation"].is_null(), "{w}");
+    assert_ne!(w["conductor"], json!(victim), "{w}");
+    eprintln!(
+        "all {} nodes active {:.1} s after the kill",
+        N,
+        killed.elapsed().as_secs_f64()
+    );
+}
