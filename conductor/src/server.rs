@@ -410,6 +410,14 @@ pub async fn run(
             engine_cfg.heartbeat_interval
         );
     }
+    let group = &engine_cfg.conductor_group;
+    if group.len() > 255
+        || !group
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        bail!("--conductor-group {group:?}: use letters, digits, '.', '_' and '-' (as a node's conductor_group)");
+    }
     if engine_cfg.hash_partition_exponent > 16 {
         bail!("--hash-partition-exponent must be at most 16");
     }

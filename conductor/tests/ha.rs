@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 
 const DEAD_AFTER: f64 = 3.0;
 
-/// Starts `ferrite conductor --host HOST` on PostgreSQL (killed and reaped on drop).
-async fn start(host: &str, dir: &std::path::Path, db: &str) -> (Api, Reaped) {
+/// Starts `ferrite conductor --host HOST` on PostgreSQL (killed and reaped on drop), its
+/// state in `dir/HOST`.
+async fn start(host: &str, dir: &std::path::Path, db: &str, dead_after: f64) -> (Api, Reaped) {
     let (host, dir, db) = (host.to_string(), dir.to_path_buf(), db.to_string());
     let (port, proc) = tokio::task::spawn_blocking(move || {
         with_free_port("ferrite conductor", free_tcp_port, |port| {
@@ -34,14 +35,22 @@ async fn start(host: &str, dir: &std::path::Path, db: &str) -> (Api, Reaped) {
                 "--heartbeat-interval",
                 "0.5",
                 "--dead-after",
-                &DEAD_AFTER.to_string(),
+                &dead_after.to_string(),
                 "--power-sync-interval",
                 "0",
             ])
             .arg("--state-dir")
             .arg(dir.join(&host))
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(match std::env::var_os("HA_DEBUG_LOGS") {
+                Some(d) => Stdio::from(
+                    std::fs::File::create(
+                        std::path::Path::new(&d).join(format!("{host}-{port}.log")),
+                    )
+                    .unwrap(),
+                ),
+                None => Stdio::null(),
+            });
             let mut proc = Reaped(cmd.spawn().expect("starting ferrite conductor"));
             listening(&mut proc.0, port, "ferrite conductor").map(|()| (port, proc))
         })
@@ -82,14 +91,25 @@ async fn patch(api: &Api, node: &str, ops: Value) {
     assert_eq!(s, 200, "{v}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_conductor_nodes_are_taken_over_and_resumed() {
+/// Three conductors on one PostgreSQL with `n` nodes deploying slowly (deploy.deploy
+/// powers on after 5 s) and one node (`waiting`) in `wait call-back` for an agent that
+/// never comes; every request went to c1.
+struct Cluster {
+    pg: Postgres,
+    dir: tempfile::TempDir,
+    procs: BTreeMap<&'static str, Reaped>,
+    apis: BTreeMap<&'static str, Api>,
+    /// The nodes mid-step, by the conductor that holds their lock.
+    by_holder: BTreeMap<String, HashSet<String>>,
+}
+
+async fn cluster(n: usize, dead_after: f64) -> Cluster {
     let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut procs = BTreeMap::new();
     let mut apis = BTreeMap::new();
     for host in ["c1", "c2", "c3"] {
-        let (api, proc) = start(host, dir.path(), &pg.url).await;
+        let (api, proc) = start(host, dir.path(), &pg.url, dead_after).await;
         procs.insert(host, proc);
         apis.insert(host, api);
     }
@@ -101,34 +121,37 @@ async fn killed_conductor_nodes_are_taken_over_and_resumed() {
     )
     .await;
 
-    // 24 nodes that deploy slowly (deploy.deploy powers on after 5 s) and one that waits
-    // for an agent that never comes. Every request goes to c1.
-    const N: usize = 24;
-    for i in 0..N {
+    for i in 0..n {
         let body = json!({"driver": "fake-hardware", "name": format!("n{i}")});
         assert_eq!(api.call("POST", "/v1/nodes", Some(body)).await.0, 201);
     }
     let body = json!({"driver": "fake-hardware", "name": "waiting",
                       "instance_info": {"image_source": "http://127.0.0.1:9/image.raw"}});
     assert_eq!(api.call("POST", "/v1/nodes", Some(body)).await.0, 201);
-    let all: Vec<String> = (0..N)
+    let all: Vec<String> = (0..n)
         .map(|i| format!("n{i}"))
         .chain(["waiting".to_string()])
         .collect();
-    for n in &all {
-        assert_eq!(api.provision(n, json!({"target": "manage"})).await.0, 202);
+    for name in &all {
+        assert_eq!(
+            api.provision(name, json!({"target": "manage"})).await.0,
+            202
+        );
     }
-    for n in &all {
-        api.wait_state(n, "manageable").await;
-        assert_eq!(api.provision(n, json!({"target": "provide"})).await.0, 202);
+    for name in &all {
+        api.wait_state(name, "manageable").await;
+        assert_eq!(
+            api.provision(name, json!({"target": "provide"})).await.0,
+            202
+        );
     }
-    for n in &all {
-        api.wait_state(n, "available").await;
+    for name in &all {
+        api.wait_state(name, "available").await;
     }
-    for n in &all[..N] {
+    for name in &all[..n] {
         patch(
             &api,
-            n,
+            name,
             json!([{"op": "add", "path": "/driver_info/fake_delay", "value": 5}]),
         )
         .await;
@@ -139,26 +162,26 @@ async fn killed_conductor_nodes_are_taken_over_and_resumed() {
         json!([{"op": "replace", "path": "/deploy_interface", "value": "direct"}]),
     )
     .await;
-    for n in &all {
-        let (s, v) = api.provision(n, json!({"target": "active"})).await;
-        assert_eq!(s, 202, "{n}: {v}");
+    for name in &all {
+        let (s, v) = api.provision(name, json!({"target": "active"})).await;
+        assert_eq!(s, 202, "{name}: {v}");
     }
 
     // Each owner runs its own nodes' work: all three hold locks, and the waiting node waits.
     let deadline = Instant::now() + Duration::from_secs(10);
     let by_holder = loop {
         let mut by_holder: BTreeMap<String, HashSet<String>> = BTreeMap::new();
-        for n in nodes(&api).await {
-            if n["provision_state"] == "deploying" && n["deploy_step"]["step"] == "deploy" {
-                if let Some(h) = n["reservation"].as_str() {
+        for node in nodes(&api).await {
+            if node["provision_state"] == "deploying" && node["deploy_step"]["step"] == "deploy" {
+                if let Some(h) = node["reservation"].as_str() {
                     by_holder
                         .entry(h.to_string())
                         .or_default()
-                        .insert(n["name"].as_str().unwrap().to_string());
+                        .insert(node["name"].as_str().unwrap().to_string());
                 }
             }
         }
-        if by_holder.values().map(HashSet::len).sum::<usize>() == N {
+        if by_holder.values().map(HashSet::len).sum::<usize>() == n {
             break by_holder;
         }
         assert!(
@@ -167,12 +190,34 @@ async fn killed_conductor_nodes_are_taken_over_and_resumed() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    api.wait_state("waiting", "wait call-back").await;
+    Cluster {
+        pg,
+        dir,
+        procs,
+        apis,
+        by_holder,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_conductor_nodes_are_taken_over_and_resumed() {
+    const N: usize = 24;
+    let Cluster {
+        pg: _pg,
+        dir: _dir,
+        mut procs,
+        apis,
+        by_holder,
+    } = cluster(N, DEAD_AFTER).await;
+    let all: Vec<String> = (0..N).map(|i| format!("n{i}")).collect();
+    // All requests went to c1; the ring spread the nodes (a conductor without any of 24
+    // has odds of 3 × (2/3)^24 ≈ 2e-4) and each owner runs its own.
     assert_eq!(
         by_holder.keys().map(String::as_str).collect::<Vec<_>>(),
         ["c1", "c2", "c3"],
-        "the ring spreads the nodes and forwarding runs them on their owners: {by_holder:?}"
+        "{by_holder:?}"
     );
-    api.wait_state("waiting", "wait call-back").await;
 
     // Kill the conductor holding the most nodes.
     let victim = by_holder
@@ -213,7 +258,7 @@ async fn killed_conductor_nodes_are_taken_over_and_resumed() {
 
     // Every node ends active (deploy.deploy is idempotent: it ran again); none stuck,
     // none locked; the waiting node still waits, on a live conductor.
-    for n in &all[..N] {
+    for n in &all {
         let node = survivor.wait_state(n, "active").await;
         assert!(node["last_error"].is_null(), "{n}: {}", node["last_error"]);
         assert_ne!(node["conductor"], json!(victim), "{n}");
@@ -227,4 +272,107 @@ async fn killed_conductor_nodes_are_taken_over_and_resumed() {
         N,
         killed.elapsed().as_secs_f64()
     );
+
+    // The agent's calls reach the owner through any conductor: a lookup and a heartbeat
+    // sent to the other survivor come back from the owner.
+    let owner = w["conductor"].as_str().unwrap();
+    let uuid = w["uuid"].as_str().unwrap();
+    let (other, _) = apis
+        .iter()
+        .find(|(h, _)| **h != victim && **h != owner)
+        .unwrap();
+    let (other, owner_url) = (&apis[other], &apis[owner].base);
+    let r = other
+        .http
+        .get(format!("{}/v1/lookup?node_uuid={uuid}", other.base))
+        .header("X-OpenStack-Ironic-API-Version", common::VERSION)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["X-Ferrite-Forwarded-To"], owner_url.as_str());
+    let r = other
+        .http
+        .post(format!("{}/v1/heartbeat/{uuid}", other.base))
+        .header("X-OpenStack-Ironic-API-Version", common::VERSION)
+        .json(
+            &json!({"callback_url": "http://127.0.0.1:9", "agent_token": "wrong",
+                      "agent_version": "10.0.0"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "the owner checked the token");
+    assert_eq!(r.headers()["X-Ferrite-Forwarded-To"], owner_url.as_str());
+}
+
+/// A conductor killed and started again with the same hostname (before it is found dead)
+/// takes its nodes back itself: the steps it was running run again and every deploy ends
+/// active; no other conductor touches them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_conductor_takes_its_nodes_back() {
+    const N: usize = 12;
+    // Long enough that the others cannot take over while it restarts.
+    const SLOW_DEATH: f64 = 20.0;
+    let Cluster {
+        pg,
+        dir,
+        mut procs,
+        apis,
+        by_holder,
+    } = cluster(N, SLOW_DEATH).await;
+    let victim = by_holder
+        .iter()
+        .max_by_key(|(_, v)| v.len())
+        .map(|(h, _)| h.clone())
+        .unwrap();
+    let victims = by_holder[&victim].clone();
+    let host: &'static str = apis.keys().find(|h| **h == victim).unwrap();
+    drop(procs.remove(host));
+    let (api, _proc) = start(host, dir.path(), &pg.url, SLOW_DEATH).await;
+    // Until every node is active: the victim's nodes are locked by nobody but the victim.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut relocked = HashSet::new();
+    loop {
+        let ns = nodes(&api).await;
+        let mut active = 0;
+        for n in &ns {
+            let name = n["name"].as_str().unwrap_or("").to_string();
+            if victims.contains(&name) {
+                match n["reservation"].as_str() {
+                    Some(h) if h == victim => {
+                        relocked.insert(name.clone());
+                    }
+                    Some(h) => panic!("{name} ({}) was taken by {h}", n["uuid"]),
+                    None => {}
+                }
+                assert!(
+                    !n["provision_state"].as_str().unwrap().ends_with("failed"),
+                    "{n}"
+                );
+            }
+            if n["provision_state"] == "active" && n["reservation"].is_null() {
+                active += 1;
+            }
+        }
+        if active == N {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not all active: {ns:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        relocked, victims,
+        "the restarted conductor ran its nodes' step again"
+    );
+    for n in &victims {
+        let node = api.node(n).await;
+        assert!(node["last_error"].is_null(), "{n}: {}", node["last_error"]);
+        assert_eq!(node["conductor"], json!(victim), "{n}");
+    }
+    assert_eq!(
+        api.node("waiting").await["provision_state"],
+        "wait call-back"
+    );
+    assert!(alive(&api).await.values().all(|a| *a));
 }

@@ -3,7 +3,7 @@
 //! lookup and heartbeat, and the `/boot/` files its iPXE and virtual media fetch. Any
 //! other conductor forwards them over plain HTTP to the owner's `--internal-url`, headers
 //! (authentication included) and body unchanged, plus [`FORWARDED_BY`]; the owner's answer
-//! goes back as it is. A request carrying [`FORWARDED_BY`] is never forwarded again. The
+//! goes back as it is, plus [`FORWARDED_TO`]. A request carrying [`FORWARDED_BY`] is never forwarded again. The
 //! header grants nothing: the owner checks authentication and agent tokens itself, and a
 //! request executed on a conductor that is not the owner is still correct (node locks in
 //! the database serialise all work); ownership only keeps work, and boot files, in one
@@ -24,6 +24,8 @@ use crate::model::normalize_mac;
 
 /// Marks a request one conductor forwarded to another; its value names the sender.
 pub const FORWARDED_BY: &str = "X-Ferrite-Forwarded-By";
+/// On an answer that came from another conductor: the URL of that conductor.
+pub const FORWARDED_TO: &str = "X-Ferrite-Forwarded-To";
 
 /// Which node a request is for, as its path or query names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +110,13 @@ pub async fn forward(State(state): State<Shared>, req: Request, next: Next) -> R
         }
     };
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, super::PROVISION_BODY_LIMIT).await {
+    // The limits the routes apply: only provision requests carry config drives.
+    let limit = if parts.uri.path().ends_with("/states/provision") {
+        super::PROVISION_BODY_LIMIT
+    } else {
+        super::BODY_LIMIT
+    };
+    let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
             return ApiError::new(
@@ -140,6 +148,7 @@ pub async fn forward(State(state): State<Shared>, req: Request, next: Next) -> R
                     out = out.header(name, value);
                 }
             }
+            out = out.header(FORWARDED_TO, owner.as_str());
             out.body(Body::from_stream(resp.bytes_stream()))
                 .unwrap_or_else(|e| {
                     ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()).into_response()
