@@ -284,6 +284,32 @@ impl Db {
     }
 }
 
+impl Db {
+    /// (uuid, hardware type, conductor group) of the node `ident` (UUID, or name when not
+    /// UUID-like): what routing a request to its owner needs, in one narrow read.
+    pub async fn node_route(&self, ident: &str) -> Result<Option<(String, String, String)>> {
+        let col = if crate::model::is_uuid_like(ident) {
+            "uuid"
+        } else {
+            "name"
+        };
+        let sql = format!("SELECT uuid, driver, extended FROM nodes WHERE {col} = $1");
+        let Some(r) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ident)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let extended: String = r.try_get("extended")?;
+        Ok(Some((
+            r.try_get("uuid")?,
+            r.try_get("driver")?,
+            crate::engine::takeover::group_of_extended(&extended),
+        )))
+    }
+}
+
 /// One row of the `conductors` table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConductorRow {

@@ -157,22 +157,26 @@ impl Conductor {
 
 impl Conductor {
     /// Where to forward a request for `target`: the owner's URL, or `None` when this
-    /// conductor owns the node, the node is unknown, or its owner has no URL.
+    /// conductor owns the node, the node is unknown, or its owner has no URL. Alone in
+    /// the cluster, a conductor reads nothing.
     pub async fn owner_url(&self, target: &crate::api::forward::Target) -> EResult<Option<String>> {
         use crate::api::forward::Target;
-        let node = match target {
-            Target::Node(ident) => self.db.get_node(ident).await?,
+        let members = self.members(false).await?;
+        if members.live.len() == 1 {
+            return Ok(None);
+        }
+        let ident = match target {
+            Target::Node(ident) => ident.clone(),
             Target::Macs(macs) => match self.db.nodes_by_macs(macs).await?.as_slice() {
-                [one] => self.db.get_node(one).await?,
-                _ => None,
+                [one] => one.clone(),
+                _ => return Ok(None),
             },
         };
-        let Some(node) = node else {
+        let Some((uuid, driver, group)) = self.db.node_route(&ident).await? else {
             return Ok(None);
         };
-        let members = self.members(false).await?;
         Ok(members
-            .owner(&node)
+            .owner_of(&uuid, &group, &driver)
             .filter(|o| o.hostname != self.cfg.host)
             .and_then(|o| o.api_url.clone()))
     }

@@ -12,17 +12,20 @@ use crate::model::{age_secs, Node};
 use crate::state::State;
 
 impl Conductor {
-    /// Run once at start, before serving: clears this host's stale locks (a previous run
-    /// of this conductor left them), registers the conductor, and takes its nodes back
-    /// (takeover.rs): waiting nodes keep waiting, nodes caught mid-step resume.
+    /// Run once at start, before serving: registers the conductor and takes its nodes
+    /// back (takeover.rs): the locks a previous run of this conductor left are kept on the
+    /// nodes the ring gives it, which resume at once (waiting nodes keep waiting, nodes
+    /// caught mid-step run the step again or fail), and released on the others, for their
+    /// owners. Then a takeover pass as on every tick.
     pub async fn recover(self: &Arc<Self>) -> EResult<super::takeover::Taken> {
-        let cleared = self.db.clear_reservations(&self.cfg.host).await?;
-        if cleared > 0 {
-            tracing::warn!(cleared, "cleared stale reservations of this conductor");
-        }
         self.db.register_conductor(&self.me()).await?;
         self.members(true).await?;
-        self.take_over().await
+        let back = self.take_back().await?;
+        let more = self.take_over().await?;
+        Ok(super::takeover::Taken {
+            broken: back.broken + more.broken,
+            adopted: back.adopted + more.adopted,
+        })
     }
 
     /// Fails wait-state nodes whose agent went quiet or whose step ran too long.

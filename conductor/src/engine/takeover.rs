@@ -234,6 +234,49 @@ impl Conductor {
         Ok(taken)
     }
 
+    /// At start: the nodes a previous run of this conductor left locked. Those the ring
+    /// gives it are taken over without ever being unlocked (no other conductor, whose
+    /// ring may lag a second behind, can take them meanwhile); the others are released
+    /// for their owners. `broken` counts the released locks.
+    pub(crate) async fn take_back(self: &Arc<Self>) -> EResult<Taken> {
+        let snap = self.members(false).await?;
+        let me = self.cfg.host.clone();
+        let working: Vec<&str> = crate::state::ALL_STATES
+            .iter()
+            .filter(|s| s.is_working())
+            .map(|s| s.as_str())
+            .collect();
+        let mut taken = Taken::default();
+        for k in self.db.takeover_keys(&me, &working).await? {
+            if k.reservation.as_deref() != Some(me.as_str()) {
+                continue;
+            }
+            let ours = snap
+                .owner_of(&k.uuid, &k.group, &k.driver)
+                .is_some_and(|o| o.hostname == me);
+            if !ours {
+                self.db.release(&k.uuid, &me).await?;
+                taken.broken += 1;
+                continue;
+            }
+            // Still locked by this conductor's name: the lock is this run's now.
+            let node = self.node(&k.uuid).await?;
+            taken.adopted += 1;
+            let prev = me.clone();
+            self.spawn_locked(node.uuid.clone(), move |me, _| async move {
+                me.adopt(node, prev).await
+            });
+        }
+        if taken.adopted + taken.broken > 0 {
+            tracing::warn!(
+                kept = taken.adopted,
+                released = taken.broken,
+                "locks left by the previous run of this conductor"
+            );
+        }
+        Ok(taken)
+    }
+
     async fn lock_uuid(&self, uuid: &str) -> EResult<Node> {
         let node = self.node(uuid).await?;
         self.lock(&node).await
