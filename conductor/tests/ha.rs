@@ -76,6 +76,19 @@ async fn alive(api: &Api) -> BTreeMap<String, bool> {
         .collect()
 }
 
+/// Waits until every conductor sees all three alive. `/v1/conductors` also refreshes the
+/// conductor's membership snapshot, so from then on all three rings agree.
+async fn all_see_three(apis: &BTreeMap<&'static str, Api>) {
+    for api in apis.values() {
+        wait_until(
+            "three conductors alive",
+            Duration::from_secs(20),
+            || async { alive(api).await.values().filter(|a| **a).count() == 3 },
+        )
+        .await;
+    }
+}
+
 async fn nodes(api: &Api) -> Vec<Value> {
     let (s, v) = api
         .get("/v1/nodes?fields=uuid,name,provision_state,reservation,conductor,last_error,deploy_step")
@@ -113,13 +126,8 @@ async fn cluster(n: usize, dead_after: f64) -> Cluster {
         procs.insert(host, proc);
         apis.insert(host, api);
     }
+    all_see_three(&apis).await;
     let api = apis["c1"].clone();
-    wait_until(
-        "three conductors alive",
-        Duration::from_secs(20),
-        || async { alive(&api).await.values().filter(|a| **a).count() == 3 },
-    )
-    .await;
 
     for i in 0..n {
         let body = json!({"driver": "fake-hardware", "name": format!("n{i}")});
@@ -375,4 +383,138 @@ async fn restarted_conductor_takes_its_nodes_back() {
         "wait call-back"
     );
     assert!(alive(&api).await.values().all(|a| *a));
+}
+
+/// The conductor whose answer to a node's lookup does not come from another conductor:
+/// its owner (the others forward, and say so in `X-Ferrite-Forwarded-To`).
+async fn owner_of(apis: &BTreeMap<&'static str, Api>, uuid: &str) -> &'static str {
+    for (host, api) in apis {
+        let r = api
+            .http
+            .get(format!("{}/v1/lookup?node_uuid={uuid}", api.base))
+            .send()
+            .await
+            .unwrap();
+        if !r.headers().contains_key("X-Ferrite-Forwarded-To") {
+            return host;
+        }
+    }
+    panic!("every conductor forwarded the lookup of {uuid}");
+}
+
+/// A deploy waiting for its agent when its conductor is killed keeps waiting: the new
+/// owner rebuilds its boot configuration, and the agent (the real ferrite-agent library,
+/// in-process), talking to yet another conductor, is routed to the new owner, which
+/// finishes the deploy: the image is on the disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_deploy_continues_on_the_new_owner() {
+    use common::agent::agent_loop;
+    use ferrite_testkit::http::{ImageServer, Mode};
+    use sha2::Digest;
+
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut procs = BTreeMap::new();
+    let mut apis = BTreeMap::new();
+    for host in ["c1", "c2", "c3"] {
+        let (api, proc) = start(host, dir.path(), &pg.url, DEAD_AFTER).await;
+        procs.insert(host, proc);
+        apis.insert(host, api);
+    }
+    all_see_three(&apis).await;
+    let api = apis["c1"].clone();
+
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/inventory/qemu-q35");
+    let inventory = ferrite_agent::inventory::collect(&root).expect("fixture inventory");
+    let macs: Vec<String> = inventory
+        .interfaces
+        .iter()
+        .filter_map(|i| i.mac_address.clone())
+        .collect();
+    let disk = dir.path().join("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let (s, n) = api
+        .call(
+            "POST",
+            "/v1/nodes",
+            Some(json!({"driver": "fake-hardware", "name": "a", "deploy_interface": "direct"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{n}");
+    let uuid = n["uuid"].as_str().unwrap().to_string();
+    let port = json!({"address": macs[0], "node_uuid": "a"});
+    assert_eq!(api.call("POST", "/v1/ports", Some(port)).await.0, 201);
+    assert_eq!(api.provision("a", json!({"target": "manage"})).await.0, 202);
+    api.wait_state("a", "manageable").await;
+
+    // Cleaning through the agent, which talks to c1 only.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let agent = tokio::spawn(agent_loop(
+        api.base.clone(),
+        "a".into(),
+        macs.clone(),
+        root.clone(),
+        disk.clone(),
+        stop_rx,
+    ));
+    assert_eq!(
+        api.provision("a", json!({"target": "provide"})).await.0,
+        202
+    );
+    api.wait_state("a", "available").await;
+    let _ = stop_tx.send(true);
+    agent.await.unwrap();
+
+    // Deploy; the agent is not up yet: the node waits in `wait call-back`.
+    let img: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    let sha = hex::encode(sha2::Sha256::digest(&img));
+    let images = ImageServer::start_on_current();
+    let url = images.put("disk.raw", img.clone(), Mode::NoRange);
+    let ii = json!([{"op": "add", "path": "/instance_info", "value": {
+        "image_source": url, "image_os_hash_algo": "sha256", "image_os_hash_value": sha,
+        "image_disk_format": "raw"}}]);
+    patch(&api, "a", ii).await;
+    let owner = owner_of(&apis, &uuid).await;
+    assert_eq!(api.provision("a", json!({"target": "active"})).await.0, 202);
+    api.wait_state("a", "wait call-back").await;
+    assert_eq!(api.node("a").await["conductor"], owner);
+
+    drop(procs.remove(owner));
+    let killed = Instant::now();
+    let survivors: Vec<&'static str> = apis.keys().copied().filter(|h| *h != owner).collect();
+    let watcher = apis[survivors[0]].clone();
+    let new_owner = wait_until("the node taken over", Duration::from_secs(30), || async {
+        let n = watcher.node("a").await;
+        let c = n["conductor"].as_str().unwrap_or("").to_string();
+        (c != owner && n["reservation"].is_null()).then_some(c)
+    })
+    .await;
+    eprintln!(
+        "{owner} killed; {new_owner} took the waiting node over after {:.1} s",
+        killed.elapsed().as_secs_f64()
+    );
+    assert_eq!(watcher.node("a").await["provision_state"], "wait call-back");
+
+    // The agent boots now and talks to the survivor that is not the new owner.
+    let other = survivors.iter().find(|h| **h != new_owner).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let agent = tokio::spawn(agent_loop(
+        apis[other].base.clone(),
+        "a".into(),
+        macs.clone(),
+        root,
+        disk.clone(),
+        stop_rx,
+    ));
+    let node = watcher.wait_state("a", "active").await;
+    assert!(node["last_error"].is_null(), "{}", node["last_error"]);
+    assert_eq!(node["conductor"], json!(new_owner));
+    let written = std::fs::read(&disk).unwrap();
+    assert_eq!(&written[..img.len()], &img[..], "the image is on the disk");
+    let _ = stop_tx.send(true);
+    agent.await.unwrap();
 }
