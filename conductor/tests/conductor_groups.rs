@@ -80,6 +80,18 @@ async fn nodes_go_to_the_conductors_of_their_group() {
         )
         .await;
     }
+    // iPXE's per-MAC script comes from the owner too.
+    let port = json!({"address": "52:54:00:aa:bb:cc", "node_uuid": "in-rack"});
+    assert_eq!(a.call("POST", "/v1/ports", Some(port)).await.0, 201);
+    let r = a
+        .http
+        .get(format!("{}/boot/52-54-00-aa-bb-cc.ipxe", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()[FORWARDED_TO], rack.url.as_str());
+    assert!(r.text().await.unwrap().starts_with("#!ipxe"));
     // A group without a live conductor: nobody owns the node; the request runs where
     // it arrives.
     let body = json!([{"op": "replace", "path": "/conductor_group", "value": "rack2"}]);
