@@ -209,35 +209,61 @@ impl Db {
     }
 
     /// Breaks each (node, holder) lock if that holder still holds it (the holders are
-    /// dead conductors); returns the nodes whose lock was broken.
+    /// dead conductors); returns the nodes whose lock was broken. One statement per
+    /// holder and 500 nodes.
     pub async fn break_reservations(&self, locks: &[(String, String)]) -> Result<Vec<String>> {
-        let mut broken = vec![];
+        let mut by_holder: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
         for (uuid, holder) in locks {
-            let r = sqlx::query(
-                "UPDATE nodes SET reservation = NULL WHERE uuid = $1 AND reservation = $2",
-            )
-            .bind(uuid)
-            .bind(holder)
-            .execute(&self.pool)
-            .await?;
-            if r.rows_affected() == 1 {
-                broken.push(uuid.clone());
+            by_holder.entry(holder).or_default().push(uuid);
+        }
+        let mut broken = vec![];
+        for (holder, uuids) in by_holder {
+            for chunk in uuids.chunks(CHUNK) {
+                let sql = format!(
+                    "UPDATE nodes SET reservation = NULL WHERE reservation = $1 \
+                     AND uuid IN ({}) RETURNING uuid",
+                    placeholders(2, chunk.len())
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(holder);
+                for u in chunk {
+                    q = q.bind(*u);
+                }
+                for r in q.fetch_all(&self.pool).await? {
+                    broken.push(r.try_get("uuid")?);
+                }
             }
         }
         Ok(broken)
     }
 
-    /// Sets the `conductor` column of an unlocked node (the conductor whose disk holds
-    /// its boot files, or that handles it); false when the node is locked or gone.
-    pub async fn set_node_conductor(&self, uuid: &str, host: &str) -> Result<bool> {
-        let r =
-            sqlx::query("UPDATE nodes SET conductor = $1 WHERE uuid = $2 AND reservation IS NULL")
-                .bind(host)
-                .bind(uuid)
-                .execute(&self.pool)
-                .await?;
-        Ok(r.rows_affected() == 1)
+    /// Sets the `conductor` column of the unlocked nodes among `uuids` (the conductor
+    /// whose disk holds their boot files, or that handles them); locked ones are left.
+    pub async fn set_nodes_conductor(&self, uuids: &[String], host: &str) -> Result<u64> {
+        let mut n = 0;
+        for chunk in uuids.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE nodes SET conductor = $1 WHERE reservation IS NULL AND uuid IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(host);
+            for u in chunk {
+                q = q.bind(u);
+            }
+            n += q.execute(&self.pool).await?.rows_affected();
+        }
+        Ok(n)
     }
+}
+
+/// Nodes per batched statement.
+const CHUNK: usize = 500;
+
+/// `$first, $first+1, …` (`n` of them).
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What a takeover pass reads of a node: enough to find its owner and whether to act.
@@ -250,18 +276,29 @@ pub struct NodeKey {
     pub reservation: Option<String>,
     pub conductor: Option<String>,
     pub provision_state: String,
+    pub boot_interface: String,
 }
 
 impl Db {
-    /// The nodes a takeover pass of conductor `me` may act on: locked ones, ones another
-    /// conductor handled last, and ones in the `working` states.
-    pub async fn takeover_keys(&self, me: &str, working: &[&str]) -> Result<Vec<NodeKey>> {
-        let states: Vec<String> = (0..working.len()).map(|i| format!("${}", i + 2)).collect();
+    /// The nodes a takeover pass of conductor `me` may act on: locked ones and ones in
+    /// the `working` states; with `all`, also those another conductor handled last.
+    pub async fn takeover_keys(
+        &self,
+        me: &str,
+        working: &[&str],
+        all: bool,
+    ) -> Result<Vec<NodeKey>> {
+        let others = if all {
+            "OR conductor IS NULL OR conductor <> $1"
+        } else {
+            // $1 is bound either way; this keeps the placeholders numbered alike.
+            "OR conductor = $1 AND 1 = 0"
+        };
         let sql = format!(
-            "SELECT uuid, driver, extended, reservation, conductor, provision_state FROM nodes \
-             WHERE reservation IS NOT NULL OR conductor IS NULL OR conductor <> $1 \
+            "SELECT uuid, driver, extended, reservation, conductor, provision_state, \
+             boot_interface FROM nodes WHERE reservation IS NOT NULL {others} \
              OR provision_state IN ({})",
-            states.join(", ")
+            placeholders(2, working.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(me);
         for s in working {
@@ -278,6 +315,7 @@ impl Db {
                 reservation: r.try_get("reservation")?,
                 conductor: r.try_get("conductor")?,
                 provision_state: r.try_get("provision_state")?,
+                boot_interface: r.try_get("boot_interface")?,
             });
         }
         Ok(out)
@@ -350,4 +388,55 @@ pub(crate) fn unique(e: sqlx::Error, what: &'static str) -> DbError {
         }
     }
     DbError::Query(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn takeover_statements_work_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        let mut uuids = vec![];
+        for (i, holder) in ["dead", "dead", "alive"].iter().enumerate() {
+            let mut n = crate::api::nodes::blank_node();
+            n.driver = "fake-hardware".into();
+            n.name = Some(format!("n{i}"));
+            n.conductor = Some("old".into());
+            let n = db.insert_node(&n).await.unwrap();
+            assert!(db.reserve(&n.uuid, holder).await.unwrap());
+            uuids.push(n.uuid);
+        }
+        let keys = db.takeover_keys("me", &["deploying"], false).await.unwrap();
+        assert_eq!(keys.len(), 3, "locked nodes are always read");
+        let locks: Vec<(String, String)> = keys
+            .iter()
+            .map(|k| (k.uuid.clone(), k.reservation.clone().unwrap()))
+            .filter(|(_, h)| h == "dead")
+            .collect();
+        let mut broken = db.break_reservations(&locks).await.unwrap();
+        broken.sort();
+        let mut want = uuids[..2].to_vec();
+        want.sort();
+        assert_eq!(broken, want);
+        assert!(db.break_reservations(&locks).await.unwrap().is_empty());
+        assert_eq!(db.set_nodes_conductor(&uuids, "me").await.unwrap(), 2);
+        let still = db.get_node(&uuids[2]).await.unwrap().unwrap();
+        assert_eq!(
+            still.conductor.as_deref(),
+            Some("old"),
+            "locked: left alone"
+        );
+        assert_eq!(
+            db.takeover_keys("me", &["deploying"], true)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "the locked node; the others are this conductor's, unlocked, not working"
+        );
+    }
 }

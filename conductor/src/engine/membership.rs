@@ -105,10 +105,42 @@ impl Snapshot {
     }
 }
 
+/// A takeover pass looks at every node another conductor handled last at least once in
+/// this many passes, and whenever membership changed.
+pub const FULL_SCAN_EVERY: u32 = 6;
+
+/// (hostname, group) of each live conductor, sorted: what a full scan saw.
+type LiveSet = Vec<(String, String)>;
+
 /// The cached snapshot.
 #[derive(Default)]
 pub struct Membership {
     cached: Mutex<Option<(Instant, Arc<Snapshot>)>>,
+    /// The live set the last full takeover scan saw, and the passes since.
+    scanned: Mutex<Option<(LiveSet, u32)>>,
+}
+
+impl Membership {
+    /// Whether this takeover pass must look at every node (see [`FULL_SCAN_EVERY`]).
+    pub fn full_scan_due(&self, snap: &Snapshot) -> bool {
+        let mut live: LiveSet = snap
+            .live
+            .values()
+            .map(|c| (c.hostname.clone(), c.conductor_group.clone()))
+            .collect();
+        live.sort();
+        let mut scanned = self.scanned.lock().unwrap_or_else(|e| e.into_inner());
+        match scanned.as_mut() {
+            Some((seen, passes)) if *seen == live && *passes + 1 < FULL_SCAN_EVERY => {
+                *passes += 1;
+                false
+            }
+            _ => {
+                *scanned = Some((live, 0));
+                true
+            }
+        }
+    }
 }
 
 impl Conductor {
@@ -215,6 +247,23 @@ mod tests {
         assert!(!s.is_alive("stale") && !s.is_alive("stopped") && !s.is_alive("unknown"));
         assert!(s.is_dead("stale") && s.is_dead("stopped"));
         assert!(!s.is_dead("unknown") && !s.is_dead("me") && !s.is_dead("fresh"));
+    }
+
+    #[test]
+    fn a_full_scan_follows_membership_changes_and_every_few_passes() {
+        let me = row("me", "", 0, true);
+        let one = Snapshot::new(&me, vec![], Duration::from_secs(60), 5);
+        let two = Snapshot::new(&me, vec![row("b", "", 0, true)], Duration::from_secs(60), 5);
+        let m = Membership::default();
+        assert!(m.full_scan_due(&one), "the first pass");
+        for _ in 1..FULL_SCAN_EVERY {
+            assert!(!m.full_scan_due(&one));
+        }
+        assert!(m.full_scan_due(&one), "every FULL_SCAN_EVERY passes");
+        assert!(!m.full_scan_due(&one));
+        assert!(m.full_scan_due(&two), "a conductor came");
+        assert!(!m.full_scan_due(&two));
+        assert!(m.full_scan_due(&one), "a conductor went");
     }
 
     #[test]

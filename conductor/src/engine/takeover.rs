@@ -163,6 +163,27 @@ pub fn boot_config(node: &Node, d: &NodeDrivers) -> Option<BootConfig> {
     }
 }
 
+/// Whether a node in this state with this boot interface may need its boot configuration
+/// rebuilt ([`boot_config`] decides, with the node's drivers); false for most nodes (all
+/// but the ones booting or running the agent, or booting their disk through iPXE).
+fn may_need_boot_config(k: &NodeKey) -> bool {
+    use State::*;
+    let Some(state) = crate::state::ALL_STATES
+        .iter()
+        .find(|s| s.as_str() == k.provision_state)
+    else {
+        return false;
+    };
+    match state {
+        Active | Servicing | ServiceWait | ServiceHold | ServiceFailed => {
+            k.boot_interface == "ipxe"
+        }
+        Inspecting | InspectWait | Cleaning | CleanWait | CleanHold | Deploying | WaitCallBack
+        | DeployHold => true,
+        _ => false,
+    }
+}
+
 /// What one takeover pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Taken {
@@ -183,7 +204,11 @@ impl Conductor {
             .filter(|s| s.is_working())
             .map(|s| s.as_str())
             .collect();
-        let keys = self.db.takeover_keys(&me, &working).await?;
+        // Nodes another conductor handled last matter when membership changed; they are
+        // also looked at every FULL_SCAN_EVERY passes (a conductor that restarted within
+        // --dead-after, or new nodes). Locked and working nodes are looked at every time.
+        let all = self.membership.full_scan_due(&snap);
+        let keys = self.db.takeover_keys(&me, &working, all).await?;
         let mine: Vec<NodeKey> = keys
             .into_iter()
             .filter(|k| {
@@ -206,6 +231,7 @@ impl Conductor {
             broken: broken.len(),
             adopted: 0,
         };
+        let mut relabel = vec![];
         for k in mine {
             let unlocked = k.reservation.is_none() || broken.contains(&k.uuid);
             let state_working = working.contains(&k.provision_state.as_str());
@@ -218,9 +244,11 @@ impl Conductor {
                 .clone()
                 .or(k.conductor.clone())
                 .unwrap_or_else(|| "(unknown)".into());
-            if !state_working && self.boot_config_of(&k.uuid).await?.is_none() {
-                // Nothing to rebuild: only the `conductor` column moves.
-                self.db.set_node_conductor(&k.uuid, &me).await?;
+            if !state_working
+                && (!may_need_boot_config(&k) || self.boot_config_of(&k.uuid).await?.is_none())
+            {
+                // Nothing to rebuild: only the `conductor` column moves (in one batch).
+                relabel.push(k.uuid);
                 continue;
             }
             let Ok(node) = self.lock_uuid(&k.uuid).await else {
@@ -231,6 +259,7 @@ impl Conductor {
                 me.adopt(node, prev).await
             });
         }
+        self.db.set_nodes_conductor(&relabel, &me).await?;
         Ok(taken)
     }
 
@@ -247,7 +276,7 @@ impl Conductor {
             .map(|s| s.as_str())
             .collect();
         let mut taken = Taken::default();
-        for k in self.db.takeover_keys(&me, &working).await? {
+        for k in self.db.takeover_keys(&me, &working, false).await? {
             if k.reservation.as_deref() != Some(me.as_str()) {
                 continue;
             }
