@@ -6,6 +6,7 @@
 //! the node fails with a `last_error` naming the takeover when it is not. Waiting nodes
 //! keep waiting: their agent's heartbeats reach the new owner.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -184,6 +185,15 @@ fn may_need_boot_config(k: &NodeKey) -> bool {
     }
 }
 
+/// The names of the states in which a conductor works on a node (holding its lock).
+fn working_states() -> Vec<&'static str> {
+    crate::state::ALL_STATES
+        .iter()
+        .filter(|s| s.is_working())
+        .map(|s| s.as_str())
+        .collect()
+}
+
 /// What one takeover pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Taken {
@@ -199,11 +209,7 @@ impl Conductor {
     pub async fn take_over(self: &Arc<Self>) -> EResult<Taken> {
         let snap = self.members(false).await?;
         let me = self.cfg.host.clone();
-        let working: Vec<&str> = crate::state::ALL_STATES
-            .iter()
-            .filter(|s| s.is_working())
-            .map(|s| s.as_str())
-            .collect();
+        let working = working_states();
         // Nodes another conductor handled last matter when membership changed; they are
         // also looked at every FULL_SCAN_EVERY passes (a conductor that restarted within
         // --dead-after, or new nodes). Locked and working nodes are looked at every time.
@@ -223,7 +229,12 @@ impl Conductor {
                 (h != &me && snap.is_dead(h)).then(|| (k.uuid.clone(), h.clone()))
             })
             .collect();
-        let broken = self.db.break_reservations(&locks).await?;
+        let broken: HashSet<String> = self
+            .db
+            .break_reservations(&locks)
+            .await?
+            .into_iter()
+            .collect();
         for (uuid, holder) in locks.iter().filter(|(u, _)| broken.contains(u)) {
             tracing::warn!(node = %uuid, dead = %holder, "broke the lock of a dead conductor");
         }
@@ -270,11 +281,7 @@ impl Conductor {
     pub(crate) async fn take_back(self: &Arc<Self>) -> EResult<Taken> {
         let snap = self.members(false).await?;
         let me = self.cfg.host.clone();
-        let working: Vec<&str> = crate::state::ALL_STATES
-            .iter()
-            .filter(|s| s.is_working())
-            .map(|s| s.as_str())
-            .collect();
+        let working = working_states();
         let mut taken = Taken::default();
         for k in self.db.takeover_keys(&me, &working, false).await? {
             if k.reservation.as_deref() != Some(me.as_str()) {
