@@ -1,7 +1,8 @@
 //! Several conductors on one PostgreSQL: requests sent to one conductor are executed by
 //! each node's owner (the hash ring), and when one conductor is killed (SIGKILL) in the
 //! middle of deploys, the others break its locks and resume its nodes within
-//! `--dead-after` + 15 s: nodes caught mid-step end active, waiting nodes keep waiting.
+//! `--dead-after` + 15 s: nodes caught in a repeatable step end active, one caught in a
+//! step that may not run twice fails naming the takeover, waiting nodes keep waiting.
 
 mod common;
 
@@ -114,9 +115,12 @@ struct Cluster {
     apis: BTreeMap<&'static str, Api>,
     /// The nodes mid-step, by the conductor that holds their lock.
     by_holder: BTreeMap<String, HashSet<String>>,
+    /// With `fragile`: who holds the node `fragile`, caught in `deploy.tear_down_agent`
+    /// (a user deploy step here, run before deploy.deploy), which may not run twice.
+    fragile: Option<String>,
 }
 
-async fn cluster(n: usize, dead_after: f64) -> Cluster {
+async fn cluster(n: usize, dead_after: f64, fragile: bool) -> Cluster {
     let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut procs = BTreeMap::new();
@@ -136,8 +140,17 @@ async fn cluster(n: usize, dead_after: f64) -> Cluster {
     let body = json!({"driver": "fake-hardware", "name": "waiting",
                       "instance_info": {"image_source": "http://127.0.0.1:9/image.raw"}});
     assert_eq!(api.call("POST", "/v1/nodes", Some(body)).await.0, 201);
-    let all: Vec<String> = (0..n)
+    if fragile {
+        let body = json!({"driver": "fake-hardware", "name": "fragile"});
+        assert_eq!(api.call("POST", "/v1/nodes", Some(body)).await.0, 201);
+    }
+    let slow: Vec<String> = (0..n)
         .map(|i| format!("n{i}"))
+        .chain(fragile.then(|| "fragile".to_string()))
+        .collect();
+    let all: Vec<String> = slow
+        .iter()
+        .cloned()
         .chain(["waiting".to_string()])
         .collect();
     for name in &all {
@@ -156,7 +169,7 @@ async fn cluster(n: usize, dead_after: f64) -> Cluster {
     for name in &all {
         api.wait_state(name, "available").await;
     }
-    for name in &all[..n] {
+    for name in &slow {
         patch(
             &api,
             name,
@@ -171,15 +184,34 @@ async fn cluster(n: usize, dead_after: f64) -> Cluster {
     )
     .await;
     for name in &all {
-        let (s, v) = api.provision(name, json!({"target": "active"})).await;
+        let mut body = json!({"target": "active"});
+        if name == "fragile" {
+            body["deploy_steps"] =
+                json!([{"interface": "deploy", "step": "tear_down_agent", "priority": 200}]);
+        }
+        let (s, v) = api
+            .call_v(
+                "1.69",
+                "PUT",
+                &format!("/v1/nodes/{name}/states/provision"),
+                Some(body),
+            )
+            .await;
         assert_eq!(s, 202, "{name}: {v}");
     }
 
     // Each owner runs its own nodes' work: all three hold locks, and the waiting node waits.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let by_holder = loop {
+    let (by_holder, fragile) = loop {
         let mut by_holder: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+        let mut fragile_holder = None;
         for node in nodes(&api).await {
+            if node["name"] == "fragile" {
+                if node["deploy_step"]["step"] == "tear_down_agent" {
+                    fragile_holder = node["reservation"].as_str().map(String::from);
+                }
+                continue;
+            }
             if node["provision_state"] == "deploying" && node["deploy_step"]["step"] == "deploy" {
                 if let Some(h) = node["reservation"].as_str() {
                     by_holder
@@ -189,8 +221,10 @@ async fn cluster(n: usize, dead_after: f64) -> Cluster {
                 }
             }
         }
-        if by_holder.values().map(HashSet::len).sum::<usize>() == n {
-            break by_holder;
+        if by_holder.values().map(HashSet::len).sum::<usize>() == n
+            && fragile_holder.is_some() == fragile
+        {
+            break (by_holder, fragile_holder);
         }
         assert!(
             Instant::now() < deadline,
@@ -205,6 +239,7 @@ async fn cluster(n: usize, dead_after: f64) -> Cluster {
         procs,
         apis,
         by_holder,
+        fragile,
     }
 }
 
@@ -217,7 +252,8 @@ async fn killed_conductor_nodes_are_taken_over_and_resumed() {
         mut procs,
         apis,
         by_holder,
-    } = cluster(N, DEAD_AFTER).await;
+        fragile,
+    } = cluster(N, DEAD_AFTER, true).await;
     let all: Vec<String> = (0..N).map(|i| format!("n{i}")).collect();
     // All requests went to c1; the ring spread the nodes (a conductor without any of 24
     // has odds of 3 × (2/3)^24 ≈ 2e-4) and each owner runs its own.
@@ -227,12 +263,8 @@ async fn killed_conductor_nodes_are_taken_over_and_resumed() {
         "{by_holder:?}"
     );
 
-    // Kill the conductor holding the most nodes.
-    let victim = by_holder
-        .iter()
-        .max_by_key(|(_, v)| v.len())
-        .map(|(h, _)| h.clone())
-        .unwrap();
+    // Kill the conductor running `fragile`'s non-repeatable step (and its share of the rest).
+    let victim = fragile.unwrap();
     let victims = by_holder[&victim].clone();
     let survivor = apis
         .iter()
@@ -271,6 +303,15 @@ async fn killed_conductor_nodes_are_taken_over_and_resumed() {
         assert!(node["last_error"].is_null(), "{n}: {}", node["last_error"]);
         assert_ne!(node["conductor"], json!(victim), "{n}");
     }
+    // The step that may not run twice was not: the node failed, saying why.
+    let f = survivor.wait_state("fragile", "deploy failed").await;
+    let err = f["last_error"].as_str().unwrap();
+    assert!(
+        err.starts_with(&format!(
+            "Takeover: conductor {victim} stopped while deploy step deploy.tear_down_agent"
+        )),
+        "{err}"
+    );
     let w = survivor.node("waiting").await;
     assert_eq!(w["provision_state"], "wait call-back", "{w}");
     assert!(w["reservation"].is_null(), "{w}");
@@ -328,7 +369,8 @@ async fn restarted_conductor_takes_its_nodes_back() {
         mut procs,
         apis,
         by_holder,
-    } = cluster(N, SLOW_DEATH).await;
+        ..
+    } = cluster(N, SLOW_DEATH, false).await;
     let victim = by_holder
         .iter()
         .max_by_key(|(_, v)| v.len())
