@@ -303,6 +303,26 @@ async fn killed_conductor_nodes_are_taken_over_and_resumed() {
         assert!(node["last_error"].is_null(), "{n}: {}", node["last_error"]);
         assert_ne!(node["conductor"], json!(victim), "{n}");
     }
+    // The node's history says who took it over.
+    let one = victims.iter().next().unwrap();
+    let (s, h) = survivor
+        .call_v(
+            "1.78",
+            "GET",
+            &format!("/v1/nodes/{one}/history?detail=true"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{h}");
+    let took = format!("took the node over from {victim}");
+    assert!(
+        h["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"].as_str().is_some_and(|t| t.contains(&took))),
+        "{h}"
+    );
     // The step that may not run twice was not: the node failed, saying why.
     let f = survivor.wait_state("fragile", "deploy failed").await;
     let err = f["last_error"].as_str().unwrap();

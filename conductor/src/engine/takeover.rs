@@ -313,6 +313,15 @@ impl Conductor {
         Ok(taken)
     }
 
+    /// Records a takeover in the node's history (a failure to record is only logged).
+    async fn note(&self, node: &Node, event: &str) {
+        let kind = super::history::event_type(node.provision_state);
+        let r = super::history::record(self, node, super::history::Severity::Info, kind, event);
+        if let Err(e) = r.await {
+            tracing::error!(node = %node.uuid, error = %e, "cannot record the takeover in the node's history");
+        }
+    }
+
     async fn lock_uuid(&self, uuid: &str) -> EResult<Node> {
         let node = self.node(uuid).await?;
         self.lock(&node).await
@@ -370,6 +379,13 @@ impl Conductor {
                                "took the node over");
             }
             self.db.save_node(&node).await?;
+            if !working {
+                let event = format!(
+                    "Conductor {me} took the node over from {prev} in \"{}\"",
+                    node.provision_state
+                );
+                self.note(&node, &event).await;
+            }
         }
         if !working {
             return Ok(());
@@ -378,6 +394,12 @@ impl Conductor {
             Resume::Rerun => {
                 tracing::warn!(node = %node.uuid, state = %node.provision_state,
                                "resuming work interrupted on conductor {prev}");
+                let event = format!(
+                    "Conductor {me} took the node over from {prev} in \"{}\" and resumes \
+                     its work from the step that was running",
+                    node.provision_state
+                );
+                self.note(&node, &event).await;
                 self.drive(&node.uuid).await
             }
             Resume::Fail(msg) => {
