@@ -7,8 +7,9 @@
 //! header grants nothing: the owner checks authentication and agent tokens itself, and a
 //! request executed on a conductor that is not the owner is still correct (node locks in
 //! the database serialise all work); ownership only keeps work, and boot files, in one
-//! place. When the owner cannot be reached (it may be dead and not yet timed out) the
-//! request is executed here.
+//! place. When the owner cannot be reached, the membership is read again and a new owner
+//! tried once; failing that (the owner may be dead and not yet timed out) the request is
+//! executed here.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -101,7 +102,7 @@ pub async fn forward(State(state): State<Shared>, req: Request, next: Next) -> R
     let Some(target) = target(req.method(), req.uri().path(), req.uri().query()) else {
         return next.run(req).await;
     };
-    let owner = match state.engine.owner_url(&target).await {
+    let owner = match state.engine.owner_url(&target, false).await {
         Ok(Some(url)) => url,
         Ok(None) => return next.run(req).await,
         Err(e) => {
@@ -126,6 +127,34 @@ pub async fn forward(State(state): State<Shared>, req: Request, next: Next) -> R
             .into_response()
         }
     };
+    let mut owner = owner;
+    for attempt in 0..2 {
+        match send(&state, &owner, &parts, bytes.clone()).await {
+            Ok(resp) => return resp,
+            Err(e) => {
+                tracing::warn!(owner = %owner, path = %parts.uri.path(),
+                               error = %crate::error_chain(&e), "the node's owner cannot be reached");
+            }
+        }
+        // The cached membership may be a second old: read it again, and try the owner it
+        // names if that is another conductor.
+        match state.engine.owner_url(&target, true).await {
+            Ok(Some(next)) if next != owner && attempt == 0 => owner = next,
+            _ => break,
+        }
+    }
+    tracing::warn!(path = %parts.uri.path(), "running the request here");
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// Sends the request to `owner` and turns its answer into ours.
+async fn send(
+    state: &Shared,
+    owner: &str,
+    parts: &axum::http::request::Parts,
+    body: axum::body::Bytes,
+) -> Result<Response, reqwest::Error> {
     let path_q = parts
         .uri
         .path_and_query()
@@ -137,30 +166,21 @@ pub async fn forward(State(state): State<Shared>, req: Request, next: Next) -> R
             rb = rb.header(name, value);
         }
     }
-    rb = rb
+    let resp = rb
         .header(FORWARDED_BY, state.engine.cfg.host.as_str())
-        .body(bytes.clone());
-    match rb.send().await {
-        Ok(resp) => {
-            let mut out = Response::builder().status(resp.status());
-            for (name, value) in resp.headers() {
-                if !hop_by_hop(name) {
-                    out = out.header(name, value);
-                }
-            }
-            out = out.header(FORWARDED_TO, owner.as_str());
-            out.body(Body::from_stream(resp.bytes_stream()))
-                .unwrap_or_else(|e| {
-                    ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()).into_response()
-                })
-        }
-        Err(e) => {
-            tracing::warn!(owner = %owner, path = %parts.uri.path(), error = %crate::error_chain(&e),
-                           "the node's owner cannot be reached; running the request here");
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+        .body(body)
+        .send()
+        .await?;
+    let mut out = Response::builder().status(resp.status());
+    for (name, value) in resp.headers() {
+        if !hop_by_hop(name) {
+            out = out.header(name, value);
         }
     }
+    out = out.header(FORWARDED_TO, owner);
+    Ok(out
+        .body(Body::from_stream(resp.bytes_stream()))
+        .unwrap_or_else(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()).into_response()))
 }
 
 #[cfg(test)]

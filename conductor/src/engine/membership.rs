@@ -191,9 +191,14 @@ impl Conductor {
     /// Where to forward a request for `target`: the owner's URL, or `None` when this
     /// conductor owns the node, the node is unknown, or its owner has no URL. Alone in
     /// the cluster, a conductor reads nothing.
-    pub async fn owner_url(&self, target: &crate::api::forward::Target) -> EResult<Option<String>> {
+    /// `fresh`: read the membership again instead of the cached snapshot.
+    pub async fn owner_url(
+        &self,
+        target: &crate::api::forward::Target,
+        fresh: bool,
+    ) -> EResult<Option<String>> {
         use crate::api::forward::Target;
-        let members = self.members(false).await?;
+        let members = self.members(fresh).await?;
         if members.live.len() == 1 {
             return Ok(None);
         }
