@@ -120,6 +120,25 @@ pub struct ConductorConfig {
     /// otherwise [default: false].
     #[arg(long, value_name = "BOOL")]
     pub allow_md5_checksum: Option<bool>,
+    /// This conductor's group: it handles only nodes whose conductor_group is the same
+    /// (Ironic's [conductor]conductor_group) [default: "", the nodes without a group].
+    #[arg(long, value_name = "GROUP")]
+    pub conductor_group: Option<String>,
+    /// The URL the other conductors forward requests for this conductor's nodes to
+    /// [default: http(s)://LISTEN, or --boot-url when listening on 0.0.0.0 or ::].
+    #[arg(long, value_name = "URL")]
+    pub internal_url: Option<String>,
+    /// Seconds between this conductor's heartbeats in the conductors table [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub heartbeat_interval: Option<f64>,
+    /// Seconds without a heartbeat after which a conductor is dead and the others take its
+    /// nodes over [default: 60].
+    #[arg(long, value_name = "SECONDS")]
+    pub dead_after: Option<f64>,
+    /// 2^N points per conductor on the hash ring (Ironic's hash_partition_exponent, whose
+    /// default is 5) [default: 7].
+    #[arg(long, value_name = "N")]
+    pub hash_partition_exponent: Option<u32>,
 }
 
 impl ConductorConfig {
@@ -167,7 +186,12 @@ impl ConductorConfig {
             tls_cert,
             tls_key,
             require_tls,
-            allow_md5_checksum
+            allow_md5_checksum,
+            conductor_group,
+            internal_url,
+            heartbeat_interval,
+            dead_after,
+            hash_partition_exponent
         ))
     }
 
@@ -203,6 +227,32 @@ impl ConductorConfig {
             erase_devices_priority: self.erase_devices_priority.map(i32::from),
             require_tls: self.require_tls.unwrap_or(d.require_tls),
             allow_md5_checksum: self.allow_md5_checksum.unwrap_or(d.allow_md5_checksum),
+            conductor_group: self
+                .conductor_group
+                .clone()
+                .unwrap_or_default()
+                .to_ascii_lowercase(),
+            api_url: self.internal_url.clone(),
+            heartbeat_interval: secs(self.heartbeat_interval, d.heartbeat_interval),
+            dead_after: secs(self.dead_after, d.dead_after),
+            hash_partition_exponent: self
+                .hash_partition_exponent
+                .unwrap_or(d.hash_partition_exponent),
+        }
+    }
+
+    /// `--internal-url`, or the address this conductor serves on.
+    fn internal_url(&self, local: SocketAddr, https: bool) -> String {
+        if let Some(u) = &self.internal_url {
+            return u.trim_end_matches('/').to_string();
+        }
+        let scheme = if https { "https" } else { "http" };
+        match &self.boot_url {
+            Some(b) if local.ip().is_unspecified() => b.trim_end_matches('/').to_string(),
+            _ if local.ip().is_unspecified() => {
+                format!("{scheme}://{}:{}", hostname(), local.port())
+            }
+            _ => format!("{scheme}://{local}"),
         }
     }
 
@@ -349,20 +399,43 @@ pub async fn run(
     let tls = cfg.tls_config(local)?;
     let url = cfg.database_url()?;
     let db = Db::open(&url).await.context("opening the database")?;
-    let engine_cfg = cfg.engine();
+    let mut engine_cfg = cfg.engine();
+    if engine_cfg.heartbeat_interval.is_zero()
+        || engine_cfg.dead_after <= engine_cfg.heartbeat_interval
+    {
+        bail!(
+            "--dead-after ({:?}) must be longer than --heartbeat-interval ({:?}), which must \
+             not be 0: a live conductor would be taken for dead",
+            engine_cfg.dead_after,
+            engine_cfg.heartbeat_interval
+        );
+    }
+    let group = &engine_cfg.conductor_group;
+    if group.len() > 255
+        || !group
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        bail!("--conductor-group {group:?}: use letters, digits, '.', '_' and '-' (as a node's conductor_group)");
+    }
+    if engine_cfg.hash_partition_exponent > 16 {
+        bail!("--hash-partition-exponent must be at most 16");
+    }
+    engine_cfg.api_url = Some(cfg.internal_url(local, tls.is_some()));
     let ipxe = Arc::new(cfg.ipxe(local, tls.is_some())?);
     let conductor =
         Conductor::new(db.clone(), engine_cfg, Some(ipxe)).context("creating the agent client")?;
-    let failed = conductor
+    let taken = conductor
         .recover()
         .await
-        .context("recovering after restart")?;
-    if failed > 0 {
-        tracing::warn!(failed, "nodes interrupted by the last shutdown were failed");
+        .context("registering the conductor and taking its nodes")?;
+    if taken.adopted > 0 || taken.broken > 0 {
+        tracing::warn!(
+            broken = taken.broken,
+            adopted = taken.adopted,
+            "took nodes over at start"
+        );
     }
-    db.register_conductor(&conductor.cfg.host, &conductor.drivers.names())
-        .await
-        .context("registering the conductor")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let tftp = match cfg.tftp_listen {
         Some(addr) => {

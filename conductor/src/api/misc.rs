@@ -253,20 +253,23 @@ fn select(doc: Value, fields: &Option<Vec<String>>) -> Value {
 }
 
 async fn conductor_docs(state: &Shared, base: &str) -> ApiResult<Vec<Value>> {
+    let members = state.engine.members(true).await?;
     Ok(state
         .engine
         .db
         .conductors()
         .await?
         .into_iter()
-        .map(|(hostname, drivers, alive, created, updated)| {
+        .map(|c| {
+            let hostname = c.hostname;
             json!({
                 "hostname": hostname,
-                "conductor_group": "",
-                "alive": alive,
-                "drivers": drivers,
-                "created_at": created,
-                "updated_at": updated,
+                "conductor_group": c.conductor_group,
+                // Alive: a heartbeat younger than --dead-after (as this conductor sees it).
+                "alive": members.is_alive(&hostname),
+                "drivers": c.drivers,
+                "created_at": c.created_at,
+                "updated_at": c.updated_at,
                 "links": [{"href": format!("{base}/v1/conductors/{hostname}"), "rel": "self"},
                           {"href": format!("{base}/conductors/{hostname}"), "rel": "bookmark"}],
             })

@@ -5,6 +5,7 @@ mod agent;
 mod allocations;
 mod auth;
 mod boot;
+pub mod forward;
 mod history;
 mod misc;
 mod node_extras;
@@ -381,6 +382,10 @@ pub fn router(state: Shared) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(versioning))
         .route("/boot/{*rel}", get(boot::file))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            forward::forward,
+        ))
         .with_state(state);
     // Ironic answers `/v1/nodes/` like `/v1/nodes` (and `GET /v1` links to the slashed
     // forms): trailing slashes are dropped before routing.

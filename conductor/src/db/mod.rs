@@ -1,11 +1,13 @@
 //! Storage on sqlx: SQLite (one file, the default) or PostgreSQL, with migrations. One
 //! query text serves both backends (`$N` placeholders, TEXT JSON, BIGINT booleans).
 
+mod conductors;
 mod heartbeat;
 mod nodes;
 mod ports;
 mod resources;
 
+pub use conductors::{ConductorRow, NodeKey};
 pub use heartbeat::HeartbeatView;
 pub use nodes::NodeFilter;
 pub use ports::PortFilter;
@@ -142,54 +144,6 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-
-    /// Records this conductor as alive with its drivers.
-    pub async fn register_conductor(&self, hostname: &str, drivers: &[&str]) -> Result<()> {
-        let now = crate::model::now();
-        let drivers = serde_json::to_string(drivers).unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO conductors (hostname, drivers, alive, created_at, updated_at) \
-             VALUES ($1, $2, 1, $3, $3) ON CONFLICT (hostname) DO UPDATE SET \
-             drivers = $2, alive = 1, updated_at = $3",
-        )
-        .bind(hostname)
-        .bind(drivers)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn unregister_conductor(&self, hostname: &str) -> Result<()> {
-        sqlx::query("UPDATE conductors SET alive = 0 WHERE hostname = $1")
-            .bind(hostname)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// (hostname, drivers, alive, created_at, updated_at) of every conductor.
-    pub async fn conductors(
-        &self,
-    ) -> Result<Vec<(String, Vec<String>, bool, String, Option<String>)>> {
-        let rows = sqlx::query(
-            "SELECT hostname, drivers, alive, created_at, updated_at FROM conductors ORDER BY hostname",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = vec![];
-        for r in rows {
-            let drivers: String = r.try_get("drivers")?;
-            out.push((
-                r.try_get("hostname")?,
-                serde_json::from_str(&drivers).unwrap_or_default(),
-                r.try_get::<i64, _>("alive")? != 0,
-                r.try_get("created_at")?,
-                r.try_get("updated_at")?,
-            ));
-        }
-        Ok(out)
     }
 }
 

@@ -5,12 +5,15 @@
 mod agent_api;
 mod heartbeats;
 pub mod history;
+pub mod membership;
 mod periodic;
 mod plan;
 pub mod power_sync;
 mod progress;
+pub mod ring;
 mod rules;
 mod steps;
+pub mod takeover;
 mod work;
 
 pub use agent_api::{ContinueInspection, INSPECTION_TOKEN};
@@ -70,6 +73,16 @@ pub struct EngineConfig {
     pub require_tls: bool,
     /// Accept MD5 image checksums (Ironic's `[agent]allow_md5_checksum`, off by default).
     pub allow_md5_checksum: bool,
+    /// This conductor's group: the ring gives it only nodes of the same group.
+    pub conductor_group: String,
+    /// Where the other conductors forward requests for this conductor's nodes.
+    pub api_url: Option<String>,
+    /// How often this conductor writes its heartbeat into the `conductors` table.
+    pub heartbeat_interval: Duration,
+    /// A conductor whose heartbeat is older than this is dead: its nodes are taken over.
+    pub dead_after: Duration,
+    /// 2^this points per conductor on the hash ring.
+    pub hash_partition_exponent: u32,
 }
 
 /// Ports created from inspection data (Ironic's `[inspector]add_ports`).
@@ -106,6 +119,11 @@ impl Default for EngineConfig {
             erase_devices_priority: None,
             require_tls: false,
             allow_md5_checksum: false,
+            conductor_group: String::new(),
+            api_url: None,
+            heartbeat_interval: Duration::from_secs(10),
+            dead_after: Duration::from_secs(60),
+            hash_partition_exponent: ring::DEFAULT_PARTITION_EXPONENT,
         }
     }
 }
@@ -173,6 +191,8 @@ pub struct Conductor {
     pub boot_files: Option<ferrite_netboot::BootFiles>,
     /// Heartbeat times waiting to be written in a batch.
     pub heartbeats: HeartbeatBuffer,
+    /// The live conductors and the hash ring, cached.
+    pub membership: membership::Membership,
 }
 
 impl Conductor {
@@ -198,6 +218,7 @@ impl Conductor {
             tracker: TaskTracker::new(),
             boot_files,
             heartbeats: HeartbeatBuffer::default(),
+            membership: Default::default(),
         }))
     }
 

@@ -1,9 +1,9 @@
-//! Periodic work and restart recovery: wait-state timeouts fail nodes with `last_error`;
-//! at start, stale locks are cleared and nodes caught mid-step are failed.
+//! Periodic work and restart recovery: wait-state timeouts fail nodes with `last_error`,
+//! takeovers (takeover.rs) run, the conductor heartbeats; at start, stale locks are
+//! cleared and the conductor takes its nodes back. Each conductor does this only for the
+//! nodes the hash ring gives it.
 
 use std::sync::Arc;
-
-use serde_json::Value;
 
 use super::plan::Kind;
 use super::progress::{StepProgress, Waiting};
@@ -11,54 +11,21 @@ use super::{Conductor, EResult};
 use crate::model::{age_secs, Node};
 use crate::state::State;
 
-const WORKING: &[State] = &[
-    State::Verifying,
-    State::Inspecting,
-    State::Adopting,
-    State::Cleaning,
-    State::Deploying,
-    State::Deleting,
-];
-
 impl Conductor {
-    /// Run once at start, before serving: clears this host's stale locks and fails nodes
-    /// whose work was interrupted. Nodes in wait states keep waiting for their agent.
-    pub async fn recover(&self) -> EResult<usize> {
-        let cleared = self.db.clear_reservations(&self.cfg.host).await?;
-        if cleared > 0 {
-            tracing::warn!(cleared, "cleared stale reservations of this conductor");
-        }
-        let mut failed = 0;
-        for node in self.db.nodes_in_states(WORKING).await? {
-            if node.reservation.is_some() {
-                continue; // another conductor's work
-            }
-            let Ok(mut node) = self.lock(&node).await else {
-                continue;
-            };
-            let step = [&node.deploy_step, &node.clean_step]
-                .into_iter()
-                .find(|s| !s.is_empty())
-                .map(|s| {
-                    format!(
-                        " during step {}.{}",
-                        s.get("interface").and_then(Value::as_str).unwrap_or("?"),
-                        s.get("step").and_then(Value::as_str).unwrap_or("?")
-                    )
-                })
-                .unwrap_or_default();
-            let msg = format!(
-                "The conductor restarted while the node was in \"{}\"{step}; the operation was \
-                 interrupted and its outcome is unknown. Check the node and retry.",
-                node.provision_state
-            );
-            node.target_power_state = None;
-            let r = self.fail(&mut node, msg).await;
-            self.unlock(&node.uuid).await;
-            r?;
-            failed += 1;
-        }
-        Ok(failed)
+    /// Run once at start, before serving: registers the conductor and takes its nodes
+    /// back (takeover.rs): the locks a previous run of this conductor left are kept on the
+    /// nodes the ring gives it, which resume at once (waiting nodes keep waiting, nodes
+    /// caught mid-step run the step again or fail), and released on the others, for their
+    /// owners. Then a takeover pass as on every tick.
+    pub async fn recover(self: &Arc<Self>) -> EResult<super::takeover::Taken> {
+        self.db.register_conductor(&self.me()).await?;
+        self.members(true).await?;
+        let back = self.take_back().await?;
+        let more = self.take_over().await?;
+        Ok(super::takeover::Taken {
+            broken: back.broken + more.broken,
+            adopted: back.adopted + more.adopted,
+        })
     }
 
     /// Fails wait-state nodes whose agent went quiet or whose step ran too long.
@@ -67,8 +34,10 @@ impl Conductor {
         self.flush_heartbeats().await?;
         let mut failed = 0;
         let waits = [State::InspectWait, State::CleanWait, State::WaitCallBack];
+        let members = self.members(false).await?;
         for node in self.db.nodes_in_states(&waits).await? {
-            if node.reservation.is_some() {
+            // Only this conductor's nodes: their owners time the others.
+            if node.reservation.is_some() || !members.owns(&node) {
                 continue;
             }
             let Some(msg) = self.timed_out(&node) else {
@@ -127,9 +96,20 @@ impl Conductor {
         None
     }
 
-    /// The periodic loop: timeouts and the conductor's own liveness, until `shutdown`.
+    /// Writes this conductor's heartbeat (registering again if its row is gone).
+    async fn conductor_heartbeat(&self) -> EResult<()> {
+        if !self.db.conductor_heartbeat(&self.cfg.host).await? {
+            self.db.register_conductor(&self.me()).await?;
+        }
+        Ok(())
+    }
+
+    /// The periodic loop: timeouts, takeovers, power sync and the conductor's heartbeat,
+    /// until `shutdown`.
     pub async fn run_periodic(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.cfg.periodic_interval);
+        let mut beat = tokio::time::interval(self.cfg.heartbeat_interval);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut power = self.cfg.power_sync_interval.map(|every| {
             // The first pass after one interval, not at start-up: no burst of BMC reads
             // (and node locks) while clients enrol and change nodes right after a start.
@@ -141,6 +121,12 @@ impl Conductor {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = beat.tick() => {
+                    if let Err(e) = self.conductor_heartbeat().await {
+                        tracing::error!(error = %crate::error_chain(&e), "conductor heartbeat failed");
+                    }
+                    continue;
+                }
                 _ = async { power.as_mut().expect("guarded").tick().await }, if power.is_some() => {
                     // One pass at a time: a slow pass over many BMCs must not pile up.
                     if power_pass.as_ref().is_none_or(|p| p.is_finished()) {
@@ -161,12 +147,15 @@ impl Conductor {
                     return;
                 }
             }
+            match self.take_over().await {
+                Ok(t) if t.broken > 0 || t.adopted > 0 => {
+                    tracing::warn!(broken = t.broken, adopted = t.adopted, "took nodes over");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %crate::error_chain(&e), "takeover failed"),
+            }
             if let Err(e) = self.check_timeouts().await {
                 tracing::error!(error = %crate::error_chain(&e), "timeout check failed");
-            }
-            let names = self.drivers.names();
-            if let Err(e) = self.db.register_conductor(&self.cfg.host, &names).await {
-                tracing::error!(error = %crate::error_chain(&e), "conductor heartbeat failed");
             }
         }
     }

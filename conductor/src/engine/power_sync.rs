@@ -41,11 +41,13 @@ impl Conductor {
     /// One pass over every node; returns how many changed power state.
     pub async fn sync_power_states(self: &Arc<Self>) -> EResult<usize> {
         let nodes = self.db.list_nodes(&NodeFilter::default()).await?;
+        let members = self.members(false).await?;
         let gate = Arc::new(Semaphore::new(self.cfg.power_sync_workers.max(1)));
         let mut set = JoinSet::new();
         for node in nodes {
             let wanted = node.provision_state != State::Enroll
                 && node.reservation.is_none()
+                && members.owns(&node)
                 && (!node.maintenance || ours(&node));
             if !wanted {
                 continue;

@@ -260,6 +260,7 @@ impl Conductor {
                 .into()),
             Some(ConductorStep::PrepareInstanceBoot) => {
                 d.boot.prepare_instance(node).await?;
+                node.conductor = Some(self.cfg.host.clone());
                 d.management.set_boot_device(node, "disk", true).await?;
                 Ok(Outcome::Done)
             }

@@ -151,6 +151,8 @@ impl Conductor {
     ) -> Result<(), crate::drivers::DriverError> {
         self.db.clear_agent(&node.uuid).await?;
         d.boot.prepare_ramdisk(node).await?;
+        // Its boot files are on this conductor's disk now (takeover.rs reads this).
+        node.conductor = Some(self.cfg.host.clone());
         d.management
             .set_boot_device(node, d.boot.ramdisk_boot_device(), false)
             .await?;
