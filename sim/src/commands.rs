@@ -182,7 +182,7 @@ pub async fn execute(
                 (StepKind::Clean, "erase_devices_metadata") => Work::Step {
                     kind,
                     step: p.step,
-                    time: Duration::ZERO,
+                    time: fleet.cfg.erase_time,
                 },
                 _ => Work::Step {
                     kind,

@@ -39,7 +39,10 @@ pub struct SimConfig {
     /// Simulated image size and disk write rate: a write takes size / rate.
     pub image_size: u64,
     pub write_rate: u64,
-    /// Time `erase_devices` takes (`erase_devices_metadata` is instant).
+    /// Time each clean step (`erase_devices`, `erase_devices_metadata`) takes. Not zero by
+    /// default: a command that ends before the conductor has let go of the node makes the
+    /// agent's early heartbeat find it locked, and the next one comes a heartbeat period
+    /// later (as with the real agent).
     pub erase_time: Duration,
     /// Heartbeat period; `None` does what the real agent does (the conductor's
     /// heartbeat_timeout × uniform(0.3, 0.6)).
@@ -77,7 +80,7 @@ impl Default for SimConfig {
             boot_time: Duration::from_secs(5),
             image_size: 1 << 30,
             write_rate: 100 << 20,
-            erase_time: Duration::ZERO,
+            erase_time: Duration::from_secs(1),
             heartbeat_interval: None,
             early_heartbeat_gap: Duration::from_secs(5),
             lookup_interval: Duration::from_secs(1),

@@ -17,9 +17,13 @@ struct Args {
     /// The conductor's API URL (lookup, heartbeat, inspection; enrollment with --enroll).
     #[arg(long, default_value = "http://127.0.0.1:6385")]
     conductor: String,
-    /// Enroll the nodes and their ports through the conductor's API at start.
+    /// Enroll the nodes and their ports through the conductor's API at start (prints
+    /// `ENROLLED <count> <seconds>`).
     #[arg(long)]
     enroll: bool,
+    /// Requests in flight at once while enrolling.
+    #[arg(long, default_value_t = 64)]
+    enroll_concurrency: usize,
     /// Write the node list (POST /v1/nodes bodies and MACs) as JSON to this file ("-": stdout).
     #[arg(long)]
     emit_nodes: Option<String>,
@@ -36,8 +40,8 @@ struct Args {
     image_mib: u64,
     #[arg(long, default_value_t = 100)]
     write_mib_s: u64,
-    /// Seconds `erase_devices` takes.
-    #[arg(long, default_value_t = 0.0)]
+    /// Seconds each clean step takes.
+    #[arg(long, default_value_t = 1.0)]
     erase_time: f64,
     /// Heartbeat period in seconds (default: as the real agent, from the conductor's
     /// heartbeat_timeout).
@@ -126,12 +130,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if a.enroll {
         let t = std::time::Instant::now();
-        let uuids = sim.enroll(64).await.context("enrolling the fleet")?;
-        eprintln!(
-            "ferrite-sim: enrolled {} nodes in {:.1} s",
-            uuids.len(),
-            t.elapsed().as_secs_f64()
-        );
+        let uuids = sim
+            .enroll(a.enroll_concurrency)
+            .await
+            .context("enrolling the fleet")?;
+        // On stdout for a parent process (the fleet bench reads it).
+        println!("ENROLLED {} {:.3}", uuids.len(), t.elapsed().as_secs_f64());
     }
     // READY on stdout's last line lets a parent wait for it.
     println!("READY {}", sim.agent_url());

@@ -178,6 +178,7 @@ async fn a_real_conductor_deploys_fifty_simulated_servers() {
         write_rate: 100 << 20,
         heartbeat_interval: Some(Duration::from_millis(500)),
         early_heartbeat_gap: Duration::ZERO,
+        erase_time: Duration::from_millis(100),
         lookup_interval: Duration::from_millis(200),
         seed: 19,
         agent_death_nodes: vec![DIES],
