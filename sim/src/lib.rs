@@ -240,7 +240,7 @@ impl Drop for Sim {
     fn drop(&mut self) {
         self.fleet.stop.cancel();
         for m in &self.fleet.machines {
-            m.power_off_quietly();
+            m.power_off();
         }
     }
 }

@@ -152,10 +152,6 @@ impl Machine {
         self.start_boot(&mut s, fleet);
     }
 
-    pub(crate) fn power_off_quietly(&self) {
-        self.power_off();
-    }
-
     fn start_boot(self: &Arc<Self>, s: &mut State, fleet: &Arc<Fleet>) {
         s.boot_cancel.cancel();
         let cancel = fleet.stop.child_token();
