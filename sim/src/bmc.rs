@@ -37,6 +37,7 @@ const ST_UNAUTHORIZED_NAME: u8 = 0x0d;
 const ST_INVALID_ICV: u8 = 0x0f;
 const ST_NO_CIPHER_SUITE: u8 = 0x11;
 
+#[derive(Clone)]
 struct Handshake {
     tag: u8,
     console_random: [u8; 16],
@@ -259,7 +260,7 @@ impl Bmc {
                 0,
             ]);
         };
-        let bmc_random: [u8; 16] = self.rng.random();
+        let fresh: [u8; 16] = self.rng.random();
         let guid = self.guid;
         let Some(s) = self.sessions.get_mut(&r1.bmc_session_id) else {
             return clear(wire::encode_rakp2(
@@ -283,6 +284,12 @@ impl Bmc {
                 &[],
             ));
         }
+        // A retransmitted RAKP 1 (its RAKP 2 was lost or late) gets the same random, so
+        // that whichever RAKP 2 the console takes matches the session.
+        let bmc_random = match &s.handshake {
+            Some(h) if h.console_random == r1.console_random => h.bmc_random,
+            _ => fresh,
+        };
         let inputs = RakpInputs {
             suite: s.suite,
             console_session_id: s.console_session_id,
@@ -327,7 +334,9 @@ impl Bmc {
             )));
         };
         let console = s.console_session_id;
-        let Some(h) = s.handshake.take() else {
+        // Kept after activation: a console whose RAKP 4 was lost sends RAKP 3 again and
+        // gets the same answer.
+        let Some(h) = s.handshake.clone() else {
             return Some(clear(wire::encode_rakp4(
                 r3.tag,
                 ST_INVALID_SESSION,

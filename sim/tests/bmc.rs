@@ -151,3 +151,28 @@ async fn our_client_drives_the_simulated_bmc_and_boots_the_machine() {
     let err = Client::new(wrong).power_state().await.unwrap_err();
     assert!(err.to_string().contains("password"), "{err}");
 }
+
+/// Failure injection: a BMC that leaves requests unanswered is still driven by a client
+/// that retries, and the drops are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lossy_bmc_is_survived_by_retries() {
+    let sim = Sim::start(SimConfig {
+        bmc_drop_probability: 0.3,
+        seed: 5,
+        ..config()
+    })
+    .await
+    .unwrap();
+    let m = sim.fleet.machines[0].clone();
+    let addr = format!("127.0.0.1:{}", m.bmc_port).parse().unwrap();
+    let mut cfg = ClientConfig::new(addr, "admin", "password");
+    cfg.timeout = Duration::from_millis(300);
+    cfg.attempts = 8;
+    let client = Client::new(cfg);
+    for _ in 0..10 {
+        assert_eq!(client.power_state().await.unwrap(), PowerState::Off);
+    }
+    let s = sim.stats();
+    assert!(s.bmc_dropped > 0, "{s:?}");
+    assert!(s.bmc_answered >= 10, "{s:?}");
+}
