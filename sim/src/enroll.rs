@@ -1,6 +1,7 @@
 //! The fleet as the conductor enrolls it: one `ipmi` node per machine (driver_info naming
-//! its BMC's UDP port, the fake boot interface since nothing network-boots, the `direct`
-//! deploy and `agent` inspection), with a port for each MAC. [`enroll`] creates them
+//! its BMC's UDP port and deploy kernel/ramdisk files the simulator serves, the fake boot
+//! interface by default since nothing network-boots, the `direct` deploy and `agent`
+//! inspection), with a port for each MAC. [`enroll`] creates them
 //! through the conductor's (Ironic) API; [`specs`] is the same list for other tools.
 
 use std::sync::Arc;
@@ -37,7 +38,7 @@ pub fn specs(fleet: &Fleet) -> Vec<NodeSpec> {
                 node: json!({
                     "name": name,
                     "driver": "ipmi",
-                    "boot_interface": "fake",
+                    "boot_interface": fleet.cfg.boot_interface,
                     "deploy_interface": "direct",
                     "inspect_interface": "agent",
                     "driver_info": {
@@ -45,6 +46,8 @@ pub fn specs(fleet: &Fleet) -> Vec<NodeSpec> {
                         "ipmi_port": m.bmc_port,
                         "ipmi_username": fleet.cfg.username,
                         "ipmi_password": fleet.cfg.password,
+                        "deploy_kernel": format!("{}/sim/files/deploy_kernel", fleet.agent_base),
+                        "deploy_ramdisk": format!("{}/sim/files/deploy_ramdisk", fleet.agent_base),
                     },
                     "properties": {"cpu_arch": "x86_64"},
                 }),

@@ -1,7 +1,7 @@
 //! One HTTP listener for every simulated agent: `/node/<index>/v1/commands…` is the agent
 //! API of node `<index>` (its heartbeat's callback URL is `<base>/node/<index>`, to which
-//! the conductor appends `/v1/commands`), plus `/sim/stats` and `/sim/nodes` for tests and
-//! benches. A node without a live agent answers 503, as a machine whose agent is not
+//! the conductor appends `/v1/commands`), plus `/sim/stats`, `/sim/nodes` and
+//! `/sim/files/<name>` for tests and benches. A node without a live agent answers 503, as a machine whose agent is not
 //! serving would fail the conductor's call.
 
 use std::collections::HashMap;
@@ -38,6 +38,7 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
         .route("/sim/stats", get(stats))
         .route("/sim/stats/reset", post_route(reset_latencies))
         .route("/sim/nodes", get(nodes))
+        .route("/sim/files/{name}", get(file))
         .with_state(fleet)
 }
 
@@ -136,6 +137,12 @@ async fn stats(State(fleet): State<Arc<Fleet>>) -> Response {
 async fn reset_latencies(State(fleet): State<Arc<Fleet>>) -> StatusCode {
     fleet.stats.reset_latencies();
     StatusCode::NO_CONTENT
+}
+
+/// A deploy kernel, ramdisk or image a conductor may fetch or check (4 KiB of zeros:
+/// nothing boots it).
+async fn file(Path(_name): Path<String>) -> Response {
+    vec![0u8; 4096].into_response()
 }
 
 async fn nodes(State(fleet): State<Arc<Fleet>>) -> Response {

@@ -68,6 +68,10 @@ pub struct SimConfig {
     pub bmc_base_port: u16,
     /// The agents' shared HTTP listener port (0: any).
     pub agent_port: u16,
+    /// The nodes' boot interface at enrollment: `fake` (nothing network-boots; Ferrite's
+    /// `ipmi` type offers it) or `ipxe` (OpenStack Ironic's `ipmi` type has no `fake` boot:
+    /// it stages the deploy kernel and ramdisk the simulator serves, which nobody boots).
+    pub boot_interface: String,
 }
 
 impl Default for SimConfig {
@@ -93,6 +97,7 @@ impl Default for SimConfig {
             bind_ip: std::net::Ipv4Addr::LOCALHOST.into(),
             bmc_base_port: 0,
             agent_port: 0,
+            boot_interface: "fake".into(),
         }
     }
 }

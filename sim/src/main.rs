@@ -79,6 +79,10 @@ struct Args {
     /// The agents' HTTP port (0: any).
     #[arg(long, default_value_t = 0)]
     agent_port: u16,
+    /// Boot interface of the enrolled nodes: fake (Ferrite), ipxe (OpenStack Ironic, whose
+    /// ipmi type has no fake boot).
+    #[arg(long, default_value = "fake")]
+    boot_interface: String,
 }
 
 #[tokio::main]
@@ -112,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
         bind_ip: a.bind,
         bmc_base_port: a.bmc_base_port,
         agent_port: a.agent_port,
+        boot_interface: a.boot_interface,
     };
     let sim = Sim::start(cfg).await.context("starting the fleet")?;
     eprintln!(
