@@ -66,13 +66,20 @@ enum Command {
     },
     /// Run a benchmark; prints a table and writes target/bench/<name>.json.
     Bench {
-        /// Which benchmark: ipmi, agent, e2e, iscsi, image-write, conductor or redfish.
+        /// Which benchmark: ipmi, agent, e2e, iscsi, image-write, conductor, redfish or
+        /// fleet.
         #[arg(required_unless_present = "smoke")]
         name: Option<String>,
         /// Run every benchmark (or only NAME) with tiny sizes and check the records each
         /// writes (target/bench/smoke/<name>.json); `cargo xtask test` runs this.
         #[arg(long)]
         smoke: bool,
+        /// fleet: simulated nodes to enroll [default: 10000].
+        #[arg(long)]
+        nodes: Option<usize>,
+        /// fleet: nodes deployed at once [default: 1000].
+        #[arg(long)]
+        wave: Option<usize>,
     },
 }
 
@@ -87,8 +94,19 @@ fn main() -> ExitCode {
         Command::Ramdisk { profile } => build_ramdisk(profile).map(|_| ()),
         Command::TestImage => build_test_image().map(|_| ()),
         Command::Test { quick } => test(quick),
-        Command::Bench { smoke: true, name } => bench::smoke(false, name.as_deref()),
-        Command::Bench { name, .. } => bench::run(name.as_deref().unwrap_or_default()),
+        Command::Bench {
+            smoke,
+            name,
+            nodes,
+            wave,
+        } => {
+            bench::fleet::set_sizes(nodes, wave);
+            if smoke {
+                bench::smoke(false, name.as_deref())
+            } else {
+                bench::run(name.as_deref().unwrap_or_default())
+            }
+        }
         Command::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref()),
     };
     match result {

@@ -1,6 +1,7 @@
 //! Pure IPMI-over-LAN codec: bytes in, typed values out, no sockets. Every decoder takes
 //! untrusted bytes and returns a [`DecodeError`] naming what was wrong instead of panicking.
 
+pub mod bmc;
 pub mod commands;
 pub mod completion;
 pub mod crypto;

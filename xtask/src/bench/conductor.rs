@@ -25,7 +25,7 @@ pub struct Guard {
 }
 
 impl Guard {
-    fn new(child: Child, sig: i32) -> Guard {
+    pub(super) fn new(child: Child, sig: i32) -> Guard {
         Guard {
             child,
             sig,
@@ -105,7 +105,7 @@ pub fn peak_rss_mib(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn postgres(dir: &Path) -> anyhow::Result<(Guard, String)> {
+pub(super) fn postgres(dir: &Path) -> anyhow::Result<(Guard, String)> {
     let passwd = std::fs::read_to_string("/etc/passwd")?;
     let ids = passwd
         .lines()

@@ -7,6 +7,7 @@ mod agent;
 mod conductor;
 mod conductor_ironic;
 mod e2e;
+pub mod fleet;
 mod image_write;
 mod ipmi;
 mod iscsi;
@@ -104,6 +105,7 @@ pub const BENCHES: &[(&str, Bench)] = &[
     ("image-write", image_write::run),
     ("conductor", conductor::run),
     ("redfish", redfish::run),
+    ("fleet", fleet::run),
 ];
 
 pub fn names() -> Vec<&'static str> {
