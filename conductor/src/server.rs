@@ -120,6 +120,10 @@ pub struct ConductorConfig {
     /// otherwise [default: false].
     #[arg(long, value_name = "BOOL")]
     pub allow_md5_checksum: Option<bool>,
+    /// Record every node's step timeline (states, steps, power actions with durations),
+    /// served at /v1/nodes/{node}/timeline; false only to measure its cost [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub timeline: Option<bool>,
 }
 
 impl ConductorConfig {
@@ -167,7 +171,8 @@ impl ConductorConfig {
             tls_cert,
             tls_key,
             require_tls,
-            allow_md5_checksum
+            allow_md5_checksum,
+            timeline
         ))
     }
 
@@ -203,6 +208,7 @@ impl ConductorConfig {
             erase_devices_priority: self.erase_devices_priority.map(i32::from),
             require_tls: self.require_tls.unwrap_or(d.require_tls),
             allow_md5_checksum: self.allow_md5_checksum.unwrap_or(d.allow_md5_checksum),
+            timeline: self.timeline.unwrap_or(d.timeline),
         }
     }
 

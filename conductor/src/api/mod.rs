@@ -15,6 +15,7 @@ mod ports;
 mod query;
 mod resources;
 mod runbooks;
+mod timeline;
 
 pub use auth::Htpasswd;
 pub(crate) use resources::is_trait;
@@ -351,6 +352,7 @@ pub fn router(state: Shared) -> Router {
         .merge(node_extras::routes())
         .merge(node_hw::routes())
         .merge(history::routes())
+        .merge(timeline::routes())
         .merge(allocations::routes())
         .layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let inner = Router::new()

@@ -127,10 +127,16 @@ impl Client {
     ) -> Result<Value, ClientError> {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
         let url = format!("{}{path}", self.base);
+        // Node history needs 1.78; every other call keeps the version the CLI was written to.
+        let version = if path.contains("/history") {
+            "1.115"
+        } else {
+            "1.68"
+        };
         let mut rb = self
             .http
             .request(m, &url)
-            .header(ferrite_proto::API_VERSION_HEADER, "1.68");
+            .header(ferrite_proto::API_VERSION_HEADER, version);
         if let Some((u, p)) = &self.auth {
             rb = rb.basic_auth(u, Some(p));
         }

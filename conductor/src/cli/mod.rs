@@ -4,6 +4,7 @@
 mod client;
 mod nodes;
 mod output;
+mod timeline;
 
 use std::process::ExitCode;
 

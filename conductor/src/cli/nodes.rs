@@ -86,6 +86,13 @@ pub enum NodeCmd {
     Validate {
         node: String,
     },
+    /// The node's step timeline with durations (states, steps, power actions).
+    History {
+        node: String,
+        /// Ironic's history events (failures, provision verbs) instead.
+        #[arg(long)]
+        events: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -501,6 +508,30 @@ pub async fn node(c: &Client, cmd: NodeCmd, json_out: bool) -> anyhow::Result<()
             .await?;
             if !json_out {
                 println!("boot device of {node} set to {device}");
+            }
+        }
+        NodeCmd::History { node, events } => {
+            if events {
+                let v = c
+                    .call(
+                        "GET",
+                        &format!("/v1/nodes/{node}/history?detail=true"),
+                        None,
+                    )
+                    .await?;
+                let items = v["history"].clone();
+                print(json_out, &items, |v| {
+                    super::timeline::events(v.as_array().map(Vec::as_slice).unwrap_or(&[]))
+                });
+            } else {
+                let v = c
+                    .call("GET", &format!("/v1/nodes/{node}/timeline"), None)
+                    .await?;
+                print(json_out, &v, |v| {
+                    super::timeline::table(
+                        v["timeline"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+                    )
+                });
             }
         }
         NodeCmd::Validate { node } => {

@@ -11,6 +11,7 @@ pub mod power_sync;
 mod progress;
 mod rules;
 mod steps;
+pub mod timeline;
 mod work;
 
 pub use agent_api::{ContinueInspection, INSPECTION_TOKEN};
@@ -26,7 +27,7 @@ use crate::agent_client::AgentClient;
 use crate::db::{Db, DbError};
 use crate::drivers::agent::AgentApi;
 use crate::drivers::ipxe::{IpxeBoot, IpxeSettings};
-use crate::drivers::{DriverError, PowerTarget, Registry};
+use crate::drivers::{DriverError, PowerObserver, PowerTarget, Registry};
 use crate::model::{now, Node};
 use crate::state::{self, Event, NotAllowed, State};
 use plan::Kind;
@@ -70,6 +71,8 @@ pub struct EngineConfig {
     pub require_tls: bool,
     /// Accept MD5 image checksums (Ironic's `[agent]allow_md5_checksum`, off by default).
     pub allow_md5_checksum: bool,
+    /// Record the step timeline (on by default; off only to measure its cost).
+    pub timeline: bool,
 }
 
 /// Ports created from inspection data (Ironic's `[inspector]add_ports`).
@@ -106,6 +109,7 @@ impl Default for EngineConfig {
             erase_devices_priority: None,
             require_tls: false,
             allow_md5_checksum: false,
+            timeline: true,
         }
     }
 }
@@ -168,6 +172,8 @@ pub struct Conductor {
     pub boot_files: Option<ferrite_netboot::BootFiles>,
     /// Heartbeat times waiting to be written in a batch.
     pub heartbeats: HeartbeatBuffer,
+    /// The step timeline's writer (also an observer of every power call).
+    pub timeline: Arc<timeline::Recorder>,
 }
 
 impl Conductor {
@@ -185,10 +191,14 @@ impl Conductor {
                 db: db.clone(),
             })
         });
+        let timeline = Arc::new(timeline::Recorder::new(db.clone(), cfg.timeline));
+        let mut drivers = Registry::standard(ipxe);
+        drivers.observers = Arc::new([timeline.clone() as Arc<dyn PowerObserver>]);
         Ok(Arc::new(Conductor {
             db,
             cfg,
-            drivers: Registry::standard(ipxe),
+            drivers,
+            timeline,
             agent,
             tracker: TaskTracker::new(),
             boot_files,
@@ -231,12 +241,21 @@ impl Conductor {
         let manual = StepProgress::load(&node.driver_internal_info)?.manual_clean;
         let to = state::next_with(node.provision_state, event, manual)?;
         tracing::info!(node = %node.uuid, from = %node.provision_state, %event, %to, "transition");
+        let from = node.provision_state;
         node.provision_state = to;
         node.target_provision_state = state::target_of(to, event, manual);
         let t = now();
         node.provision_updated_at = Some(t.clone());
         node.updated_at = Some(t);
         self.db.save_node(node).await?;
+        let left = match event {
+            Event::Fail => timeline::Outcome::Failed,
+            Event::Abort => timeline::Outcome::Aborted,
+            _ => timeline::Outcome::Ok,
+        };
+        self.timeline
+            .transition(node, from.as_str(), &event.to_string(), left)
+            .await;
         Ok(())
     }
 
@@ -245,6 +264,9 @@ impl Conductor {
     /// failed deploy or cleaning the node is powered off unless configured otherwise.
     pub async fn fail(&self, node: &mut Node, message: String) -> EResult<()> {
         tracing::warn!(node = %node.uuid, state = %node.provision_state, %message, "failing node");
+        self.timeline
+            .step_finished(&node.uuid, timeline::Outcome::Failed, Some(&message))
+            .await;
         node.last_error = Some(message);
         StepProgress::edit(&mut node.driver_internal_info, StepProgress::stop_waiting)?;
         self.db.clear_agent(&node.uuid).await?;
@@ -474,6 +496,9 @@ impl Conductor {
                     _ => "Deployment",
                 };
                 progress.stop_waiting();
+                self.timeline
+                    .step_finished(&node.uuid, timeline::Outcome::Aborted, None)
+                    .await;
                 let servicing = matches!(
                     node.provision_state,
                     State::ServiceWait | State::ServiceHold | State::ServiceFailed

@@ -1,0 +1,311 @@
+//! The step timeline of a fake-hardware node deployed by the in-process agent: every state,
+//! step and power action is there, in order, with durations; `ferrite node history` prints
+//! it as a table; Ironic's history API keeps its shape.
+
+mod common;
+
+use std::time::Instant;
+
+use common::agent::agent_loop;
+use common::{Api, Backend, Server};
+use ferrite_testkit::http::{ImageServer, Mode};
+use serde_json::{json, Value};
+use sha2::Digest;
+
+/// A 4 MiB whole-disk image with an MBR and one partition.
+fn image() -> Vec<u8> {
+    let mut img = vec![0u8; 4 << 20];
+    for (i, b) in img.iter_mut().enumerate().skip(1 << 20) {
+        *b = (i % 251) as u8;
+    }
+    let e = 0x1BE;
+    img[e + 4] = 0x83;
+    img[e + 8..e + 12].copy_from_slice(&2048u32.to_le_bytes());
+    img[e + 12..e + 16].copy_from_slice(&4096u32.to_le_bytes());
+    img[510] = 0x55;
+    img[511] = 0xAA;
+    img
+}
+
+fn names(entries: &[Value], ty: &str) -> Vec<String> {
+    entries
+        .iter()
+        .filter(|e| e["type"] == ty)
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_leaves_a_timeline_with_durations() {
+    let server = Server::start(Backend::Sqlite, |_| {}).await;
+    let api = Api::new(&server.url);
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/inventory/qemu-q35");
+    let inventory = ferrite_agent::inventory::collect(&root).expect("fixture inventory");
+    let mac = inventory.interfaces[0].mac_address.clone().unwrap();
+    let disk = server.dir.path().join("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let (s, n) = api
+        .call(
+            "POST",
+            "/v1/nodes",
+            Some(json!({"driver": "fake-hardware", "name": "tl", "deploy_interface": "direct"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{n}");
+    let (s, _) = api
+        .call(
+            "POST",
+            "/v1/ports",
+            Some(json!({"address": mac, "node_uuid": "tl"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    assert_eq!(
+        api.provision("tl", json!({"target": "manage"})).await.0,
+        202
+    );
+    api.wait_state("tl", "manageable").await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let agent = tokio::spawn(agent_loop(
+        server.url.clone(),
+        "tl".into(),
+        vec![mac.clone()],
+        root.clone(),
+        disk.clone(),
+        stop_rx,
+    ));
+    assert_eq!(
+        api.provision("tl", json!({"target": "provide"})).await.0,
+        202
+    );
+    api.wait_state("tl", "available").await;
+
+    let img = image();
+    let images = ImageServer::start_on_current();
+    let url = images.put("disk.raw", img.clone(), Mode::NoRange);
+    let sha = hex::encode(sha2::Sha256::digest(&img));
+    let patch = json!([{"op": "add", "path": "/instance_info", "value": {
+        "image_source": url, "image_os_hash_algo": "sha256", "image_os_hash_value": sha}}]);
+    assert_eq!(api.call("PATCH", "/v1/nodes/tl", Some(patch)).await.0, 200);
+    let wall = Instant::now();
+    assert_eq!(
+        api.provision("tl", json!({"target": "active"})).await.0,
+        202
+    );
+    api.wait_state("tl", "active").await;
+    let wall = wall.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    agent.await.unwrap();
+
+    let (s, tl) = api.get("/v1/nodes/tl/timeline").await;
+    assert_eq!(s, 200, "{tl}");
+    assert_eq!(tl["provision_state"], "active");
+    let entries = tl["timeline"].as_array().unwrap().clone();
+    let states = names(&entries, "state");
+    let expect = [
+        "verifying",
+        "manageable",
+        "cleaning",
+        "clean wait",
+        "available",
+        "deploying",
+        "wait call-back",
+        "active",
+    ];
+    let mut at = 0;
+    for want in expect {
+        at += states[at..]
+            .iter()
+            .position(|s| s == want)
+            .unwrap_or_else(|| panic!("state {want} missing or out of order in {states:?}"));
+    }
+    // Only the state the node is in is still open.
+    let open: Vec<&Value> = entries.iter().filter(|e| e["running"] == true).collect();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["name"], "active");
+
+    let steps = names(&entries, "step");
+    let deploy_steps = [
+        "deploy.deploy",
+        "deploy.write_image",
+        "deploy.prepare_instance_boot",
+        "deploy.tear_down_agent",
+        "deploy.boot_instance",
+    ];
+    let first = steps.iter().position(|s| s == "deploy.deploy").unwrap();
+    assert_eq!(&steps[first..], &deploy_steps, "{steps:?}");
+    assert!(
+        steps[..first]
+            .iter()
+            .any(|s| s == "deploy.erase_devices_metadata"),
+        "cleaning's steps are there too: {steps:?}"
+    );
+    let mut step_sum = 0.0;
+    for e in entries.iter().filter(|e| e["type"] == "step") {
+        assert_eq!(e["outcome"], "ok", "{e}");
+        assert_eq!(e["driver"], "fake-hardware", "{e}");
+        let d = e["duration_s"].as_f64().unwrap();
+        assert!(d >= 0.0, "{e}");
+        if deploy_steps.contains(&e["name"].as_str().unwrap()) {
+            step_sum += d;
+        }
+    }
+    for slow in ["deploy.deploy", "deploy.write_image"] {
+        let e = entries.iter().find(|e| e["name"] == slow).unwrap();
+        assert!(e["duration_s"].as_f64().unwrap() > 0.0, "{e}");
+    }
+    assert!(
+        step_sum <= wall + 0.5,
+        "the deploy steps ({step_sum} s) fit in the deploy's wall time ({wall} s)"
+    );
+    // States between the verb and `active` add up to the wall time too.
+    let deploying = entries
+        .iter()
+        .rposition(|e| e["name"] == "deploying")
+        .unwrap();
+    let state_sum: f64 = entries[deploying..]
+        .iter()
+        .filter(|e| e["type"] == "state" && e["running"] == false)
+        .map(|e| e["duration_s"].as_f64().unwrap())
+        .sum();
+    assert!(
+        state_sum > 0.0 && state_sum <= wall + 0.5,
+        "{state_sum} vs {wall}"
+    );
+    // Power actions carry their BMC latency.
+    let power: Vec<&Value> = entries.iter().filter(|e| e["type"] == "power").collect();
+    assert!(
+        power
+            .iter()
+            .any(|e| e["name"] == "power on" || e["name"] == "rebooting"),
+        "{power:?}"
+    );
+    assert!(power.iter().all(|e| e["interface"] == "fake"
+        && e["outcome"] == "ok"
+        && e["duration_s"].as_f64().is_some()));
+
+    // Ironic's history keeps its shape (1.78), next to the timeline.
+    let (s, h) = api
+        .call_v("1.78", "GET", "/v1/nodes/tl/history", None)
+        .await;
+    assert_eq!(s, 200, "{h}");
+    let ev = &h["history"][0];
+    let keys: Vec<&String> = ev.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["created_at", "event", "links", "severity", "uuid"]);
+
+    // The CLI prints the timeline with durations.
+    let url = server.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferrite"))
+            .args(["node", "history", "tl"])
+            .env("FERRITE_URL", &url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("| Start "), "{table}");
+    assert!(table.contains("| Duration "), "{table}");
+    assert!(table.contains("|   deploy.write_image "), "{table}");
+    assert!(table.contains("| state | active "), "{table}");
+    let url = server.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferrite"))
+            .args(["node", "history", "tl", "--events"])
+            .env("FERRITE_URL", &url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        events.contains("Provision verb \\\"active\\\"")
+            || events.contains("Provision verb \"active\""),
+        "{events}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_step_is_closed_as_failed() {
+    let server = Server::start(Backend::Sqlite, |_| {}).await;
+    let api = Api::new(&server.url);
+    let (s, n) = api
+        .call(
+            "POST",
+            "/v1/nodes",
+            Some(json!({"driver": "fake-hardware", "name": "bad"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{n}");
+    assert_eq!(
+        api.provision("bad", json!({"target": "manage"})).await.0,
+        202
+    );
+    api.wait_state("bad", "manageable").await;
+    assert_eq!(
+        api.provision("bad", json!({"target": "provide"})).await.0,
+        202
+    );
+    api.wait_state("bad", "available").await;
+    // The BMC fails from now on: deploy.deploy (power on) fails.
+    let patch = json!([{"op": "add", "path": "/driver_info/fake_fail", "value": "power"}]);
+    assert_eq!(api.call("PATCH", "/v1/nodes/bad", Some(patch)).await.0, 200);
+    assert_eq!(
+        api.provision("bad", json!({"target": "active"})).await.0,
+        202
+    );
+    api.wait_state("bad", "deploy failed").await;
+    let (_, tl) = api.get("/v1/nodes/bad/timeline").await;
+    let entries = tl["timeline"].as_array().unwrap();
+    let failed: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["outcome"] == "failed")
+        .collect();
+    let step = failed
+        .iter()
+        .find(|e| e["type"] == "step")
+        .unwrap_or_else(|| panic!("no failed step in {entries:?}"));
+    assert_eq!(step["name"], "deploy.deploy");
+    assert!(
+        step["detail"]
+            .as_str()
+            .unwrap()
+            .contains("fake power failure"),
+        "{step}"
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|e| e["type"] == "state" && e["name"] == "deploying"),
+        "the state the failure ended is closed as failed: {failed:?}"
+    );
+    let last = entries.last().unwrap();
+    assert_eq!(last["name"], "deploy failed");
+    assert_eq!(last["running"], true);
+    for action in ["power on", "power off"] {
+        assert!(
+            failed.iter().any(|e| e["type"] == "power"
+                && e["name"] == action
+                && e["detail"].as_str().unwrap().contains("fake power failure")),
+            "the BMC's {action} failure is on the timeline: {entries:?}"
+        );
+    }
+    server.stop().await;
+}
