@@ -9,6 +9,7 @@ pub mod configdrive;
 pub mod db;
 pub mod drivers;
 pub mod engine;
+pub mod metrics;
 pub mod model;
 pub mod server;
 pub mod state;

@@ -124,6 +124,23 @@ pub struct ConductorConfig {
     /// served at /v1/nodes/{node}/timeline; false only to measure its cost [default: true].
     #[arg(long, value_name = "BOOL")]
     pub timeline: Option<bool>,
+    /// Record Prometheus metrics served at /metrics (transitions, step durations, BMC
+    /// latency, heartbeats, API latency); false only to measure their cost [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub metrics: Option<bool>,
+    /// Log line format on standard error: text, or json (one object a line, with the
+    /// request id and node of the request or work it belongs to) [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl ConductorConfig {
@@ -172,7 +189,9 @@ impl ConductorConfig {
             tls_key,
             require_tls,
             allow_md5_checksum,
-            timeline
+            timeline,
+            metrics,
+            log_format
         ))
     }
 
@@ -209,6 +228,7 @@ impl ConductorConfig {
             require_tls: self.require_tls.unwrap_or(d.require_tls),
             allow_md5_checksum: self.allow_md5_checksum.unwrap_or(d.allow_md5_checksum),
             timeline: self.timeline.unwrap_or(d.timeline),
+            metrics: self.metrics.unwrap_or(d.metrics),
         }
     }
 

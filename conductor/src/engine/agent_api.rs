@@ -182,6 +182,7 @@ impl Conductor {
                 hb.callback_url
             )));
         }
+        self.metrics.heartbeat();
         let at = now();
         // The first heartbeat of a boot pins where the conductor reaches the agent and the
         // certificate it trusts (as Ironic does): a token holder cannot redirect the

@@ -73,6 +73,8 @@ pub struct EngineConfig {
     pub allow_md5_checksum: bool,
     /// Record the step timeline (on by default; off only to measure its cost).
     pub timeline: bool,
+    /// Record metrics for `/metrics` (on by default; off only to measure their cost).
+    pub metrics: bool,
 }
 
 /// Ports created from inspection data (Ironic's `[inspector]add_ports`).
@@ -110,6 +112,7 @@ impl Default for EngineConfig {
             require_tls: false,
             allow_md5_checksum: false,
             timeline: true,
+            metrics: true,
         }
     }
 }
@@ -174,6 +177,8 @@ pub struct Conductor {
     pub heartbeats: HeartbeatBuffer,
     /// The step timeline's writer (also an observer of every power call).
     pub timeline: Arc<timeline::Recorder>,
+    /// This conductor's Prometheus metrics (also an observer of every power call).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Conductor {
@@ -191,14 +196,23 @@ impl Conductor {
                 db: db.clone(),
             })
         });
-        let timeline = Arc::new(timeline::Recorder::new(db.clone(), cfg.timeline));
+        let metrics = Arc::new(crate::metrics::Metrics::new(cfg.metrics));
+        let timeline = Arc::new(timeline::Recorder::new(
+            db.clone(),
+            cfg.timeline,
+            metrics.clone(),
+        ));
         let mut drivers = Registry::standard(ipxe);
-        drivers.observers = Arc::new([timeline.clone() as Arc<dyn PowerObserver>]);
+        drivers.observers = Arc::new([
+            timeline.clone() as Arc<dyn PowerObserver>,
+            metrics.clone() as Arc<dyn PowerObserver>,
+        ]);
         Ok(Arc::new(Conductor {
             db,
             cfg,
             drivers,
             timeline,
+            metrics,
             agent,
             tracker: TaskTracker::new(),
             boot_files,
@@ -253,8 +267,10 @@ impl Conductor {
             Event::Abort => timeline::Outcome::Aborted,
             _ => timeline::Outcome::Ok,
         };
+        self.metrics
+            .transition(from.as_str(), to.as_str(), event.as_str());
         self.timeline
-            .transition(node, from.as_str(), &event.to_string(), left)
+            .transition(node, from.as_str(), event.as_str(), left)
             .await;
         Ok(())
     }
@@ -335,13 +351,20 @@ impl Conductor {
         F: FnOnce(Arc<Conductor>, String) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = EResult<()>> + Send + 'static,
     {
+        use tracing::Instrument;
         let me = self.clone();
-        self.tracker.spawn(async move {
-            if let Err(e) = f(me.clone(), uuid.clone()).await {
-                tracing::error!(node = %uuid, error = %crate::error_chain(&e), "background work failed");
+        // The work's log lines carry the node (and, through the span it was spawned from,
+        // the request id of the verb that started it).
+        let span = tracing::info_span!("work", node = %uuid);
+        self.tracker.spawn(
+            async move {
+                if let Err(e) = f(me.clone(), uuid.clone()).await {
+                    tracing::error!(node = %uuid, error = %crate::error_chain(&e), "background work failed");
+                }
+                me.unlock(&uuid).await;
             }
-            me.unlock(&uuid).await;
-        });
+            .instrument(span),
+        );
     }
 
     /// `PUT /v1/nodes/{id}/states/provision`.

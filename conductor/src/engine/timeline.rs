@@ -62,6 +62,8 @@ impl Outcome {
 /// Writes timeline rows; cheap to share (`Arc`), also the power interfaces' observer.
 pub struct Recorder {
     db: Db,
+    /// Step durations and image write rates go to the metrics as steps end.
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Off: nothing is recorded (`--timeline false`, for overhead comparisons).
     pub enabled: bool,
 }
@@ -82,8 +84,16 @@ fn round_ms(secs: f64) -> f64 {
 }
 
 impl Recorder {
-    pub fn new(db: Db, enabled: bool) -> Recorder {
-        Recorder { db, enabled }
+    pub fn new(
+        db: Db,
+        enabled: bool,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Recorder {
+        Recorder {
+            db,
+            metrics,
+            enabled,
+        }
     }
 
     fn entry(node: &str, ty: EntryType, name: &str, started_at: &str, open_key: bool) -> Resource {
@@ -149,7 +159,25 @@ impl Recorder {
         }
         r.updated_at = Some(at.to_string());
         self.db.save_resource(&r, "timeline entry").await?;
+        if ty == EntryType::Step {
+            self.step_metrics(&r.doc, outcome, seconds_between(&started, at));
+        }
         Ok(())
+    }
+
+    /// A finished step's duration, and its image write's throughput when the agent
+    /// reported one.
+    fn step_metrics(&self, doc: &Obj, outcome: Outcome, secs: f64) {
+        let s = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or("unknown");
+        self.metrics
+            .step(s("name"), s("driver"), outcome.as_str(), secs);
+        if let Some(p) = doc.get("progress") {
+            let rate = p.get("rate_bytes_per_s").and_then(Value::as_f64);
+            let bytes = p.get("bytes_done").and_then(Value::as_u64);
+            if let (Some(rate), Some(bytes)) = (rate, bytes) {
+                self.metrics.image_write(s("driver"), rate, bytes);
+            }
+        }
     }
 
     fn log(result: Result<(), DbError>, node: &str, what: &str) {

@@ -1,6 +1,7 @@
-//! The step timeline of a fake-hardware node deployed by the in-process agent: every state,
-//! step and power action is there, in order, with durations; `ferrite node history` prints
-//! it as a table; Ironic's history API keeps its shape.
+//! What operators see of a fake-hardware node deployed by the in-process agent: its step
+//! timeline (every state, step and power action, in order, with durations), printed by
+//! `ferrite node history`; Ironic's history API keeping its shape; and `/metrics` parsed
+//! as Prometheus text, its counters moving with the lifecycle.
 
 mod common;
 
@@ -35,15 +36,14 @@ fn names(entries: &[Value], ty: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deploy_leaves_a_timeline_with_durations() {
-    let server = Server::start(Backend::Sqlite, |_| {}).await;
-    let api = Api::new(&server.url);
+/// Enrolls `name` (fake-hardware, direct deploy), cleans it and deploys a small image with
+/// the in-process agent; returns the deploy's wall time in seconds.
+async fn enroll_clean_deploy(server: &Server, api: &Api, name: &str) -> f64 {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures/inventory/qemu-q35");
     let inventory = ferrite_agent::inventory::collect(&root).expect("fixture inventory");
     let mac = inventory.interfaces[0].mac_address.clone().unwrap();
-    let disk = server.dir.path().join("disk.img");
+    let disk = server.dir.path().join(format!("{name}.img"));
     std::fs::File::create(&disk)
         .unwrap()
         .set_len(64 << 20)
@@ -52,7 +52,7 @@ async fn a_deploy_leaves_a_timeline_with_durations() {
         .call(
             "POST",
             "/v1/nodes",
-            Some(json!({"driver": "fake-hardware", "name": "tl", "deploy_interface": "direct"})),
+            Some(json!({"driver": "fake-hardware", "name": name, "deploy_interface": "direct"})),
         )
         .await;
     assert_eq!(s, 201, "{n}");
@@ -60,29 +60,29 @@ async fn a_deploy_leaves_a_timeline_with_durations() {
         .call(
             "POST",
             "/v1/ports",
-            Some(json!({"address": mac, "node_uuid": "tl"})),
+            Some(json!({"address": mac, "node_uuid": name})),
         )
         .await;
     assert_eq!(s, 201);
     assert_eq!(
-        api.provision("tl", json!({"target": "manage"})).await.0,
+        api.provision(name, json!({"target": "manage"})).await.0,
         202
     );
-    api.wait_state("tl", "manageable").await;
+    api.wait_state(name, "manageable").await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let agent = tokio::spawn(agent_loop(
         server.url.clone(),
-        "tl".into(),
+        name.into(),
         vec![mac.clone()],
         root.clone(),
         disk.clone(),
         stop_rx,
     ));
     assert_eq!(
-        api.provision("tl", json!({"target": "provide"})).await.0,
+        api.provision(name, json!({"target": "provide"})).await.0,
         202
     );
-    api.wait_state("tl", "available").await;
+    api.wait_state(name, "available").await;
 
     let img = image();
     let images = ImageServer::start_on_current();
@@ -90,16 +90,25 @@ async fn a_deploy_leaves_a_timeline_with_durations() {
     let sha = hex::encode(sha2::Sha256::digest(&img));
     let patch = json!([{"op": "add", "path": "/instance_info", "value": {
         "image_source": url, "image_os_hash_algo": "sha256", "image_os_hash_value": sha}}]);
-    assert_eq!(api.call("PATCH", "/v1/nodes/tl", Some(patch)).await.0, 200);
+    let path = format!("/v1/nodes/{name}");
+    assert_eq!(api.call("PATCH", &path, Some(patch)).await.0, 200);
     let wall = Instant::now();
     assert_eq!(
-        api.provision("tl", json!({"target": "active"})).await.0,
+        api.provision(name, json!({"target": "active"})).await.0,
         202
     );
-    api.wait_state("tl", "active").await;
+    api.wait_state(name, "active").await;
     let wall = wall.elapsed().as_secs_f64();
     let _ = stop_tx.send(true);
     agent.await.unwrap();
+    wall
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_leaves_a_timeline_with_durations() {
+    let server = Server::start(Backend::Sqlite, |_| {}).await;
+    let api = Api::new(&server.url);
+    let wall = enroll_clean_deploy(&server, &api, "tl").await;
 
     let (s, tl) = api.get("/v1/nodes/tl/timeline").await;
     assert_eq!(s, 200, "{tl}");
@@ -307,5 +316,160 @@ async fn a_failed_step_is_closed_as_failed() {
             "the BMC's {action} failure is on the timeline: {entries:?}"
         );
     }
+    server.stop().await;
+}
+
+/// `/metrics` in Prometheus text format, parsed: (name, labels, value) of every sample,
+/// histograms by their `_count` and `_sum`.
+async fn scrape(api: &Api) -> Vec<prometheus_parse::Sample> {
+    let r = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = r.text().await.unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines)
+        .expect("Prometheus text format")
+        .samples
+}
+
+/// The sum of a counter's (or a histogram's count's) samples whose labels include `with`.
+fn total(samples: &[prometheus_parse::Sample], metric: &str, with: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .filter(|s| with.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            prometheus_parse::Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
+            prometheus_parse::Value::Summary(_) => 0.0,
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_through_a_lifecycle() {
+    let server = Server::start(Backend::Sqlite, |_| {}).await;
+    let api = Api::new(&server.url);
+    let before = scrape(&api).await;
+    assert_eq!(total(&before, "ferrite_heartbeats_total", &[]), 0.0);
+    assert_eq!(total(&before, "ferrite_nodes", &[]), 0.0);
+    assert!(total(&before, "ferrite_db_pool_connections", &[("state", "max")]) >= 1.0);
+
+    enroll_clean_deploy(&server, &api, "m1").await;
+    let after = scrape(&api).await;
+    assert_eq!(
+        total(
+            &after,
+            "ferrite_nodes",
+            &[("provision_state", "active"), ("power_state", "power on")]
+        ),
+        1.0
+    );
+    assert!(total(&after, "ferrite_heartbeats_total", &[]) >= 2.0);
+    for (from, to) in [
+        ("enroll", "verifying"),
+        ("available", "deploying"),
+        ("wait call-back", "deploying"),
+        ("deploying", "active"),
+    ] {
+        assert!(
+            total(
+                &after,
+                "ferrite_provision_transitions_total",
+                &[("from", from), ("to", to)]
+            ) >= 1.0,
+            "transition {from} -> {to}"
+        );
+    }
+    for step in [
+        "deploy.deploy",
+        "deploy.write_image",
+        "deploy.erase_devices_metadata",
+    ] {
+        assert!(
+            total(
+                &after,
+                "ferrite_step_duration_seconds_count",
+                &[
+                    ("step", step),
+                    ("driver", "fake-hardware"),
+                    ("outcome", "ok")
+                ]
+            ) >= 1.0,
+            "step {step}"
+        );
+    }
+    assert!(
+        total(
+            &after,
+            "ferrite_bmc_call_duration_seconds_count",
+            &[("interface", "fake")]
+        ) >= 3.0
+    );
+    assert!(
+        total(
+            &after,
+            "ferrite_api_request_duration_seconds_count",
+            &[
+                ("route", "/v1/nodes/:node"),
+                ("method", "GET"),
+                ("status", "200")
+            ]
+        ) >= 1.0,
+        "requests are counted by route, not by node: {:?}",
+        after
+            .iter()
+            .filter(|s| s.metric == "ferrite_api_request_duration_seconds_count")
+            .map(|s| format!("{:?}", s.labels))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        total(
+            &after,
+            "ferrite_api_request_duration_seconds_count",
+            &[("route", "/v1/heartbeat/:node"), ("status", "202")]
+        ) >= 2.0
+    );
+    // Histograms, with the step buckets (up to an hour).
+    assert!(after
+        .iter()
+        .any(|s| s.metric == "ferrite_step_duration_seconds"
+            && matches!(&s.value, prometheus_parse::Value::Histogram(h)
+                    if h.iter().any(|b| b.less_than == 3600.0))));
+
+    // A BMC that fails is counted.
+    let patch = json!([{"op": "add", "path": "/driver_info/fake_fail", "value": "power"}]);
+    assert_eq!(api.call("PATCH", "/v1/nodes/m1", Some(patch)).await.0, 200);
+    let (s, _) = api
+        .call(
+            "PUT",
+            "/v1/nodes/m1/states/power",
+            Some(json!({"target": "power off"})),
+        )
+        .await;
+    assert_eq!(s, 202);
+    common::wait_until(
+        "the failed power call is counted",
+        std::time::Duration::from_secs(30),
+        || async {
+            let m = scrape(&api).await;
+            total(
+                &m,
+                "ferrite_bmc_call_failures_total",
+                &[("interface", "fake"), ("action", "power off")],
+            ) >= 1.0
+        },
+    )
+    .await;
     server.stop().await;
 }
