@@ -36,9 +36,18 @@ fn names(entries: &[Value], ty: &str) -> Vec<String> {
         .collect()
 }
 
+/// How the deploy is asked for.
+#[derive(Clone, Copy, PartialEq)]
+enum Verb {
+    Api,
+    /// `ferrite node deploy NAME --wait`, from an image served slowly enough (1.6 s) for the
+    /// agent to report progress; returns what the CLI printed on standard error.
+    CliSlowImage,
+}
+
 /// Enrolls `name` (fake-hardware, direct deploy), cleans it and deploys a small image with
-/// the in-process agent; returns the deploy's wall time in seconds.
-async fn enroll_clean_deploy(server: &Server, api: &Api, name: &str) -> f64 {
+/// the in-process agent; returns the deploy's wall time in seconds and the CLI's stderr.
+async fn enroll_clean_deploy(server: &Server, api: &Api, name: &str, verb: Verb) -> (f64, String) {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures/inventory/qemu-q35");
     let inventory = ferrite_agent::inventory::collect(&root).expect("fixture inventory");
@@ -86,29 +95,69 @@ async fn enroll_clean_deploy(server: &Server, api: &Api, name: &str) -> f64 {
 
     let img = image();
     let images = ImageServer::start_on_current();
-    let url = images.put("disk.raw", img.clone(), Mode::NoRange);
+    let mode = match verb {
+        Verb::Api => Mode::NoRange,
+        Verb::CliSlowImage => Mode::Slow(25),
+    };
+    let url = images.put("disk.raw", img.clone(), mode);
     let sha = hex::encode(sha2::Sha256::digest(&img));
     let patch = json!([{"op": "add", "path": "/instance_info", "value": {
         "image_source": url, "image_os_hash_algo": "sha256", "image_os_hash_value": sha}}]);
     let path = format!("/v1/nodes/{name}");
     assert_eq!(api.call("PATCH", &path, Some(patch)).await.0, 200);
     let wall = Instant::now();
-    assert_eq!(
-        api.provision(name, json!({"target": "active"})).await.0,
-        202
-    );
+    let mut stderr = String::new();
+    match verb {
+        Verb::Api => {
+            assert_eq!(
+                api.provision(name, json!({"target": "active"})).await.0,
+                202
+            );
+        }
+        Verb::CliSlowImage => {
+            let out = ferrite(&server.url, &["node", "deploy", name, "--wait", "60"]).await;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            stderr = String::from_utf8(out.stderr).unwrap();
+        }
+    }
     api.wait_state(name, "active").await;
     let wall = wall.elapsed().as_secs_f64();
     let _ = stop_tx.send(true);
     agent.await.unwrap();
-    wall
+    (wall, stderr)
+}
+
+/// Runs the `ferrite` CLI against `url`.
+async fn ferrite(url: &str, args: &[&str]) -> std::process::Output {
+    let url = url.to_string();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferrite"))
+            .args(&args)
+            .env("FERRITE_URL", &url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_leaves_a_timeline_with_durations() {
     let server = Server::start(Backend::Sqlite, |_| {}).await;
     let api = Api::new(&server.url);
-    let wall = enroll_clean_deploy(&server, &api, "tl").await;
+    let (wall, wait_log) = enroll_clean_deploy(&server, &api, "tl", Verb::CliSlowImage).await;
+    // `--wait` without a terminal prints a line when something changes, the agent's
+    // progress of the image write among them.
+    assert!(
+        wait_log.contains("tl: wait call-back step deploy.write_image wrote "),
+        "{wait_log}"
+    );
+    assert!(wait_log.contains("MiB/s"), "{wait_log}");
 
     let (s, tl) = api.get("/v1/nodes/tl/timeline").await;
     assert_eq!(s, 200, "{tl}");
@@ -163,6 +212,15 @@ async fn a_deploy_leaves_a_timeline_with_durations() {
             step_sum += d;
         }
     }
+    let write = entries
+        .iter()
+        .find(|e| e["name"] == "deploy.write_image")
+        .unwrap();
+    assert!(
+        write["progress"]["bytes_done"].as_u64().unwrap() > 0,
+        "the agent's progress is kept on the step: {write}"
+    );
+    assert!(write["progress"]["rate_bytes_per_s"].as_f64().unwrap() > 0.0);
     for slow in ["deploy.deploy", "deploy.write_image"] {
         let e = entries.iter().find(|e| e["name"] == slow).unwrap();
         assert!(e["duration_s"].as_f64().unwrap() > 0.0, "{e}");
@@ -207,16 +265,7 @@ async fn a_deploy_leaves_a_timeline_with_durations() {
     assert_eq!(keys, ["created_at", "event", "links", "severity", "uuid"]);
 
     // The CLI prints the timeline with durations.
-    let url = server.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_ferrite"))
-            .args(["node", "history", "tl"])
-            .env("FERRITE_URL", &url)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = ferrite(&server.url, &["node", "history", "tl"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -227,16 +276,7 @@ async fn a_deploy_leaves_a_timeline_with_durations() {
     assert!(table.contains("| Duration "), "{table}");
     assert!(table.contains("|   deploy.write_image "), "{table}");
     assert!(table.contains("| state | active "), "{table}");
-    let url = server.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_ferrite"))
-            .args(["node", "history", "tl", "--events"])
-            .env("FERRITE_URL", &url)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = ferrite(&server.url, &["node", "history", "tl", "--events"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -365,7 +405,7 @@ async fn metrics_move_through_a_lifecycle() {
     assert_eq!(total(&before, "ferrite_nodes", &[]), 0.0);
     assert!(total(&before, "ferrite_db_pool_connections", &[("state", "max")]) >= 1.0);
 
-    enroll_clean_deploy(&server, &api, "m1").await;
+    enroll_clean_deploy(&server, &api, "m1", Verb::Api).await;
     let after = scrape(&api).await;
     assert_eq!(
         total(
@@ -471,5 +511,55 @@ async fn metrics_move_through_a_lifecycle() {
         },
     )
     .await;
+    server.stop().await;
+}
+
+/// `ferrite node watch` follows several nodes until they settle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_watch_follows_several_nodes() {
+    let server = Server::start(Backend::Sqlite, |_| {}).await;
+    let api = Api::new(&server.url);
+    for name in ["w1", "w2"] {
+        let (s, n) = api
+            .call(
+                "POST",
+                "/v1/nodes",
+                Some(json!({"driver": "fake-hardware", "name": name,
+                            "driver_info": {"fake_delay": 0.3}})),
+            )
+            .await;
+        assert_eq!(s, 201, "{n}");
+        assert_eq!(
+            api.provision(name, json!({"target": "manage"})).await.0,
+            202
+        );
+        api.wait_state(name, "manageable").await;
+        assert_eq!(
+            api.provision(name, json!({"target": "provide"})).await.0,
+            202
+        );
+        api.wait_state(name, "available").await;
+        assert_eq!(
+            api.provision(name, json!({"target": "active"})).await.0,
+            202
+        );
+    }
+    // Without names: every node with work going on.
+    let out = ferrite(&server.url, &["node", "watch", "--interval", "0.1"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = String::from_utf8(out.stderr).unwrap();
+    for name in ["w1", "w2"] {
+        assert!(log.contains(&format!("{name}: active")), "{log}");
+        assert_eq!(api.node(name).await["provision_state"], "active");
+    }
+    // Named nodes that are settled: one look, and done.
+    let out = ferrite(&server.url, &["node", "watch", "w1", "w2"]).await;
+    assert!(out.status.success());
+    let log = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(log.lines().count(), 2, "{log}");
     server.stop().await;
 }

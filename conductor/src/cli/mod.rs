@@ -5,6 +5,7 @@ mod client;
 mod nodes;
 mod output;
 mod timeline;
+mod watch;
 
 use std::process::ExitCode;
 

@@ -321,6 +321,15 @@ impl Recorder {
         Self::log(r, &node.uuid, "a power action");
     }
 
+    /// The entries still going on: the node's current state and running step (if any).
+    pub async fn open_entries(&self, node: &str) -> Result<Vec<Resource>, DbError> {
+        let mut out = vec![];
+        for ty in [EntryType::State, EntryType::Step] {
+            out.extend(self.open_entry(node, ty).await?);
+        }
+        Ok(out)
+    }
+
     /// The node's entries, oldest first.
     pub async fn entries(&self, node: &str) -> Result<Vec<Resource>, DbError> {
         let filter = ResourceFilter {
