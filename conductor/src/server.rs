@@ -132,6 +132,19 @@ pub struct ConductorConfig {
     /// request id and node of the request or work it belongs to) [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// When to keep the agent's logs (Ironic's deploy_logs_collect): on_failure (a deploy,
+    /// cleaning or inspection failed while the agent ran), always (also after good deploys
+    /// and cleanings), or never [default: on_failure].
+    #[arg(long, value_enum)]
+    pub deploy_logs_collect: Option<crate::engine::deploy_logs::Collect>,
+    /// Directory of the kept agent logs, one subdirectory per node
+    /// [default: <state-dir>/deploy-logs].
+    #[arg(long)]
+    pub deploy_logs_dir: Option<PathBuf>,
+    /// MiB the deploy logs directory may hold; the oldest archives go first (each node also
+    /// keeps only its newest 5) [default: 1024].
+    #[arg(long, value_name = "MIB")]
+    pub deploy_logs_max_mb: Option<u64>,
 }
 
 /// `--log-format`.
@@ -191,7 +204,10 @@ impl ConductorConfig {
             allow_md5_checksum,
             timeline,
             metrics,
-            log_format
+            log_format,
+            deploy_logs_collect,
+            deploy_logs_dir,
+            deploy_logs_max_mb
         ))
     }
 
@@ -229,6 +245,19 @@ impl ConductorConfig {
             allow_md5_checksum: self.allow_md5_checksum.unwrap_or(d.allow_md5_checksum),
             timeline: self.timeline.unwrap_or(d.timeline),
             metrics: self.metrics.unwrap_or(d.metrics),
+            deploy_logs: crate::engine::deploy_logs::DeployLogs {
+                collect: self.deploy_logs_collect.unwrap_or_default(),
+                dir: Some(
+                    self.deploy_logs_dir
+                        .clone()
+                        .unwrap_or_else(|| self.state_dir().join("deploy-logs")),
+                ),
+                max_bytes: self
+                    .deploy_logs_max_mb
+                    .map(|m| m.saturating_mul(1 << 20))
+                    .unwrap_or(d.deploy_logs.max_bytes),
+                keep_per_node: d.deploy_logs.keep_per_node,
+            },
         }
     }
 

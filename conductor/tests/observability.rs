@@ -43,6 +43,9 @@ enum Verb {
     /// `ferrite node deploy NAME --wait`, from an image served slowly enough (1.6 s) for the
     /// agent to report progress; returns what the CLI printed on standard error.
     CliSlowImage,
+    /// Through the API, with a checksum the image does not have: the agent fails the
+    /// write; waits for `deploy failed`.
+    ApiBadChecksum,
 }
 
 /// Enrolls `name` (fake-hardware, direct deploy), cleans it and deploys a small image with
@@ -96,11 +99,14 @@ async fn enroll_clean_deploy(server: &Server, api: &Api, name: &str, verb: Verb)
     let img = image();
     let images = ImageServer::start_on_current();
     let mode = match verb {
-        Verb::Api => Mode::NoRange,
+        Verb::Api | Verb::ApiBadChecksum => Mode::NoRange,
         Verb::CliSlowImage => Mode::Slow(25),
     };
     let url = images.put("disk.raw", img.clone(), mode);
-    let sha = hex::encode(sha2::Sha256::digest(&img));
+    let sha = match verb {
+        Verb::ApiBadChecksum => "0".repeat(64),
+        _ => hex::encode(sha2::Sha256::digest(&img)),
+    };
     let patch = json!([{"op": "add", "path": "/instance_info", "value": {
         "image_source": url, "image_os_hash_algo": "sha256", "image_os_hash_value": sha}}]);
     let path = format!("/v1/nodes/{name}");
@@ -108,7 +114,7 @@ async fn enroll_clean_deploy(server: &Server, api: &Api, name: &str, verb: Verb)
     let wall = Instant::now();
     let mut stderr = String::new();
     match verb {
-        Verb::Api => {
+        Verb::Api | Verb::ApiBadChecksum => {
             assert_eq!(
                 api.provision(name, json!({"target": "active"})).await.0,
                 202
@@ -124,7 +130,19 @@ async fn enroll_clean_deploy(server: &Server, api: &Api, name: &str, verb: Verb)
             stderr = String::from_utf8(out.stderr).unwrap();
         }
     }
-    api.wait_state(name, "active").await;
+    if verb == Verb::ApiBadChecksum {
+        common::wait_until(
+            "deploy failed",
+            std::time::Duration::from_secs(60),
+            || async {
+                let n = api.node(name).await;
+                n["provision_state"] == "deploy failed" && n["reservation"].is_null()
+            },
+        )
+        .await;
+    } else {
+        api.wait_state(name, "active").await;
+    }
     let wall = wall.elapsed().as_secs_f64();
     let _ = stop_tx.send(true);
     agent.await.unwrap();
@@ -561,5 +579,66 @@ async fn node_watch_follows_several_nodes() {
     assert!(out.status.success());
     let log = String::from_utf8(out.stderr).unwrap();
     assert_eq!(log.lines().count(), 2, "{log}");
+    server.stop().await;
+}
+
+/// A deploy that fails in the agent leaves the agent's logs, named in last_error and
+/// printed by `ferrite node logs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_deploy_keeps_the_agents_logs() {
+    let server = Server::start(Backend::Sqlite, |_| {}).await;
+    let api = Api::new(&server.url);
+    enroll_clean_deploy(&server, &api, "lg", Verb::ApiBadChecksum).await;
+    let node = api.node("lg").await;
+    let uuid = node["uuid"].as_str().unwrap();
+    let last_error = node["last_error"].as_str().unwrap();
+    assert!(last_error.contains("deploy.write_image"), "{last_error}");
+    assert!(
+        last_error.contains(&format!("Deploy logs: ferrite node logs {uuid} (archive ")),
+        "{last_error}"
+    );
+    let (s, listing) = api.get("/v1/nodes/lg/deploy_logs").await;
+    assert_eq!(s, 200, "{listing}");
+    let archives = listing["deploy_logs"].as_array().unwrap();
+    assert_eq!(archives.len(), 1, "{listing}");
+    let name = archives[0]["name"].as_str().unwrap();
+    assert!(name.ends_with("_deploy-failed.tar.gz"), "{name}");
+    assert!(last_error.contains(name), "{last_error}");
+    // Kept in the state dir, one directory per node.
+    assert!(server
+        .dir
+        .path()
+        .join("deploy-logs")
+        .join(uuid)
+        .join(name)
+        .is_file());
+
+    let out = ferrite(&server.url, &["node", "logs", "lg"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("==> hardware_inventory.json <=="), "{text}");
+    assert!(text.contains("==> ferrite-agent-status.json <=="), "{text}");
+    assert!(
+        text.contains("\"command_status\": \"FAILED\""),
+        "the agent's failed command: {text}"
+    );
+    let out = ferrite(&server.url, &["node", "logs", "lg", "--list"]).await;
+    assert!(String::from_utf8(out.stdout).unwrap().contains(name));
+    let out = ferrite(
+        &server.url,
+        &["node", "logs", "lg", "--file", "ferrite-agent-status.json"],
+    )
+    .await;
+    let one = String::from_utf8(out.stdout).unwrap();
+    assert!(!one.contains("hardware_inventory"), "{one}");
+    // A name that is not an archive of the node is refused.
+    let (s, _) = api
+        .get("/v1/nodes/lg/deploy_logs/..%2F..%2Fferrite.db")
+        .await;
+    assert_eq!(s, 404);
     server.stop().await;
 }

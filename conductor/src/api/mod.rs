@@ -5,6 +5,7 @@ mod agent;
 mod allocations;
 mod auth;
 mod boot;
+mod deploy_logs;
 mod history;
 mod misc;
 mod node_extras;
@@ -415,6 +416,7 @@ pub fn router(state: Shared) -> Router {
         .merge(node_hw::routes())
         .merge(history::routes())
         .merge(timeline::routes())
+        .merge(deploy_logs::routes())
         .route("/metrics", get(metrics))
         .merge(allocations::routes())
         .layer(middleware::from_fn_with_state(state.clone(), auth::require));

@@ -119,6 +119,34 @@ impl Client {
         }
     }
 
+    /// `GET path` answered with bytes (an archive), not JSON.
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut rb = self
+            .http
+            .get(&url)
+            .header(ferrite_proto::API_VERSION_HEADER, "1.68");
+        if let Some((u, p)) = &self.auth {
+            rb = rb.basic_auth(u, Some(p));
+        }
+        let unreachable = |source| ClientError::Unreachable {
+            url: self.base.clone(),
+            source,
+        };
+        let resp = rb.send().await.map_err(unreachable)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(ClientError::Api {
+                method: "GET".into(),
+                path: path.into(),
+                status: status.as_u16(),
+                message: api_message(&text),
+            });
+        }
+        Ok(resp.bytes().await.map_err(unreachable)?.to_vec())
+    }
+
     async fn call_once(
         &self,
         method: &str,

@@ -2,6 +2,7 @@
 //! `ferrite port …` talk to the API at `FERRITE_URL`.
 
 mod client;
+mod logs;
 mod nodes;
 mod output;
 mod timeline;
@@ -37,6 +38,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the conductor (API server and worker).

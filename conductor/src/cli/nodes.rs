@@ -93,6 +93,26 @@ pub enum NodeCmd {
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
     },
+    /// The agent logs kept for the node (after a failure, or every deploy with
+    /// --deploy-logs-collect always): the newest archive's files, printed.
+    Logs {
+        node: String,
+        /// List the archives instead.
+        #[arg(long)]
+        list: bool,
+        /// This archive rather than the newest (a name from --list).
+        #[arg(long)]
+        archive: Option<String>,
+        /// Only this file of the archive (e.g. ferrite-agent.log, dmesg.txt).
+        #[arg(long)]
+        file: Option<String>,
+        /// Only the last N lines of each file.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+        /// Save the archive (.tar.gz) to this path instead of printing it.
+        #[arg(long, value_name = "PATH")]
+        save: Option<std::path::PathBuf>,
+    },
     /// The node's step timeline with durations (states, steps, power actions).
     History {
         node: String,
@@ -492,6 +512,24 @@ pub async fn node(c: &Client, cmd: NodeCmd, json_out: bool) -> anyhow::Result<()
             if !json_out {
                 println!("boot device of {node} set to {device}");
             }
+        }
+        NodeCmd::Logs {
+            node,
+            list,
+            archive,
+            file,
+            tail,
+            save,
+        } => {
+            let args = super::logs::Args {
+                node,
+                list,
+                archive,
+                file,
+                tail,
+                save,
+            };
+            super::logs::logs(c, args, json_out).await?
         }
         NodeCmd::Watch { nodes, interval } => {
             super::watch::watch(c, nodes, Duration::from_secs_f64(interval.max(0.1))).await?

@@ -3,6 +3,7 @@
 //! node's `reservation` lock.
 
 mod agent_api;
+pub mod deploy_logs;
 mod heartbeats;
 pub mod history;
 mod periodic;
@@ -75,6 +76,8 @@ pub struct EngineConfig {
     pub timeline: bool,
     /// Record metrics for `/metrics` (on by default; off only to measure their cost).
     pub metrics: bool,
+    /// When and where the agent's logs are kept.
+    pub deploy_logs: deploy_logs::DeployLogs,
 }
 
 /// Ports created from inspection data (Ironic's `[inspector]add_ports`).
@@ -113,6 +116,7 @@ impl Default for EngineConfig {
             allow_md5_checksum: false,
             timeline: true,
             metrics: true,
+            deploy_logs: deploy_logs::DeployLogs::default(),
         }
     }
 }
@@ -284,6 +288,9 @@ impl Conductor {
             .step_finished(&node.uuid, timeline::Outcome::Failed, Some(&message))
             .await;
         node.last_error = Some(message);
+        // While the agent still runs (it is powered off below): its logs, named in
+        // last_error.
+        self.collect_logs_after_failure(node).await;
         StepProgress::edit(&mut node.driver_internal_info, StepProgress::stop_waiting)?;
         self.db.clear_agent(&node.uuid).await?;
         node.agent_token = None;

@@ -272,6 +272,7 @@ impl Conductor {
             Some(ConductorStep::TearDownAgent) => {
                 if agent {
                     agent::run::<Value>(self.agent.as_ref(), node, cmd::SYNC, &()).await?;
+                    self.collect_logs_after_success(node, "deploy").await;
                 }
                 if !Self::keeps_power(node) {
                     d.power.set_state(node, PowerTarget::Off).await?;
@@ -479,6 +480,7 @@ impl Conductor {
             Kind::Clean => {
                 if agent {
                     let keep = Self::keeps_power(&node);
+                    self.collect_logs_after_success(&node, "clean").await;
                     let r = async {
                         if !keep {
                             d.power.set_state(&node, PowerTarget::Off).await?;
