@@ -14,6 +14,7 @@ pub mod model;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod ui;
 
 /// An error with its causes, one line: `a: b: c` (the one formatter agent and conductor
 /// share).

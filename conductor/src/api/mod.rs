@@ -418,6 +418,7 @@ pub fn router(state: Shared) -> Router {
         .merge(timeline::routes())
         .merge(deploy_logs::routes())
         .route("/metrics", get(metrics))
+        .merge(crate::ui::routes())
         .merge(allocations::routes())
         .layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let inner = Router::new()

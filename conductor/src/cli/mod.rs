@@ -2,10 +2,10 @@
 //! `ferrite port …` talk to the API at `FERRITE_URL`.
 
 mod client;
-mod logs;
+pub(crate) mod logs;
 mod nodes;
 mod output;
-mod timeline;
+pub(crate) mod timeline;
 mod watch;
 
 use std::process::ExitCode;
