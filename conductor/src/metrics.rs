@@ -32,11 +32,18 @@ const RATE_BUCKETS: &[f64] = &[
     4294967296.0,
 ];
 
+type ApiHistograms = std::collections::HashMap<
+    String,
+    std::collections::HashMap<(&'static str, u16), metrics::Histogram>,
+>;
+
 /// One conductor's metrics.
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     heartbeats: Counter,
+    /// API latency histograms by route, then (method, status).
+    api: std::sync::RwLock<ApiHistograms>,
     /// The (provision, power) state pairs the node gauge was set for: a pair no node is in
     /// any more is set to 0, not left at its last count.
     seen: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
@@ -82,6 +89,7 @@ impl Metrics {
             handle,
             heartbeats,
             seen: Default::default(),
+            api: Default::default(),
             enabled,
         };
         m.describe();
@@ -171,13 +179,40 @@ impl Metrics {
         });
     }
 
-    pub fn api_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let (method, route) = (method.to_string(), route.to_string());
-        self.record(|| {
+    /// An API request that matched `route` (the axum pattern, `None` when nothing
+    /// matched). The histogram of each (route, method, status) is looked up once and kept:
+    /// this runs on every heartbeat.
+    pub fn api_request(&self, method: &str, route: Option<&str>, status: u16, elapsed: Duration) {
+        if !self.enabled {
+            return;
+        }
+        let route = route.unwrap_or("unmatched");
+        let method: &'static str = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+            .into_iter()
+            .find(|m| *m == method)
+            .unwrap_or("OTHER");
+        let secs = elapsed.as_secs_f64();
+        {
+            let cache = self.api.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(h) = cache.get(route).and_then(|m| m.get(&(method, status))) {
+                h.record(secs);
+                return;
+            }
+        }
+        // `/v1/nodes/{node}` as `/v1/nodes/:node`: braces inside label values are valid
+        // Prometheus, but simple parsers (prometheus-parse among them) stop at `}`.
+        let label = route.replace('{', ":").replace('}', "");
+        let (m, st) = (method.to_string(), status.to_string());
+        let h = with_local_recorder(&self.recorder, || {
             histogram!("ferrite_api_request_duration_seconds",
-                       "method" => method, "route" => route, "status" => status.to_string())
-            .record(elapsed.as_secs_f64())
+                       "method" => m, "route" => label, "status" => st)
         });
+        h.record(secs);
+        let mut cache = self.api.write().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(route.to_string())
+            .or_default()
+            .insert((method, status), h);
     }
 
     /// The Prometheus text exposition, with node counts and pool use read now.

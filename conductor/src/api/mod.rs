@@ -302,14 +302,11 @@ async fn observe(
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        // `/v1/nodes/{node}` as `/v1/nodes/:node`: braces inside label values are valid
-        // Prometheus, but simple parsers (prometheus-parse among them) stop at `}`.
-        .map(|m| m.as_str().replace('{', ":").replace('}', ""))
-        .unwrap_or_else(|| "unmatched".into());
+        .cloned();
     let resp = next.run(req).await;
     state.engine.metrics.api_request(
         method.as_str(),
-        &route,
+        route.as_ref().map(|m| m.as_str()),
         resp.status().as_u16(),
         start.elapsed(),
     );

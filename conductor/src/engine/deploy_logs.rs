@@ -14,6 +14,9 @@ use serde_json::Value;
 use super::Conductor;
 use crate::model::Node;
 
+/// How long a failing node waits for its agent's logs.
+const COLLECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// When logs are collected (Ironic's `[agent]deploy_logs_collect`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -57,6 +60,10 @@ pub enum LogsError {
     Agent(#[source] crate::drivers::agent::AgentCallError),
     #[error("the agent's log collection answered no base64 system_logs")]
     BadAnswer,
+    #[error("this conductor has no deploy logs directory")]
+    NoDir,
+    #[error("the agent did not send its logs within {} s", COLLECT_TIMEOUT.as_secs())]
+    Timeout,
     #[error("cannot store the deploy logs in {path}")]
     Store {
         path: PathBuf,
@@ -208,7 +215,7 @@ impl Conductor {
     /// still have its agent (URL and token).
     pub(crate) async fn collect_logs(&self, node: &Node, what: &str) -> Result<String, LogsError> {
         let Some(dir) = self.cfg.deploy_logs.dir.clone() else {
-            return Err(LogsError::BadAnswer);
+            return Err(LogsError::NoDir);
         };
         let r: Value =
             crate::drivers::agent::run(self.agent.as_ref(), node, "log.collect_system_logs", &())
