@@ -80,8 +80,13 @@ fn status_message(p: &Value) -> String {
     )
 }
 
+/// Seconds between progress heartbeats during an image write.
+const HEARTBEAT_PROGRESS_SECS: u32 = 5;
+
 /// Publish progress into the running command's result every second and into the
-/// heartbeat's `agent_status_message` on each phase change (and every 30 s).
+/// heartbeat's `agent_status_message` on each phase change and every
+/// [`HEARTBEAT_PROGRESS_SECS`]: each such heartbeat lets the conductor poll the command and
+/// keep its progress on the step's timeline, which `ferrite … --wait` draws as a bar.
 fn spawn_reporter(state: Arc<AgentState>, progress: Progress) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let entry = state.commands.last();
@@ -96,7 +101,7 @@ fn spawn_reporter(state: Arc<AgentState>, progress: Progress) -> tokio::task::Jo
             }
             let phase = progress.phase();
             since_publish += 1;
-            if last_phase != Some(phase) || since_publish >= 30 {
+            if last_phase != Some(phase) || since_publish >= HEARTBEAT_PROGRESS_SECS {
                 since_publish = 0;
                 last_phase = Some(phase);
                 state.set_progress(AgentProgress {

@@ -370,6 +370,40 @@ async fn system_logs_are_a_base64_gzipped_tar() {
     );
 }
 
+/// Without a configured log file, the log the ramdisk's supervisor keeps is collected.
+#[tokio::test]
+async fn system_logs_include_the_supervisors_agent_log() {
+    use base64::Engine;
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("var/log")).unwrap();
+    std::fs::write(
+        root.path().join("var/log/ferrite-agent.log"),
+        "supervised agent\n",
+    )
+    .unwrap();
+    let config = AgentConfig {
+        root: root.path().to_path_buf(),
+        ..AgentConfig::default()
+    };
+    let agent = Agent::start_with(config, None, None).await;
+    let (code, r) = agent
+        .command("", "log.collect_system_logs", json!({}))
+        .await;
+    assert_eq!(code, 200, "{r}");
+    let archive = base64::engine::general_purpose::STANDARD
+        .decode(r["command_result"]["system_logs"].as_str().unwrap())
+        .unwrap();
+    let (dir, names) = untar(&archive);
+    assert!(
+        names.contains(&"ferrite-agent.log".to_string()),
+        "{names:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("x/ferrite-agent.log")).unwrap(),
+        "supervised agent\n"
+    );
+}
+
 #[tokio::test]
 async fn lockdown_refuses_commands_and_stops_serving() {
     let mut agent = Agent::start().await;

@@ -9,10 +9,12 @@ pub mod configdrive;
 pub mod db;
 pub mod drivers;
 pub mod engine;
+pub mod metrics;
 pub mod model;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod ui;
 
 /// An error with its causes, one line: `a: b: c` (the one formatter agent and conductor
 /// share).

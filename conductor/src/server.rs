@@ -139,6 +139,40 @@ pub struct ConductorConfig {
     /// default is 5) [default: 7].
     #[arg(long, value_name = "N")]
     pub hash_partition_exponent: Option<u32>,
+    /// Record every node's step timeline (states, steps, power actions with durations),
+    /// served at /v1/nodes/{node}/timeline; false only to measure its cost [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub timeline: Option<bool>,
+    /// Record Prometheus metrics served at /metrics (transitions, step durations, BMC
+    /// latency, heartbeats, API latency); false only to measure their cost [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub metrics: Option<bool>,
+    /// Log line format on standard error: text, or json (one object a line, with the
+    /// request id and node of the request or work it belongs to) [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// When to keep the agent's logs (Ironic's deploy_logs_collect): on_failure (a deploy,
+    /// cleaning or inspection failed while the agent ran), always (also after good deploys
+    /// and cleanings), or never [default: on_failure].
+    #[arg(long, value_enum)]
+    pub deploy_logs_collect: Option<crate::engine::deploy_logs::Collect>,
+    /// Directory of the kept agent logs, one subdirectory per node
+    /// [default: <state-dir>/deploy-logs].
+    #[arg(long)]
+    pub deploy_logs_dir: Option<PathBuf>,
+    /// MiB the deploy logs directory may hold; the oldest archives go first (each node also
+    /// keeps only its newest 5) [default: 1024].
+    #[arg(long, value_name = "MIB")]
+    pub deploy_logs_max_mb: Option<u64>,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl ConductorConfig {
@@ -191,7 +225,13 @@ impl ConductorConfig {
             internal_url,
             heartbeat_interval,
             dead_after,
-            hash_partition_exponent
+            hash_partition_exponent,
+            timeline,
+            metrics,
+            log_format,
+            deploy_logs_collect,
+            deploy_logs_dir,
+            deploy_logs_max_mb
         ))
     }
 
@@ -238,6 +278,21 @@ impl ConductorConfig {
             hash_partition_exponent: self
                 .hash_partition_exponent
                 .unwrap_or(d.hash_partition_exponent),
+            timeline: self.timeline.unwrap_or(d.timeline),
+            metrics: self.metrics.unwrap_or(d.metrics),
+            deploy_logs: crate::engine::deploy_logs::DeployLogs {
+                collect: self.deploy_logs_collect.unwrap_or_default(),
+                dir: Some(
+                    self.deploy_logs_dir
+                        .clone()
+                        .unwrap_or_else(|| self.state_dir().join("deploy-logs")),
+                ),
+                max_bytes: self
+                    .deploy_logs_max_mb
+                    .map(|m| m.saturating_mul(1 << 20))
+                    .unwrap_or(d.deploy_logs.max_bytes),
+                keep_per_node: d.deploy_logs.keep_per_node,
+            },
         }
     }
 

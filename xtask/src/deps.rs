@@ -93,6 +93,8 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "python3-venv",
         "conductor bench baseline: a venv for OpenStack Ironic from PyPI (target/ironic-venv)",
     ),
+    ("chromium", "dashboard test: the headless browser that loads /ui/ (conductor/tests/ui.rs)"),
+    ("chromium-driver", "dashboard test: chromedriver, driven over the WebDriver protocol"),
 ];
 
 /// Installing qemu-system-x86 (7.2) removes the machine image's backported qemu-utils 10, so

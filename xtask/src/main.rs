@@ -266,6 +266,9 @@ fn test(quick: bool) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&skip_log);
     let mut cmd = util::cargo_command(&["test", "--workspace", "--locked"]);
     cmd.env(ferrite_qemu_harness::skip::SKIP_LOG_VAR, &skip_log);
+    // The dashboard's browser test (conductor/tests/ui.rs) may not skip here: `deps`
+    // installed chromium and chromium-driver.
+    cmd.env("FERRITE_REQUIRE_BROWSER", "1");
     if quick {
         cmd.env(ferrite_qemu_harness::skip::SKIP_VAR, "1");
     } else {

@@ -33,6 +33,9 @@ const FILES: &[(&str, &str)] = &[
     ("var/log/syslog", "var/log/syslog"),
 ];
 
+/// The agent's output as the ramdisk's supervisor keeps it (under the root).
+const SUPERVISOR_LOG: &str = "var/log/ferrite-agent.log";
+
 pub fn register(r: &mut Registry) {
     r.register("log.collect_system_logs", Mode::Sync, collect_system_logs);
 }
@@ -67,11 +70,18 @@ pub fn collect(state: &AgentState) -> std::io::Result<Vec<u8>> {
             Err(e) => notes.push_str(&format!("{path}: {e}\n")),
         }
     }
-    if let Some(log) = &state.config.log_file {
-        match read_capped(log) {
+    // The configured log file, else where the ramdisk's supervisor appends the agent's
+    // output (ramdisk-build's agent-supervisor.sh), when it exists.
+    match &state.config.log_file {
+        Some(log) => match read_capped(log) {
             Ok(data) => tar.append("ferrite-agent.log", now, &data)?,
             Err(e) => notes.push_str(&format!("agent log {}: {e}\n", log.display())),
-        }
+        },
+        None => match read_capped(&root.join(SUPERVISOR_LOG)) {
+            Ok(data) => tar.append("ferrite-agent.log", now, &data)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => notes.push_str(&format!("{SUPERVISOR_LOG}: {e}\n")),
+        },
     }
     match crate::inventory::collect(root) {
         Ok(inv) => {

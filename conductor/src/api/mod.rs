@@ -6,6 +6,7 @@ mod allocations;
 mod auth;
 mod boot;
 pub mod forward;
+mod deploy_logs;
 mod history;
 mod misc;
 mod node_extras;
@@ -16,6 +17,7 @@ mod ports;
 mod query;
 mod resources;
 mod runbooks;
+mod timeline;
 
 pub use auth::Htpasswd;
 pub(crate) use resources::is_trait;
@@ -243,13 +245,31 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| format!("req-{}", uuid::Uuid::new_v4()))
 }
 
+/// The node a request names in its path (`/v1/nodes/{node}/…`, `/v1/heartbeat/{node}`),
+/// for the request's log lines.
+fn path_node(path: &str) -> &str {
+    let mut parts = path.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("v1"), Some("nodes" | "heartbeat"), Some(n)) if n != "detail" => n,
+        _ => "",
+    }
+}
+
 async fn versioning(mut req: Request, next: Next) -> Response {
+    use tracing::Instrument;
     let req_id = request_id(req.headers());
     let negotiated = parse_version(req.headers());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %req_id,
+        method = %req.method(),
+        path = %req.uri().path(),
+        node = path_node(req.uri().path()),
+    );
     let mut resp = match negotiated {
         Ok(v) => {
             req.extensions_mut().insert(v);
-            let mut r = next.run(req).await;
+            let mut r = next.run(req).instrument(span).await;
             if let Ok(h) = HeaderValue::from_str(&format!("{}.{}", v.0, v.1)) {
                 r.headers_mut()
                     .insert(ferrite_proto::API_VERSION_HEADER, h.clone());
@@ -283,6 +303,47 @@ async fn versioning(mut req: Request, next: Next) -> Response {
         h.insert("OpenStack-Request-Id", id);
     }
     resp
+}
+
+/// Times every request for the metrics, by method, route (the matched pattern, so one
+/// series per route, not per node) and status.
+async fn observe(
+    axum::extract::State(state): axum::extract::State<Shared>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let start = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .cloned();
+    let resp = next.run(req).await;
+    state.engine.metrics.api_request(
+        method.as_str(),
+        route.as_ref().map(|m| m.as_str()),
+        resp.status().as_u16(),
+        start.elapsed(),
+    );
+    resp
+}
+
+/// `GET /metrics`: Prometheus text format (behind the API's auth).
+async fn metrics(axum::extract::State(state): axum::extract::State<Shared>) -> ApiResult<Response> {
+    let text = state
+        .engine
+        .metrics
+        .render(&state.engine.db)
+        .await
+        .map_err(EngineError::from)?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 /// Base URL for links in answers.
@@ -370,6 +431,10 @@ pub fn router(state: Shared) -> Router {
         .merge(node_extras::routes())
         .merge(node_hw::routes())
         .merge(history::routes())
+        .merge(timeline::routes())
+        .merge(deploy_logs::routes())
+        .route("/metrics", get(metrics))
+        .merge(crate::ui::routes())
         .merge(allocations::routes())
         .layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let inner = Router::new()
@@ -381,6 +446,7 @@ pub fn router(state: Shared) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(versioning))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .route("/boot/{*rel}", get(boot::file))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -119,6 +119,34 @@ impl Client {
         }
     }
 
+    /// `GET path` answered with bytes (an archive), not JSON.
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut rb = self
+            .http
+            .get(&url)
+            .header(ferrite_proto::API_VERSION_HEADER, "1.68");
+        if let Some((u, p)) = &self.auth {
+            rb = rb.basic_auth(u, Some(p));
+        }
+        let unreachable = |source| ClientError::Unreachable {
+            url: self.base.clone(),
+            source,
+        };
+        let resp = rb.send().await.map_err(unreachable)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(ClientError::Api {
+                method: "GET".into(),
+                path: path.into(),
+                status: status.as_u16(),
+                message: api_message(&text),
+            });
+        }
+        Ok(resp.bytes().await.map_err(unreachable)?.to_vec())
+    }
+
     async fn call_once(
         &self,
         method: &str,
@@ -127,10 +155,16 @@ impl Client {
     ) -> Result<Value, ClientError> {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
         let url = format!("{}{path}", self.base);
+        // Node history needs 1.78; every other call keeps the version the CLI was written to.
+        let version = if path.contains("/history") {
+            "1.115"
+        } else {
+            "1.68"
+        };
         let mut rb = self
             .http
             .request(m, &url)
-            .header(ferrite_proto::API_VERSION_HEADER, "1.68");
+            .header(ferrite_proto::API_VERSION_HEADER, version);
         if let Some((u, p)) = &self.auth {
             rb = rb.basic_auth(u, Some(p));
         }

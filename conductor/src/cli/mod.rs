@@ -2,8 +2,11 @@
 //! `ferrite port …` talk to the API at `FERRITE_URL`.
 
 mod client;
+pub(crate) mod logs;
 mod nodes;
 mod output;
+pub(crate) mod timeline;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -91,16 +94,25 @@ pub fn main() -> ExitCode {
 
 async fn run_conductor(cfg: ConductorConfig) -> anyhow::Result<()> {
     use anyhow::Context;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal: a log file or pipe gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cfg = cfg.resolve()?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.log_format.unwrap_or_default() {
+        // One JSON object a line; the request's and the work's span fields (request_id,
+        // node) are flattened into each line by `with_span_list`.
+        crate::server::LogFormat::Json => builder
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
+        // Colour codes only on a terminal: a log file or pipe gets plain text.
+        crate::server::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let addr = cfg.listen_addr();
     let listener = tokio::net::TcpListener::bind(addr)
         .await

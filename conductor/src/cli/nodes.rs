@@ -1,7 +1,6 @@
 //! `ferrite node …` and `ferrite port …`: requests, JSON Patch from `key=value` flags, and
-//! `--wait` with a progress line (state, current step, elapsed time).
+//! `--wait` with live progress (`watch.rs`: state, current step, the image write's bar).
 
-use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -85,6 +84,41 @@ pub enum NodeCmd {
     },
     Validate {
         node: String,
+    },
+    /// Follow nodes (default: every node with work going on) until they settle: state,
+    /// current step and the image write's progress.
+    Watch {
+        nodes: Vec<String>,
+        /// Seconds between polls.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
+    /// The agent logs kept for the node (after a failure, or every deploy with
+    /// --deploy-logs-collect always): the newest archive's files, printed.
+    Logs {
+        node: String,
+        /// List the archives instead.
+        #[arg(long)]
+        list: bool,
+        /// This archive rather than the newest (a name from --list).
+        #[arg(long)]
+        archive: Option<String>,
+        /// Only this file of the archive (e.g. ferrite-agent.log, dmesg.txt).
+        #[arg(long)]
+        file: Option<String>,
+        /// Only the last N lines of each file.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+        /// Save the archive (.tar.gz) to this path instead of printing it.
+        #[arg(long, value_name = "PATH")]
+        save: Option<std::path::PathBuf>,
+    },
+    /// The node's step timeline with durations (states, steps, power actions).
+    History {
+        node: String,
+        /// Ironic's history events (failures, provision verbs) instead.
+        #[arg(long)]
+        events: bool,
     },
 }
 
@@ -266,50 +300,26 @@ fn is_failure(state: &str) -> bool {
 
 async fn wait_for(c: &Client, node: &str, verb: &str, limit: u64) -> anyhow::Result<Value> {
     let start = Instant::now();
-    let tty = std::io::stderr().is_terminal();
-    let mut last_line = String::new();
+    let mut screen = super::watch::Screen::new();
     loop {
-        let n = c.call("GET", &format!("/v1/nodes/{node}"), None).await?;
-        let state = n["provision_state"].as_str().unwrap_or("?").to_string();
-        let step = [&n["deploy_step"], &n["clean_step"]]
-            .into_iter()
-            .find(|s| s.as_object().is_some_and(|o| !o.is_empty()))
-            .map(|s| {
-                format!(
-                    " step {}.{}",
-                    s["interface"].as_str().unwrap_or("?"),
-                    s["step"].as_str().unwrap_or("?")
-                )
-            })
-            .unwrap_or_default();
-        let elapsed = start.elapsed().as_secs_f64();
-        let line = format!("[{elapsed:6.1}s] {node}: {state}{step}");
-        if tty {
-            eprint!("\r\x1b[2K{line}");
-        } else if line.split(']').nth(1) != last_line.split(']').nth(1) {
-            eprintln!("{line}");
+        let v = super::watch::fetch(c, node).await?;
+        screen.show(&v);
+        let state = v.state.as_str();
+        if goal(verb).contains(&state) && v.settled {
+            screen.finish(node);
+            return Ok(v.raw);
         }
-        last_line = line;
-        let _ = std::io::stderr().flush();
-        let settled = n["reservation"].is_null() && n["target_provision_state"].is_null();
-        if goal(verb).contains(&state.as_str()) && settled {
-            if tty {
-                eprintln!();
-            }
-            return Ok(n);
-        }
-        if is_failure(&state) && settled
-            || (verb == "manage" && state == "enroll" && !n["last_error"].is_null())
+        if is_failure(state) && v.settled
+            || (verb == "manage" && state == "enroll" && !v.raw["last_error"].is_null())
         {
-            if tty {
-                eprintln!();
-            }
+            screen.finish(node);
             bail!(
                 "node {node} is {state}: {}",
-                n["last_error"].as_str().unwrap_or("no last_error")
+                v.raw["last_error"].as_str().unwrap_or("no last_error")
             );
         }
         if start.elapsed() > Duration::from_secs(limit) {
+            let step = v.step.map(|s| format!(" step {s}")).unwrap_or_default();
             bail!("node {node} did not finish {verb} within {limit} s (now {state}{step})");
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -501,6 +511,51 @@ pub async fn node(c: &Client, cmd: NodeCmd, json_out: bool) -> anyhow::Result<()
             .await?;
             if !json_out {
                 println!("boot device of {node} set to {device}");
+            }
+        }
+        NodeCmd::Logs {
+            node,
+            list,
+            archive,
+            file,
+            tail,
+            save,
+        } => {
+            let args = super::logs::Args {
+                node,
+                list,
+                archive,
+                file,
+                tail,
+                save,
+            };
+            super::logs::logs(c, args, json_out).await?
+        }
+        NodeCmd::Watch { nodes, interval } => {
+            super::watch::watch(c, nodes, Duration::from_secs_f64(interval.max(0.1))).await?
+        }
+        NodeCmd::History { node, events } => {
+            if events {
+                let v = c
+                    .call(
+                        "GET",
+                        &format!("/v1/nodes/{node}/history?detail=true"),
+                        None,
+                    )
+                    .await?;
+                let items = v["history"].clone();
+                print(json_out, &items, |v| {
+                    super::timeline::events(v.as_array().map(Vec::as_slice).unwrap_or(&[]))
+                });
+            } else {
+                let v = c
+                    .call("GET", &format!("/v1/nodes/{node}/timeline"), None)
+                    .await?;
+                print(json_out, &v, |v| {
+                    super::timeline::table(
+                        v["timeline"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+                    )
+                });
             }
         }
         NodeCmd::Validate { node } => {

@@ -274,6 +274,35 @@ impl Db {
             .collect()
     }
 
+    /// `(provision state, power state, number of nodes)` of every pair some node is in
+    /// (the metrics' node gauges); an unknown power state reads as `None`.
+    pub async fn state_counts(&self) -> Result<Vec<(String, Option<String>, i64)>> {
+        let rows = sqlx::query(
+            "SELECT provision_state, power_state, COUNT(*) AS n FROM nodes \
+             GROUP BY provision_state, power_state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("provision_state")?,
+                    r.try_get("power_state")?,
+                    r.try_get("n")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Connections of the pool: (open, idle, most allowed).
+    pub fn pool_use(&self) -> (u32, usize, u32) {
+        (
+            self.pool.size(),
+            self.pool.num_idle(),
+            self.pool.options().get_max_connections(),
+        )
+    }
+
     pub async fn nodes_in_states(&self, states: &[State]) -> Result<Vec<Node>> {
         let mut out = vec![];
         for s in states {

@@ -54,6 +54,8 @@ pub struct ResourceFilter {
     pub node_uuid: Option<String>,
     /// Objects whose first uniqueness key is this (a portgroup's MAC address).
     pub key1: Option<String>,
+    /// Objects whose second uniqueness key is this.
+    pub key2: Option<String>,
     pub after_id: Option<i64>,
     pub limit: Option<i64>,
 }
@@ -127,6 +129,10 @@ impl Db {
         if let Some(k) = &f.key1 {
             binds.push(k.clone());
             sql.push_str(&format!(" AND key1 = ${}", binds.len()));
+        }
+        if let Some(k) = &f.key2 {
+            binds.push(k.clone());
+            sql.push_str(&format!(" AND key2 = ${}", binds.len()));
         }
         if let Some(after) = f.after_id {
             sql.push_str(&format!(" AND id > {after}"));

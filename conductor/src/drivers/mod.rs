@@ -7,6 +7,7 @@ pub mod ipmi;
 pub mod ipxe;
 pub mod iscsi;
 pub mod iscsi_disk;
+pub mod metered;
 pub mod redfish;
 pub mod scripted_agent;
 pub mod vmedia;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use ferrite_proto::steps::Step;
 
 use crate::model::Node;
+pub use metered::{PowerCall, PowerObserver, PowerOp};
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -276,6 +278,9 @@ impl HardwareType {
 /// Every hardware type this conductor offers.
 pub struct Registry {
     pub types: Vec<HardwareType>,
+    /// Told about every power call (timeline, metrics): the power interface a node gets
+    /// from [`Registry::for_node`] is wrapped when there are any.
+    pub observers: Arc<[Arc<dyn PowerObserver>]>,
 }
 
 impl Registry {
@@ -289,6 +294,7 @@ impl Registry {
                 ipmi::hardware_type(ipmi::IpmiSettings::default(), boot),
                 redfish::hardware_type(ferrite_redfish::PowerWait::default(), ipxe),
             ],
+            observers: Arc::new([]),
         }
     }
 
@@ -308,7 +314,14 @@ impl Registry {
                 self.names().join(", ")
             ))
         })?;
-        hw.for_node(node)
+        let mut d = hw.for_node(node)?;
+        if !self.observers.is_empty() {
+            d.power = Arc::new(metered::Metered {
+                inner: d.power,
+                observers: self.observers.clone(),
+            });
+        }
+        Ok(d)
     }
 }
 

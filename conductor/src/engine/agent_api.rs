@@ -182,6 +182,7 @@ impl Conductor {
                 hb.callback_url
             )));
         }
+        self.metrics.heartbeat();
         let at = now();
         // The first heartbeat of a boot pins where the conductor reaches the agent and the
         // certificate it trusts (as Ironic does): a token holder cannot redirect the
@@ -289,7 +290,10 @@ impl Conductor {
         let node = self.node(uuid).await?;
         let polled = if let Some(pending) = Self::pending_command(&node)? {
             match self.poll_command(&node, &pending).await {
-                Ok(r) if r.command_status == CommandStatus::Running => return Ok(()),
+                Ok(r) if r.command_status == CommandStatus::Running => {
+                    self.note_agent_progress(uuid, &r).await;
+                    return Ok(());
+                }
                 Ok(r) => Some(r),
                 // Resumed under the lock, where a failed poll fails the node.
                 Err(_) => None,

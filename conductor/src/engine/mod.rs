@@ -3,6 +3,7 @@
 //! node's `reservation` lock.
 
 mod agent_api;
+pub mod deploy_logs;
 mod heartbeats;
 pub mod history;
 pub mod membership;
@@ -14,6 +15,7 @@ pub mod ring;
 mod rules;
 mod steps;
 pub mod takeover;
+pub mod timeline;
 mod work;
 
 pub use agent_api::{ContinueInspection, INSPECTION_TOKEN};
@@ -29,7 +31,7 @@ use crate::agent_client::AgentClient;
 use crate::db::{Db, DbError};
 use crate::drivers::agent::AgentApi;
 use crate::drivers::ipxe::{IpxeBoot, IpxeSettings};
-use crate::drivers::{DriverError, PowerTarget, Registry};
+use crate::drivers::{DriverError, PowerObserver, PowerTarget, Registry};
 use crate::model::{now, Node};
 use crate::state::{self, Event, NotAllowed, State};
 use plan::Kind;
@@ -83,6 +85,12 @@ pub struct EngineConfig {
     pub dead_after: Duration,
     /// 2^this points per conductor on the hash ring.
     pub hash_partition_exponent: u32,
+    /// Record the step timeline (on by default; off only to measure its cost).
+    pub timeline: bool,
+    /// Record metrics for `/metrics` (on by default; off only to measure their cost).
+    pub metrics: bool,
+    /// When and where the agent's logs are kept.
+    pub deploy_logs: deploy_logs::DeployLogs,
 }
 
 /// Ports created from inspection data (Ironic's `[inspector]add_ports`).
@@ -124,6 +132,9 @@ impl Default for EngineConfig {
             heartbeat_interval: Duration::from_secs(10),
             dead_after: Duration::from_secs(60),
             hash_partition_exponent: ring::DEFAULT_PARTITION_EXPONENT,
+            timeline: true,
+            metrics: true,
+            deploy_logs: deploy_logs::DeployLogs::default(),
         }
     }
 }
@@ -193,6 +204,10 @@ pub struct Conductor {
     pub heartbeats: HeartbeatBuffer,
     /// The live conductors and the hash ring, cached.
     pub membership: membership::Membership,
+    /// The step timeline's writer (also an observer of every power call).
+    pub timeline: Arc<timeline::Recorder>,
+    /// This conductor's Prometheus metrics (also an observer of every power call).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Conductor {
@@ -210,10 +225,23 @@ impl Conductor {
                 db: db.clone(),
             })
         });
+        let metrics = Arc::new(crate::metrics::Metrics::new(cfg.metrics));
+        let timeline = Arc::new(timeline::Recorder::new(
+            db.clone(),
+            cfg.timeline,
+            metrics.clone(),
+        ));
+        let mut drivers = Registry::standard(ipxe);
+        drivers.observers = Arc::new([
+            timeline.clone() as Arc<dyn PowerObserver>,
+            metrics.clone() as Arc<dyn PowerObserver>,
+        ]);
         Ok(Arc::new(Conductor {
             db,
             cfg,
-            drivers: Registry::standard(ipxe),
+            drivers,
+            timeline,
+            metrics,
             agent,
             tracker: TaskTracker::new(),
             boot_files,
@@ -274,12 +302,23 @@ impl Conductor {
         let manual = StepProgress::load(&node.driver_internal_info)?.manual_clean;
         let to = state::next_with(node.provision_state, event, manual)?;
         tracing::info!(node = %node.uuid, from = %node.provision_state, %event, %to, "transition");
+        let from = node.provision_state;
         node.provision_state = to;
         node.target_provision_state = state::target_of(to, event, manual);
         let t = now();
         node.provision_updated_at = Some(t.clone());
         node.updated_at = Some(t);
         self.db.save_node(node).await?;
+        let left = match event {
+            Event::Fail => timeline::Outcome::Failed,
+            Event::Abort => timeline::Outcome::Aborted,
+            _ => timeline::Outcome::Ok,
+        };
+        self.metrics
+            .transition(from.as_str(), to.as_str(), event.as_str());
+        self.timeline
+            .transition(node, from.as_str(), event.as_str(), left)
+            .await;
         Ok(())
     }
 
@@ -288,7 +327,13 @@ impl Conductor {
     /// failed deploy or cleaning the node is powered off unless configured otherwise.
     pub async fn fail(&self, node: &mut Node, message: String) -> EResult<()> {
         tracing::warn!(node = %node.uuid, state = %node.provision_state, %message, "failing node");
+        self.timeline
+            .step_finished(&node.uuid, timeline::Outcome::Failed, Some(&message))
+            .await;
         node.last_error = Some(message);
+        // While the agent still runs (it is powered off below): its logs, named in
+        // last_error.
+        self.collect_logs_after_failure(node).await;
         StepProgress::edit(&mut node.driver_internal_info, StepProgress::stop_waiting)?;
         self.db.clear_agent(&node.uuid).await?;
         node.agent_token = None;
@@ -356,13 +401,20 @@ impl Conductor {
         F: FnOnce(Arc<Conductor>, String) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = EResult<()>> + Send + 'static,
     {
+        use tracing::Instrument;
         let me = self.clone();
-        self.tracker.spawn(async move {
-            if let Err(e) = f(me.clone(), uuid.clone()).await {
-                tracing::error!(node = %uuid, error = %crate::error_chain(&e), "background work failed");
+        // The work's log lines carry the node (and, through the span it was spawned from,
+        // the request id of the verb that started it).
+        let span = tracing::info_span!("work", node = %uuid);
+        self.tracker.spawn(
+            async move {
+                if let Err(e) = f(me.clone(), uuid.clone()).await {
+                    tracing::error!(node = %uuid, error = %crate::error_chain(&e), "background work failed");
+                }
+                me.unlock(&uuid).await;
             }
-            me.unlock(&uuid).await;
-        });
+            .instrument(span),
+        );
     }
 
     /// `PUT /v1/nodes/{id}/states/provision`.
@@ -517,6 +569,9 @@ impl Conductor {
                     _ => "Deployment",
                 };
                 progress.stop_waiting();
+                self.timeline
+                    .step_finished(&node.uuid, timeline::Outcome::Aborted, None)
+                    .await;
                 let servicing = matches!(
                     node.provision_state,
                     State::ServiceWait | State::ServiceHold | State::ServiceFailed

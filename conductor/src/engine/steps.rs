@@ -184,6 +184,9 @@ impl Conductor {
             })?;
             node.updated_at = Some(now());
             self.db.save_node(&node).await?;
+            self.timeline
+                .step_started(&node, kind.name(), &step.name())
+                .await;
             // The agent refuses clean steps listed by other managers than those it told.
             let clean_version = (kind == Kind::Clean).then(|| {
                 progress
@@ -196,6 +199,9 @@ impl Conductor {
                 .await
             {
                 Ok(Outcome::Done) => {
+                    self.timeline
+                        .step_finished(&node.uuid, super::timeline::Outcome::Ok, None)
+                        .await;
                     StepProgress::edit(&mut node.driver_internal_info, |p| p.advance(kind))?;
                 }
                 Ok(Outcome::AgentBoot) => {
@@ -267,6 +273,7 @@ impl Conductor {
             Some(ConductorStep::TearDownAgent) => {
                 if agent {
                     agent::run::<Value>(self.agent.as_ref(), node, cmd::SYNC, &()).await?;
+                    self.collect_logs_after_success(node, "deploy").await;
                 }
                 if !Self::keeps_power(node) {
                     d.power.set_state(node, PowerTarget::Off).await?;
@@ -355,6 +362,18 @@ impl Conductor {
         agent::poll(self.agent.as_ref(), node, pending).await
     }
 
+    /// Keeps what a running agent command says of its progress (`ferrite_progress`: the
+    /// image writer's phase, bytes and rate) on the step's timeline entry.
+    pub(crate) async fn note_agent_progress(&self, node: &str, r: &CommandResult) {
+        if let Some(p) = r
+            .command_result
+            .as_ref()
+            .and_then(|v| v.get("ferrite_progress"))
+        {
+            self.timeline.step_progress(node, p).await;
+        }
+    }
+
     /// Continues a waiting node (locked): after the agent booted, a command ended, or unhold.
     pub(crate) async fn resume(
         self: &Arc<Self>,
@@ -413,7 +432,10 @@ impl Conductor {
                 };
                 if let Some(r) = r {
                     match r.command_status {
-                        CommandStatus::Running => return Ok(()),
+                        CommandStatus::Running => {
+                            self.note_agent_progress(&node.uuid, &r).await;
+                            return Ok(());
+                        }
                         CommandStatus::Failed | CommandStatus::VersionMismatch => {
                             let service_step = node.ext("service_step");
                             let step = match kind {
@@ -450,11 +472,16 @@ impl Conductor {
     }
 
     async fn finish_steps(&self, mut node: Node, d: &NodeDrivers, kind: Kind) -> EResult<()> {
+        // The last step, when an agent command the heartbeat found finished.
+        self.timeline
+            .step_finished(&node.uuid, super::timeline::Outcome::Ok, None)
+            .await;
         let agent = d.deploy.uses_agent();
         match kind {
             Kind::Clean => {
                 if agent {
                     let keep = Self::keeps_power(&node);
+                    self.collect_logs_after_success(&node, "clean").await;
                     let r = async {
                         if !keep {
                             d.power.set_state(&node, PowerTarget::Off).await?;
