@@ -389,7 +389,10 @@ impl Conductor {
             )));
         }
         check_inspection_token(&node, data.agent_token.as_deref())?;
-        let mut node = self.lock(&node).await?;
+        // The agent posts its inventory once (IPA retries only on 5xx): a lock held for a
+        // moment (a power sync, another conductor's takeover pass) is waited for, as
+        // Ironic's API does, rather than leaving the node in `inspect wait`.
+        let mut node = self.lock_waiting(&node).await?;
         // Checked again under the lock: the one-time token may have been used meanwhile.
         if let Err(e) = check_inspection_token(&node, data.agent_token.as_deref()) {
             self.unlock(&uuid).await;
