@@ -3,7 +3,8 @@
 //! again. Counted here with the real agent library in-process (a boot = a lookup that got a
 //! new token) and the node's step timeline (every power action the conductor took). An
 //! agent that went quiet for longer than `--fast-track-timeout`, and a node whose
-//! driver_info turns fast track off, take the ordinary path.
+//! driver_info turns fast track off, take the ordinary path. A kexec the agent cannot do
+//! falls back to a power cycle, saying why.
 
 mod common;
 
@@ -264,5 +265,27 @@ async fn fast_track_deploys_through_the_agent_that_cleaned() {
         "the quiet agent's node is rebooted into a new agent"
     );
     assert_eq!(m.boots(), 2);
+    drop(m);
+
+    // driver_info.ferrite_kexec: the conductor asks the agent to kexec into the written
+    // OS. This agent's disk is a file without partitions the kernel knows of, so the agent
+    // refuses, and the node is power cycled as usual, the reason kept on the node.
+    let (m, _, deploy) = clean_then_deploy(
+        &server,
+        &api,
+        "kexec",
+        json!({"ferrite_kexec": true}),
+        async |_| {},
+    )
+    .await;
+    assert_eq!(m.boots(), 1);
+    assert_eq!(deploy, ["power off", "power on"], "the fallback reboot");
+    let n = api.node("kexec").await;
+    let k = &n["driver_internal_info"]["ferrite_kexec"];
+    assert_eq!(k["booted"], false, "{n}");
+    assert!(
+        k["detail"].as_str().unwrap_or("").contains("no partitions"),
+        "{k}"
+    );
     eprintln!("fast track {fast_s:.1} s, plain {plain_s:.1} s (in-process, nothing boots)");
 }

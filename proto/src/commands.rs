@@ -19,6 +19,8 @@ pub const EXECUTE_DEPLOY_STEP: &str = "deploy.execute_deploy_step";
 pub const INSTALL_BOOTLOADER: &str = "image.install_bootloader";
 pub const START_ISCSI_TARGET: &str = "iscsi.start_iscsi_target";
 pub const STOP_ISCSI_TARGET: &str = "iscsi.stop_iscsi_target";
+/// Ferrite's own: boot the OS just written with kexec, skipping the firmware.
+pub const KEXEC: &str = "ferrite.kexec";
 
 /// Parameters of a command as the wire carries them (`params`); `{}` for a type that does
 /// not serialize to an object.

@@ -5,8 +5,11 @@
 //! the agent's certificate). Four scenarios on two nodes, one VM at a time:
 //! (a) enroll → manage → inspect → provide → deploy with a config drive → the deployed OS
 //! prints the node's uuid and hostname; (d) rebuild; (b) a wrong checksum → deploy failed,
-//! no partition table left, recovered with undeploy; (c) undeploy → cleaning → available
-//! with the disk's metadata erased. Skipped with FERRITE_SKIP_VM_TESTS.
+//! no partition table left, recovered with undeploy; (c) with fast track and kexec, a
+//! deploy through the agent that cleaned the node, which kexecs into the written OS (no
+//! power action at all), then
+//! undeploy → cleaning → available with the disk's metadata erased. Skipped with
+//! FERRITE_SKIP_VM_TESTS.
 
 use std::time::Duration;
 
@@ -202,7 +205,24 @@ fn a_bad_checksum_fails_cleanly_and_undeploy_erases_the_disk() {
     let node = ok(lab.enroll());
     let uuid = node["uuid"].as_str().unwrap().to_string();
     assert_eq!(state(&ok(lab.verb("manage", &[], 120))), "manageable");
+    // This node runs with fast track (issue 18): the agent that cleaned it stays up and
+    // deploys without a second boot.
+    ok(lab.cli(
+        "fast track",
+        &[
+            "node",
+            "set",
+            "e2e-node-2",
+            "--driver-info",
+            "fast_track=true",
+        ],
+    ));
     assert_eq!(state(&ok(lab.verb("provide", &[], 400))), "available");
+    let n = ok(lab.show());
+    assert_eq!(
+        n["power_state"], "power on",
+        "fast track keeps the agent up: {n}"
+    );
 
     // (b) a wrong checksum: deploy failed, naming the checksum, and nothing bootable.
     ok(lab.set_image(&"ab".repeat(32)));
@@ -215,14 +235,42 @@ fn a_bad_checksum_fails_cleanly_and_undeploy_erases_the_disk() {
     let n = ok(lab.verb("undeploy", &[], 400));
     assert_eq!(state(&n), "available", "{n}");
 
-    // (c) deploy for real, then undeploy: cleaning erases the disk's metadata.
+    // (c) deploy for real, then undeploy: cleaning erases the disk's metadata. Fast track
+    // and kexec: the agent that cleaned the node writes the image and kexecs into it, so
+    // the BMC is asked for no power action at all (only the boot device, set to disk).
+    ok(lab.cli(
+        "kexec",
+        &[
+            "node",
+            "set",
+            "e2e-node-2",
+            "--driver-info",
+            "ferrite_kexec=true",
+        ],
+    ));
     ok(lab.set_image(&lab.image_sha256.clone()));
     let drive = ok(lab.config_drive(&uuid, "short-lived"));
+    let before = lab.node.chassis_log().len();
     assert_eq!(
         state(&ok(lab.verb("deploy", &["--config-drive", &drive], 600))),
         "active"
     );
     ok(lab.wait_marker(Duration::from_secs(180)));
+    let log = lab.node.chassis_log();
+    let power: Vec<&str> = log[before..]
+        .lines()
+        .filter(|l| l.contains("set power") || l.contains("set reset"))
+        .collect();
+    assert!(
+        power.is_empty(),
+        "fast track + kexec: no power action from available to the marker: {}",
+        &log[before..]
+    );
+    let n = ok(lab.show());
+    assert_eq!(
+        n["driver_internal_info"]["ferrite_kexec"]["booted"], true,
+        "{n}"
+    );
     let head = std::fs::read(&lab.disk)
         .map(|d| d[..1024].to_vec())
         .unwrap();

@@ -22,7 +22,7 @@ use crate::state::registry::{Mode, Registry};
 use crate::state::AgentState;
 use crate::system::KexecImage;
 
-pub const KEXEC: &str = "ferrite.kexec";
+pub use ferrite_proto::commands::KEXEC;
 
 /// Filesystems tried, in order, when mounting a partition to look for a boot entry.
 const FS_TYPES: &[&str] = &["vfat", "ext4", "xfs", "btrfs"];

@@ -374,24 +374,14 @@ impl Conductor {
     /// `driver_info.fast_track` (a boolean, or a string as the CLI sets it), else the
     /// conductor's `--fast-track`. A value that is not a boolean means no fast track.
     pub(crate) fn fast_track(&self, node: &Node) -> bool {
-        match node.driver_info.get("fast_track") {
-            None | Some(Value::Null) => self.cfg.fast_track,
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
-                "1" | "t" | "true" | "on" | "y" | "yes" => true,
-                "0" | "f" | "false" | "off" | "n" | "no" => false,
-                _ => {
-                    tracing::warn!(node = %node.uuid, value = %s,
-                                   "driver_info.fast_track is not a boolean: no fast track");
-                    false
-                }
-            },
-            Some(other) => {
-                tracing::warn!(node = %node.uuid, value = %other,
-                               "driver_info.fast_track is not a boolean: no fast track");
-                false
-            }
-        }
+        driver_info_flag(node, "fast_track").unwrap_or(self.cfg.fast_track)
+    }
+
+    /// Whether the deploy boots the written OS with kexec (`driver_info.ferrite_kexec`,
+    /// Ferrite's own, off by default): the agent loads the kernel the image's boot loader
+    /// names and jumps, instead of the node being power cycled through its firmware.
+    pub(crate) fn kexec_wanted(node: &Node) -> bool {
+        driver_info_flag(node, "ferrite_kexec").unwrap_or(false)
     }
 
     /// Whether the node's running agent may be used as it is, without booting it again
@@ -783,6 +773,30 @@ impl Conductor {
         }
         if let Err(e) = self.flush_heartbeats().await {
             tracing::error!(error = %crate::error_chain(&e), "writing heartbeat times failed");
+        }
+    }
+}
+
+/// A boolean of the node's `driver_info` (a JSON boolean, or a string as the CLI sets it,
+/// read as Ironic's `bool_from_string`); `None` when absent. A value that is not a boolean
+/// reads as false, with a warning.
+fn driver_info_flag(node: &Node, key: &str) -> Option<bool> {
+    match node.driver_info.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "1" | "t" | "true" | "on" | "y" | "yes" => Some(true),
+            "0" | "f" | "false" | "off" | "n" | "no" => Some(false),
+            _ => {
+                tracing::warn!(node = %node.uuid, key, value = %s,
+                               "driver_info value is not a boolean: read as false");
+                Some(false)
+            }
+        },
+        Some(other) => {
+            tracing::warn!(node = %node.uuid, key, value = %other,
+                           "driver_info value is not a boolean: read as false");
+            Some(false)
         }
     }
 }

@@ -108,8 +108,27 @@ impl Conductor {
     /// until `shutdown`.
     pub async fn run_periodic(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.cfg.periodic_interval);
-        let mut beat = tokio::time::interval(self.cfg.heartbeat_interval);
-        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The conductor's heartbeat has its own task: a long takeover or timeout pass (many
+        // nodes, a loaded machine) must not delay it past --dead-after, or the others would
+        // find this live conductor dead and break its locks under its work.
+        let heartbeat = {
+            let me = self.clone();
+            let mut stop = shutdown.clone();
+            tokio::spawn(async move {
+                let mut beat = tokio::time::interval(me.cfg.heartbeat_interval);
+                beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = beat.tick() => {
+                            if let Err(e) = me.conductor_heartbeat().await {
+                                tracing::error!(error = %crate::error_chain(&e), "conductor heartbeat failed");
+                            }
+                        }
+                        _ = stop.changed() => return,
+                    }
+                }
+            })
+        };
         let mut power = self.cfg.power_sync_interval.map(|every| {
             // The first pass after one interval, not at start-up: no burst of BMC reads
             // (and node locks) while clients enrol and change nodes right after a start.
@@ -121,12 +140,6 @@ impl Conductor {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = beat.tick() => {
-                    if let Err(e) = self.conductor_heartbeat().await {
-                        tracing::error!(error = %crate::error_chain(&e), "conductor heartbeat failed");
-                    }
-                    continue;
-                }
                 _ = async { power.as_mut().expect("guarded").tick().await }, if power.is_some() => {
                     // One pass at a time: a slow pass over many BMCs must not pile up.
                     if power_pass.as_ref().is_none_or(|p| p.is_finished()) {
@@ -140,6 +153,7 @@ impl Conductor {
                     continue;
                 }
                 _ = shutdown.changed() => {
+                    heartbeat.abort();
                     // Let a running pass finish its BMC reads (each bounded) and release its locks.
                     if let Some(p) = power_pass {
                         let _ = tokio::time::timeout(std::time::Duration::from_secs(30), p).await;

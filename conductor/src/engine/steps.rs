@@ -19,6 +19,11 @@ use crate::error_chain;
 use crate::model::{now, Node, Obj};
 use crate::state::Event;
 
+/// `driver_internal_info` key of the last deploy's kexec outcome.
+pub const KEXEC_RESULT: &str = "ferrite_kexec";
+/// How long an agent that broke off a kexec call may take to disappear.
+const KEXEC_GONE_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
+
 fn step_obj(s: &Step) -> Obj {
     match serde_json::to_value(s) {
         Ok(Value::Object(o)) => o,
@@ -238,6 +243,55 @@ impl Conductor {
         }
     }
 
+    /// `driver_info.ferrite_kexec`: asks the agent to kexec into the OS it wrote. True when
+    /// it did: it answered (an in-process agent records the jump), or the call broke off
+    /// and the agent is gone within [`KEXEC_GONE_WITHIN`] (the jump takes it down before it
+    /// can answer). False when the node must be power cycled instead: the agent refused
+    /// (no boot entry it can load, an agent without the command) or is still there. The
+    /// outcome and its reason stay in `driver_internal_info.ferrite_kexec`.
+    async fn kexec(&self, node: &mut Node) -> bool {
+        let r = agent::run::<Value>(self.agent.as_ref(), node, cmd::KEXEC, &json!({})).await;
+        let (booted, detail) = match r {
+            Ok(v) => (true, v),
+            Err(AgentCallError::Call { source, .. }) => {
+                if self.agent_gone(node).await {
+                    (true, json!("the agent went away as the new kernel started"))
+                } else {
+                    let why = format!(
+                        "the call broke off but the agent is still up: {}",
+                        error_chain(&source)
+                    );
+                    (false, json!(why))
+                }
+            }
+            Err(e) => (false, json!(error_chain(&e))),
+        };
+        if !booted {
+            tracing::warn!(node = %node.uuid, reason = %detail,
+                           "kexec not possible: rebooting through the firmware");
+        }
+        node.driver_internal_info.insert(
+            KEXEC_RESULT.into(),
+            json!({"booted": booted, "detail": detail, "at": now()}),
+        );
+        booted
+    }
+
+    /// Polls the agent until it no longer answers (true) or [`KEXEC_GONE_WITHIN`] passed.
+    async fn agent_gone(&self, node: &Node) -> bool {
+        let Ok(t) = agent::target(node) else {
+            return true;
+        };
+        let deadline = std::time::Instant::now() + KEXEC_GONE_WITHIN;
+        while std::time::Instant::now() < deadline {
+            match self.agent.get_command(&t, "ferrite-kexec-probe").await {
+                Err(crate::agent_client::AgentError::Unreachable { .. }) => return true,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+            }
+        }
+        false
+    }
+
     /// Fast track: the node's agent runs already, so the wait for its boot ends at once
     /// (through the wait state, as if its heartbeat had come): its steps are asked now.
     async fn use_running_agent(
@@ -296,9 +350,18 @@ impl Conductor {
                 Ok(Outcome::Done)
             }
             Some(ConductorStep::TearDownAgent) => {
+                node.driver_internal_info.remove(KEXEC_RESULT);
+                let mut kexeced = false;
                 if agent {
                     agent::run::<Value>(self.agent.as_ref(), node, cmd::SYNC, &()).await?;
                     self.collect_logs_after_success(node, "deploy").await;
+                    if Self::kexec_wanted(node) {
+                        kexeced = self.kexec(node).await;
+                    }
+                }
+                if kexeced {
+                    // The written OS runs already: nothing to power off or on.
+                    return Ok(Outcome::Done);
                 }
                 if !Self::keeps_power(node) {
                     d.power.set_state(node, PowerTarget::Off).await?;
@@ -307,6 +370,15 @@ impl Conductor {
                 Ok(Outcome::Done)
             }
             Some(ConductorStep::BootInstance) => {
+                if node
+                    .driver_internal_info
+                    .get(KEXEC_RESULT)
+                    .and_then(|k| k["booted"].as_bool())
+                    == Some(true)
+                {
+                    node.power_state = Some(POWER_ON.into());
+                    return Ok(Outcome::Done);
+                }
                 let target = if Self::keeps_power(node) {
                     PowerTarget::Reboot
                 } else {
