@@ -103,17 +103,46 @@ impl Browser {
     }
 
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_cmd(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver {path}: {e}"))
+    }
+
+    /// A WebDriver command; its error object when it failed.
+    async fn try_cmd(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Value> {
         let mut rb = self.http.request(method, format!("{}{path}", self.base));
         if let Some(b) = body {
             rb = rb.json(&b);
         }
         let r: Value = rb.send().await.unwrap().json().await.unwrap();
-        assert!(
-            r["value"].get("error").is_none(),
-            "WebDriver {path}: {}",
-            r["value"]
-        );
-        r["value"].clone()
+        match r["value"].get("error") {
+            Some(_) => Err(r["value"].clone()),
+            None => Ok(r["value"].clone()),
+        }
+    }
+
+    /// Runs `action` (a path under `/element/{id}`) on the element `css` selects. The page
+    /// replaces its live parts every 2 s, so an element found a moment ago may be gone
+    /// ("stale element reference"): it is found again.
+    async fn on_element(&self, css: &str, method: reqwest::Method, action: &str) -> Value {
+        for _ in 0..20 {
+            let e = self.find(css).await;
+            let body = (method == reqwest::Method::POST).then(|| json!({}));
+            match self
+                .try_cmd(method.clone(), &format!("/element/{e}/{action}"), body)
+                .await
+            {
+                Ok(v) => return v,
+                Err(err) if err["error"] == "stale element reference" => continue,
+                Err(err) => panic!("WebDriver {css} {action}: {err}"),
+            }
+        }
+        panic!("{css} went stale 20 times in a row")
     }
 
     async fn go(&self, url: &str) {
@@ -133,8 +162,7 @@ impl Browser {
     }
 
     async fn text(&self, css: &str) -> String {
-        let e = self.find(css).await;
-        self.cmd(reqwest::Method::GET, &format!("/element/{e}/text"), None)
+        self.on_element(css, reqwest::Method::GET, "text")
             .await
             .as_str()
             .unwrap_or_default()
@@ -322,13 +350,8 @@ async fn the_dashboard_in_a_browser() {
     // Click a verb: ready-1 is deployed (fake deploy) and the page follows.
     b.go(&format!("{}/ui/nodes/ready-1", server.url)).await;
     assert_eq!(b.text("#state").await, "available");
-    let deploy = b.find("button[data-verb='active']").await;
-    b.cmd(
-        reqwest::Method::POST,
-        &format!("/element/{deploy}/click"),
-        Some(json!({})),
-    )
-    .await;
+    b.on_element("button[data-verb='active']", reqwest::Method::POST, "click")
+        .await;
     b.wait_text("#state", |t| t == "active").await;
     assert_eq!(api.node("ready-1").await["provision_state"], "active");
     // Once active the timeline shows the deploy's steps.
