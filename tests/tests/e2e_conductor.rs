@@ -52,10 +52,12 @@ fn assert_deploy_timeline(lab: &Lab, uuid: &str, wall: f64) {
     assert_eq!(status, 200, "{body}");
     let tl: serde_json::Value = serde_json::from_str(&body).unwrap();
     let entries = tl["timeline"].as_array().unwrap();
+    // The deploy starts where the node left `available` (it enters `deploying` again after
+    // each wait for the agent).
     let deploying = entries
         .iter()
-        .rposition(|e| e["type"] == "state" && e["name"] == "deploying")
-        .unwrap_or_else(|| panic!("no deploying state: {tl}"));
+        .rposition(|e| e["type"] == "state" && e["name"] == "deploying" && e["from"] == "available")
+        .unwrap_or_else(|| panic!("no deploying state entered from available: {tl}"));
     let deploy = &entries[deploying..];
     let steps: Vec<&serde_json::Value> = deploy.iter().filter(|e| e["type"] == "step").collect();
     let names: Vec<&str> = steps.iter().filter_map(|e| e["name"].as_str()).collect();
