@@ -39,7 +39,7 @@ fn assert_no_partition_table(disk: &std::path::Path) {
 }
 
 /// The step timeline of the deploy that just ended (issue 20): every deploy step, in
-/// order, with a non-zero duration and the agent's write progress; the states from
+/// order, with a non-zero duration; the states from
 /// `deploying` to `active` add up to the deploy's wall time as the CLI measured it.
 fn assert_deploy_timeline(lab: &Lab, uuid: &str, wall: f64) {
     let (status, body) = ferrite_qemu_harness::http::call(
@@ -77,11 +77,9 @@ fn assert_deploy_timeline(lab: &Lab, uuid: &str, wall: f64) {
         assert_eq!(e["driver"], "ipmi", "{e}");
         assert!(e["duration_s"].as_f64().unwrap() > 0.0, "{e}");
     }
-    let write = steps[1];
-    assert!(
-        write["progress"]["bytes_done"].as_u64().unwrap_or(0) > 0,
-        "the agent's write progress is on the step: {write}"
-    );
+    // (The agent's write progress reaches the step only with a heartbeat during the write,
+    // every 5 s: this small image may be written in less; conductor/tests/observability.rs
+    // checks progress with a slow image.)
     let state_sum: f64 = deploy
         .iter()
         .filter(|e| e["type"] == "state" && e["running"] == false)
