@@ -35,6 +35,79 @@ fn assert_no_partition_table(disk: &std::path::Path) {
     assert_ne!(&head[512..520], b"EFI PART", "a GPT header is left");
 }
 
+/// The step timeline of the deploy that just ended (issue 20): every deploy step, in
+/// order, with a non-zero duration and the agent's write progress; the states from
+/// `deploying` to `active` add up to the deploy's wall time as the CLI measured it.
+fn assert_deploy_timeline(lab: &Lab, uuid: &str, wall: f64) {
+    let (status, body) = ferrite_qemu_harness::http::call(
+        lab.url().trim_start_matches("http://").parse().unwrap(),
+        "GET",
+        &format!("/v1/nodes/{uuid}/timeline"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let tl: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let entries = tl["timeline"].as_array().unwrap();
+    let deploying = entries
+        .iter()
+        .rposition(|e| e["type"] == "state" && e["name"] == "deploying")
+        .unwrap_or_else(|| panic!("no deploying state: {tl}"));
+    let deploy = &entries[deploying..];
+    let steps: Vec<&serde_json::Value> = deploy.iter().filter(|e| e["type"] == "step").collect();
+    let names: Vec<&str> = steps.iter().filter_map(|e| e["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "deploy.deploy",
+            "deploy.write_image",
+            "deploy.prepare_instance_boot",
+            "deploy.tear_down_agent",
+            "deploy.boot_instance"
+        ],
+        "{tl}"
+    );
+    for e in &steps {
+        assert_eq!(e["outcome"], "ok", "{e}");
+        assert_eq!(e["driver"], "ipmi", "{e}");
+        assert!(e["duration_s"].as_f64().unwrap() > 0.0, "{e}");
+    }
+    let write = steps[1];
+    assert!(
+        write["progress"]["bytes_done"].as_u64().unwrap_or(0) > 0,
+        "the agent's write progress is on the step: {write}"
+    );
+    let state_sum: f64 = deploy
+        .iter()
+        .filter(|e| e["type"] == "state" && e["running"] == false)
+        .map(|e| e["duration_s"].as_f64().unwrap())
+        .sum();
+    // The CLI's wall time also holds its start and its last poll (about a second).
+    assert!(
+        state_sum <= wall + 0.5 && state_sum >= wall - 5.0,
+        "deploying to active took {state_sum:.1} s on the timeline, {wall:.1} s by the clock"
+    );
+    let power: Vec<&serde_json::Value> = deploy.iter().filter(|e| e["type"] == "power").collect();
+    assert!(
+        power
+            .iter()
+            .any(|e| e["interface"] == "ipmitool" || e["interface"] == "ipmi"),
+        "the BMC's power calls are on the timeline: {power:?}"
+    );
+    eprintln!(
+        "deploy timeline: {:.1} s of states, {:.1} s by the clock; steps {:?}",
+        state_sum,
+        wall,
+        steps
+            .iter()
+            .map(|e| (
+                e["name"].as_str().unwrap_or(""),
+                e["duration_s"].as_f64().unwrap_or(0.0)
+            ))
+            .collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn operator_deploys_and_rebuilds_a_node_through_the_conductor() {
     if ferrite_tests::skip_vm_tests() {
@@ -94,7 +167,9 @@ fn operator_deploys_and_rebuilds_a_node_through_the_conductor() {
 
     ok(lab.set_image(&lab.image_sha256.clone()));
     let drive = ok(lab.config_drive(&uuid, "deployed-by-ferrite"));
+    let started = std::time::Instant::now();
     let n = ok(lab.verb("deploy", &["--config-drive", &drive], 600));
+    let wall = started.elapsed().as_secs_f64();
     assert_eq!(state(&n), "active", "{n}");
     assert_eq!(n["power_state"], "power on");
     let marker = ok(lab.wait_marker(Duration::from_secs(180)));
@@ -102,6 +177,7 @@ fn operator_deploys_and_rebuilds_a_node_through_the_conductor() {
         marker,
         format!("FERRITE-DEPLOYED uuid={uuid} hostname=deployed-by-ferrite")
     );
+    assert_deploy_timeline(&lab, &uuid, wall);
     assert!(
         lab.node.chassis_log().contains("boot"),
         "the BMC was asked to set boot devices: {}",

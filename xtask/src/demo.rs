@@ -5,7 +5,8 @@
 //! image with its sha256 and a config drive carrying a hostname. The conductor powers the
 //! node and sets its boot device over IPMI and PXE-boots the agent ramdisk through its own
 //! iPXE scripts; the deployed OS prints `FERRITE-DEPLOYED uuid=… hostname=…`. Ends with a
-//! table of phase timings, and tears everything down unless `--keep`.
+//! table of phase timings, the node's step timeline (`ferrite node history`) and the
+//! dashboard's URL, and tears everything down unless `--keep`.
 
 use std::time::{Duration, Instant};
 
@@ -100,6 +101,19 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     for (phase, took) in &phases {
         println!("{phase:<36} {:>10.1}", took.as_secs_f64());
     }
+    // What an operator looks at next: the step timeline the conductor recorded, and the
+    // dashboard.
+    println!("\nthe node's step timeline, as the conductor recorded it:");
+    let timeline = lab.cli("timeline", &["node", "history", "demo-node"])?;
+    anyhow::ensure!(
+        timeline.contains("deploy"),
+        "the timeline has no deploy rows:\n{timeline}"
+    );
+    println!(
+        "\ndashboard: {url}/ui/ (this node: {url}/ui/nodes/demo-node){}",
+        if keep { "" } else { "; --keep keeps it up" },
+        url = lab.url()
+    );
     println!(
         "\nramdisk: kernel {:.1} MiB, initramfs {:.1} MiB; console, logs and disk under {}",
         lab.kernel_bytes as f64 / 1048576.0,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use ferrite_conductor::server::ConductorConfig;
 
 pub mod agent;
+pub mod cluster;
 use serde_json::Value;
 
 pub const VERSION: &str = "1.68";
