@@ -251,10 +251,7 @@ impl ConductorConfig {
             host: self.host.clone().unwrap_or_else(hostname),
             callback_timeout: secs(self.callback_timeout, d.callback_timeout),
             inspect_timeout: secs(self.inspect_timeout, d.inspect_timeout),
-            rescue_callback_timeout: secs(
-                self.rescue_callback_timeout,
-                d.rescue_callback_timeout,
-            ),
+            rescue_callback_timeout: secs(self.rescue_callback_timeout, d.rescue_callback_timeout),
             step_timeout: secs(self.step_timeout, d.step_timeout),
             periodic_interval: secs(self.periodic_interval, d.periodic_interval),
             heartbeat_timeout: self.heartbeat_timeout.unwrap_or(d.heartbeat_timeout),

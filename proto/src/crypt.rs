@@ -26,9 +26,8 @@ pub fn is_crypt_hash(s: &str) -> bool {
     s.len() > 3
         && s.len() <= 512
         && s.starts_with('$')
-        && s.bytes().all(|b| {
-            SALT_CHARS.contains(&b) || matches!(b, b'$' | b'=' | b',')
-        })
+        && s.bytes()
+            .all(|b| SALT_CHARS.contains(&b) || matches!(b, b'$' | b'=' | b','))
 }
 
 #[cfg(test)]
