@@ -524,10 +524,10 @@ impl Conductor {
             ));
         }
         if event == Event::Rescue {
-            if !req
+            if req
                 .rescue_password
                 .as_deref()
-                .is_some_and(|p| !p.trim().is_empty())
+                .is_none_or(|p| p.trim().is_empty())
             {
                 return Err(EngineError::Invalid(
                     "A non-empty \"rescue_password\" is required when setting target \
