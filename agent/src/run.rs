@@ -40,6 +40,10 @@ pub struct RunConfig {
     /// Serve the API only: no inspection, lookup or heartbeat.
     #[arg(long)]
     pub standalone: bool,
+    /// Where `rescue.finalize_rescue` writes etc/passwd and etc/shadow [default: / and
+    /// only inside the ramdisk].
+    #[arg(long, value_name = "DIR")]
+    pub rescue_root: Option<PathBuf>,
 }
 
 impl AgentLink for AgentState {
@@ -183,6 +187,7 @@ pub async fn run_with_hooks(
         AgentConfig {
             root: config.root.clone(),
             lldp,
+            rescue_root: config.rescue_root.clone(),
             ..AgentConfig::default()
         },
         hooks,
