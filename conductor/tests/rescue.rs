@@ -77,6 +77,25 @@ fn salt_bytes(hash: &str) -> [u8; 16] {
     out
 }
 
+/// Runs the `ferrite` CLI against `url`, with `FERRITE_RESCUE_PASSWORD` when given.
+async fn ferrite(url: &str, args: &[&str], password: Option<&str>) -> std::process::Output {
+    let url = url.to_string();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let password = password.map(str::to_owned);
+    tokio::task::spawn_blocking(move || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ferrite"));
+        c.args(&args)
+            .env("FERRITE_URL", &url)
+            .env_remove("FERRITE_RESCUE_PASSWORD");
+        if let Some(p) = password {
+            c.env("FERRITE_RESCUE_PASSWORD", p);
+        }
+        c.output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rescue_through_the_agent_and_unrescue_back_to_active() {
     let server = Server::start(Backend::Sqlite, |_| {}).await;
@@ -212,25 +231,46 @@ async fn fake_rescue_and_bad_requests() {
     let server = Server::start(Backend::Sqlite, |_| {}).await;
     let api = Api::new(&server.url);
 
-    // fake-hardware's fake rescue interface: rescued at once, as Ironic's FakeRescue.
+    // fake-hardware's fake rescue interface: rescued at once, as Ironic's FakeRescue;
+    // through the CLI, which takes the password from the environment.
     active_node(&api, "fk", "fake").await;
-    let (s, v) = api
-        .provision(
-            "fk",
-            json!({"target": "rescue", "rescue_password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(s, 202, "{v}");
+    let out = ferrite(
+        &server.url,
+        &["node", "rescue", "fk", "--wait", "30"],
+        Some(PASSWORD),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("node fk is rescue"));
     let n = api.wait_state("fk", "rescue").await;
     assert!(n["instance_info"].get("hashed_rescue_password").is_none());
     let (s, v) = api.call("GET", "/v1/nodes/fk/validate", None).await;
     assert_eq!(s, 200);
     assert_eq!(v["rescue"]["result"], true, "{v}");
-    assert_eq!(
-        api.provision("fk", json!({"target": "unrescue"})).await.0,
-        202
+    let out = ferrite(
+        &server.url,
+        &["node", "unrescue", "fk", "--wait", "30"],
+        None,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     api.wait_state("fk", "active").await;
+    // Without a password the CLI refuses before asking the conductor.
+    let out = ferrite(&server.url, &["node", "rescue", "fk"], None).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--password"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Missing or blank password: Ironic's message.
     for body in [

@@ -67,6 +67,17 @@ pub enum NodeCmd {
     Undeploy(Verb),
     Rebuild(Verb),
     Abort(Verb),
+    /// Rescue an active node: boot the rescue ramdisk with a `rescue` user.
+    Rescue {
+        #[command(flatten)]
+        verb: Verb,
+        /// The rescue user's password (taken from the environment, so that it does not
+        /// show in the process list).
+        #[arg(long, env = "FERRITE_RESCUE_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// Leave rescue: boot the instance again (back to active).
+    Unrescue(Verb),
     /// Power on or off.
     Power {
         #[arg(value_parser = ["on", "off", "reboot"])]
@@ -289,7 +300,8 @@ fn goal(verb: &str) -> &'static [&'static str] {
     match verb {
         "manage" | "inspect" | "clean" => &["manageable"],
         "provide" | "deleted" => &["available"],
-        "active" | "rebuild" => &["active"],
+        "active" | "rebuild" | "unrescue" => &["active"],
+        "rescue" => &["rescue"],
         _ => &["manageable", "available", "active", "enroll", "error"],
     }
 }
@@ -463,6 +475,12 @@ pub async fn node(c: &Client, cmd: NodeCmd, json_out: bool) -> anyhow::Result<()
         NodeCmd::Undeploy(v) => provision(c, &v, "deleted", Map::new(), json_out).await?,
         NodeCmd::Rebuild(v) => provision(c, &v, "rebuild", Map::new(), json_out).await?,
         NodeCmd::Abort(v) => provision(c, &v, "abort", Map::new(), json_out).await?,
+        NodeCmd::Rescue { verb, password } => {
+            let mut m = Map::new();
+            m.insert("rescue_password".into(), Value::String(password));
+            provision(c, &verb, "rescue", m, json_out).await?
+        }
+        NodeCmd::Unrescue(v) => provision(c, &v, "unrescue", Map::new(), json_out).await?,
         NodeCmd::Clean { verb, clean_steps } => {
             let steps: Value = serde_json::from_str(&clean_steps)
                 .context("--clean-steps must be a JSON list of steps")?;
