@@ -100,7 +100,19 @@ async fn ferrite(url: &str, args: &[&str], password: Option<&str>) -> std::proce
 async fn rescue_through_the_agent_and_unrescue_back_to_active() {
     let server = Server::start(Backend::Sqlite, |_| {}).await;
     let api = Api::new(&server.url);
-    let mac = active_node(&api, "rsc", "agent").await;
+    let mac = active_node(&api, "rsc", "no-rescue").await;
+    let out = ferrite(
+        &server.url,
+        &["node", "set", "rsc", "--rescue-interface", "agent"],
+        None,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(api.node("rsc").await["rescue_interface"], "agent");
     let disk = server.dir.path().join("rsc.img");
     std::fs::File::create(&disk)
         .unwrap()

@@ -167,6 +167,9 @@ pub struct NodeFields {
     pub management_interface: Option<String>,
     #[arg(long)]
     pub boot_interface: Option<String>,
+    /// `no-rescue` (default), `agent` or (fake-hardware) `fake`.
+    #[arg(long)]
+    pub rescue_interface: Option<String>,
     /// The node's network_data (OpenStack network_data.json): JSON, or a file holding it.
     #[arg(long, value_name = "JSON|FILE")]
     pub network_data: Option<String>,
@@ -214,6 +217,7 @@ fn field_ops(f: &NodeFields) -> anyhow::Result<Vec<(String, Value)>> {
         ("power_interface", &f.power_interface),
         ("management_interface", &f.management_interface),
         ("boot_interface", &f.boot_interface),
+        ("rescue_interface", &f.rescue_interface),
     ] {
         if let Some(v) = v {
             out.push((format!("/{name}"), json!(v)));
