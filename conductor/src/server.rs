@@ -60,6 +60,15 @@ pub struct ConductorConfig {
     /// Seconds the agent is told to heartbeat within [default: 300].
     #[arg(long)]
     pub heartbeat_timeout: Option<u64>,
+    /// Fast track (Ironic's [deploy]fast_track): the agent booted for inspection or
+    /// cleaning keeps running, and the next cleaning or deploy uses it without a power
+    /// cycle; a node's driver_info.fast_track overrides it [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub fast_track: Option<bool>,
+    /// Seconds since the agent's last heartbeat within which fast track uses it
+    /// (Ironic's [deploy]fast_track_timeout) [default: 300].
+    #[arg(long, value_name = "SECONDS")]
+    pub fast_track_timeout: Option<f64>,
     /// The conductor's URL as servers being deployed reach it: iPXE fetches `/boot/` from
     /// it and the agent gets it as `ipa-api-url` [default: http://LISTEN].
     #[arg(long)]
@@ -209,6 +218,8 @@ impl ConductorConfig {
             step_timeout,
             periodic_interval,
             heartbeat_timeout,
+            fast_track,
+            fast_track_timeout,
             boot_url,
             external_http_url,
             kernel_params,
@@ -255,6 +266,8 @@ impl ConductorConfig {
             step_timeout: secs(self.step_timeout, d.step_timeout),
             periodic_interval: secs(self.periodic_interval, d.periodic_interval),
             heartbeat_timeout: self.heartbeat_timeout.unwrap_or(d.heartbeat_timeout),
+            fast_track: self.fast_track.unwrap_or(d.fast_track),
+            fast_track_timeout: secs(self.fast_track_timeout, d.fast_track_timeout),
             agent_timeout: d.agent_timeout,
             power_sync_interval: match self.power_sync_interval {
                 Some(s) if s <= 0.0 => None,

@@ -113,7 +113,13 @@ impl Conductor {
                 }
             }
         };
-        if !node.provision_state.expects_agent() {
+        // With fast track, an agent may run on while the node rests between inspection,
+        // cleaning and deploy (Ironic allows lookups in these states then too).
+        let resting = matches!(
+            node.provision_state,
+            State::Enroll | State::Manageable | State::Available
+        );
+        if !(node.provision_state.expects_agent() || resting && self.fast_track(&node)) {
             return Err(EngineError::NotFound(format!(
                 "Node {} is in state \"{}\", which does not expect an agent",
                 node.uuid, node.provision_state
@@ -397,7 +403,10 @@ impl Conductor {
             )));
         }
         check_inspection_token(&node, data.agent_token.as_deref())?;
-        let mut node = self.lock(&node).await?;
+        // The agent posts its inventory once (IPA retries only on 5xx): a lock held for a
+        // moment (a power sync, another conductor's takeover pass) is waited for, as
+        // Ironic's API does, rather than leaving the node in `inspect wait`.
+        let mut node = self.lock_waiting(&node).await?;
         // Checked again under the lock: the one-time token may have been used meanwhile.
         if let Err(e) = check_inspection_token(&node, data.agent_token.as_deref()) {
             self.unlock(&uuid).await;
@@ -539,10 +548,16 @@ impl Conductor {
             Ok(d) => d,
             Err(e) => return self.fail(node, crate::error_chain(&e)).await,
         };
-        let keep = Self::keeps_power(node);
+        // Fast track: the agent keeps running (powered on, its boot files and token kept)
+        // for the cleaning or deploy that follows.
+        let fast = self.fast_track(node);
+        let keep = Self::keeps_power(node) || fast;
         let off = async {
             if !keep {
                 d.power.set_state(node, PowerTarget::Off).await?;
+            }
+            if fast {
+                return Ok(());
             }
             d.boot.clean_up_ramdisk(node).await
         }
@@ -563,7 +578,9 @@ impl Conductor {
         }
         node.inspection_finished_at = Some(now());
         node.last_error = None;
-        self.db.clear_agent(&node.uuid).await?;
+        if !fast {
+            self.db.clear_agent(&node.uuid).await?;
+        }
         self.transition(node, Event::Done).await
     }
 }

@@ -55,6 +55,10 @@ pub struct EngineConfig {
     pub periodic_interval: Duration,
     /// Seconds the agent is told to heartbeat within.
     pub heartbeat_timeout: u64,
+    /// Fast track for nodes whose driver_info does not say (see [`Conductor::fast_track`]).
+    pub fast_track: bool,
+    /// How recent the agent's last heartbeat must be for fast track to use it.
+    pub fast_track_timeout: Duration,
     /// Timeout of one HTTP call to an agent.
     pub agent_timeout: Duration,
     /// How often every node's power state is read from its BMC (None: never).
@@ -122,6 +126,8 @@ impl Default for EngineConfig {
             step_timeout: Duration::from_secs(3600),
             periodic_interval: Duration::from_secs(10),
             heartbeat_timeout: 300,
+            fast_track: false,
+            fast_track_timeout: Duration::from_secs(300),
             agent_timeout: Duration::from_secs(60),
             power_sync_interval: Some(Duration::from_secs(60)),
             power_sync_workers: 8,
@@ -392,6 +398,45 @@ impl Conductor {
     /// powers it off and on again it reboots instead; a plain power-off is skipped.
     pub(crate) fn keeps_power(node: &Node) -> bool {
         node.ext_flag("disable_power_off")
+    }
+
+    /// Fast track (Ironic's `[deploy]fast_track`) for this node: its
+    /// `driver_info.fast_track` (a boolean, or a string as the CLI sets it), else the
+    /// conductor's `--fast-track`. A value that is not a boolean means no fast track.
+    pub(crate) fn fast_track(&self, node: &Node) -> bool {
+        match node.driver_info.get("fast_track") {
+            None | Some(Value::Null) => self.cfg.fast_track,
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+                "1" | "t" | "true" | "on" | "y" | "yes" => true,
+                "0" | "f" | "false" | "off" | "n" | "no" => false,
+                _ => {
+                    tracing::warn!(node = %node.uuid, value = %s,
+                                   "driver_info.fast_track is not a boolean: no fast track");
+                    false
+                }
+            },
+            Some(other) => {
+                tracing::warn!(node = %node.uuid, value = %other,
+                               "driver_info.fast_track is not a boolean: no fast track");
+                false
+            }
+        }
+    }
+
+    /// Whether the node's running agent may be used as it is, without booting it again
+    /// (fast track, as Ironic's `is_fast_track`): fast track is on for the node, the node
+    /// is powered on, and its agent looked up and heartbeated within `--fast-track-timeout`.
+    pub(crate) fn agent_ready(&self, node: &Node) -> bool {
+        self.fast_track(node)
+            && node.power_state.as_deref() == Some(crate::drivers::POWER_ON)
+            && node.agent_url.is_some()
+            && node.agent_token.is_some()
+            && node
+                .agent_last_heartbeat
+                .as_deref()
+                .and_then(crate::model::age_secs)
+                .is_some_and(|age| age <= self.cfg.fast_track_timeout.as_secs_f64())
     }
 
     fn powers_off_after_failure(&self, from: State) -> bool {

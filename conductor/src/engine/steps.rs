@@ -31,6 +31,8 @@ enum Outcome {
     Done,
     /// The agent is booting; its heartbeat resumes the run.
     AgentBoot,
+    /// Fast track: the agent runs already; the run goes on with it at once.
+    AgentReady,
     /// An agent command does the step; a heartbeat polls it.
     Command(agent::PendingCommand),
     /// `deploy.hold`: wait for `unhold`.
@@ -148,6 +150,10 @@ impl Conductor {
         let progress = StepProgress::load(&node.driver_internal_info)?;
         if progress.steps(kind).is_none() {
             if kind == Kind::Clean && d.deploy.uses_agent() {
+                if self.agent_ready(&node) {
+                    // Fast track: the agent runs already; ask it for its steps now.
+                    return self.use_running_agent(node, d, kind).await;
+                }
                 // The agent's clean steps are only known once it runs.
                 if let Err(e) = self.boot_agent(&mut node, d).await {
                     let msg = format!("Failed to boot the agent for cleaning: {}", error_chain(&e));
@@ -210,6 +216,7 @@ impl Conductor {
                     })?;
                     return self.transition(&mut node, Event::Wait).await;
                 }
+                Ok(Outcome::AgentReady) => return self.use_running_agent(node, d, kind).await,
                 Ok(Outcome::Command(pending)) => {
                     StepProgress::edit(&mut node.driver_internal_info, |p| {
                         p.wait_for_command(pending)
@@ -231,6 +238,21 @@ impl Conductor {
         }
     }
 
+    /// Fast track: the node's agent runs already, so the wait for its boot ends at once
+    /// (through the wait state, as if its heartbeat had come): its steps are asked now.
+    async fn use_running_agent(
+        self: &Arc<Self>,
+        mut node: Node,
+        d: &NodeDrivers,
+        kind: Kind,
+    ) -> EResult<()> {
+        StepProgress::edit(&mut node.driver_internal_info, |p| {
+            p.wait_for_agent_boot(kind)
+        })?;
+        self.transition(&mut node, Event::Wait).await?;
+        Box::pin(self.resume(node, d, None)).await
+    }
+
     async fn execute_step(
         &self,
         node: &mut Node,
@@ -250,7 +272,10 @@ impl Conductor {
         };
         match conductor_step {
             Some(ConductorStep::Deploy) => {
-                if agent {
+                if agent && self.agent_ready(node) {
+                    tracing::info!(node = %node.uuid, "fast track: deploying through the running agent");
+                    Ok(Outcome::AgentReady)
+                } else if agent {
                     self.boot_agent(node, d).await?;
                     Ok(Outcome::AgentBoot)
                 } else {
@@ -478,14 +503,19 @@ impl Conductor {
             .step_finished(&node.uuid, super::timeline::Outcome::Ok, None)
             .await;
         let agent = d.deploy.uses_agent();
+        let fast = kind == Kind::Clean && self.fast_track(&node);
         match kind {
             Kind::Clean => {
                 if agent {
-                    let keep = Self::keeps_power(&node);
+                    // Fast track: the agent keeps running for the deploy that follows.
+                    let keep = Self::keeps_power(&node) || fast;
                     self.collect_logs_after_success(&node, "clean").await;
                     let r = async {
                         if !keep {
                             d.power.set_state(&node, PowerTarget::Off).await?;
+                        }
+                        if fast {
+                            return Ok(());
                         }
                         d.boot.clean_up_ramdisk(&node).await
                     }
@@ -518,7 +548,7 @@ impl Conductor {
             p.reset(kind);
             p.step_started_at = None;
         })?;
-        if agent && kind != Kind::Service {
+        if agent && kind != Kind::Service && !fast {
             self.db.clear_agent(&node.uuid).await?;
         }
         self.transition(&mut node, Event::Done).await
