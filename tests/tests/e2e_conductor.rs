@@ -178,8 +178,7 @@ fn operator_deploys_and_rebuilds_a_node_through_the_conductor() {
         marker,
         format!("FERRITE-DEPLOYED uuid={uuid} hostname=deployed-by-ferrite")
     );
-    let _ = wall; // TEMP-LOCAL: timeline check off for this run
-                  // assert_deploy_timeline(&lab, &uuid, wall);
+    assert_deploy_timeline(&lab, &uuid, wall);
     assert!(
         lab.node.chassis_log().contains("boot"),
         "the BMC was asked to set boot devices: {}",
