@@ -40,6 +40,10 @@ pub struct RunConfig {
     /// Serve the API only: no inspection, lookup or heartbeat.
     #[arg(long)]
     pub standalone: bool,
+    /// Where `rescue.finalize_rescue` writes etc/passwd and etc/shadow [default: / and
+    /// only inside the ramdisk].
+    #[arg(long, value_name = "DIR")]
+    pub rescue_root: Option<PathBuf>,
 }
 
 impl AgentLink for AgentState {
@@ -183,6 +187,7 @@ pub async fn run_with_hooks(
         AgentConfig {
             root: config.root.clone(),
             lldp,
+            rescue_root: config.rescue_root.clone(),
             ..AgentConfig::default()
         },
         hooks,
@@ -283,7 +288,23 @@ pub async fn run_with_hooks(
         };
         hb.absorb_lookup(&found);
         tracing::info!(node = %hb.node_uuid, callback = %hb.callback_url, "heartbeating");
-        hb.run(stopped()).await.map_err(anyhow::Error::from)
+        // After rescue.finalize_rescue the heartbeats stop; the API keeps serving.
+        let until = {
+            let stop = stopped();
+            let state = state.clone();
+            async move {
+                tokio::select! {
+                    _ = stop => {}
+                    _ = state.wait_rescued() => {}
+                }
+            }
+        };
+        hb.run(until).await.map_err(anyhow::Error::from)?;
+        if state.is_rescued() {
+            tracing::info!("rescue finalized: heartbeats stopped, the API keeps serving");
+            stopped().await;
+        }
+        Ok(())
     };
     let result = tokio::select! {
         _ = shutdown_or_lockdown(&state, &mut shutdown) => Ok(()),

@@ -59,6 +59,7 @@ impl Agent {
             root,
             listen: Some("127.0.0.1:0".parse().unwrap()),
             standalone,
+            rescue_root: None,
         };
         let hooks = Arc::new(RecordingHooks::new());
         let task = tokio::spawn({
@@ -254,6 +255,7 @@ async fn standalone_serves_the_pre_shared_token_only_and_talks_to_no_conductor()
         root: fixture_root(),
         listen: Some(format!("127.0.0.1:{port}").parse().unwrap()),
         standalone: true,
+        rescue_root: None,
     };
     let task = tokio::spawn({
         let stop = stop.clone();
@@ -285,6 +287,7 @@ async fn standalone_without_a_pre_shared_token_refuses_to_start() {
             root: fixture_root(),
             listen: Some(format!("127.0.0.1:{port}").parse().unwrap()),
             standalone: true,
+            rescue_root: None,
         },
         std::future::pending(),
     )
@@ -304,6 +307,7 @@ async fn bad_command_line_stops_the_agent_with_the_key_named() {
             root: fixture_root(),
             listen: Some("127.0.0.1:0".parse().unwrap()),
             standalone: false,
+            rescue_root: None,
         },
         std::future::pending(),
     )
@@ -335,6 +339,7 @@ async fn no_api_until_a_lookup_hands_out_a_token_and_lookup_never_gives_up() {
         root: fixture_root(),
         listen: Some(format!("127.0.0.1:{port}").parse().unwrap()),
         standalone: false,
+        rescue_root: None,
     };
     let mut task = tokio::spawn({
         let stop = stop.clone();
@@ -464,6 +469,82 @@ async fn lockdown_stops_heartbeats_and_the_agent() {
         "API stopped"
     );
     assert_eq!(d.heartbeats().len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_rescue_stops_heartbeats_and_keeps_the_api() {
+    let d = Double::start(double_script()).await;
+    let rescue = tempfile::tempdir().unwrap();
+    let config = RunConfig {
+        cmdline: Some(format!(
+            "ipa-api-url={} BOOTIF=01-52-54-00-AA-BB-01",
+            d.url()
+        )),
+        root: fixture_root(),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        standalone: false,
+        rescue_root: Some(rescue.path().to_path_buf()),
+    };
+    let stop = Arc::new(Notify::new());
+    let mut task = tokio::spawn({
+        let stop = stop.clone();
+        async move { run(config, async move { stop.notified().await }).await }
+    });
+    d.wait_until("a heartbeat", Duration::from_secs(20), |s| {
+        s.iter().any(|r| r.is_heartbeat())
+    })
+    .await;
+    let beat = d.heartbeats()[0].body.clone();
+    let callback = beat["callback_url"].as_str().unwrap().to_string();
+    let client = pinned_client(beat["agent_verify_ca"].as_str().unwrap());
+    let hash = ferrite_proto::crypt::sha512_crypt("pw", &[3; 16]);
+    let res = client
+        .post(format!(
+            "{callback}/v1/commands/?wait=true&agent_token={TOKEN}"
+        ))
+        .json(&serde_json::json!({"name": "rescue.finalize_rescue",
+                                  "params": {"rescue_password": hash, "hashed": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let r: Value = res.json().await.unwrap();
+    assert_eq!(r["command_name"], "finalize_rescue", "{r}");
+    assert_eq!(r["command_status"], "SUCCEEDED", "{r}");
+    assert_eq!(r["command_result"], Value::Null, "{r}");
+    // The command list never shows the password (nor its hash) back.
+    let listed: Value = client
+        .get(format!("{callback}/v1/commands/?agent_token={TOKEN}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!listed.to_string().contains(&hash), "{listed}");
+    assert_eq!(listed["commands"][0]["command_name"], "finalize_rescue");
+    let shadow = std::fs::read_to_string(rescue.path().join("etc/shadow")).unwrap();
+    assert!(shadow.contains(&format!("rescue:{hash}:")), "{shadow}");
+    // No heartbeat follows (the double asks for one every second), the API still answers.
+    let before = d.heartbeats().len();
+    let quiet_until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < quiet_until {
+        assert!(d.heartbeats().len() <= before + 1, "heartbeats went on");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = client
+        .get(format!("{callback}/v1/status"))
+        .send()
+        .await
+        .unwrap();
+    assert!(status.status().is_success());
+    assert!(!task.is_finished(), "the agent keeps running");
+    stop.notify_one();
+    tokio::time::timeout(Duration::from_secs(15), &mut task)
+        .await
+        .expect("the agent stops when asked")
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

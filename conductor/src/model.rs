@@ -189,7 +189,8 @@ pub const EXTENDED_FIELDS: &[ExtField] = &[
     ),
     ext(
         "rescue_interface",
-        ExtTy::Iface(&["no-rescue"]),
+        // drivers::NO_RESCUE, AGENT_RESCUE, FAKE_RESCUE.
+        ExtTy::Iface(&["no-rescue", "agent", "fake"]),
         ExtDefault::Str("no-rescue"),
     ),
     ext(

@@ -48,6 +48,9 @@ pub struct ConductorConfig {
     /// Seconds inspection may wait for the agent's data [default: 1800].
     #[arg(long)]
     pub inspect_timeout: Option<f64>,
+    /// Seconds a node may stay in `rescue wait` before the rescue fails [default: 1800].
+    #[arg(long)]
+    pub rescue_callback_timeout: Option<f64>,
     /// Seconds one asynchronous agent step may run [default: 3600].
     #[arg(long)]
     pub step_timeout: Option<f64>,
@@ -211,6 +214,7 @@ impl ConductorConfig {
             public_url,
             callback_timeout,
             inspect_timeout,
+            rescue_callback_timeout,
             step_timeout,
             periodic_interval,
             heartbeat_timeout,
@@ -258,6 +262,7 @@ impl ConductorConfig {
             host: self.host.clone().unwrap_or_else(hostname),
             callback_timeout: secs(self.callback_timeout, d.callback_timeout),
             inspect_timeout: secs(self.inspect_timeout, d.inspect_timeout),
+            rescue_callback_timeout: secs(self.rescue_callback_timeout, d.rescue_callback_timeout),
             step_timeout: secs(self.step_timeout, d.step_timeout),
             periodic_interval: secs(self.periodic_interval, d.periodic_interval),
             heartbeat_timeout: self.heartbeat_timeout.unwrap_or(d.heartbeat_timeout),

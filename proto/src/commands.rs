@@ -16,6 +16,9 @@ pub const GET_CLEAN_STEPS: &str = "clean.get_clean_steps";
 pub const EXECUTE_CLEAN_STEP: &str = "clean.execute_clean_step";
 pub const GET_DEPLOY_STEPS: &str = "deploy.get_deploy_steps";
 pub const EXECUTE_DEPLOY_STEP: &str = "deploy.execute_deploy_step";
+pub const GET_SERVICE_STEPS: &str = "service.get_service_steps";
+pub const EXECUTE_SERVICE_STEP: &str = "service.execute_service_step";
+pub const FINALIZE_RESCUE: &str = "rescue.finalize_rescue";
 pub const INSTALL_BOOTLOADER: &str = "image.install_bootloader";
 pub const START_ISCSI_TARGET: &str = "iscsi.start_iscsi_target";
 pub const STOP_ISCSI_TARGET: &str = "iscsi.stop_iscsi_target";
@@ -88,6 +91,31 @@ pub struct ExecuteStepParams {
     /// Same for deploy steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy_version: Option<Map<String, Value>>,
+    /// Same for service steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_version: Option<Map<String, Value>>,
+}
+
+/// `rescue.finalize_rescue` parameters, as Ironic's agent client sends them: the rescue
+/// user's password, as a crypt(3) hash when `hashed` (what Ironic sends), else in clear
+/// (IPA's default, kept for old conductors). The result is `null`. `Debug` never shows
+/// the password.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinalizeRescueParams {
+    #[serde(default)]
+    pub rescue_password: String,
+    #[serde(default)]
+    pub hashed: bool,
+}
+
+impl std::fmt::Debug for FinalizeRescueParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FinalizeRescueParams")
+            .field("rescue_password", &crate::MASKED_SECRET)
+            .field("hashed", &self.hashed)
+            .finish()
+    }
 }
 
 /// `image.install_bootloader` parameters, as Ironic's agent client sends them (it leaves

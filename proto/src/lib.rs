@@ -3,6 +3,8 @@
 
 pub mod agent;
 pub mod commands;
+#[cfg(feature = "crypt")]
+pub mod crypt;
 pub mod error;
 pub mod image;
 pub mod inventory;

@@ -30,11 +30,13 @@ impl Step {
     }
 }
 
-/// Clean or deploy: which commands and keys a run of steps uses.
+/// Clean, deploy or service: which commands and keys a run of steps uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepKind {
     Clean,
     Deploy,
+    /// Servicing an active node (IPA's `service` extension).
+    Service,
 }
 
 impl StepKind {
@@ -43,6 +45,7 @@ impl StepKind {
         match self {
             StepKind::Clean => "clean",
             StepKind::Deploy => "deploy",
+            StepKind::Service => "service",
         }
     }
     /// The key of the steps in a [`StepsResult`] (`clean_steps`, `deploy_steps`).
@@ -50,6 +53,7 @@ impl StepKind {
         match self {
             StepKind::Clean => "clean_steps",
             StepKind::Deploy => "deploy_steps",
+            StepKind::Service => "service_steps",
         }
     }
     /// `clean.get_clean_steps` or `deploy.get_deploy_steps`.
@@ -57,6 +61,7 @@ impl StepKind {
         match self {
             StepKind::Clean => crate::commands::GET_CLEAN_STEPS,
             StepKind::Deploy => crate::commands::GET_DEPLOY_STEPS,
+            StepKind::Service => crate::commands::GET_SERVICE_STEPS,
         }
     }
     /// `clean.execute_clean_step` or `deploy.execute_deploy_step`.
@@ -64,6 +69,7 @@ impl StepKind {
         match self {
             StepKind::Clean => crate::commands::EXECUTE_CLEAN_STEP,
             StepKind::Deploy => crate::commands::EXECUTE_DEPLOY_STEP,
+            StepKind::Service => crate::commands::EXECUTE_SERVICE_STEP,
         }
     }
 }
@@ -82,6 +88,10 @@ pub struct ExecuteStepResult {
     pub deploy_result: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy_step: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_step: Option<Map<String, Value>>,
 }
 
 impl ExecuteStepResult {
@@ -98,6 +108,11 @@ impl ExecuteStepResult {
                 deploy_step: Some(step),
                 ..Self::default()
             },
+            StepKind::Service => ExecuteStepResult {
+                service_result: Some(result),
+                service_step: Some(step),
+                ..Self::default()
+            },
         }
     }
 
@@ -106,6 +121,7 @@ impl ExecuteStepResult {
         match kind {
             StepKind::Clean => self.clean_result.as_ref(),
             StepKind::Deploy => self.deploy_result.as_ref(),
+            StepKind::Service => self.service_result.as_ref(),
         }
     }
 
@@ -114,6 +130,7 @@ impl ExecuteStepResult {
         match kind {
             StepKind::Clean => self.clean_step.as_ref(),
             StepKind::Deploy => self.deploy_step.as_ref(),
+            StepKind::Service => self.service_step.as_ref(),
         }
     }
 
@@ -126,9 +143,10 @@ impl ExecuteStepResult {
 /// Steps of one kind keyed by the hardware manager (its class name) that offers them.
 pub type StepsByManager = BTreeMap<String, Vec<Step>>;
 
-/// Result of `clean.get_clean_steps` / `deploy.get_deploy_steps`, as IPA reports it: one
-/// of `clean_steps` and `deploy_steps`, and the managers' versions, which the conductor
-/// sends back as `clean_version` / `deploy_version`.
+/// Result of `clean.get_clean_steps` / `deploy.get_deploy_steps` /
+/// `service.get_service_steps`, as IPA reports it: one of `clean_steps`, `deploy_steps`
+/// and `service_steps`, and the managers' versions, which the conductor sends back as
+/// `clean_version` / `deploy_version` / `service_version`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepsResult {
     #[serde(default)]
@@ -137,6 +155,8 @@ pub struct StepsResult {
     pub clean_steps: Option<StepsByManager>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy_steps: Option<StepsByManager>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_steps: Option<StepsByManager>,
 }
 
 impl StepsResult {
@@ -148,6 +168,7 @@ impl StepsResult {
         match kind {
             StepKind::Clean => r.clean_steps = Some(steps),
             StepKind::Deploy => r.deploy_steps = Some(steps),
+            StepKind::Service => r.service_steps = Some(steps),
         }
         r
     }
@@ -157,6 +178,7 @@ impl StepsResult {
         match kind {
             StepKind::Clean => self.clean_steps.as_ref(),
             StepKind::Deploy => self.deploy_steps.as_ref(),
+            StepKind::Service => self.service_steps.as_ref(),
         }
     }
 }
@@ -238,6 +260,34 @@ mod tests {
             serde_json::to_value(&c).unwrap(),
             json!({"clean_result": null, "clean_step": {"step": "erase_devices_metadata",
                    "interface": "deploy", "priority": 99}})
+        );
+    }
+
+    #[test]
+    fn service_steps_have_ipa_keys() {
+        assert_eq!(
+            StepKind::Service.get_steps_command(),
+            "service.get_service_steps"
+        );
+        assert_eq!(
+            StepKind::Service.execute_step_command(),
+            "service.execute_service_step"
+        );
+        let step = json!({"interface": "deploy", "step": "burnin_cpu", "args": {}});
+        let r = ExecuteStepResult::new(
+            StepKind::Service,
+            step.as_object().unwrap().clone(),
+            json!("ok"),
+        );
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            json!({"service_result": "ok", "service_step": step})
+        );
+        assert_eq!(r.step_name(StepKind::Service), Some("burnin_cpu"));
+        let l = StepsResult::new(StepKind::Service, StepsByManager::new(), Map::new());
+        assert_eq!(
+            serde_json::to_value(&l).unwrap(),
+            json!({"service_steps": {}, "hardware_manager_version": {}})
         );
     }
 

@@ -60,6 +60,7 @@ fn steps(kind: StepKind) -> Value {
             step("erase_devices_metadata", 99, true),
         ],
         StepKind::Deploy => vec![step("write_image", 80, false)],
+        StepKind::Service => vec![],
     };
     let mut versions = Map::new();
     versions.insert(MANAGER_NAME.into(), json!(MANAGER_VERSION));

@@ -7,9 +7,9 @@
 //! prints the node's uuid and hostname; (d) rebuild; (b) a wrong checksum → deploy failed,
 //! no partition table left, recovered with undeploy; (c) with fast track and kexec, a
 //! deploy through the agent that cleaned the node, which kexecs into the written OS (no
-//! power action at all), then
-//! undeploy → cleaning → available with the disk's metadata erased. Skipped with
-//! FERRITE_SKIP_VM_TESTS.
+//! power action at all), then undeploy → cleaning → available with the disk's metadata
+//! erased; (e) rescue into the agent ramdisk and unrescue back to the deployed OS.
+//! Skipped with FERRITE_SKIP_VM_TESTS.
 
 use std::time::Duration;
 
@@ -189,6 +189,22 @@ fn operator_deploys_and_rebuilds_a_node_through_the_conductor() {
 
     // (d) rebuild: the same image again, and the OS boots again.
     let n = ok(lab.verb("rebuild", &[], 600));
+    assert_eq!(state(&n), "active", "{n}");
+    let marker = ok(lab.wait_marker(Duration::from_secs(180)));
+    assert!(marker.contains(&format!("uuid={uuid}")), "{marker}");
+
+    // (e) rescue: the agent ramdisk boots again and the real agent takes the rescue
+    // password (`rescue` is reached only once `rescue.finalize_rescue` succeeded in the
+    // ramdisk); unrescue boots the deployed OS again.
+    ok(lab.cli(
+        "rescue interface",
+        &["node", "set", "e2e-node-1", "--rescue-interface", "agent"],
+    ));
+    let n = ok(lab.verb("rescue", &["--password", "e2e-rescue-pw"], 600));
+    assert_eq!(state(&n), "rescue", "{n}");
+    assert_eq!(n["last_error"], serde_json::Value::Null, "{n}");
+    assert!(!n.to_string().contains("e2e-rescue-pw"), "{n}");
+    let n = ok(lab.verb("unrescue", &[], 600));
     assert_eq!(state(&n), "active", "{n}");
     let marker = ok(lab.wait_marker(Duration::from_secs(180)));
     assert!(marker.contains(&format!("uuid={uuid}")), "{marker}");

@@ -72,7 +72,7 @@ fn step_name_and_args(p: &ExecuteStepParams) -> Result<(String, Map<String, Valu
     Ok((name, args))
 }
 
-/// Shared by clean and deploy: checks the manager versions, then runs the step.
+/// Shared by clean, deploy and service: checks the manager versions, then runs the step.
 pub(super) async fn run_step(
     p: ExecuteStepParams,
     state: Arc<AgentState>,
@@ -82,7 +82,12 @@ pub(super) async fn run_step(
     // hints apply.
     cache_node(&state, p.node.clone());
     let (name, args) = step_name_and_args(&p)?;
-    if let Some(seen) = p.clean_version.as_ref().or(p.deploy_version.as_ref()) {
+    let seen = p
+        .clean_version
+        .as_ref()
+        .or(p.deploy_version.as_ref())
+        .or(p.service_version.as_ref());
+    if let Some(seen) = seen {
         let current = steps::current_versions(&state.managers);
         if *seen != current {
             return Err(CommandError::VersionMismatch {

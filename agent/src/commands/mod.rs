@@ -8,6 +8,8 @@ pub mod image;
 pub mod iscsi;
 pub mod log;
 pub mod poll;
+pub mod rescue;
+pub mod service;
 pub mod standby;
 pub mod system;
 
@@ -37,6 +39,8 @@ impl Registry {
         poll::register(&mut r);
         clean::register(&mut r);
         deploy::register(&mut r);
+        service::register(&mut r);
+        rescue::register(&mut r);
         system::register(&mut r);
         log::register(&mut r);
         iscsi::register(&mut r);

@@ -44,9 +44,17 @@ impl CommandEntry {
         let result = CommandResult {
             id: uuid::Uuid::new_v4().to_string(),
             command_name: reported_name(name).to_string(),
+            // Secrets (the rescue password) are never shown back.
             command_params: params
                 .into_iter()
-                .map(|(k, v)| (k, without_large_strings(v)))
+                .map(|(k, v)| {
+                    let v = if k.contains("password") {
+                        Value::String(ferrite_proto::MASKED_SECRET.into())
+                    } else {
+                        without_large_strings(v)
+                    };
+                    (k, v)
+                })
                 .collect(),
             command_status: CommandStatus::Running,
             command_error: None,

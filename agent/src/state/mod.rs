@@ -42,6 +42,9 @@ pub struct AgentConfig {
     /// `ipa-collect-lldp`: how long the inventory listens for LLDP (`ipa-lldp-timeout`);
     /// `None`: it does not.
     pub lldp: Option<std::time::Duration>,
+    /// Where `rescue.finalize_rescue` writes `etc/passwd` and `etc/shadow` for the rescue
+    /// user (a temp dir in tests). `None`: `/`, and only inside the ramdisk.
+    pub rescue_root: Option<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -52,6 +55,7 @@ impl Default for AgentConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             log_file: None,
             lldp: None,
+            rescue_root: None,
         }
     }
 }
@@ -95,6 +99,8 @@ pub struct AgentState {
     /// step commands), as IPA's `hardware.cache_node`: root device hints come from it.
     node: std::sync::Mutex<Option<serde_json::Map<String, serde_json::Value>>>,
     locked_down: watch::Sender<bool>,
+    /// `rescue.finalize_rescue` ran: the heartbeat stops, the API keeps serving.
+    rescued: watch::Sender<bool>,
     heartbeat_now: Notify,
     /// The iSCSI target `iscsi.start_iscsi_target` started, if any.
     pub(crate) iscsi: crate::iscsi_target::Export,
@@ -142,6 +148,7 @@ impl AgentState {
             partition_uuids: std::sync::Mutex::new(None),
             node: std::sync::Mutex::new(None),
             locked_down: watch::channel(false).0,
+            rescued: watch::channel(false).0,
             heartbeat_now: Notify::new(),
             iscsi: Default::default(),
             body_budget: Semaphore::new(body_budget_kib as usize),
@@ -253,6 +260,23 @@ impl AgentState {
 
     pub(crate) fn lock_down(&self) {
         self.locked_down.send_replace(true);
+    }
+
+    /// `rescue.finalize_rescue` set the rescue password: the node is in the tenant's
+    /// hands, so the agent stops heartbeating (nothing more for the conductor to do) but
+    /// keeps its API up.
+    pub fn is_rescued(&self) -> bool {
+        *self.rescued.borrow()
+    }
+
+    pub(crate) fn finish_rescue(&self) {
+        self.rescued.send_replace(true);
+    }
+
+    /// Resolves once the rescue was finalized.
+    pub async fn wait_rescued(&self) {
+        let mut rx = self.rescued.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
     }
 
     /// Resolves once the agent is locked down.

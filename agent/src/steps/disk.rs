@@ -25,7 +25,9 @@ pub fn execute(
     match (kind, step) {
         (StepKind::Clean, "erase_devices_metadata") => Some(Box::pin(erase(state, args, false))),
         (StepKind::Clean, "erase_devices") => Some(Box::pin(erase(state, args, true))),
-        (StepKind::Deploy, "write_image") => Some(Box::pin(write_image(state, args))),
+        (StepKind::Deploy | StepKind::Service, "write_image") => {
+            Some(Box::pin(write_image(state, args)))
+        }
         _ => None,
     }
 }

@@ -58,6 +58,9 @@ impl HardwareManager for GenericHardwareManager {
             // its own out-of-band step of priority 80; our conductor merges agent steps by
             // priority (CONTRACT.md §8), so the agent states the real priority.
             StepKind::Deploy => vec![step("write_image", 80, false)],
+            // IPA's generic manager offers write_image for servicing too (priority 0: run
+            // only when asked); RAID and burn-in steps are not implemented here.
+            StepKind::Service => vec![step("write_image", 0, false)],
         }
     }
     fn execute_step(
@@ -76,7 +79,7 @@ pub fn default_managers() -> Vec<Arc<dyn HardwareManager>> {
     vec![Arc::new(GenericHardwareManager)]
 }
 
-/// `{"<clean|deploy>_steps": {"<Class>": [steps]}, "hardware_manager_version": {...}}`;
+/// `{"<clean|deploy|service>_steps": {"<Class>": [steps]}, "hardware_manager_version": {...}}`;
 /// a step offered by several managers is kept only for the first (best) one.
 pub fn steps_result(managers: &[Arc<dyn HardwareManager>], kind: StepKind) -> Value {
     let mut seen = BTreeSet::new();
@@ -107,10 +110,7 @@ pub fn start_step(
     }
     Err(CommandError::failed_msg(format!(
         "no hardware manager implements the {} step {step:?}",
-        match kind {
-            StepKind::Clean => "clean",
-            StepKind::Deploy => "deploy",
-        }
+        kind.name()
     )))
 }
 

@@ -986,6 +986,12 @@ fn check_provision_version(req: &ProvisionRequest, version: Version) -> ApiResul
     if ["deploy", "undeploy"].contains(&req.target.as_str()) && version < Version(1, 73) {
         return Err(need(73, &format!("target \"{}\"", req.target)));
     }
+    if ["rescue", "unrescue"].contains(&req.target.as_str()) && version < Version(1, 38) {
+        return Err(need(38, &format!("target \"{}\"", req.target)));
+    }
+    if req.rescue_password.is_some() && version < Version(1, 38) {
+        return Err(need(38, "rescue_password"));
+    }
     if req.deploy_steps.is_some() && version < Version(1, 69) {
         return Err(need(69, "deploy_steps"));
     }
@@ -1074,7 +1080,10 @@ pub async fn validate(
         "network": {"result": true},
         "console": unsupported("console"),
         "raid": unsupported("raid"),
-        "rescue": unsupported("rescue"),
+        "rescue": match crate::drivers::rescue_interface(&node) {
+            crate::drivers::NO_RESCUE => unsupported("rescue"),
+            _ => r(crate::drivers::validate_rescue(&node, &d)),
+        },
         "bios": unsupported("bios"),
         "storage": {"result": true},
     });

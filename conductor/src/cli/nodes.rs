@@ -67,6 +67,17 @@ pub enum NodeCmd {
     Undeploy(Verb),
     Rebuild(Verb),
     Abort(Verb),
+    /// Rescue an active node: boot the rescue ramdisk with a `rescue` user.
+    Rescue {
+        #[command(flatten)]
+        verb: Verb,
+        /// The rescue user's password (taken from the environment, so that it does not
+        /// show in the process list).
+        #[arg(long, env = "FERRITE_RESCUE_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// Leave rescue: boot the instance again (back to active).
+    Unrescue(Verb),
     /// Power on or off.
     Power {
         #[arg(value_parser = ["on", "off", "reboot"])]
@@ -156,6 +167,9 @@ pub struct NodeFields {
     pub management_interface: Option<String>,
     #[arg(long)]
     pub boot_interface: Option<String>,
+    /// `no-rescue` (default), `agent` or (fake-hardware) `fake`.
+    #[arg(long)]
+    pub rescue_interface: Option<String>,
     /// The node's network_data (OpenStack network_data.json): JSON, or a file holding it.
     #[arg(long, value_name = "JSON|FILE")]
     pub network_data: Option<String>,
@@ -203,6 +217,7 @@ fn field_ops(f: &NodeFields) -> anyhow::Result<Vec<(String, Value)>> {
         ("power_interface", &f.power_interface),
         ("management_interface", &f.management_interface),
         ("boot_interface", &f.boot_interface),
+        ("rescue_interface", &f.rescue_interface),
     ] {
         if let Some(v) = v {
             out.push((format!("/{name}"), json!(v)));
@@ -289,7 +304,8 @@ fn goal(verb: &str) -> &'static [&'static str] {
     match verb {
         "manage" | "inspect" | "clean" => &["manageable"],
         "provide" | "deleted" => &["available"],
-        "active" | "rebuild" => &["active"],
+        "active" | "rebuild" | "unrescue" => &["active"],
+        "rescue" => &["rescue"],
         _ => &["manageable", "available", "active", "enroll", "error"],
     }
 }
@@ -463,6 +479,12 @@ pub async fn node(c: &Client, cmd: NodeCmd, json_out: bool) -> anyhow::Result<()
         NodeCmd::Undeploy(v) => provision(c, &v, "deleted", Map::new(), json_out).await?,
         NodeCmd::Rebuild(v) => provision(c, &v, "rebuild", Map::new(), json_out).await?,
         NodeCmd::Abort(v) => provision(c, &v, "abort", Map::new(), json_out).await?,
+        NodeCmd::Rescue { verb, password } => {
+            let mut m = Map::new();
+            m.insert("rescue_password".into(), Value::String(password));
+            provision(c, &verb, "rescue", m, json_out).await?
+        }
+        NodeCmd::Unrescue(v) => provision(c, &v, "unrescue", Map::new(), json_out).await?,
         NodeCmd::Clean { verb, clean_steps } => {
             let steps: Value = serde_json::from_str(&clean_steps)
                 .context("--clean-steps must be a JSON list of steps")?;

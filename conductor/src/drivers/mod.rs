@@ -400,6 +400,45 @@ pub fn step(interface: &str, name: &str, priority: i32) -> Step {
     }
 }
 
+/// The rescue interfaces (node field `rescue_interface`, API 1.38): `no-rescue` (the
+/// default, as Ironic's), `agent` (Ironic's AgentRescue: the agent ramdisk boots and sets
+/// the rescue user's password) and `fake` (fake-hardware only, Ironic's FakeRescue: the
+/// node is rescued at once).
+pub const NO_RESCUE: &str = "no-rescue";
+pub const AGENT_RESCUE: &str = "agent";
+pub const FAKE_RESCUE: &str = "fake";
+
+/// The node's rescue interface.
+pub fn rescue_interface(node: &Node) -> &str {
+    node.extended
+        .get("rescue_interface")
+        .and_then(|v| v.as_str())
+        .unwrap_or(NO_RESCUE)
+}
+
+/// Whether `node` can be rescued with its rescue interface and the other interfaces `d`.
+pub fn validate_rescue(node: &Node, d: &NodeDrivers) -> DResult<()> {
+    match rescue_interface(node) {
+        AGENT_RESCUE if d.deploy.uses_agent() => d.boot.validate(node),
+        AGENT_RESCUE => Err(DriverError::invalid(format!(
+            "rescue interface \"agent\" boots the agent ramdisk, which deploy interface {:?} \
+             does not use: set deploy_interface to direct (or iscsi)",
+            d.deploy.name()
+        ))),
+        FAKE_RESCUE if node.driver == "fake-hardware" => Ok(()),
+        FAKE_RESCUE => Err(DriverError::invalid(format!(
+            "rescue interface \"fake\" is only offered by fake-hardware, not {}: use \"agent\"",
+            node.driver
+        ))),
+        // Ironic's UnsupportedDriverExtension.
+        _ => Err(DriverError::invalid(format!(
+            "Driver {} does not support rescue (disabled or not implemented): set \
+             rescue_interface to \"agent\"",
+            node.driver
+        ))),
+    }
+}
+
 /// `driver_info.ferrite_power_wait` (seconds, a number or a numeric string, clamped to
 /// 1–3600): how long a BMC power change is waited for, for every hardware type.
 pub fn power_wait_override(node: &Node) -> Option<std::time::Duration> {

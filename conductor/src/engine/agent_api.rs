@@ -224,7 +224,10 @@ impl Conductor {
         } else if self.heartbeats.note(&node.uuid, at) {
             self.schedule_flush();
         }
-        let wait_state = matches!(node.provision_state, State::CleanWait | State::WaitCallBack);
+        let wait_state = matches!(
+            node.provision_state,
+            State::CleanWait | State::WaitCallBack | State::RescueWait
+        );
         if status.is_none() && !wait_state {
             return Ok(());
         }
@@ -240,6 +243,17 @@ impl Conductor {
                 .await?;
         }
         if !wait_state || node.reservation.is_some() {
+            return Ok(());
+        }
+        if node.provision_state == State::RescueWait {
+            // The rescue ramdisk is up: the agent gets the password (rescue.rs).
+            let me = self.clone();
+            let uuid = node.uuid.clone();
+            self.tracker.spawn(async move {
+                if let Err(e) = me.rescue_after_heartbeat(&uuid).await {
+                    tracing::error!(node = %uuid, error = %crate::error_chain(&e), "finishing the rescue failed");
+                }
+            });
             return Ok(());
         }
         let waiting = StepProgress::load(&dii)?.waiting(Kind::of(node.provision_state));

@@ -78,6 +78,8 @@ pub fn event_type(state: crate::state::State) -> &'static str {
         S::Verifying => "verify",
         S::Deleting | S::Error => "undeploy",
         S::Adopting => "adoption",
+        S::Rescuing | S::RescueWait | S::RescueFailed | S::Rescue => "rescue",
+        S::Unrescuing | S::UnrescueFailed => "unrescue",
         _ => "provisioning",
     }
 }

@@ -11,6 +11,7 @@ mod periodic;
 mod plan;
 pub mod power_sync;
 mod progress;
+mod rescue;
 pub mod ring;
 mod rules;
 mod steps;
@@ -46,6 +47,8 @@ pub struct EngineConfig {
     pub callback_timeout: Duration,
     /// How long `inspect wait` may last.
     pub inspect_timeout: Duration,
+    /// How long `rescue wait` may last (Ironic's `[conductor]rescue_callback_timeout`).
+    pub rescue_callback_timeout: Duration,
     /// How long one asynchronous agent step may run.
     pub step_timeout: Duration,
     /// How often timeouts are checked.
@@ -119,6 +122,7 @@ impl Default for EngineConfig {
             host: "localhost".into(),
             callback_timeout: Duration::from_secs(1800),
             inspect_timeout: Duration::from_secs(1800),
+            rescue_callback_timeout: Duration::from_secs(1800),
             step_timeout: Duration::from_secs(3600),
             periodic_interval: Duration::from_secs(10),
             heartbeat_timeout: 300,
@@ -167,8 +171,8 @@ pub enum EngineError {
 
 pub type EResult<T> = Result<T, EngineError>;
 
-/// `PUT /v1/nodes/{id}/states/provision` body.
-#[derive(Debug, Default, Clone, serde::Deserialize)]
+/// `PUT /v1/nodes/{id}/states/provision` body. `Debug` masks the rescue password.
+#[derive(Default, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProvisionRequest {
     pub target: String,
@@ -187,6 +191,27 @@ pub struct ProvisionRequest {
     pub disable_ramdisk: Option<bool>,
     #[serde(default)]
     pub rescue_password: Option<String>,
+}
+
+impl std::fmt::Debug for ProvisionRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProvisionRequest")
+            .field("target", &self.target)
+            .field("configdrive", &self.configdrive.as_ref().map(|_| "…"))
+            .field("clean_steps", &self.clean_steps)
+            .field("deploy_steps", &self.deploy_steps)
+            .field("service_steps", &self.service_steps)
+            .field("runbook", &self.runbook)
+            .field("disable_ramdisk", &self.disable_ramdisk)
+            .field(
+                "rescue_password",
+                &self
+                    .rescue_password
+                    .as_ref()
+                    .map(|_| ferrite_proto::MASKED_SECRET),
+            )
+            .finish()
+    }
 }
 
 /// The config drive limit of CONTRACT.md §5 (base64 of gzip, so the text may be larger).
@@ -341,6 +366,11 @@ impl Conductor {
         // last_error.
         self.collect_logs_after_failure(node).await;
         StepProgress::edit(&mut node.driver_internal_info, StepProgress::stop_waiting)?;
+        if matches!(node.provision_state, State::Rescuing | State::RescueWait) {
+            // Ironic's rescuing_error_handler: the password's hash and the ramdisk's boot
+            // files go; the node keeps its power.
+            self.clean_up_failed_rescue(node).await;
+        }
         self.db.clear_agent(&node.uuid).await?;
         node.agent_token = None;
         node.agent_url = None;
@@ -460,11 +490,20 @@ impl Conductor {
             .ok_or_else(|| {
                 EngineError::Invalid(format!(
                     "Invalid provision target {:?}: use one of manage, provide, clean, inspect, \
-                     adopt, active, deleted, rebuild, service, abort, unhold",
+                     adopt, active, deleted, rebuild, service, rescue, unrescue, abort, unhold",
                     req.target
                 ))
             })?;
-        state::next(node.provision_state, event)?;
+        state::next(node.provision_state, event).map_err(|e| {
+            // Ironic's InvalidStateRequested, then which verbs the state allows.
+            EngineError::Invalid(format!(
+                "The requested action \"{}\" can not be performed on node \"{}\" while it is \
+                 in state \"{}\". {e}",
+                event.target_word(),
+                node.uuid,
+                node.provision_state
+            ))
+        })?;
         self.check_request(&node, event, &req)?;
         let mut node = self.lock_waiting(&node).await?;
         let from = node.provision_state;
@@ -511,6 +550,50 @@ impl Conductor {
             return Err(EngineError::Invalid(
                 "service_steps is only allowed with target \"service\"".into(),
             ));
+        }
+        if req.rescue_password.is_some() && event != Event::Rescue {
+            return Err(EngineError::Invalid(
+                "\"rescue_password\" is only valid when setting target provision state to \
+                 rescue"
+                    .into(),
+            ));
+        }
+        if event == Event::Rescue {
+            if req
+                .rescue_password
+                .as_deref()
+                .is_none_or(|p| p.trim().is_empty())
+            {
+                return Err(EngineError::Invalid(
+                    "A non-empty \"rescue_password\" is required when setting target \
+                     provision state to rescue"
+                        .into(),
+                ));
+            }
+            if node.maintenance {
+                return Err(EngineError::Invalid(format!(
+                    "The rescuing operation can't be performed on node {} because it's in \
+                     maintenance mode.",
+                    node.uuid
+                )));
+            }
+            let d = self.drivers.for_node(node)?;
+            d.power.validate(node)?;
+            crate::drivers::validate_rescue(node, &d).map_err(|e| {
+                EngineError::Invalid(format!(
+                    "Failed to rescue instance {} for node {}: Validation failed: {}",
+                    node.instance_uuid.as_deref().unwrap_or("None"),
+                    node.uuid,
+                    crate::error_chain(&e)
+                ))
+            })?;
+        }
+        if event == Event::Unrescue && node.maintenance {
+            return Err(EngineError::Invalid(format!(
+                "The unrescuing operation can't be performed on node {} because it's in \
+                 maintenance mode.",
+                node.uuid
+            )));
         }
         if req.configdrive.is_some() && !matches!(event, Event::Deploy | Event::Rebuild) {
             return Err(EngineError::Invalid(
@@ -601,6 +684,7 @@ impl Conductor {
                     State::InspectWait => "Inspection",
                     State::CleanWait | State::CleanHold => "Cleaning",
                     State::ServiceWait | State::ServiceHold | State::ServiceFailed => "Servicing",
+                    State::RescueWait => "Rescue",
                     _ => "Deployment",
                 };
                 progress.stop_waiting();
@@ -619,6 +703,14 @@ impl Conductor {
                     node.extended.remove("service_step");
                 }
                 progress.store(&mut node.driver_internal_info);
+                if node.provision_state == State::RescueWait {
+                    // Ironic's _do_node_rescue_abort: the rescue is cleaned up.
+                    self.clean_up_failed_rescue(node).await;
+                    self.db.clear_agent(&node.uuid).await?;
+                    node.agent_token = None;
+                    node.agent_url = None;
+                    node.agent_verify_ca = None;
+                }
                 if node.provision_state != State::ServiceFailed {
                     node.last_error = Some(format!("{what} was aborted by request."));
                 }
@@ -644,6 +736,19 @@ impl Conductor {
                 progress.reset(Kind::Service);
                 progress.store(&mut node.driver_internal_info);
                 node.extended.remove("service_step");
+            }
+            Event::Rescue => {
+                // Only the hash is kept (Ironic keeps the password too); the API masks it.
+                let password = req.rescue_password.as_deref().unwrap_or_default();
+                node.instance_info.insert(
+                    rescue::HASHED_PASSWORD.into(),
+                    Value::String(rescue::hash_password(password)),
+                );
+                // The agent of an earlier boot is forgotten (Ironic's wipe_token_and_url).
+                self.db.clear_agent(&node.uuid).await?;
+                node.agent_token = None;
+                node.agent_url = None;
+                node.agent_verify_ca = None;
             }
             Event::Provide => {
                 progress.manual_clean = false;

@@ -33,7 +33,12 @@ impl Conductor {
         // Buffered heartbeat times first: they are what keeps a quiet-looking node alive.
         self.flush_heartbeats().await?;
         let mut failed = 0;
-        let waits = [State::InspectWait, State::CleanWait, State::WaitCallBack];
+        let waits = [
+            State::InspectWait,
+            State::CleanWait,
+            State::WaitCallBack,
+            State::RescueWait,
+        ];
         let members = self.members(false).await?;
         for node in self.db.nodes_in_states(&waits).await? {
             // Only this conductor's nodes: their owners time the others.
@@ -60,6 +65,19 @@ impl Conductor {
 
     fn timed_out(&self, node: &Node) -> Option<String> {
         let since = |t: &Option<String>| t.as_deref().and_then(age_secs).unwrap_or(f64::MAX);
+        if node.provision_state == State::RescueWait {
+            // Ironic's rescue_callback_timeout: from the start of the wait (the first
+            // heartbeat ends it).
+            let limit = self.cfg.rescue_callback_timeout;
+            return (since(&node.provision_updated_at) > limit.as_secs_f64()).then(|| {
+                format!(
+                    "Timeout reached while waiting for rescue ramdisk callback for node {} \
+                     ({} s)",
+                    node.uuid,
+                    limit.as_secs_f64()
+                )
+            });
+        }
         let quiet = since(&node.provision_updated_at).min(since(&node.agent_last_heartbeat));
         let (limit, what) = match node.provision_state {
             State::InspectWait => (self.cfg.inspect_timeout, "inspection"),

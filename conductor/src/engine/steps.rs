@@ -395,6 +395,7 @@ impl Conductor {
                     ports: self.ports_json(node).await,
                     clean_version,
                     deploy_version: None,
+                    service_version: None,
                 };
                 let Some(proto) = kind.proto() else {
                     return Err(crate::drivers::DriverError::Invalid(format!(

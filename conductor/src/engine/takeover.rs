@@ -142,7 +142,12 @@ pub fn boot_config(node: &Node, d: &NodeDrivers) -> Option<BootConfig> {
     let instance = (d.boot.name() == "ipxe").then_some(BootConfig::Instance);
     let ramdisk = |agent: bool| agent.then_some(BootConfig::Ramdisk);
     match node.provision_state {
-        Active | Servicing | ServiceWait | ServiceHold | ServiceFailed => instance,
+        Active | Servicing | ServiceWait | ServiceHold | ServiceFailed | Unrescuing
+        | UnrescueFailed => instance,
+        // The agent rescue interface runs the rescue in the agent ramdisk.
+        Rescuing | RescueWait | Rescue | RescueFailed => {
+            ramdisk(crate::drivers::rescue_interface(node) == crate::drivers::AGENT_RESCUE)
+        }
         Inspecting | InspectWait => ramdisk(d.inspect.uses_agent()),
         Cleaning | CleanWait | CleanHold => ramdisk(d.deploy.uses_agent()),
         Deploying | WaitCallBack | DeployHold => {
@@ -176,11 +181,10 @@ fn may_need_boot_config(k: &NodeKey) -> bool {
         return false;
     };
     match state {
-        Active | Servicing | ServiceWait | ServiceHold | ServiceFailed => {
-            k.boot_interface == "ipxe"
-        }
+        Active | Servicing | ServiceWait | ServiceHold | ServiceFailed | Unrescuing
+        | UnrescueFailed => k.boot_interface == "ipxe",
         Inspecting | InspectWait | Cleaning | CleanWait | CleanHold | Deploying | WaitCallBack
-        | DeployHold => true,
+        | DeployHold | Rescuing | RescueWait | Rescue | RescueFailed => true,
         _ => false,
     }
 }

@@ -1,5 +1,5 @@
 //! The work each working state stands for: verify, inspect, delete; clean and deploy go to
-//! the steps engine. Runs under the node's lock.
+//! the steps engine, rescue and unrescue to rescue.rs. Runs under the node's lock.
 
 use std::sync::Arc;
 
@@ -31,6 +31,8 @@ impl Conductor {
                 State::Cleaning => return self.run_steps(node, &drivers, Kind::Clean).await,
                 State::Deploying => return self.run_steps(node, &drivers, Kind::Deploy).await,
                 State::Servicing => return self.run_steps(node, &drivers, Kind::Service).await,
+                State::Rescuing => return self.rescue(node, &drivers).await,
+                State::Unrescuing => return self.unrescue(node, &drivers).await,
                 State::CleanWait | State::WaitCallBack | State::ServiceWait => {
                     // After unhold: the hold step is over, continue with the next one.
                     return self.resume(node, &drivers, None).await;

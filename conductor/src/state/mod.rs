@@ -54,6 +54,18 @@ pub enum State {
     ServiceFailed,
     #[serde(rename = "service hold")]
     ServiceHold,
+    #[serde(rename = "rescuing")]
+    Rescuing,
+    #[serde(rename = "rescue wait")]
+    RescueWait,
+    #[serde(rename = "rescue failed")]
+    RescueFailed,
+    #[serde(rename = "rescue")]
+    Rescue,
+    #[serde(rename = "unrescuing")]
+    Unrescuing,
+    #[serde(rename = "unrescue failed")]
+    UnrescueFailed,
     #[serde(rename = "deleting")]
     Deleting,
     #[serde(rename = "error")]
@@ -82,6 +94,12 @@ pub const ALL_STATES: &[State] = &[
     State::ServiceWait,
     State::ServiceFailed,
     State::ServiceHold,
+    State::Rescuing,
+    State::RescueWait,
+    State::RescueFailed,
+    State::Rescue,
+    State::Unrescuing,
+    State::UnrescueFailed,
     State::Deleting,
     State::Error,
 ];
@@ -110,6 +128,12 @@ impl State {
             State::ServiceWait => "service wait",
             State::ServiceFailed => "service failed",
             State::ServiceHold => "service hold",
+            State::Rescuing => "rescuing",
+            State::RescueWait => "rescue wait",
+            State::RescueFailed => "rescue failed",
+            State::Rescue => "rescue",
+            State::Unrescuing => "unrescuing",
+            State::UnrescueFailed => "unrescue failed",
             State::Deleting => "deleting",
             State::Error => "error",
         }
@@ -119,7 +143,12 @@ impl State {
     pub fn is_stable(self) -> bool {
         matches!(
             self,
-            State::Enroll | State::Manageable | State::Available | State::Active | State::Error
+            State::Enroll
+                | State::Manageable
+                | State::Available
+                | State::Active
+                | State::Error
+                | State::Rescue
         )
     }
 
@@ -133,6 +162,8 @@ impl State {
                 | State::Inspecting
                 | State::Cleaning
                 | State::Deploying
+                | State::RescueWait
+                | State::Rescuing
         )
     }
 
@@ -146,6 +177,8 @@ impl State {
                 | State::Cleaning
                 | State::Deploying
                 | State::Servicing
+                | State::Rescuing
+                | State::Unrescuing
                 | State::Deleting
         )
     }
@@ -189,6 +222,8 @@ pub enum Event {
     Deploy,
     Rebuild,
     Service,
+    Rescue,
+    Unrescue,
     Delete,
     Abort,
     Hold,
@@ -208,6 +243,8 @@ pub const ALL_EVENTS: &[Event] = &[
     Event::Deploy,
     Event::Rebuild,
     Event::Service,
+    Event::Rescue,
+    Event::Unrescue,
     Event::Delete,
     Event::Abort,
     Event::Hold,
@@ -229,6 +266,8 @@ impl Event {
             Event::Deploy => "deploy",
             Event::Rebuild => "rebuild",
             Event::Service => "service",
+            Event::Rescue => "rescue",
+            Event::Unrescue => "unrescue",
             Event::Delete => "delete",
             Event::Abort => "abort",
             Event::Hold => "hold",
@@ -259,6 +298,8 @@ impl Event {
             "active" | "deploy" => Event::Deploy,
             "rebuild" => Event::Rebuild,
             "service" => Event::Service,
+            "rescue" => Event::Rescue,
+            "unrescue" => Event::Unrescue,
             "deleted" | "undeploy" => Event::Delete,
             "abort" => Event::Abort,
             "unhold" => Event::Unhold,
@@ -287,8 +328,8 @@ use State as S;
 
 /// The transition table of CONTRACT.md §7: (from, event, to). `done` out of `cleaning`
 /// goes to `available` here; a manual clean's `done` is redirected to `manageable` by
-/// [`next_with`]. `unhold` out of the hold states and servicing (`service` out of
-/// `active`) are Ironic's additions to §7.
+/// [`next_with`]. `unhold` out of the hold states, servicing (`service` out of
+/// `active`) and rescue (`rescue`/`unrescue`) are Ironic's additions to §7.
 pub const TRANSITIONS: &[(State, Event, State)] = &[
     (S::Enroll, E::Manage, S::Verifying),
     (S::Verifying, E::Done, S::Manageable),
@@ -337,7 +378,7 @@ pub const TRANSITIONS: &[(State, Event, State)] = &[
     (S::DeployFailed, E::Delete, S::Deleting),
     (S::Active, E::Rebuild, S::Deploying),
     (S::Active, E::Delete, S::Deleting),
-    // Servicing (1.87), as Ironic's state machine has it (rescue aside).
+    // Servicing (1.87), as Ironic's state machine has it.
     (S::Active, E::Service, S::Servicing),
     (S::Servicing, E::Done, S::Active),
     (S::Servicing, E::Fail, S::ServiceFailed),
@@ -355,6 +396,27 @@ pub const TRANSITIONS: &[(State, Event, State)] = &[
     (S::ServiceFailed, E::Service, S::Servicing),
     (S::ServiceFailed, E::Abort, S::Active),
     (S::ServiceFailed, E::Delete, S::Deleting),
+    (S::ServiceFailed, E::Rescue, S::Rescuing),
+    // Rescue (1.38), as Ironic's state machine has it.
+    (S::Active, E::Rescue, S::Rescuing),
+    (S::Rescuing, E::Done, S::Rescue),
+    (S::Rescuing, E::Wait, S::RescueWait),
+    (S::Rescuing, E::Fail, S::RescueFailed),
+    (S::RescueWait, E::Resume, S::Rescuing),
+    (S::RescueWait, E::Fail, S::RescueFailed),
+    (S::RescueWait, E::Abort, S::RescueFailed),
+    (S::RescueWait, E::Delete, S::Deleting),
+    (S::Rescue, E::Rescue, S::Rescuing),
+    (S::Rescue, E::Unrescue, S::Unrescuing),
+    (S::Rescue, E::Delete, S::Deleting),
+    (S::RescueFailed, E::Rescue, S::Rescuing),
+    (S::RescueFailed, E::Unrescue, S::Unrescuing),
+    (S::RescueFailed, E::Delete, S::Deleting),
+    (S::Unrescuing, E::Done, S::Active),
+    (S::Unrescuing, E::Fail, S::UnrescueFailed),
+    (S::UnrescueFailed, E::Rescue, S::Rescuing),
+    (S::UnrescueFailed, E::Unrescue, S::Unrescuing),
+    (S::UnrescueFailed, E::Delete, S::Deleting),
     (S::Deleting, E::Clean, S::Cleaning),
     (S::Deleting, E::Fail, S::Error),
     (S::Error, E::Rebuild, S::Deploying),
@@ -434,6 +496,8 @@ pub fn target_of(to: State, event: Event, manual_clean: bool) -> Option<State> {
         }),
         S::Deploying | S::WaitCallBack | S::DeployHold => Some(S::Active),
         S::Servicing | S::ServiceWait | S::ServiceHold | S::ServiceFailed => Some(S::Active),
+        S::Rescuing | S::RescueWait | S::RescueFailed => Some(S::Rescue),
+        S::Unrescuing | S::UnrescueFailed => Some(S::Active),
         S::Deleting => Some(S::Available),
         _ => {
             let _ = event;

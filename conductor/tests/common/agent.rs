@@ -25,6 +25,8 @@ impl AgentBoot {
             AgentConfig {
                 root: root.to_path_buf(),
                 target_disk: Some(disk.to_path_buf()),
+                // rescue.finalize_rescue writes etc/passwd and etc/shadow here.
+                rescue_root: Some(rescue_root(disk)),
                 ..AgentConfig::default()
             },
             Arc::new(RecordingHooks::new()),
@@ -46,6 +48,11 @@ impl AgentBoot {
             stop: Some(tx),
         }
     }
+}
+
+/// Where the in-process agent of the node with `disk` keeps the rescue user's files.
+pub fn rescue_root(disk: &std::path::Path) -> std::path::PathBuf {
+    disk.with_extension("rescue")
 }
 
 impl AgentBoot {
@@ -88,8 +95,8 @@ pub async fn agent_loop(
             break;
         };
         let n: serde_json::Value = r.json().await.unwrap_or_default();
-        let waiting =
-            ["clean wait", "wait call-back"].contains(&n["provision_state"].as_str().unwrap_or(""));
+        let waiting = ["clean wait", "wait call-back", "rescue wait"]
+            .contains(&n["provision_state"].as_str().unwrap_or(""));
         if waiting {
             if let Ok(r) = client.lookup(&macs, None).await {
                 let token = r.config.agent_token.unwrap_or_default();
