@@ -77,13 +77,13 @@ pub fn find(
     }
 }
 
-/// A read-only window on one partition, for `fatfs` (which wants `Write` too; nothing
-/// here writes, and a write would fail).
+/// A window on one partition, for `fatfs`; writes fail unless it was opened `writable`.
 struct Window<'a> {
     disk: &'a File,
     start: u64,
     len: u64,
     pos: u64,
+    writable: bool,
 }
 
 impl Read for Window<'_> {
@@ -97,13 +97,29 @@ impl Read for Window<'_> {
 }
 
 impl Write for Window<'_> {
-    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "the EFI system partition is read, never written",
-        ))
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.writable {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the EFI system partition is only read here",
+            ));
+        }
+        let left = self.len.saturating_sub(self.pos);
+        let n = (buf.len() as u64).min(left) as usize;
+        if n == 0 && !buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "write past the end of the EFI system partition",
+            ));
+        }
+        self.disk.write_all_at(&buf[..n], self.start + self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
+        if self.writable {
+            self.disk.sync_data()?;
+        }
         Ok(())
     }
 }
@@ -127,6 +143,7 @@ pub fn find_loader(disk: &File, hd: &HardDrive, sector: u64) -> Result<String, E
         start: hd.start_lba * sector,
         len: hd.size_lba * sector,
         pos: 0,
+        writable: false,
     };
     let fs = fatfs::FileSystem::new(window, fatfs::FsOptions::new()).map_err(EspError::Fat)?;
     let efi = fs
@@ -153,6 +170,42 @@ pub fn find_loader(disk: &File, hd: &HardDrive, sector: u64) -> Result<String, E
         return Ok(FALLBACK.into());
     }
     Err(EspError::NoLoader)
+}
+
+/// Writes `files` (paths with `/`, directories created as needed, existing files replaced)
+/// into the FAT filesystem of the ESP `hd` of `disk`.
+pub fn write_files(
+    disk: &File,
+    hd: &HardDrive,
+    sector: u64,
+    files: &[(String, Vec<u8>)],
+) -> Result<(), EspError> {
+    let window = Window {
+        disk,
+        start: hd.start_lba * sector,
+        len: hd.size_lba * sector,
+        pos: 0,
+        writable: true,
+    };
+    let fs = fatfs::FileSystem::new(window, fatfs::FsOptions::new()).map_err(EspError::Fat)?;
+    for (path, data) in files {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let Some((leaf, dirs)) = parts.split_last() else {
+            continue;
+        };
+        let mut dir = fs.root_dir();
+        for d in dirs {
+            dir = match dir.open_dir(d) {
+                Ok(d) => d,
+                Err(_) => dir.create_dir(d).map_err(EspError::Fat)?,
+            };
+        }
+        let mut f = dir.create_file(leaf).map_err(EspError::Fat)?;
+        f.truncate().map_err(EspError::Fat)?;
+        f.write_all(data).map_err(EspError::Fat)?;
+        f.flush().map_err(EspError::Fat)?;
+    }
+    fs.unmount().map_err(EspError::Fat)
 }
 
 /// Opens `path` for reading.

@@ -5,7 +5,7 @@
 
 use ferrite_proto::agent::{names_command, CommandResult, CommandStatus};
 use ferrite_proto::commands::{
-    self as cmd, CommandFailure, PrepareImageParams, PrepareImageResult,
+    self as cmd, CommandFailure, InstallBootloaderParams, PrepareImageParams, PrepareImageResult,
 };
 use ferrite_proto::image::{ImageInfo, PARTITION, WHOLE_DISK};
 use ferrite_proto::steps::{ExecuteStepResult, StepKind};
@@ -214,6 +214,42 @@ pub fn record_result(node: &mut Node, r: &CommandResult) {
         node.driver_internal_info
             .insert("root_uuid_or_disk_id".into(), Value::String(uuid.into()));
     }
+    if let Some(uuid) = result.efi_system_partition_uuid() {
+        node.driver_internal_info
+            .insert(EFI_PART_UUID.into(), Value::String(uuid.into()));
+    }
+}
+
+/// Where the ESP's UUID from prepare_image's message is kept.
+const EFI_PART_UUID: &str = "efi_system_partition_uuid";
+
+/// `image.install_bootloader` parameters for a node deployed with a partition image, as
+/// Ironic's `configure_local_boot` sends them: the root and ESP UUIDs the agent reported
+/// after writing, and the boot mode the image was laid out for. `None` for whole-disk
+/// images, which keep their own boot loader.
+pub fn install_bootloader_params(node: &Node) -> Option<InstallBootloaderParams> {
+    let partition = node.instance_info.get("image_type").and_then(Value::as_str) == Some(PARTITION);
+    if !partition {
+        return None;
+    }
+    let internal = |k: &str| {
+        node.driver_internal_info
+            .get(k)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let boot_mode = node.boot_mode();
+    Some(InstallBootloaderParams {
+        root_uuid: internal("root_uuid_or_disk_id"),
+        efi_system_part_uuid: if boot_mode == "uefi" {
+            internal(EFI_PART_UUID)
+        } else {
+            None
+        },
+        prep_boot_part_uuid: None,
+        target_boot_mode: Some(boot_mode),
+        ignore_bootloader_failure: None,
+    })
 }
 
 /// `image_info` for `standby.prepare_image` from the node's `instance_info` (CONTRACT.md §5).

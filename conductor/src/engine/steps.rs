@@ -266,6 +266,19 @@ impl Conductor {
                 .into()),
             Some(ConductorStep::PrepareInstanceBoot) => {
                 d.boot.prepare_instance(node).await?;
+                // Ironic's configure_local_boot: a partition image gets its boot loader
+                // from the agent; what was installed stays on the node.
+                if let Some(params) = agent
+                    .then(|| agent::install_bootloader_params(node))
+                    .flatten()
+                {
+                    let installed: Value =
+                        agent::run(self.agent.as_ref(), node, cmd::INSTALL_BOOTLOADER, &params)
+                            .await?;
+                    tracing::info!(node = %node.uuid, ?installed, "boot loader installed");
+                    node.driver_internal_info
+                        .insert("ferrite_bootloader".into(), installed);
+                }
                 node.conductor = Some(self.cfg.host.clone());
                 d.management.set_boot_device(node, "disk", true).await?;
                 Ok(Outcome::Done)
