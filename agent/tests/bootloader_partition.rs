@@ -147,6 +147,21 @@ async fn uefi_copies_the_images_loader_to_the_esp_and_sets_the_boot_entry() {
     assert_eq!(root_uuid, ROOT_FS_UUID, "{}", d.written);
     let efi_uuid = word(&d.written, "efi_system_partition_uuid").expect("ESP UUID in the message");
 
+    // A root UUID no partition has, while the ESP is empty: a clear failure.
+    let (_, res) = d
+        .agent
+        .command(
+            "?wait=true",
+            "image.install_bootloader",
+            json!({"root_uuid": "00000000-1111-2222-3333-444444444444"}),
+        )
+        .await;
+    assert_eq!(res["command_status"], "FAILED", "{res}");
+    assert!(
+        res.to_string().contains("holds the root filesystem"),
+        "{res}"
+    );
+
     let r = install(
         &d,
         json!({"root_uuid": root_uuid, "efi_system_part_uuid": efi_uuid, "target_boot_mode": "uefi"}),
@@ -174,7 +189,6 @@ async fn uefi_copies_the_images_loader_to_the_esp_and_sets_the_boot_entry() {
     let esp_len = parts[0]["size"].as_u64().unwrap() * 512;
     let esp = dir.path().join("esp.fat");
     std::fs::write(&esp, read_at(&d.disk, esp_at, esp_len as usize)).unwrap();
-    std::fs::copy(&esp, "/tmp/esp-debug.fat").unwrap();
     let fsck = Command::new("fsck.fat")
         .arg("-n")
         .arg(&esp)
@@ -206,21 +220,6 @@ async fn uefi_copies_the_images_loader_to_the_esp_and_sets_the_boot_entry() {
     .await;
     assert_eq!(again["ferrite_boot_entry"], "Boot0000", "{again}");
     assert_eq!(again["ferrite_esp_files"], json!([]), "{again}");
-
-    // A root UUID no partition has: a clear failure.
-    let (_, res) = d
-        .agent
-        .command(
-            "?wait=true",
-            "image.install_bootloader",
-            json!({"root_uuid": "00000000-1111-2222-3333-444444444444"}),
-        )
-        .await;
-    assert_eq!(res["command_status"], "FAILED", "{res}");
-    assert!(
-        res.to_string().contains("holds the root filesystem"),
-        "{res}"
-    );
 }
 
 /// BIOS GRUB on `d`'s disk from the image `tree`: boot.img in the MBR pointing at
