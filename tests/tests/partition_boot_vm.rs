@@ -74,7 +74,7 @@ fn uefi_partition_image_boots_from_the_loader_copied_to_the_esp() {
         tmp.path().to_path_buf(),
     );
     cfg.memory_mib = 512;
-    cfg.disk_gib = 2;
+    cfg.disk_gib = 5;
     cfg.mac = "52:54:00:fe:30:02".into();
     cfg.uuid = "00000000-0000-4000-8000-0000000000f2".into();
     cfg.hostname = "partition-uefi".into();

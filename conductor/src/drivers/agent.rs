@@ -548,6 +548,41 @@ mod tests {
         assert!(!o.driver_internal_info.contains_key("root_uuid_or_disk_id"));
     }
 
+    #[test]
+    fn partition_images_get_install_bootloader_params_as_ironic_sends_them() {
+        let r = CommandResult {
+            id: "1".into(),
+            command_name: "prepare_image".into(),
+            command_params: Map::new(),
+            command_status: CommandStatus::Succeeded,
+            command_error: None,
+            command_result: Some(
+                json!({"result": "prepare_image: image (x) written to device /dev/vda root_uuid=f3e7a1d0-5e1f-4c2b-9a7d-0000000f0017 efi_system_partition_uuid=ABCD-1234"}),
+            ),
+        };
+        let mut n = node_with(json!({"image_type": "partition"}), json!({}));
+        record_result(&mut n, &r);
+        let p = install_bootloader_params(&n).expect("a partition image gets a boot loader");
+        assert_eq!(
+            p.root_uuid.as_deref(),
+            Some("f3e7a1d0-5e1f-4c2b-9a7d-0000000f0017")
+        );
+        assert_eq!(p.efi_system_part_uuid.as_deref(), Some("ABCD-1234"));
+        assert_eq!(
+            p.target_boot_mode.as_deref(),
+            Some("uefi"),
+            "Ironic's default"
+        );
+        // BIOS: no ESP passed.
+        n.properties
+            .insert("capabilities".into(), json!("boot_mode:bios"));
+        let p = install_bootloader_params(&n).unwrap();
+        assert_eq!(p.target_boot_mode.as_deref(), Some("bios"));
+        assert_eq!(p.efi_system_part_uuid, None);
+        // Whole-disk images keep their own loader: nothing to send.
+        assert!(install_bootloader_params(&node_with(json!({}), json!({}))).is_none());
+    }
+
     #[tokio::test]
     async fn direct_write_image_starts_prepare_image_with_typed_params() {
         let agent = ScriptedAgent::new();
