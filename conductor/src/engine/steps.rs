@@ -266,9 +266,11 @@ impl Conductor {
                 .into()),
             Some(ConductorStep::PrepareInstanceBoot) => {
                 d.boot.prepare_instance(node).await?;
-                // Ironic's configure_local_boot: a partition image gets its boot loader
-                // from the agent; what was installed stays on the node.
-                if let Some(params) = agent
+                // Ironic's configure_local_boot: a partition image the agent wrote (direct
+                // deploy) gets its boot loader from the agent; what was installed stays on
+                // the node.
+                let direct = agent && d.deploy.name() == "direct";
+                if let Some(params) = direct
                     .then(|| agent::install_bootloader_params(node))
                     .flatten()
                 {
