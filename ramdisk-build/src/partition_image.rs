@@ -5,7 +5,8 @@
 //! `core.img` under `/boot/grub/i386-pc/` (as grub-install leaves them). Both GRUBs carry an
 //! embedded config that finds this filesystem by its UUID and reads `/boot/grub/grub.cfg`,
 //! so they boot wherever the deploy puts the filesystem. The agent installs them
-//! (`image.install_bootloader`).
+//! (`image.install_bootloader`). Unlike the whole-disk image it is not byte-reproducible:
+//! `mke2fs -d` copies the staged files' ctimes.
 
 use std::path::Path;
 use std::process::Command;
