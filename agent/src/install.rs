@@ -227,6 +227,10 @@ pub async fn write_image(
     });
     let (o, facts, cd, uuids) = result?;
     let root_uuid = uuids["root uuid"].as_str().unwrap_or("").to_owned();
+    // IPA's message names the ESP too, which Ironic passes back to install_bootloader.
+    let efi_uuid = uuids["efi system partition uuid"]
+        .as_str()
+        .map(str::to_owned);
     *state
         .partition_uuids
         .lock()
@@ -236,6 +240,9 @@ pub async fn write_image(
         info.id,
         target.path.display()
     );
+    if let Some(efi) = &efi_uuid {
+        msg.push_str(&format!(" efi_system_partition_uuid={efi}"));
+    }
     if let Some(cd) = &cd {
         msg.push_str(&format!("; {cd}"));
     }

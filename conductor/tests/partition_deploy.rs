@@ -1,6 +1,7 @@
 //! A partition image deployed through the conductor: instance_info's sizes and the node's
 //! capabilities reach the real agent (in-process, sparse-file disk) as IPA's image_info
-//! fields, and the table it writes is read back by sfdisk. A rebuild asking to keep the
+//! fields, and the table it writes is read back by sfdisk; prepare_instance_boot has the
+//! agent install the image's own GRUB (`image.install_bootloader`, BIOS). A rebuild asking to keep the
 //! ephemeral partition is refused before anything is written.
 
 mod common;
@@ -9,6 +10,7 @@ use std::process::Command;
 
 use common::agent::agent_loop;
 use common::{Api, Backend, Server};
+use ferrite_ramdisk_build::partition_image;
 use ferrite_testkit::http::{ImageServer, Mode};
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -75,14 +77,26 @@ async fn partition_image_follows_instance_info_and_capabilities() {
     );
     api.wait_state("part", "available").await;
 
-    // A "filesystem" image for the root partition.
-    let img: Vec<u8> = (0..4 * MIB as usize).map(|i| (i % 253) as u8 + 1).collect();
+    // The partition test OS image: an ext4 root carrying Debian's GRUB (stand-ins for the
+    // kernel and initramfs).
+    let work = tempfile::tempdir().unwrap();
+    let (kernel, initrd) = (work.path().join("vmlinuz"), work.path().join("initrd.img"));
+    std::fs::write(&kernel, b"kernel").unwrap();
+    std::fs::write(&initrd, b"initrd").unwrap();
+    let img_path = work.path().join(partition_image::PARTITION_FILE);
+    partition_image::build(&kernel, &initrd, work.path(), &img_path).unwrap();
+    let img = std::fs::read(&img_path).unwrap();
+    let core = std::fs::read(
+        work.path()
+            .join("partition-root/boot/grub/i386-pc/core.img"),
+    )
+    .unwrap();
     let sha = hex::encode(sha2::Sha256::digest(&img));
     let images = ImageServer::start_on_current();
     let url = images.put("disk.raw", img.clone(), Mode::NoRange);
     let ii = json!({
         "image_source": url, "image_os_hash_algo": "sha256", "image_os_hash_value": sha,
-        "image_type": "partition", "root_mb": 32, "swap_mb": "8",
+        "image_type": "partition", "root_mb": 96, "swap_mb": "8",
         "capabilities": {"disk_label": "msdos"},
     });
     let patch = json!([{"op": "add", "path": "/instance_info", "value": ii}]);
@@ -98,7 +112,7 @@ async fn partition_image_follows_instance_info_and_capabilities() {
     assert!(node["last_error"].is_null(), "{}", node["last_error"]);
 
     // msdos from instance_info's capabilities (over the node's gpt); bios from the node's:
-    // on MBR that makes root the active partition. Swap 8 MiB, root 32 MiB.
+    // on MBR that makes root the active partition. Swap 8 MiB, root 96 MiB.
     let table = sfdisk_json(&disk);
     let pt = &table["partitiontable"];
     assert_eq!(pt["label"], "dos", "{table}");
@@ -113,8 +127,8 @@ async fn partition_image_follows_instance_info_and_capabilities() {
     );
     let root = parts
         .iter()
-        .find(|p| p["size"].as_u64().unwrap() * 512 == 32 * MIB)
-        .unwrap_or_else(|| panic!("a root partition of 32 MiB: {table}"));
+        .find(|p| p["size"].as_u64().unwrap() * 512 == 96 * MIB)
+        .unwrap_or_else(|| panic!("a root partition of 96 MiB: {table}"));
     assert_eq!(
         root["bootable"], true,
         "bios on MBR marks root active: {table}"
@@ -129,7 +143,26 @@ async fn partition_image_follows_instance_info_and_capabilities() {
     let root_id = node["driver_internal_info"]["root_uuid_or_disk_id"]
         .as_str()
         .unwrap_or_else(|| panic!("root uuid recorded: {}", node["driver_internal_info"]));
-    assert!(!root_id.is_empty());
+    assert_eq!(root_id, partition_image::ROOT_FS_UUID);
+
+    // prepare_instance_boot had the agent install the image's GRUB (BIOS, MBR): boot.img
+    // in the MBR pointing at core.img in the gap after it, as the agent reported.
+    let installed = &node["driver_internal_info"]["ferrite_bootloader"];
+    assert_eq!(
+        installed["ferrite_bootloader"], "grub-i386-pc",
+        "{installed}"
+    );
+    assert_eq!(installed["ferrite_core_lba"], 1, "{installed}");
+    assert_eq!(
+        &written[0x5c..0x64],
+        &1u64.to_le_bytes(),
+        "boot.img points at LBA 1"
+    );
+    assert_eq!(&written[510..512], &[0x55, 0xaa]);
+    assert!(
+        written[1024..512 + core.len()] == core[512..],
+        "core.img follows the MBR"
+    );
 
     // Keeping the ephemeral partition is not supported: the rebuild fails, disk untouched.
     let patch =

@@ -58,9 +58,19 @@ impl PrepareImageResult {
     /// The root UUID (or disk id) the message names, as Ironic keeps it
     /// (`root_uuid_or_disk_id`).
     pub fn root_uuid(&self) -> Option<&str> {
+        self.word("root_uuid=")
+    }
+
+    /// The EFI system partition's UUID the message names (partition images in UEFI mode),
+    /// which Ironic passes back to `install_bootloader`.
+    pub fn efi_system_partition_uuid(&self) -> Option<&str> {
+        self.word("efi_system_partition_uuid=")
+    }
+
+    fn word(&self, prefix: &str) -> Option<&str> {
         self.result
             .split_whitespace()
-            .find_map(|w| w.strip_prefix("root_uuid="))
+            .find_map(|w| w.strip_prefix(prefix))
             .map(|u| u.trim_end_matches([';', ',']))
             .filter(|u| !u.is_empty())
     }

@@ -19,6 +19,9 @@ use crate::spec::DiskFormat;
 use crate::vm::{create_disk, free_tcp_port, Node, VmBuilder, AGENT_PORT};
 use crate::Error;
 
+/// The partition test image's name on the image server.
+const PARTITION_IMAGE: &str = "os-root.img";
+
 /// What to build and boot.
 #[derive(Debug, Clone)]
 pub struct LabConfig {
@@ -120,6 +123,8 @@ pub struct Lab<N: LabNode = Node> {
     /// `http://10.0.2.2:PORT` as the node sees the image server.
     image_base: String,
     pub image_sha256: String,
+    /// The partition test image's sha256 (see [`Lab::set_partition_image`]).
+    pub partition_sha256: String,
     pub kernel: PathBuf,
     pub initramfs: PathBuf,
     pub kernel_bytes: u64,
@@ -155,6 +160,7 @@ struct Services {
     log: PathBuf,
     image_base: String,
     image_sha256: String,
+    partition_sha256: String,
     kernel: PathBuf,
     initramfs: PathBuf,
     kernel_bytes: u64,
@@ -186,6 +192,8 @@ impl Services {
         let www = cfg.work_dir.join("www");
         std::fs::create_dir_all(&www).map_err(io("creating www"))?;
         std::fs::copy(&image.qcow2, www.join("os.qcow2")).map_err(io("serving the image"))?;
+        std::fs::copy(&image.partition, www.join(PARTITION_IMAGE))
+            .map_err(io("serving the partition image"))?;
         let server = HttpServer::start(&www)?;
         // Who downloads the image: the node (10.0.2.2 is the host's loopback as QEMU's
         // user network shows it) or, with iscsi, the conductor on the host.
@@ -249,6 +257,7 @@ impl Services {
             log,
             image_base,
             image_sha256: image.qcow2_sha256.clone(),
+            partition_sha256: image.partition_sha256.clone(),
             kernel: boot.join(&manifest.kernel.file),
             initramfs: boot.join(&manifest.initramfs.file),
             kernel_bytes: manifest.kernel.bytes,
@@ -268,6 +277,7 @@ impl Services {
             log: self.log,
             image_base: self.image_base,
             image_sha256: self.image_sha256,
+            partition_sha256: self.partition_sha256,
             kernel: self.kernel,
             initramfs: self.initramfs,
             kernel_bytes: self.kernel_bytes,
@@ -541,6 +551,24 @@ impl<N: LabNode> Lab<N> {
             "node", "set", &self.cfg.node_name, "--instance-info", &source,
             "--instance-info", "image_os_hash_algo=sha256", "--instance-info", &hash,
             "--instance-info", "image_disk_format=qcow2",
+        ])?;
+        Ok(())
+    }
+
+    /// Points the node's `instance_info` at the partition test image (`image_type:
+    /// partition`, root filesystem only) and deploys it for `boot_mode` (`bios` or `uefi`,
+    /// the `boot_mode` capability): the conductor then has the agent install its boot loader.
+    pub fn set_partition_image(&self, boot_mode: &str) -> Result<(), Error> {
+        let source = format!("image_source={}/{PARTITION_IMAGE}", self.image_base);
+        let hash = format!("image_os_hash_value={}", self.partition_sha256);
+        let caps = format!("capabilities=boot_mode:{boot_mode}");
+        #[rustfmt::skip]
+        self.cli("node set", &[
+            "node", "set", &self.cfg.node_name, "--instance-info", &source,
+            "--instance-info", "image_os_hash_algo=sha256", "--instance-info", &hash,
+            "--instance-info", "image_disk_format=raw",
+            "--instance-info", "image_type=partition", "--instance-info", "root_gb=1",
+            "--property", &caps,
         ])?;
         Ok(())
     }

@@ -47,6 +47,10 @@ pub struct WalkConfig {
     /// After the write, the agent kexecs into the deployed OS (`ferrite.kexec`) instead of
     /// the BMC power-cycling the node through its firmware.
     pub kexec: bool,
+    /// Deploy the partition test image (`image_type: partition`, laid out for the node's
+    /// firmware) and have `image.install_bootloader` install its boot loader, with the
+    /// root and ESP UUIDs the write reported, as Ironic passes them.
+    pub partition_image: bool,
 }
 
 impl WalkConfig {
@@ -67,6 +71,7 @@ impl WalkConfig {
             clean_after: false,
             uefi_virtual_media: false,
             kexec: false,
+            partition_image: false,
         }
     }
 }
@@ -87,7 +92,8 @@ pub struct WalkReport {
     pub marker: Option<String>,
     /// The `erase_devices_metadata` result when [`WalkConfig::clean_after`] was set.
     pub cleaned: Option<Value>,
-    /// The `image.install_bootloader` result of a [`WalkConfig::uefi_virtual_media`] walk.
+    /// The `image.install_bootloader` result of a [`WalkConfig::uefi_virtual_media`] or
+    /// [`WalkConfig::partition_image`] walk.
     pub bootloader: Option<Value>,
     /// The node's disk image (for inspecting what the agent left on it).
     pub disk: PathBuf,
@@ -144,6 +150,8 @@ pub fn run(cfg: &WalkConfig) -> Result<WalkReport, Error> {
         .map_err(|e| fail("building the test image", e, None))?;
     let io = |what: &str, e: std::io::Error| fail(what, e, None);
     std::fs::copy(&image.qcow2, www.join("os.qcow2")).map_err(|e| io("serving the image", e))?;
+    std::fs::copy(&image.partition, www.join("os-root.img"))
+        .map_err(|e| io("serving the partition image", e))?;
     let meta = json!({"uuid": cfg.uuid, "hostname": cfg.hostname, "name": cfg.hostname});
     test_image::config_drive_image(&www.join("configdrive.vfat"), &meta.to_string())
         .map_err(|e| fail("building the config drive", e, None))?;
@@ -235,21 +243,36 @@ pub fn run(cfg: &WalkConfig) -> Result<WalkReport, Error> {
         .ok_or_else(|| fail("inspection", "no inventory was posted", Some(&node)))?;
 
     let agent = std::net::SocketAddr::from(([127, 0, 0, 1], agent_port));
-    let sha256 = cfg
-        .wrong_checksum
-        .clone()
-        .unwrap_or(image.qcow2_sha256.clone());
+    let boot_mode = if cfg.uefi_virtual_media {
+        "uefi"
+    } else {
+        "bios"
+    };
+    let image_info = if cfg.partition_image {
+        json!({
+            "id": "ferrite-test-os-partition",
+            "urls": [format!("{base}/os-root.img")],
+            "disk_format": "raw",
+            "image_type": "partition",
+            "os_hash_algo": "sha256",
+            "os_hash_value": cfg.wrong_checksum.clone().unwrap_or(image.partition_sha256.clone()),
+            "deploy_boot_mode": boot_mode,
+            "boot_option": "local",
+        })
+    } else {
+        json!({
+            "id": "ferrite-test-os",
+            "urls": [format!("{base}/os.qcow2")],
+            "disk_format": "qcow2",
+            "image_type": "whole-disk",
+            "os_hash_algo": "sha256",
+            "os_hash_value": cfg.wrong_checksum.clone().unwrap_or(image.qcow2_sha256.clone()),
+        })
+    };
     let command = json!({
         "name": "standby.prepare_image",
         "params": {
-            "image_info": {
-                "id": "ferrite-test-os",
-                "urls": [format!("{base}/os.qcow2")],
-                "disk_format": "qcow2",
-                "image_type": "whole-disk",
-                "os_hash_algo": "sha256",
-                "os_hash_value": sha256,
-            },
+            "image_info": image_info,
             "configdrive": format!("{base}/configdrive.vfat"),
         }
     });
@@ -312,10 +335,23 @@ pub fn run(cfg: &WalkConfig) -> Result<WalkReport, Error> {
         });
     }
     let mut bootloader = None;
-    if cfg.uefi_virtual_media {
+    if cfg.uefi_virtual_media || cfg.partition_image {
+        // Ironic reads the UUIDs from prepare_image's message.
+        let message = deploy["command_result"]["result"].as_str().unwrap_or("");
+        let word = |key: &str| {
+            message
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .map(|w| w.trim_end_matches([';', ',']).to_string())
+        };
+        let mut params = json!({"target_boot_mode": boot_mode});
+        if cfg.partition_image {
+            params["root_uuid"] = json!(word("root_uuid="));
+            params["efi_system_part_uuid"] = json!(word("efi_system_partition_uuid="));
+        }
         let command = json!({
             "name": "image.install_bootloader",
-            "params": {"target_boot_mode": "uefi"},
+            "params": params,
         });
         let t = Instant::now();
         bootloader = Some(agent_command(&node, agent, "install_bootloader", &command)?);

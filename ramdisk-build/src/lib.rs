@@ -8,6 +8,7 @@ pub mod deb;
 pub mod firmware;
 pub mod initramfs;
 pub mod kmod;
+pub mod partition_image;
 pub mod profile;
 pub mod ramdisk;
 pub mod test_image;

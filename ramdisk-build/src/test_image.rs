@@ -4,7 +4,8 @@
 //! (MBR code, active partition), UEFI through GRUB at the removable-media path
 //! `EFI/BOOT/BOOTX64.EFI` (the partition is typed as an EFI system partition, 0xEF, so
 //! `install_bootloader` finds it and the firmware takes it). Built with mtools and syslinux's
-//! mtools installer, so it needs neither root nor loop devices.
+//! mtools installer, so it needs neither root nor loop devices. Next to it, the partition
+//! image of the same OS (`partition_image`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,6 +65,9 @@ pub struct TestImage {
     pub raw_sha256: String,
     pub qcow2: PathBuf,
     pub qcow2_sha256: String,
+    /// The partition image (`partition_image`): the root filesystem alone.
+    pub partition: PathBuf,
+    pub partition_sha256: String,
 }
 
 /// Builds the test OS image into `out_dir`.
@@ -277,21 +281,34 @@ impl TestImageBuilder {
                 .arg(&qcow2),
             "qemu-utils",
         )?;
+        let partition = work.join(crate::partition_image::PARTITION_FILE);
+        crate::partition_image::build(&kernel_path, &initrd_path, &work, &partition)?;
+        let partition_sha256 = sha256_hex(&read(&partition)?);
         let raw_sha256 = sha256_hex(&read(&raw)?);
         let qcow2_sha256 = sha256_hex(&read(&qcow2)?);
         let out_raw = self.out_dir.join(RAW_FILE);
         let out_qcow2 = self.out_dir.join(QCOW2_FILE);
-        for (from, to) in [(&raw, &out_raw), (&qcow2, &out_qcow2)] {
+        let out_partition = self.out_dir.join(crate::partition_image::PARTITION_FILE);
+        for (from, to) in [
+            (&raw, &out_raw),
+            (&qcow2, &out_qcow2),
+            (&partition, &out_partition),
+        ] {
             std::fs::rename(from, to)
                 .map_err(|e| Error::Io(format!("moving {} into place", to.display()), e))?;
         }
-        let sums = format!("{raw_sha256}  {RAW_FILE}\n{qcow2_sha256}  {QCOW2_FILE}\n");
+        let sums = format!(
+            "{raw_sha256}  {RAW_FILE}\n{qcow2_sha256}  {QCOW2_FILE}\n{partition_sha256}  {}\n",
+            crate::partition_image::PARTITION_FILE
+        );
         write_atomic(&self.out_dir, SUMS_FILE, sums.as_bytes())?;
         Ok(TestImage {
             raw: out_raw,
             raw_sha256,
             qcow2: out_qcow2,
             qcow2_sha256,
+            partition: out_partition,
+            partition_sha256,
         })
     }
 }

@@ -259,6 +259,15 @@ fn test_image_is_reproducible_and_takes_a_config_drive() {
         .build()
         .unwrap();
     assert_eq!(a.raw_sha256, b.raw_sha256);
+    let partition = std::fs::read(&a.partition).unwrap();
+    assert_eq!(deb::sha256_hex(&partition), a.partition_sha256);
+    assert_eq!(
+        ferrite_image::disk::mkfs::filesystem_uuid(&partition[..68 << 10])
+            .unwrap()
+            .to_string(),
+        ferrite_ramdisk_build::partition_image::ROOT_FS_UUID,
+        "an ext4 root with the UUID its GRUB searches for"
+    );
     let raw = std::fs::read(&a.raw).unwrap();
     assert_eq!(deb::sha256_hex(&raw), a.raw_sha256);
     let qcow2 = std::fs::read(&a.qcow2).unwrap();
@@ -267,6 +276,11 @@ fn test_image_is_reproducible_and_takes_a_config_drive() {
     let sums = std::fs::read_to_string(tmp.path().join("a").join(test_image::SUMS_FILE)).unwrap();
     assert!(sums.contains(&format!("{}  {}", a.raw_sha256, test_image::RAW_FILE)));
     assert!(sums.contains(&format!("{}  {}", a.qcow2_sha256, test_image::QCOW2_FILE)));
+    assert!(sums.contains(&format!(
+        "{}  {}",
+        a.partition_sha256,
+        ferrite_ramdisk_build::partition_image::PARTITION_FILE
+    )));
     let s0: [u8; 512] = raw[..512].try_into().unwrap();
     let parts = ferrite_image::disk::mbr::read_table(&s0).unwrap();
     let p1 = parts[0].unwrap();

@@ -60,7 +60,11 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("isolinux", "BIOS loader of the virtual-media boot ISOs"),
     (
         "grub-efi-amd64-bin",
-        "grub-mkimage and its x86_64-efi modules: the EFI loader of boot ISOs and of the UEFI test OS image",
+        "grub-mkimage and its x86_64-efi modules: the EFI loader of boot ISOs and of the UEFI test OS images",
+    ),
+    (
+        "grub-pc-bin",
+        "grub-mkimage's i386-pc modules and boot.img: the BIOS GRUB of the partition test OS image",
     ),
     (
         "libvirt-daemon-system",

@@ -221,7 +221,7 @@ pub fn build_ramdisk(
     Ok(m)
 }
 
-/// Builds the test OS image (raw + qcow2) under target/test-image.
+/// Builds the test OS images (raw + qcow2, and the partition image) under target/test-image.
 pub fn build_test_image() -> anyhow::Result<ferrite_ramdisk_build::TestImage> {
     let target = util::project_root().join("target");
     let image = ferrite_ramdisk_build::TestImageBuilder::new(target.join("test-image"))
@@ -236,6 +236,11 @@ pub fn build_test_image() -> anyhow::Result<ferrite_ramdisk_build::TestImage> {
         "test-image: {} sha256 {}",
         image.qcow2.display(),
         image.qcow2_sha256
+    );
+    println!(
+        "test-image: {} sha256 {}",
+        image.partition.display(),
+        image.partition_sha256
     );
     Ok(image)
 }

@@ -77,13 +77,13 @@ pub fn find(
     }
 }
 
-/// A read-only window on one partition, for `fatfs` (which wants `Write` too; nothing
-/// here writes, and a write would fail).
+/// A window on one partition, for `fatfs`; writes fail unless it was opened `writable`.
 struct Window<'a> {
     disk: &'a File,
     start: u64,
     len: u64,
     pos: u64,
+    writable: bool,
 }
 
 impl Read for Window<'_> {
@@ -97,13 +97,29 @@ impl Read for Window<'_> {
 }
 
 impl Write for Window<'_> {
-    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "the EFI system partition is read, never written",
-        ))
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.writable {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the EFI system partition is only read here",
+            ));
+        }
+        let left = self.len.saturating_sub(self.pos);
+        let n = (buf.len() as u64).min(left) as usize;
+        if n == 0 && !buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "write past the end of the EFI system partition",
+            ));
+        }
+        self.disk.write_all_at(&buf[..n], self.start + self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
+        if self.writable {
+            self.disk.sync_data()?;
+        }
         Ok(())
     }
 }
@@ -127,6 +143,7 @@ pub fn find_loader(disk: &File, hd: &HardDrive, sector: u64) -> Result<String, E
         start: hd.start_lba * sector,
         len: hd.size_lba * sector,
         pos: 0,
+        writable: false,
     };
     let fs = fatfs::FileSystem::new(window, fatfs::FsOptions::new()).map_err(EspError::Fat)?;
     let efi = fs
@@ -153,6 +170,138 @@ pub fn find_loader(disk: &File, hd: &HardDrive, sector: u64) -> Result<String, E
         return Ok(FALLBACK.into());
     }
     Err(EspError::NoLoader)
+}
+
+/// Writes `files` (paths with `/`, directories created as needed, existing files replaced)
+/// into the FAT filesystem of the ESP `hd` of `disk`.
+pub fn write_files(
+    disk: &File,
+    hd: &HardDrive,
+    sector: u64,
+    files: &[(String, Vec<u8>)],
+) -> Result<(), EspError> {
+    let window = Window {
+        disk,
+        start: hd.start_lba * sector,
+        len: hd.size_lba * sector,
+        pos: 0,
+        writable: true,
+    };
+    let fs = fatfs::FileSystem::new(window, fatfs::FsOptions::new()).map_err(EspError::Fat)?;
+    for (path, data) in files {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let Some((leaf, dirs)) = parts.split_last() else {
+            continue;
+        };
+        let mut dir = fs.root_dir();
+        for d in dirs {
+            dir = match dir.open_dir(d) {
+                Ok(d) => d,
+                Err(_) => dir.create_dir(d).map_err(EspError::Fat)?,
+            };
+        }
+        let mut f = dir.create_file(leaf).map_err(EspError::Fat)?;
+        f.truncate().map_err(EspError::Fat)?;
+        f.write_all(data).map_err(EspError::Fat)?;
+        f.flush().map_err(EspError::Fat)?;
+    }
+    fs.unmount().map_err(EspError::Fat)?;
+    let mut window = Window {
+        disk,
+        start: hd.start_lba * sector,
+        len: hd.size_lba * sector,
+        pos: 0,
+        writable: true,
+    };
+    fix_dot_entries(&mut window).map_err(EspError::Fat)
+}
+
+fn read_exact_at(w: &mut Window<'_>, at: u64, buf: &mut [u8]) -> io::Result<()> {
+    w.seek(SeekFrom::Start(at))?;
+    w.read_exact(buf)
+}
+
+/// `fatfs` 0.3 gives every name a long-name entry, "." and ".." too, so a directory it
+/// makes starts with an LFN slot where FAT wants "." (fsck.fat and strict firmware
+/// object), and its ".." names the FAT32 root by cluster 2 where FAT wants 0. This puts
+/// "." and ".." first in every directory of a FAT32 filesystem (their LFN slots marked
+/// deleted) and zeroes the root's cluster number in "..".
+fn fix_dot_entries(w: &mut Window<'_>) -> io::Result<()> {
+    let mut bpb = [0u8; 512];
+    read_exact_at(w, 0, &mut bpb)?;
+    let u16_at = |o: usize| u64::from(u16::from_le_bytes([bpb[o], bpb[o + 1]]));
+    let u32_at = |o: usize| {
+        u64::from(u32::from_le_bytes([
+            bpb[o],
+            bpb[o + 1],
+            bpb[o + 2],
+            bpb[o + 3],
+        ]))
+    };
+    let (bps, spc, reserved, fats) = (
+        u16_at(11),
+        u64::from(bpb[13]),
+        u16_at(14),
+        u64::from(bpb[16]),
+    );
+    let (fat_size, root) = (u32_at(36), u32_at(44));
+    if u16_at(22) != 0 || bps == 0 || spc == 0 || root < 2 {
+        return Ok(()); // not FAT32: fatfs made a fixed root, nothing to fix here
+    }
+    let cluster_bytes = bps * spc;
+    let data = (reserved + fats * fat_size) * bps;
+    let offset = |c: u64| data + (c - 2) * cluster_bytes;
+    let mut todo = vec![(root, true)];
+    let mut seen = 0;
+    while let Some((first, is_root)) = todo.pop() {
+        seen += 1;
+        if seen > 4096 {
+            break;
+        }
+        let mut dir = vec![0u8; cluster_bytes as usize];
+        read_exact_at(w, offset(first), &mut dir)?;
+        let slot = |d: &[u8], i: usize| d[i * 32..i * 32 + 32].to_vec();
+        if !is_root {
+            let is_lfn = |e: &[u8]| e[11] == 0x0f;
+            let named = |e: &[u8], n: &[u8; 11]| &e[..11] == n;
+            let (e0, e1, e2, e3) = (slot(&dir, 0), slot(&dir, 1), slot(&dir, 2), slot(&dir, 3));
+            if is_lfn(&e0)
+                && named(&e1, b".          ")
+                && is_lfn(&e2)
+                && named(&e3, b"..         ")
+            {
+                dir[..32].copy_from_slice(&e1);
+                dir[32..64].copy_from_slice(&e3);
+                for i in 2..4 {
+                    dir[i * 32..i * 32 + 32].fill(0);
+                    dir[i * 32] = 0xe5;
+                }
+            }
+            if &dir[32..43] == b"..         " {
+                let parent = u64::from(u16::from_le_bytes([dir[52], dir[53]])) << 16
+                    | u64::from(u16::from_le_bytes([dir[58], dir[59]]));
+                if parent == root {
+                    dir[52..54].fill(0);
+                    dir[58..60].fill(0);
+                }
+            }
+            w.seek(SeekFrom::Start(offset(first)))?;
+            w.write_all(&dir)?;
+        }
+        // Subdirectories listed in this first cluster (ESP directories are small).
+        for e in dir.chunks_exact(32) {
+            if e[0] == 0 {
+                break;
+            }
+            let is_dir = e[11] != 0x0f && e[11] & 0x10 != 0 && e[0] != 0xe5 && e[0] != b'.';
+            let c = u64::from(u16::from_le_bytes([e[20], e[21]])) << 16
+                | u64::from(u16::from_le_bytes([e[26], e[27]]));
+            if is_dir && c >= 2 {
+                todo.push((c, false));
+            }
+        }
+    }
+    w.flush()
 }
 
 /// Opens `path` for reading.

@@ -1,12 +1,15 @@
 //! `image.install_bootloader`, as IPA answers it. Booted in BIOS mode, a whole-disk image
 //! boots with its own loader: nothing to do. Booted in UEFI mode, the loader on the
 //! written disk's EFI system partition becomes the first NVRAM boot entry (written
-//! through efivarfs, see `efivars`; IPA runs efibootmgr). Installing GRUB from a partition
-//! image (IPA chroots into it) is not done: that fails, unless Ironic said to ignore
-//! boot loader failures.
+//! through efivarfs, see `efivars`; IPA runs efibootmgr). A partition image brings its
+//! own loader in its root filesystem (`from_image`): UEFI copies its EFI files to the new
+//! ESP first; BIOS sets up its GRUB boot.img and core.img as grub-setup does (IPA chroots
+//! and runs grub-install instead).
 
 pub mod efivars;
 pub mod esp;
+pub mod from_image;
+pub mod grub_setup;
 
 use std::sync::Arc;
 
@@ -38,6 +41,27 @@ async fn install_bootloader(
     }
 }
 
+/// The root UUID of a partition image: the one Ironic sent, else the one this agent
+/// reported after writing the image. Whole-disk images have none (their "root uuid" is the
+/// MBR disk identifier, `0x…`).
+fn partition_root_uuid(state: &AgentState, p: &InstallBootloaderParams) -> Option<String> {
+    let reported = state
+        .partition_uuids
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .filter(|u| u.get("partitions").is_some())
+        .and_then(|u| {
+            u.get("root uuid")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+    p.root_uuid
+        .clone()
+        .or(reported)
+        .filter(|u| !u.is_empty() && !u.starts_with("0x"))
+}
+
 fn install(state: &AgentState, p: &InstallBootloaderParams) -> Result<Value, CommandError> {
     let root = &state.config.root;
     let uefi = root.join("sys/firmware/efi").is_dir();
@@ -57,23 +81,51 @@ fn install(state: &AgentState, p: &InstallBootloaderParams) -> Result<Value, Com
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()
         .is_some_and(|u| u.get("partitions").is_some());
-    if !uefi {
+    let root_uuid = partition_root_uuid(state, p);
+    if !uefi && root_uuid.is_none() {
         if partition_image {
             return Err(CommandError::failed_msg(
-                "installing GRUB into a partition image for BIOS boot is not supported by \
-                 ferrite-agent; deploy a whole-disk image, or boot the node in UEFI mode",
+                "installing GRUB for BIOS boot needs the partition image's root_uuid, and \
+                 neither Ironic nor this agent's write gave one",
             ));
         }
         // IPA: a whole-disk image keeps its own boot loader.
         return Ok(Value::Null);
     }
     let target = crate::install::target_disk(state, None)?;
-    let vars = efivars::Efivars::open(&root.join("sys/firmware/efi/efivars"))
-        .map_err(|e| CommandError::failed("cannot set the UEFI boot entry", e))?;
     let name = target.path.display().to_string();
     let disk = crate::image::writer::Target::open(&target.path)
         .map_err(|e| CommandError::failed(format!("opening {name}"), e))?;
     let sector = crate::image::deploy::sector_size(&disk);
+    // The image's root filesystem, read only when a loader must come from it.
+    let open_image_root = |uuid: &str| -> Result<_, CommandError> {
+        let part = from_image::find_root(disk.file(), &name, sector, uuid)
+            .map_err(|e| CommandError::failed("finding the root partition", e))?;
+        let fs = from_image::open_root(disk.file(), part)
+            .map_err(|e| CommandError::failed("reading the root filesystem", e))?;
+        Ok((part, fs))
+    };
+    if !uefi {
+        let Some(uuid) = &root_uuid else {
+            return Ok(Value::Null);
+        };
+        let (part, fs) = open_image_root(uuid)?;
+        crate::disk::safety::authorize(&target.path, target.choice)
+            .map_err(|e| CommandError::failed("installing GRUB", e))?;
+        let g = from_image::install_grub_bios(disk.file(), &name, sector, &fs)
+            .map_err(|e| CommandError::failed(format!("installing GRUB on {name}"), e))?;
+        tracing::info!(disk = %name, root_partition = part.number, core_partition = g.core_partition,
+            core_lba = g.core_lba, core_sectors = g.core_sectors, "BIOS GRUB installed from the image");
+        return Ok(json!({
+            "ferrite_bootloader": "grub-i386-pc",
+            "ferrite_root_partition": part.number,
+            "ferrite_core_partition": g.core_partition,
+            "ferrite_core_lba": g.core_lba,
+            "ferrite_core_sectors": g.core_sectors,
+        }));
+    }
+    let vars = efivars::Efivars::open(&root.join("sys/firmware/efi/efivars"))
+        .map_err(|e| CommandError::failed("cannot set the UEFI boot entry", e))?;
     let hd = esp::find(
         disk.file(),
         &name,
@@ -81,8 +133,22 @@ fn install(state: &AgentState, p: &InstallBootloaderParams) -> Result<Value, Com
         p.efi_system_part_uuid.as_deref(),
     )
     .map_err(|e| CommandError::failed("finding the EFI system partition", e))?;
-    let loader = esp::find_loader(disk.file(), &hd, sector)
-        .map_err(|e| CommandError::failed(format!("finding the boot loader on {name}"), e))?;
+    let mut copied = vec![];
+    // IPA's order: a loader already on the ESP wins; else the image's own EFI files.
+    let loader = match (esp::find_loader(disk.file(), &hd, sector), &root_uuid) {
+        (Err(esp::EspError::NoLoader), Some(uuid)) => {
+            let (_, fs) = open_image_root(uuid)?;
+            crate::disk::safety::authorize(&target.path, target.choice)
+                .map_err(|e| CommandError::failed("copying the EFI loader", e))?;
+            copied = from_image::copy_efi_assets(disk.file(), &hd, sector, &fs).map_err(|e| {
+                CommandError::failed(format!("copying the image's EFI loader to {name}"), e)
+            })?;
+            tracing::info!(files = ?copied, disk = %name, "EFI files copied from the image to the ESP");
+            esp::find_loader(disk.file(), &hd, sector)
+        }
+        (found, _) => found,
+    }
+    .map_err(|e| CommandError::failed(format!("finding the boot loader on {name}"), e))?;
     let option = efivars::load_option(ENTRY_DESCRIPTION, &hd, &loader);
     let n = vars
         .add_first(&option)
@@ -92,6 +158,7 @@ fn install(state: &AgentState, p: &InstallBootloaderParams) -> Result<Value, Com
         "ferrite_boot_entry": format!("Boot{n:04X}"),
         "ferrite_loader": loader,
         "ferrite_esp_partition": hd.number,
+        "ferrite_esp_files": copied,
     }))
 }
 
@@ -143,10 +210,10 @@ mod tests {
         let s = state(root.path(), disk.path());
         let p = InstallBootloaderParams::default();
         assert_eq!(install(&s, &p).unwrap(), Value::Null);
-        // A partition image in BIOS mode would need GRUB installed: refused.
+        // A partition image in BIOS mode needs its root to install GRUB from.
         *s.partition_uuids.lock().unwrap() = Some(json!({"partitions": {"root": "/dev/vda2"}}));
         let e = install(&s, &p).unwrap_err();
-        assert!(e.details().contains("not supported"), "{}", e.details());
+        assert!(e.details().contains("root_uuid"), "{}", e.details());
         // UEFI boot without efivarfs: the entry cannot be written, and the error says so.
         std::fs::create_dir_all(root.path().join("sys/firmware/efi")).unwrap();
         *s.partition_uuids.lock().unwrap() = None;

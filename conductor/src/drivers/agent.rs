@@ -5,7 +5,7 @@
 
 use ferrite_proto::agent::{names_command, CommandResult, CommandStatus};
 use ferrite_proto::commands::{
-    self as cmd, CommandFailure, PrepareImageParams, PrepareImageResult,
+    self as cmd, CommandFailure, InstallBootloaderParams, PrepareImageParams, PrepareImageResult,
 };
 use ferrite_proto::image::{ImageInfo, PARTITION, WHOLE_DISK};
 use ferrite_proto::steps::{ExecuteStepResult, StepKind};
@@ -214,6 +214,42 @@ pub fn record_result(node: &mut Node, r: &CommandResult) {
         node.driver_internal_info
             .insert("root_uuid_or_disk_id".into(), Value::String(uuid.into()));
     }
+    if let Some(uuid) = result.efi_system_partition_uuid() {
+        node.driver_internal_info
+            .insert(EFI_PART_UUID.into(), Value::String(uuid.into()));
+    }
+}
+
+/// Where the ESP's UUID from prepare_image's message is kept.
+const EFI_PART_UUID: &str = "efi_system_partition_uuid";
+
+/// `image.install_bootloader` parameters for a node deployed with a partition image, as
+/// Ironic's `configure_local_boot` sends them: the root and ESP UUIDs the agent reported
+/// after writing, and the boot mode the image was laid out for. `None` for whole-disk
+/// images, which keep their own boot loader.
+pub fn install_bootloader_params(node: &Node) -> Option<InstallBootloaderParams> {
+    let partition = node.instance_info.get("image_type").and_then(Value::as_str) == Some(PARTITION);
+    if !partition {
+        return None;
+    }
+    let internal = |k: &str| {
+        node.driver_internal_info
+            .get(k)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let boot_mode = node.boot_mode();
+    Some(InstallBootloaderParams {
+        root_uuid: internal("root_uuid_or_disk_id"),
+        efi_system_part_uuid: if boot_mode == "uefi" {
+            internal(EFI_PART_UUID)
+        } else {
+            None
+        },
+        prep_boot_part_uuid: None,
+        target_boot_mode: Some(boot_mode),
+        ignore_bootloader_failure: None,
+    })
 }
 
 /// `image_info` for `standby.prepare_image` from the node's `instance_info` (CONTRACT.md §5).
@@ -510,6 +546,41 @@ mod tests {
         let mut o = node_with(json!({}), json!({}));
         record_result(&mut o, &step);
         assert!(!o.driver_internal_info.contains_key("root_uuid_or_disk_id"));
+    }
+
+    #[test]
+    fn partition_images_get_install_bootloader_params_as_ironic_sends_them() {
+        let r = CommandResult {
+            id: "1".into(),
+            command_name: "prepare_image".into(),
+            command_params: Map::new(),
+            command_status: CommandStatus::Succeeded,
+            command_error: None,
+            command_result: Some(
+                json!({"result": "prepare_image: image (x) written to device /dev/vda root_uuid=f3e7a1d0-5e1f-4c2b-9a7d-0000000f0017 efi_system_partition_uuid=ABCD-1234"}),
+            ),
+        };
+        let mut n = node_with(json!({"image_type": "partition"}), json!({}));
+        record_result(&mut n, &r);
+        let p = install_bootloader_params(&n).expect("a partition image gets a boot loader");
+        assert_eq!(
+            p.root_uuid.as_deref(),
+            Some("f3e7a1d0-5e1f-4c2b-9a7d-0000000f0017")
+        );
+        assert_eq!(p.efi_system_part_uuid.as_deref(), Some("ABCD-1234"));
+        assert_eq!(
+            p.target_boot_mode.as_deref(),
+            Some("uefi"),
+            "Ironic's default"
+        );
+        // BIOS: no ESP passed.
+        n.properties
+            .insert("capabilities".into(), json!("boot_mode:bios"));
+        let p = install_bootloader_params(&n).unwrap();
+        assert_eq!(p.target_boot_mode.as_deref(), Some("bios"));
+        assert_eq!(p.efi_system_part_uuid, None);
+        // Whole-disk images keep their own loader: nothing to send.
+        assert!(install_bootloader_params(&node_with(json!({}), json!({}))).is_none());
     }
 
     #[tokio::test]

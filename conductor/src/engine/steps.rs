@@ -345,6 +345,21 @@ impl Conductor {
                 .into()),
             Some(ConductorStep::PrepareInstanceBoot) => {
                 d.boot.prepare_instance(node).await?;
+                // Ironic's configure_local_boot: a partition image the agent wrote (direct
+                // deploy) gets its boot loader from the agent; what was installed stays on
+                // the node.
+                let direct = agent && d.deploy.name() == "direct";
+                if let Some(params) = direct
+                    .then(|| agent::install_bootloader_params(node))
+                    .flatten()
+                {
+                    let installed: Value =
+                        agent::run(self.agent.as_ref(), node, cmd::INSTALL_BOOTLOADER, &params)
+                            .await?;
+                    tracing::info!(node = %node.uuid, ?installed, "boot loader installed");
+                    node.driver_internal_info
+                        .insert("ferrite_bootloader".into(), installed);
+                }
                 node.conductor = Some(self.cfg.host.clone());
                 d.management.set_boot_device(node, "disk", true).await?;
                 Ok(Outcome::Done)
