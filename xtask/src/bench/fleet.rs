@@ -395,6 +395,8 @@ pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
         },
     );
     let profile = size.pick("release", "dev");
+    // With the conductor bench's example: the same feature set, so one (slow, fat-LTO)
+    // release build of `ferrite` serves both benches.
     util::cargo(&[
         "build",
         "--profile",
@@ -403,6 +405,8 @@ pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
         "ferrite-conductor",
         "--bin",
         "ferrite",
+        "--example",
+        "heartbeat_load",
         "-p",
         "ferrite-sim",
         "--bin",
@@ -896,7 +900,7 @@ fn measure(
                     &names2,
                     &mut conductors[VICTIM].0,
                     &urls[VICTIM],
-                    boot_s + write_s,
+                    boot_s + write_s / 2.0,
                     &sim_url,
                 )
                 .await?,
@@ -931,7 +935,7 @@ async fn takeover(
     names: &[String],
     victim: &mut Guard,
     victim_url: &str,
-    deploy_s: f64,
+    mid_deploy_s: f64,
     sim_url: &str,
 ) -> anyhow::Result<Takeover> {
     let host = format!("fleet-{VICTIM}");
@@ -945,8 +949,8 @@ async fn takeover(
         202,
     )
     .await?;
-    // Mid-deploy: half of the victim's nodes past their boot (waiting for or running
-    // steps), or, at the latest, half-way through the write.
+    // Mid-deploy: the agents are writing (half-way through boot + write after the first
+    // request), and some of the victim's nodes wait for or run steps.
     let mine = format!("conductor = '{host}' OR reservation = '{host}'");
     let owned = loop {
         let rows = nodes_where(db, names, &mine)?;
@@ -954,8 +958,8 @@ async fn takeover(
             .iter()
             .filter(|(_, s)| s == "wait call-back" || s == "deploying")
             .count();
-        let late = start.elapsed().as_secs_f64() > deploy_s * 0.6;
-        if (!rows.is_empty() && mid * 2 >= rows.len()) || late {
+        let t = start.elapsed().as_secs_f64();
+        if (mid > 0 && t >= mid_deploy_s) || t > 3.0 * mid_deploy_s {
             break rows;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
