@@ -125,6 +125,7 @@ impl Conductor {
                     if let Err(e) = self.conductor_heartbeat().await {
                         tracing::error!(error = %crate::error_chain(&e), "conductor heartbeat failed");
                     }
+                    self.metrics.upkeep();
                     continue;
                 }
                 _ = async { power.as_mut().expect("guarded").tick().await }, if power.is_some() => {
