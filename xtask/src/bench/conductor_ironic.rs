@@ -214,7 +214,8 @@ pub fn start_with(database: &str, flavor: Flavor) -> anyhow::Result<Ironic> {
 /// User + system CPU seconds of `pid` and all its descendants, each with its reaped
 /// children's (ipmitool runs, API workers that ended).
 pub fn tree_cpu_secs(pid: u32) -> f64 {
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64; // SAFETY: no preconditions
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     descendants(pid)
         .iter()
         .map(|p| {

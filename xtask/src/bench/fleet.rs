@@ -463,10 +463,10 @@ pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
         )
         .baseline("simulated per-node work (boot + write + reboot)", work)
         .notes(format!(
-            "first deploy request to the last node active; {:.2}x the per-node work of {work} s \
+            "first deploy request to the last node active; {:.2}x the per-node work of {work:.1} s \
              (the issue's bound: 1.5x); a node is active once its instance is powered on (the \
              conductor does not wait for the OS to boot), so the wave holds boot + write and \
-             the orchestration: {:.2}x boot + write ({} s); wave setup (manage, automated \
+             the orchestration: {:.2}x boot + write ({:.1} s); wave setup (manage, automated \
              cleaning of both waves) {:.1} s; {base_note}",
             w.wall_s / work,
             w.wall_s / (boot_s + write_s),
