@@ -1130,23 +1130,6 @@ fn ironic_wave(
                 200,
             )
             .await?;
-            // One deploy kernel and ramdisk URL per node: with one shared by all, Ironic's
-            // master image cache races (a missing `<master>/<uuid>.converted` failed 7 of
-            // 100 deploys here) and cannot be turned off (an empty tftp_master_path fails
-            // every deploy). The simulator serves any name.
-            for n in &names {
-                let files = json!([
-                    {"op": "add", "path": "/driver_info/deploy_kernel",
-                     "value": format!("{sim_url}/sim/files/deploy_kernel-{n}")},
-                    {"op": "add", "path": "/driver_info/deploy_ramdisk",
-                     "value": format!("{sim_url}/sim/files/deploy_ramdisk-{n}")}]);
-                let (s, v) = api
-                    .call(reqwest::Method::PATCH, &format!("/v1/nodes/{n}"), Some(files))
-                    .await?;
-                if s != 200 {
-                    bail!("PATCH of {n}'s deploy files answered {s}: {v}");
-                }
-            }
             api.http
                 .post(format!("{sim_url}/sim/stats/reset"))
                 .send()
@@ -1217,10 +1200,10 @@ fn ironic_records(
              = cores, on its own PostgreSQL, WARNING logs; ipmi hardware type (an ipmitool \
              process per BMC call, [ipmi]min_command_interval 1 s where the default is 5), \
              ipxe boot (stages the deploy kernel and ramdisk from the simulator; nothing \
-             network-boots; each node its own deploy kernel and ramdisk URL: with one shared by \
-             all, 7 of 100 deploys at once failed on a race in Ironic's master image cache, \
-             and turning the cache off, [pxe]tftp_master_path empty, fails every deploy in \
-             statvfs(None)), direct deploy to the simulated agents, no automated cleaning; \
+             network-boots; its master image cache races at 100 deploys at once: 7 of 100 failed \
+             with one deploy kernel URL for all, 8 of 100 with one per node, and an empty \
+             [pxe]tftp_master_path fails every deploy in statvfs(None)), direct deploy to the \
+             simulated agents, no automated cleaning; \
              CPU: the ironic process tree with its reaped children (ipmitool); {}",
             side(i)
         ),
