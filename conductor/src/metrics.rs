@@ -145,6 +145,15 @@ impl Metrics {
         }
     }
 
+    /// Moves the histogram samples recorded since the last call into their histograms.
+    /// The recorder keeps every sample until then (it is built without the exporter's
+    /// upkeep task), so without this a conductor nobody scrapes grows with every request.
+    pub fn upkeep(&self) {
+        if self.enabled {
+            self.handle.run_upkeep();
+        }
+    }
+
     /// An accepted heartbeat.
     pub fn heartbeat(&self) {
         if self.enabled {
@@ -261,5 +270,30 @@ impl PowerObserver for Metrics {
                 }
             });
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upkeep_keeps_every_sample_in_the_rendered_histogram() {
+        let m = Metrics::new(true);
+        let route = Some("/v1/heartbeat/{node}");
+        for _ in 0..500 {
+            m.api_request("POST", route, 202, Duration::from_millis(2));
+        }
+        m.upkeep();
+        for _ in 0..500 {
+            m.api_request("POST", route, 202, Duration::from_millis(2));
+        }
+        m.upkeep();
+        let text = m.handle.render();
+        let count = text
+            .lines()
+            .find(|l| l.starts_with("ferrite_api_request_duration_seconds_count"))
+            .unwrap_or_else(|| panic!("no request histogram in:\n{text}"));
+        assert!(count.ends_with(" 1000"), "{count}");
     }
 }

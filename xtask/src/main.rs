@@ -80,6 +80,10 @@ enum Command {
         /// fleet: nodes deployed at once [default: 1000].
         #[arg(long)]
         wave: Option<usize>,
+        /// fleet: nodes of the OpenStack Ironic baseline's wave (and of the Ferrite wave of
+        /// the same size it is compared with) [default: 100].
+        #[arg(long)]
+        ironic_wave: Option<usize>,
     },
 }
 
@@ -99,8 +103,9 @@ fn main() -> ExitCode {
             name,
             nodes,
             wave,
+            ironic_wave,
         } => {
-            bench::fleet::set_sizes(nodes, wave);
+            bench::fleet::set_sizes(nodes, wave, ironic_wave);
             if smoke {
                 bench::smoke(false, name.as_deref())
             } else {

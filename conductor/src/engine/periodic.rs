@@ -141,6 +141,8 @@ impl Conductor {
                             if let Err(e) = me.conductor_heartbeat().await {
                                 tracing::error!(error = %crate::error_chain(&e), "conductor heartbeat failed");
                             }
+                            // The Prometheus recorder's upkeep (drains histogram samples).
+                            me.metrics.upkeep();
                         }
                         _ = stop.changed() => return,
                     }

@@ -108,6 +108,11 @@ pub fn peak_rss_mib(pid: u32) -> f64 {
 }
 
 pub(super) fn postgres(dir: &Path) -> anyhow::Result<(Guard, String)> {
+    postgres_with(dir, &[])
+}
+
+/// [`postgres`] with more server settings (`-c name=value` each).
+pub(super) fn postgres_with(dir: &Path, settings: &[&str]) -> anyhow::Result<(Guard, String)> {
     let passwd = std::fs::read_to_string("/etc/passwd")?;
     let ids = passwd
         .lines()
@@ -143,6 +148,7 @@ pub(super) fn postgres(dir: &Path) -> anyhow::Result<(Guard, String)> {
             "-c",
             "max_connections=200",
         ])
+        .args(settings.iter().flat_map(|s| ["-c", s]))
         .arg("-k")
         .arg(dir)
         .uid(uid)

@@ -80,6 +80,73 @@ lock_path = {s}/locks
     )
 }
 
+/// The fleet bench's Ironic: the `ipmi` hardware type (ipmitool against ferrite-sim's
+/// RMCP+ BMCs, at most one command a second per BMC: `[ipmi]min_command_interval` 1, where
+/// the default is 5 and 0 divides by zero), `ipxe` boot (its `ipmi` type has no fake boot:
+/// it stages the deploy kernel and ramdisk the simulator serves and writes iPXE scripts
+/// nobody fetches), `direct` deploy to the simulated agents, no automated cleaning (the
+/// wave measures deploys), the API URL for agents from `[service_catalog]endpoint_override`
+/// (there is no Keystone), PostgreSQL at `database`, one API worker per core, WARNING logs.
+fn fleet_config(state: &Path, port: u16, database: &str, workers: usize) -> String {
+    let s = state.display();
+    format!(
+        "[DEFAULT]
+debug = false
+default_log_levels = ironic=WARNING,ironic_lib=WARNING,oslo_db=WARNING,oslo_service=WARNING,oslo_concurrency=WARNING,oslo_messaging=WARNING,oslo_policy=WARNING,sqlalchemy=WARNING,stevedore=WARNING,cotyledon=WARNING,futurist=WARNING,keystonemiddleware=WARNING,urllib3=WARNING,wsgi=WARNING,eventlet=WARNING,werkzeug=WARNING
+auth_strategy = noauth
+rpc_transport = none
+host = bench
+enabled_hardware_types = ipmi
+enabled_boot_interfaces = ipxe
+enabled_deploy_interfaces = direct
+enabled_power_interfaces = ipmitool
+enabled_management_interfaces = ipmitool
+enabled_inspect_interfaces = agent,no-inspect
+enabled_network_interfaces = noop
+enabled_console_interfaces = no-console
+enabled_raid_interfaces = no-raid
+enabled_rescue_interfaces = no-rescue
+enabled_bios_interfaces = no-bios
+enabled_vendor_interfaces = no-vendor,ipmitool
+enabled_firmware_interfaces = no-firmware
+default_network_interface = noop
+[database]
+connection = {database}
+[api]
+host_ip = 127.0.0.1
+port = {port}
+api_workers = {workers}
+[service_catalog]
+endpoint_override = http://127.0.0.1:{port}
+[conductor]
+automated_clean = false
+[deploy]
+http_url = http://127.0.0.1:{port}/unused
+http_root = {s}/http
+[pxe]
+tftp_root = {s}/tftp
+tftp_master_path = {s}/tftp/master
+[ipmi]
+min_command_interval = 1
+[agent]
+require_tls = false
+[dhcp]
+dhcp_provider = none
+[oslo_concurrency]
+lock_path = {s}/locks
+"
+    )
+}
+
+/// Which Ironic configuration [`start_with`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// fake-hardware, for the heartbeat bench.
+    Fake,
+    /// ipmi + ipxe + direct, for the fleet bench.
+    Ipmi,
+}
+
 /// A running standalone Ironic: its process group and API URL.
 pub struct Ironic {
     pub guard: Guard,
@@ -89,13 +156,24 @@ pub struct Ironic {
 
 /// Starts Ironic on the PostgreSQL database at `database` (a `postgres://` URL).
 pub fn start(database: &str) -> anyhow::Result<Ironic> {
+    start_with(database, Flavor::Fake)
+}
+
+/// [`start`] with the configuration of `flavor`.
+pub fn start_with(database: &str, flavor: Flavor) -> anyhow::Result<Ironic> {
     let dir = tempfile::tempdir()?;
-    std::fs::create_dir_all(dir.path().join("locks"))?;
+    for d in ["locks", "http", "tftp/master"] {
+        std::fs::create_dir_all(dir.path().join(d))?;
+    }
     let port = free_port()?;
     let conf = dir.path().join("ironic.conf");
     let database = database.replacen("postgres://", "postgresql+psycopg2://", 1);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    std::fs::write(&conf, config(dir.path(), port, &database, workers))?;
+    let text = match flavor {
+        Flavor::Fake => config(dir.path(), port, &database, workers),
+        Flavor::Ipmi => fleet_config(dir.path(), port, &database, workers),
+    };
+    std::fs::write(&conf, text)?;
     let bin = venv().join("bin");
     let out = Command::new(bin.join("ironic-dbsync"))
         .arg("--config-file")
@@ -133,8 +211,31 @@ pub fn start(database: &str) -> anyhow::Result<Ironic> {
     })
 }
 
-/// Sum of the peak RSS (VmHWM) of `pid` and its descendants, in MiB.
-pub fn tree_peak_rss_mib(pid: u32) -> f64 {
+/// User + system CPU seconds of `pid` and all its descendants, each with its reaped
+/// children's (ipmitool runs, API workers that ended).
+pub fn tree_cpu_secs(pid: u32) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    descendants(pid)
+        .iter()
+        .map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let f: Vec<f64> = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r)
+                .unwrap_or("")
+                .split_whitespace()
+                .map(|v| v.parse().unwrap_or(0.0))
+                .collect();
+            // utime, stime, cutime, cstime: fields 14–17 of proc(5); index 0 is field 3.
+            f.get(11..15).map_or(0.0, |v| v.iter().sum::<f64>())
+        })
+        .sum::<f64>()
+        / ticks
+}
+
+/// `pid` and its descendants.
+fn descendants(pid: u32) -> Vec<u32> {
     let mut pids = vec![pid];
     let mut i = 0;
     while i < pids.len() {
@@ -158,7 +259,13 @@ pub fn tree_peak_rss_mib(pid: u32) -> f64 {
         }
         i += 1;
     }
-    pids.iter()
+    pids
+}
+
+/// Sum of the peak RSS (VmHWM) of `pid` and its descendants, in MiB.
+pub fn tree_peak_rss_mib(pid: u32) -> f64 {
+    descendants(pid)
+        .iter()
         .map(|p| super::conductor::peak_rss_mib(*p))
         .sum()
 }
