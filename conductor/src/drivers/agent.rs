@@ -372,6 +372,9 @@ impl Deploy for DirectDeploy {
     fn name(&self) -> &'static str {
         "direct"
     }
+    fn agent_installs_bootloader(&self) -> bool {
+        true
+    }
     fn validate(&self, node: &Node) -> DResult<()> {
         let ii = &node.instance_info;
         if ii.get("image_source").and_then(|v| v.as_str()).is_none() {

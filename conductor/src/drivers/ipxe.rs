@@ -133,6 +133,9 @@ impl Boot for IpxeBoot {
     fn name(&self) -> &'static str {
         "ipxe"
     }
+    fn instance_boots_from_conductor(&self) -> bool {
+        true
+    }
     fn validate(&self, node: &Node) -> DResult<()> {
         for key in ["deploy_kernel", "deploy_ramdisk"] {
             let src = source(node, key)?;

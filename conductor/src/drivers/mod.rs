@@ -146,6 +146,11 @@ pub trait Boot: Send + Sync {
     fn clean_up_ramdisk<'a>(&'a self, node: &'a Node) -> BoxFut<'a, DResult<()>>;
     /// Makes the next boot start the deployed instance.
     fn prepare_instance<'a>(&'a self, node: &'a Node) -> BoxFut<'a, DResult<()>>;
+    /// Whether the deployed instance boots through files this conductor serves (iPXE's
+    /// local-boot script), which a conductor taking the node over must rebuild.
+    fn instance_boots_from_conductor(&self) -> bool {
+        false
+    }
 }
 
 pub trait Deploy: Send + Sync {
@@ -164,6 +169,11 @@ pub trait Deploy: Send + Sync {
     fn deploy_steps(&self) -> Vec<Step>;
     /// The conductor's own clean steps.
     fn clean_steps(&self) -> Vec<Step>;
+    /// Whether the agent wrote the image itself, so a partition image gets its boot loader
+    /// from the agent (`image.install_bootloader`), as Ironic's direct deploy does.
+    fn agent_installs_bootloader(&self) -> bool {
+        false
+    }
 }
 
 pub trait Inspect: Send + Sync {

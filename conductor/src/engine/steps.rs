@@ -348,7 +348,7 @@ impl Conductor {
                 // Ironic's configure_local_boot: a partition image the agent wrote (direct
                 // deploy) gets its boot loader from the agent; what was installed stays on
                 // the node.
-                let direct = agent && d.deploy.name() == "direct";
+                let direct = agent && d.deploy.agent_installs_bootloader();
                 if let Some(params) = direct
                     .then(|| agent::install_bootloader_params(node))
                     .flatten()

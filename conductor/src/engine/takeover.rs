@@ -139,7 +139,10 @@ pub fn decide(node: &Node, agent: bool, prev: &str, me: &str) -> Resume {
 /// The boot configuration `node` needs in its state, if any.
 pub fn boot_config(node: &Node, d: &NodeDrivers) -> Option<BootConfig> {
     use State::*;
-    let instance = (d.boot.name() == "ipxe").then_some(BootConfig::Instance);
+    let instance = d
+        .boot
+        .instance_boots_from_conductor()
+        .then_some(BootConfig::Instance);
     let ramdisk = |agent: bool| agent.then_some(BootConfig::Ramdisk);
     match node.provision_state {
         Active | Servicing | ServiceWait | ServiceHold | ServiceFailed | Unrescuing
