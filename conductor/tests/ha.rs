@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::cluster::{alive, all_see_three, nodes, start};
+use common::cluster::{alive, all_see_three, nodes, start, three};
 use common::{wait_until, Api, Postgres};
 use ferrite_testkit::Reaped;
 use serde_json::{json, Value};
@@ -41,14 +41,7 @@ struct Cluster {
 async fn cluster(n: usize, dead_after: f64, fragile: bool) -> Cluster {
     let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut procs = BTreeMap::new();
-    let mut apis = BTreeMap::new();
-    for host in ["c1", "c2", "c3"] {
-        let (api, proc) = start(host, dir.path(), &pg.url, dead_after).await;
-        procs.insert(host, proc);
-        apis.insert(host, api);
-    }
-    all_see_three(&apis).await;
+    let (procs, apis) = three(dir.path(), &pg.url, dead_after).await;
     let api = apis["c1"].clone();
 
     for i in 0..n {

@@ -13,7 +13,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use common::cluster::{alive, all_see_three, start};
+use common::cluster::{alive, three};
 use common::{Api, Postgres};
 use ferrite_sim::{Sim, SimConfig};
 use serde_json::{json, Value};
@@ -115,14 +115,7 @@ async fn a_conductor_killed_mid_deploy_loses_no_node_of_three_hundred() {
     let started = Instant::now();
     let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut procs = BTreeMap::new();
-    let mut apis = BTreeMap::new();
-    for host in ["c1", "c2", "c3"] {
-        let (api, proc) = start(host, dir.path(), &pg.url, DEAD_AFTER).await;
-        procs.insert(host, proc);
-        apis.insert(host, api);
-    }
-    all_see_three(&apis).await;
+    let (mut procs, apis) = three(dir.path(), &pg.url, DEAD_AFTER).await;
     let api = apis["c1"].clone();
 
     // A write takes 15 s (150 MiB at 10 MiB/s): long enough to catch a third of the fleet

@@ -91,3 +91,21 @@ pub async fn nodes(api: &Api) -> Vec<Value> {
     assert_eq!(s, 200, "{v}");
     v["nodes"].as_array().unwrap().clone()
 }
+
+/// Starts c1, c2 and c3 on `db` (state under `dir`) and waits until each sees all three
+/// alive: the processes (killed and reaped on drop) and their APIs, by hostname.
+pub async fn three(
+    dir: &std::path::Path,
+    db: &str,
+    dead_after: f64,
+) -> (BTreeMap<&'static str, Reaped>, BTreeMap<&'static str, Api>) {
+    let mut procs = BTreeMap::new();
+    let mut apis = BTreeMap::new();
+    for host in ["c1", "c2", "c3"] {
+        let (api, proc) = start(host, dir, db, dead_after).await;
+        procs.insert(host, proc);
+        apis.insert(host, api);
+    }
+    all_see_three(&apis).await;
+    (procs, apis)
+}
