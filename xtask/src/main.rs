@@ -294,9 +294,16 @@ fn test(quick: bool) -> anyhow::Result<()> {
     } else if !skipped.trim().is_empty() {
         anyhow::bail!("VM tests were skipped in a full run (CI must run them all):\n{skipped}");
     }
+    // The fuzz targets' nightly build (~6 min on a fresh machine) overlaps the bench smokes,
+    // at the lowest CPU priority so the smokes' QEMU guests keep the CPU.
+    let fuzz_build = (!quick).then(fuzz::build_in_background);
     util::step("cargo xtask bench --smoke");
     bench::smoke(quick, None)?;
-    if !quick {
+    if let Some(build) = fuzz_build {
+        util::step("fuzz targets: waiting for their build");
+        build
+            .join()
+            .map_err(|_| anyhow::anyhow!("the fuzz build thread panicked"))??;
         // Briefly, so no fuzz target rots; `cargo xtask fuzz` is the long run.
         util::step(&format!("fuzz targets, {FUZZ_SMOKE_SECONDS} s each"));
         fuzz::run(FUZZ_SMOKE_SECONDS, None)?;

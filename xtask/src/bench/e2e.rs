@@ -17,31 +17,23 @@ const MIB: f64 = 1024.0 * 1024.0;
 pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
     let agent = crate::build_agent()?;
     let target = util::project_root().join("target");
-    // The smoke run takes the dev build `cargo test` already made.
-    let profile = size.pick("release", "dev");
-    util::cargo(&[
-        "build",
-        "--profile",
-        profile,
-        "--package",
-        "ferrite-conductor",
-        "--bin",
-        "ferrite",
-    ])?;
-    // The BMC's chassis program.
-    util::cargo(&[
-        "build",
-        "--package",
-        "ferrite-qemu-harness",
-        "--bin",
-        "ferrite-qemu-harness",
-    ])?;
+    let out = super::build(size, &["-p", "ferrite-conductor", "--bin", "ferrite"])?;
+    if size == Size::Full {
+        // The BMC's chassis program (a smoke run's test build has it).
+        util::cargo(&[
+            "build",
+            "--package",
+            "ferrite-qemu-harness",
+            "--bin",
+            "ferrite-qemu-harness",
+        ])?;
+    }
     let work = tempfile::Builder::new()
         .prefix("ferrite-bench-e2e-")
         .tempdir()?;
     let mut cfg = LabConfig::new(
         agent,
-        target.join(size.pick("release", "debug")).join("ferrite"),
+        out.join("ferrite"),
         target.join("ramdisk-cache"),
         work.path().to_path_buf(),
     );
