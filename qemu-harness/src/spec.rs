@@ -110,6 +110,10 @@ pub struct VmSpec {
     pub kernel: Option<DirectKernel>,
     #[serde(default)]
     pub firmware: Firmware,
+    /// A UEFI node's network boot: the iPXE script URL (as the guest sees it) the harness
+    /// runs for it when it boots from [`BootDevice::Network`] (see [`crate::netboot`]).
+    #[serde(default)]
+    pub netboot: Option<String>,
     /// An ISO in the node's virtual CD drive, attached while it boots from [`BootDevice::Cdrom`].
     #[serde(default)]
     pub cdrom: Option<PathBuf>,
@@ -273,6 +277,7 @@ mod tests {
                 serial: "SN-0".into(),
             }),
             kernel: None,
+            netboot: None,
             firmware: Firmware::Bios,
             cdrom: None,
             ipmi_port: Some(9002),
