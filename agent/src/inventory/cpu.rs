@@ -93,8 +93,8 @@ pub(crate) fn collect(root: &Root) -> Cpu {
         .filter(|&n| n > 0)
         .unwrap_or(info.processors);
     Cpu {
-        model_name: info.model_name.clone(),
-        frequency: max_mhz(root).or(info.mhz.clone()),
+        model_name: info.model_name.clone().unwrap_or_default(),
+        frequency: max_mhz(root).or(info.mhz.clone()).unwrap_or_default(),
         count,
         architecture: architecture(root),
         flags: info.flags.clone(),

@@ -1,4 +1,5 @@
-//! The machine itself: vendor, product and firmware from `/sys/class/dmi/id`, boot mode from
+//! The machine itself: vendor, product and firmware from `/sys/class/dmi/id` (each `""` when
+//! the machine has no such DMI field, as IPA reports it), boot mode from
 //! `/sys/firmware/efi`, the PXE interface from `BOOTIF=` on the kernel command line, and the
 //! hostname from `/proc/sys/kernel/hostname`.
 
@@ -13,7 +14,10 @@ pub(crate) struct System {
 }
 
 pub(crate) fn collect(root: &Root) -> System {
-    let dmi = |field: &str| root.read(&format!("/sys/class/dmi/id/{field}"));
+    let dmi = |field: &str| {
+        root.read(&format!("/sys/class/dmi/id/{field}"))
+            .unwrap_or_default()
+    };
     let vendor = SystemVendor {
         product_name: dmi("product_name"),
         serial_number: dmi("product_serial"),
