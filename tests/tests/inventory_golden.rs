@@ -153,6 +153,8 @@ fn server_2s() {
     );
     assert_eq!(inv.interfaces[2].client_id, None);
     assert_eq!(inv.system_vendor.firmware.build_date, "10/28/2020");
+    // lshw, and so IPA, puts the SMBIOS SKU after the product name.
+    assert_eq!(inv.system_vendor.product_name, "SYS-2029U-TR4 (091715D9)");
     assert_eq!(inv.boot.current_boot_mode, "uefi");
     assert_eq!(inv.bmc_address.as_deref(), Some("10.10.0.17"));
     assert_eq!(inv.bmc_v6address.as_deref(), Some("2001:db8:100::17"));
