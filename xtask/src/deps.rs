@@ -83,7 +83,8 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("openssl", "image-write bench: sha256 throughput of one core"),
     (
         "udev",
-        "agent bench: udevadm, which ironic-python-agent's list_hardware_info runs",
+        "agent bench and inventory parity test: udevadm, which ironic-python-agent's \
+         list_hardware_info runs",
     ),
     (
         "dmidecode",
