@@ -279,6 +279,9 @@ fn test(quick: bool) -> anyhow::Result<()> {
     // The dashboard's browser test (conductor/tests/ui.rs) may not skip here: `deps`
     // installed chromium and chromium-driver.
     cmd.env("FERRITE_REQUIRE_BROWSER", "1");
+    // Nor the inventory parity test (tests/tests/inventory_ipa_parity.rs): `deps` made
+    // target/ipa-venv with ironic-python-agent.
+    cmd.env("FERRITE_REQUIRE_IPA", "1");
     if quick {
         cmd.env(ferrite_qemu_harness::skip::SKIP_VAR, "1");
     } else {
