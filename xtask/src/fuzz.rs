@@ -165,10 +165,13 @@ pub fn build_in_background() -> std::thread::JoinHandle<anyhow::Result<()>> {
                 .status()
                 .with_context(|| format!("starting cargo fuzz build in {}", dir.display()))?;
             if !status.success() {
+                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
                 bail!(
-                    "cargo fuzz build in {} failed ({status}); see {}",
+                    "cargo fuzz build in {} failed ({status}); the end of {}:\n{}",
                     dir.display(),
-                    log_path.display()
+                    log_path.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 );
             }
         }

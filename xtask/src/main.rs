@@ -270,6 +270,12 @@ fn test(quick: bool) -> anyhow::Result<()> {
     ])?;
     util::step("static agent");
     build_agent()?;
+    util::step("cargo test (build)");
+    util::cargo(&["test", "--workspace", "--locked", "--no-run"])?;
+    // The fuzz targets' nightly build (~7 min on a fresh machine) runs beside the tests at
+    // the lowest CPU priority: it takes the CPU the tests leave idle (they wait on VMs,
+    // Ironic and timers much of the time) and next to none of what a QEMU guest uses.
+    let fuzz_build = (!quick).then(fuzz::build_in_background);
     util::step("cargo test");
     // Every VM test records a skip in this file; without --quick none may skip.
     let skip_log = util::project_root().join("target/vm-test-skips.log");
@@ -297,9 +303,6 @@ fn test(quick: bool) -> anyhow::Result<()> {
     } else if !skipped.trim().is_empty() {
         anyhow::bail!("VM tests were skipped in a full run (CI must run them all):\n{skipped}");
     }
-    // The fuzz targets' nightly build (~6 min on a fresh machine) overlaps the bench smokes,
-    // at the lowest CPU priority so the smokes' QEMU guests keep the CPU.
-    let fuzz_build = (!quick).then(fuzz::build_in_background);
     util::step("cargo xtask bench --smoke");
     bench::smoke(quick, None)?;
     if let Some(build) = fuzz_build {
