@@ -46,9 +46,10 @@ pub enum Firmware {
     Bios,
     /// OVMF (Debian `ovmf`): `code` read-only, `vars` the node's own NVRAM copy, kept across
     /// power cycles as a server's is. Boot order: the virtual CD when asked (bootindex), else
-    /// the NVRAM's `BootOrder` (what the agent's `install_bootloader` sets). Network boot is
-    /// not offered: the UEFI PXE client needs a TFTP boot file and a DHCP server that tells
-    /// iPXE from firmware, which QEMU's user networking cannot (see docs/operations.md).
+    /// the NVRAM's `BootOrder` (what the agent's `install_bootloader` sets). Network boot
+    /// runs the node's iPXE script in the harness ([`VmSpec::netboot`], [`crate::netboot`]):
+    /// the UEFI PXE client needs a TFTP boot file and a DHCP server that tells iPXE from
+    /// firmware, which QEMU's user networking cannot be.
     Uefi { code: PathBuf, vars: PathBuf },
 }
 
