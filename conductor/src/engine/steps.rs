@@ -21,8 +21,10 @@ use crate::state::Event;
 
 /// `driver_internal_info` key of the last deploy's kexec outcome.
 pub const KEXEC_RESULT: &str = "ferrite_kexec";
-/// How long an agent that broke off a kexec call may take to disappear.
-const KEXEC_GONE_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
+/// How long the agent may take to load the new kernel and jump.
+const KEXEC_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
+/// The timeout of each request of a kexec: starting it, then polling it.
+const KEXEC_REQUEST: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn step_obj(s: &Step) -> Obj {
     match serde_json::to_value(s) {
@@ -244,28 +246,20 @@ impl Conductor {
     }
 
     /// `driver_info.ferrite_kexec`: asks the agent to kexec into the OS it wrote. True when
-    /// it did: it answered (an in-process agent records the jump), or the call broke off
-    /// and the agent is gone within [`KEXEC_GONE_WITHIN`] (the jump takes it down before it
-    /// can answer). False when the node must be power cycled instead: the agent refused
-    /// (no boot entry it can load, an agent without the command) or is still there. The
-    /// outcome and its reason stay in `driver_internal_info.ferrite_kexec`.
+    /// it did: the command succeeded (an in-process agent records the jump), or the agent
+    /// went away while it ran (the jump takes it down before it can answer: a real agent
+    /// never reports success). False when the node must be power cycled instead: the agent
+    /// refused (no boot entry it can load, an agent without the command), could not be
+    /// asked, or the command still ran after [`KEXEC_WITHIN`]. The outcome and its reason
+    /// stay in `driver_internal_info.ferrite_kexec`.
+    ///
+    /// The command is started without waiting and then polled with short request timeouts:
+    /// an agent that jumped leaves no TCP peer to refuse a connection (behind QEMU's port
+    /// forward, or a server's NIC reset by the new kernel), so a request to it hangs until
+    /// its timeout — waiting for the command's answer with the ordinary 60 s agent timeout,
+    /// then probing with it, took 120 s of a 30 s deploy.
     async fn kexec(&self, node: &mut Node) -> bool {
-        let r = agent::run::<Value>(self.agent.as_ref(), node, cmd::KEXEC, &json!({})).await;
-        let (booted, detail) = match r {
-            Ok(v) => (true, v),
-            Err(AgentCallError::Call { source, .. }) => {
-                if self.agent_gone(node).await {
-                    (true, json!("the agent went away as the new kernel started"))
-                } else {
-                    let why = format!(
-                        "the call broke off but the agent is still up: {}",
-                        error_chain(&source)
-                    );
-                    (false, json!(why))
-                }
-            }
-            Err(e) => (false, json!(error_chain(&e))),
-        };
+        let (booted, detail) = self.kexec_outcome(node).await;
         if !booted {
             tracing::warn!(node = %node.uuid, reason = %detail,
                            "kexec not possible: rebooting through the firmware");
@@ -277,19 +271,81 @@ impl Conductor {
         booted
     }
 
-    /// Polls the agent until it no longer answers (true) or [`KEXEC_GONE_WITHIN`] passed.
-    async fn agent_gone(&self, node: &Node) -> bool {
-        let Ok(t) = agent::target(node) else {
-            return true;
+    async fn kexec_outcome(&self, node: &Node) -> (bool, Value) {
+        use std::time::Instant;
+        use tokio::time::{sleep, timeout};
+        let t = match agent::target(node) {
+            Ok(t) => t,
+            Err(e) => return (false, json!(error_chain(&e))),
         };
-        let deadline = std::time::Instant::now() + KEXEC_GONE_WITHIN;
-        while std::time::Instant::now() < deadline {
-            match self.agent.get_command(&t, "ferrite-kexec-probe").await {
-                Err(crate::agent_client::AgentError::Unreachable { .. }) => return true,
-                _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        let ended = |r: &CommandResult| match r.command_status {
+            CommandStatus::Succeeded => {
+                Some((true, r.command_result.clone().unwrap_or(Value::Null)))
+            }
+            CommandStatus::Failed | CommandStatus::VersionMismatch => {
+                Some((false, json!(error_chain(&agent::failed(cmd::KEXEC, r)))))
+            }
+            CommandStatus::Running => None,
+        };
+        let started = timeout(
+            KEXEC_REQUEST,
+            self.agent.command(&t, cmd::KEXEC, Map::new(), false),
+        )
+        .await;
+        let id = match started {
+            Ok(Ok(r)) => match ended(&r) {
+                Some(outcome) => return outcome,
+                None => r.id,
+            },
+            Ok(Err(e)) => {
+                return (
+                    false,
+                    json!(format!("could not start it: {}", error_chain(&e))),
+                )
+            }
+            Err(_) => {
+                return (
+                    false,
+                    json!(format!(
+                        "the agent did not take the command within {} s",
+                        KEXEC_REQUEST.as_secs()
+                    )),
+                )
+            }
+        };
+        let deadline = Instant::now() + KEXEC_WITHIN;
+        // Two probes in a row without an answer: one lost request is not a new kernel.
+        let mut silent = 0;
+        while Instant::now() < deadline {
+            sleep(std::time::Duration::from_millis(250)).await;
+            match timeout(KEXEC_REQUEST, self.agent.get_command(&t, &id)).await {
+                Ok(Ok(r)) => {
+                    silent = 0;
+                    if let Some(outcome) = ended(&r) {
+                        return outcome;
+                    }
+                }
+                Ok(Err(crate::agent_client::AgentError::Unreachable { .. })) | Err(_) => {
+                    silent += 1;
+                    if silent >= 2 {
+                        return (true, json!("the agent went away as the new kernel started"));
+                    }
+                }
+                Ok(Err(e)) => {
+                    return (
+                        false,
+                        json!(format!("the agent answered oddly: {}", error_chain(&e))),
+                    )
+                }
             }
         }
-        false
+        (
+            false,
+            json!(format!(
+                "the command still ran after {} s",
+                KEXEC_WITHIN.as_secs()
+            )),
+        )
     }
 
     /// Fast track: the node's agent runs already, so the wait for its boot ends at once
