@@ -46,7 +46,21 @@ impl Counts {
 struct Figures {
     new_ms: Vec<f64>,
     reused_ms: Vec<f64>,
+    /// CPU time of the client's own process per reused-client power read.
+    reused_cpu_ms: Vec<f64>,
     boot_ms: Vec<f64>,
+}
+
+/// CPU time this process has used (all its threads): the client's own cost, without the
+/// emulator's (another process).
+fn process_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given and nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -93,11 +107,14 @@ async fn ferrite_round(bmc: &Emulator, c: &Counts, f: &mut Figures) -> anyhow::R
     let client = Client::new(cfg)?;
     client.power_state(&sys).await?;
     let start = Instant::now();
+    let cpu = process_cpu();
     for _ in 0..c.reused {
         if client.power_state(&sys).await? != PowerState::Off {
             bail!("ferrite reads a power state other than the emulator's Off");
         }
     }
+    f.reused_cpu_ms
+        .push(ms(process_cpu().saturating_sub(cpu)) / c.reused as f64);
     f.reused_ms.push(ms(start.elapsed()) / c.reused as f64);
     let targets = [BootSource::Pxe, BootSource::Hdd];
     let start = Instant::now();
@@ -146,6 +163,7 @@ fn sushy_round(bmc: &Emulator, c: &Counts, f: &mut Figures) -> anyhow::Result<()
     let num = |k: &str| v[k].as_f64().with_context(|| format!("no {k} in {v}"));
     f.new_ms.push(num("new_ms")?);
     f.reused_ms.push(num("reused_ms")?);
+    f.reused_cpu_ms.push(num("reused_cpu_ms")?);
     f.boot_ms.push(num("boot_ms")?);
     let want = ["pxe", "hdd"][(c.boot as usize - 1) % 2];
     let last = v["last_target"]
@@ -213,6 +231,22 @@ pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
         .notes(format!(
             "{} calls a round each side: one GET of the system each (sushy: refresh); \
                  {setup}",
+            c.reused
+        ))
+        .verified(checked),
+        Record::new(
+            "power status, reused client: client CPU",
+            "ms/call",
+            median(fe.reused_cpu_ms),
+            "lower",
+        )
+        .baseline(base, median(py.reused_cpu_ms))
+        .notes(format!(
+            "the same {} calls: CPU time of the client's own process per call (ferrite: \
+             CLOCK_PROCESS_CPUTIME_ID of the bench process, its tokio runtime included; sushy: \
+             time.process_time() of its python process), the emulator's CPU not counted: \
+             what the client costs, where the wall time above is mostly the emulator's; \
+             {setup}",
             c.reused
         ))
         .verified(checked),
