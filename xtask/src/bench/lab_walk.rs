@@ -109,7 +109,8 @@ pub enum Until {
     Marker,
 }
 
-/// Walks `lab`'s enrolled node (`name`, `uuid`) through the conductor. `skip_console`,
+/// Walks `lab`'s enrolled node (`uuid`; its config drive names it `hostname`) through the
+/// conductor. `skip_console`,
 /// when given, is called before provide so that the time to the agent's first lookup of the
 /// cleaning boot is taken from the console (the plain path boots the ramdisk for it).
 pub fn walk<N: LabNode>(
