@@ -396,18 +396,19 @@ async fn inspect(
             return None;
         }
     };
-    // IPA's `root_disk`: the disk a deploy without root device hints would write, which
-    // Ironic's root-device inspection hook turns into `local_gb`.
-    let root_disk = crate::disk::hints::choose(&inv.disks, None, |d| {
-        crate::inventory::install_exclusion(root, d)
-    })
-    .ok()
-    .cloned();
+    let root_disk = crate::inventory::root_disk(root, inv);
+    // IPA's optional `pci-devices` and `numa-topology` collectors, always sent: a few sysfs
+    // reads, and what Ironic's pci-devices and accelerators hooks need.
+    let extras = crate::inventory::inspection_extras(root).unwrap_or_else(|e| {
+        tracing::warn!(error = %format!("{e:#}"), "no PCI devices or NUMA topology to send");
+        Default::default()
+    });
     match post_inventory(
         &http,
         url,
         inv,
         root_disk,
+        extras,
         params.bootif.as_deref(),
         params
             .inspection_token

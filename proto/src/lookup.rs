@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::inventory::Inventory;
+use crate::inventory::{InspectionExtras, Inventory};
 
 /// `GET /v1/lookup` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +65,9 @@ pub struct InspectionData {
     /// command line (`ferrite-inspection-token`); required by the conductor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_token: Option<String>,
+    /// IPA's `pci_devices` and `numa_topology`, top-level keys beside `inventory`.
+    #[serde(flatten)]
+    pub extras: InspectionExtras,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub ferrite: Map<String, Value>,
 }

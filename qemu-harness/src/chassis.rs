@@ -148,6 +148,7 @@ mod tests {
             nics: vec![],
             smbios: None,
             kernel: None,
+            netboot: None,
             firmware: Firmware::Bios,
             cdrom: None,
             ipmi_port: None,

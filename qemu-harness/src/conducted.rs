@@ -45,6 +45,9 @@ pub struct LabConfig {
     /// through the agent's iSCSI target, forwarded from a host port; image and config
     /// drive URLs then point at the host's loopback, where the conductor reads them).
     pub deploy_interface: String,
+    /// UEFI firmware (OVMF) for the ipmi node, enrolled with `capabilities=boot_mode:uefi`;
+    /// its network boot runs the conductor's iPXE scripts through [`crate::netboot`].
+    pub uefi: bool,
 }
 
 impl LabConfig {
@@ -62,6 +65,7 @@ impl LabConfig {
             node_name: "node-0".into(),
             echo: false,
             deploy_interface: "direct".into(),
+            uefi: false,
         }
     }
 }
@@ -295,16 +299,21 @@ impl Lab<Node> {
     /// powered-off node with its ipmi_sim BMC (BIOS, PXE through the conductor's iPXE).
     pub fn start(cfg: LabConfig) -> Result<Lab<Node>, Error> {
         let s = Services::start(&cfg)?;
-        let node = VmBuilder::new(&cfg.node_name)
+        let script = format!("http://10.0.2.2:{}/boot/boot.ipxe", s.port);
+        let vm = VmBuilder::new(&cfg.node_name)
             .memory_mib(cfg.memory_mib)
             .dir(cfg.work_dir.join("node"))
             .disk(&s.disk, DiskFormat::Raw, &cfg.disk_serial)
             .smbios("Ferrite", "QEMU bare-metal node", &cfg.node_serial)
             .nic(&cfg.mac)
             .hostfwd(s.agent_port, AGENT_PORT)
-            .hostfwd(s.iscsi_port, 3260)
-            .pxe_bootfile(&format!("http://10.0.2.2:{}/boot/boot.ipxe", s.port))
-            .start_with_bmc()?;
+            .hostfwd(s.iscsi_port, 3260);
+        let vm = if cfg.uefi {
+            vm.uefi().uefi_netboot(&script)
+        } else {
+            vm.pxe_bootfile(&script)
+        };
+        let node = vm.start_with_bmc()?;
         Ok(s.into_lab(node, cfg))
     }
 
@@ -329,6 +338,18 @@ impl Lab<Node> {
             "--driver-info", &kernel, "--driver-info", &ramdisk, "--driver-info", &append,
         ])?;
         let uuid = node["uuid"].as_str().unwrap_or_default().to_string();
+        if self.cfg.uefi {
+            self.cli(
+                "node set",
+                &[
+                    "node",
+                    "set",
+                    &uuid,
+                    "--property",
+                    "capabilities=boot_mode:uefi",
+                ],
+            )?;
+        }
         if self.cfg.deploy_interface != "direct" {
             let portal = format!("ferrite_iscsi_address=127.0.0.1:{}", self.iscsi_port);
             #[rustfmt::skip]

@@ -10,6 +10,7 @@ pub mod conducted;
 pub mod console;
 pub mod http;
 pub mod libvirt;
+pub mod netboot;
 pub mod process;
 pub mod reaper;
 pub mod skip;

@@ -15,6 +15,14 @@ pub fn qemu_log(spec: &VmSpec) -> PathBuf {
 
 /// Starts QEMU; it is running (or has failed) when this returns.
 pub fn spawn(spec: &VmSpec, boot: BootDevice) -> Result<Child, Error> {
+    let netbooted;
+    let spec = match netboot(spec, boot) {
+        Some(s) => {
+            netbooted = s;
+            &netbooted
+        }
+        None => spec,
+    };
     let log_path = qemu_log(spec);
     let io = |e| Error::Io(format!("opening {}", log_path.display()), e);
     let log = std::fs::OpenOptions::new()
@@ -51,6 +59,34 @@ pub fn spawn(spec: &VmSpec, boot: BootDevice) -> Result<Child, Error> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(child)
+}
+
+/// A UEFI node booting from the network with a [`VmSpec::netboot`] script: the spec with
+/// the kernel and initrd the script names ([`crate::netboot`]). When the script gives no
+/// kernel, the node boots without one (its firmware finds nothing to boot, as a server
+/// whose PXE boot failed) and the reason is written to its console.
+fn netboot(spec: &VmSpec, boot: BootDevice) -> Option<VmSpec> {
+    let url = spec.netboot.as_ref()?;
+    if boot != BootDevice::Network || !matches!(spec.firmware, crate::spec::Firmware::Uefi { .. }) {
+        return None;
+    }
+    let mac = spec.nics.first().map(|n| n.mac.clone()).unwrap_or_default();
+    let dir = spec.console.parent().unwrap_or(std::path::Path::new("."));
+    let mut s = spec.clone();
+    match crate::netboot::resolve(url, &mac, dir) {
+        Ok(k) => s.kernel = Some(k),
+        Err(e) => {
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&spec.console)
+            {
+                let _ = writeln!(f, "harness netboot failed: {e}");
+            }
+        }
+    }
+    Some(s)
 }
 
 /// A QEMU started by this process: killed and reaped when dropped.

@@ -46,9 +46,10 @@ pub enum Firmware {
     Bios,
     /// OVMF (Debian `ovmf`): `code` read-only, `vars` the node's own NVRAM copy, kept across
     /// power cycles as a server's is. Boot order: the virtual CD when asked (bootindex), else
-    /// the NVRAM's `BootOrder` (what the agent's `install_bootloader` sets). Network boot is
-    /// not offered: the UEFI PXE client needs a TFTP boot file and a DHCP server that tells
-    /// iPXE from firmware, which QEMU's user networking cannot (see docs/operations.md).
+    /// the NVRAM's `BootOrder` (what the agent's `install_bootloader` sets). Network boot
+    /// runs the node's iPXE script in the harness ([`VmSpec::netboot`], [`crate::netboot`]):
+    /// the UEFI PXE client needs a TFTP boot file and a DHCP server that tells iPXE from
+    /// firmware, which QEMU's user networking cannot be.
     Uefi { code: PathBuf, vars: PathBuf },
 }
 
@@ -110,6 +111,10 @@ pub struct VmSpec {
     pub kernel: Option<DirectKernel>,
     #[serde(default)]
     pub firmware: Firmware,
+    /// A UEFI node's network boot: the iPXE script URL (as the guest sees it) the harness
+    /// runs for it when it boots from [`BootDevice::Network`] (see [`crate::netboot`]).
+    #[serde(default)]
+    pub netboot: Option<String>,
     /// An ISO in the node's virtual CD drive, attached while it boots from [`BootDevice::Cdrom`].
     #[serde(default)]
     pub cdrom: Option<PathBuf>,
@@ -273,6 +278,7 @@ mod tests {
                 serial: "SN-0".into(),
             }),
             kernel: None,
+            netboot: None,
             firmware: Firmware::Bios,
             cdrom: None,
             ipmi_port: Some(9002),

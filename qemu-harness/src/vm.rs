@@ -73,6 +73,7 @@ impl VmBuilder {
                 nics: vec![],
                 smbios: None,
                 kernel: None,
+                netboot: None,
                 firmware: Firmware::Bios,
                 cdrom: None,
                 ipmi_port: None,
@@ -170,6 +171,14 @@ impl VmBuilder {
             initrd: initrd.into(),
             append: append.into(),
         });
+        self
+    }
+
+    /// What a UEFI node's network boot runs: the iPXE script at `url` (as the guest sees
+    /// it, e.g. `http://10.0.2.2:PORT/boot.ipxe`), interpreted by the harness
+    /// ([`crate::netboot`]) because OVMF cannot PXE-boot iPXE over QEMU's user network.
+    pub fn uefi_netboot(mut self, url: &str) -> Self {
+        self.spec.netboot = Some(url.into());
         self
     }
 

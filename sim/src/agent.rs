@@ -180,8 +180,8 @@ pub fn inventory(fleet: &Fleet, machine: &Machine) -> Inventory {
         .collect();
     Inventory {
         cpu: inventory::Cpu {
-            model_name: Some("ferrite-sim virtual CPU".into()),
-            frequency: Some("2400".into()),
+            model_name: "ferrite-sim virtual CPU".into(),
+            frequency: "2400".into(),
             count: 8,
             architecture: "x86_64".into(),
             flags: vec!["lm".into(), "vmx".into()],
@@ -203,9 +203,9 @@ pub fn inventory(fleet: &Fleet, machine: &Machine) -> Inventory {
             ..Default::default()
         }],
         system_vendor: inventory::SystemVendor {
-            product_name: Some("ferrite-sim".into()),
-            serial_number: Some(format!("SN{:08}", machine.index)),
-            manufacturer: Some("Ferrite".into()),
+            product_name: "ferrite-sim".into(),
+            serial_number: format!("SN{:08}", machine.index),
+            manufacturer: "Ferrite".into(),
             firmware: Default::default(),
         },
         boot: inventory::Boot {
@@ -230,6 +230,7 @@ async fn inspect(fleet: &Fleet, machine: &Machine, agent: &AgentBoot) {
         root_disk: None,
         boot_interface: machine.macs.first().cloned(),
         agent_token: agent.token(),
+        extras: Default::default(),
         ferrite: Default::default(),
     };
     for attempt in 0..5u32 {

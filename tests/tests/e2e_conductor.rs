@@ -220,9 +220,8 @@ fn a_bad_checksum_fails_cleanly_and_undeploy_erases_the_disk() {
     let mut lab = lab(&tmp, 2);
     let node = ok(lab.enroll());
     let uuid = node["uuid"].as_str().unwrap().to_string();
-    assert_eq!(state(&ok(lab.verb("manage", &[], 120))), "manageable");
-    // This node runs with fast track (issue 18): the agent that cleaned it stays up and
-    // deploys without a second boot.
+    // This node runs with fast track (issue 18): the agent booted for inspection stays up
+    // and cleans, deploys, fails, cleans again and deploys without another boot.
     ok(lab.cli(
         "fast track",
         &[
@@ -233,25 +232,41 @@ fn a_bad_checksum_fails_cleanly_and_undeploy_erases_the_disk() {
             "fast_track=true",
         ],
     ));
+    assert_eq!(state(&ok(lab.verb("manage", &[], 120))), "manageable");
+    assert_eq!(state(&ok(lab.verb("inspect", &[], 300))), "manageable");
+    let n = ok(lab.show());
+    assert_eq!(
+        n["power_state"], "power on",
+        "fast track keeps the inspected agent up: {n}"
+    );
+    // Fast track takes an agent that heartbeated (Ironic's is_fast_track): the inspected
+    // agent looks up and heartbeats once its inspection data is in. An operator's
+    // `provide` comes later than a test's; wait for that heartbeat as they would.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while ok(lab.show())["driver_internal_info"]["agent_last_heartbeat"].is_null() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the inspected agent never heartbeated: {}",
+            ok(lab.show())
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let before_clean = lab.node.chassis_log().len();
     assert_eq!(state(&ok(lab.verb("provide", &[], 400))), "available");
     let n = ok(lab.show());
     assert_eq!(
         n["power_state"], "power on",
         "fast track keeps the agent up: {n}"
     );
+    let log = lab.node.chassis_log();
+    assert!(
+        !log[before_clean..].contains("set power"),
+        "fast track: cleaning used the inspected agent, no power action: {}\nconductor:\n{}",
+        &log[before_clean..],
+        lab.conductor_log_tail(60)
+    );
 
-    // (b) a wrong checksum: deploy failed, naming the checksum, and nothing bootable.
-    ok(lab.set_image(&"ab".repeat(32)));
-    let n = ok(lab.verb_fails("deploy", &[], 600));
-    assert_eq!(state(&n), "deploy failed", "{n}");
-    let err = n["last_error"].as_str().unwrap_or("").to_lowercase();
-    assert!(err.contains("checksum"), "{err}");
-    assert_no_partition_table(&lab.disk);
-    // Recoverable: undeploy cleans it back to available.
-    let n = ok(lab.verb("undeploy", &[], 400));
-    assert_eq!(state(&n), "available", "{n}");
-
-    // (c) deploy for real, then undeploy: cleaning erases the disk's metadata. Fast track
+    // (b) deploy for real, then undeploy: cleaning erases the disk's metadata. Fast track
     // and kexec: the agent that cleaned the node writes the image and kexecs into it, so
     // the BMC is asked for no power action at all (only the boot device, set to disk).
     ok(lab.cli(
@@ -282,6 +297,17 @@ fn a_bad_checksum_fails_cleanly_and_undeploy_erases_the_disk() {
         "fast track + kexec: no power action from available to the marker: {}",
         &log[before..]
     );
+    // From enroll to the deployed OS's marker the BMC powered the node on once: for
+    // inspection (the acceptance test of issue 18's fast track).
+    let on: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("set power 1") || l.contains("set reset"))
+        .collect();
+    assert_eq!(
+        on.len(),
+        1,
+        "enroll → inspect → clean → deploy → marker with one power-on: {log}"
+    );
     let n = ok(lab.show());
     assert_eq!(
         n["driver_internal_info"]["ferrite_kexec"]["booted"], true,
@@ -301,6 +327,18 @@ fn a_bad_checksum_fails_cleanly_and_undeploy_erases_the_disk() {
         n["instance_info"].as_object().is_none_or(|o| o.is_empty()),
         "{n}"
     );
+    assert_no_partition_table(&lab.disk);
+
+    // (c) a wrong checksum: deploy failed, naming the checksum, and nothing bootable.
+    ok(lab.set_image(&"ab".repeat(32)));
+    let n = ok(lab.verb_fails("deploy", &[], 600));
+    assert_eq!(state(&n), "deploy failed", "{n}");
+    let err = n["last_error"].as_str().unwrap_or("").to_lowercase();
+    assert!(err.contains("checksum"), "{err}");
+    assert_no_partition_table(&lab.disk);
+    // Recoverable: undeploy cleans it back to available, the disk erased.
+    let n = ok(lab.verb("undeploy", &[], 400));
+    assert_eq!(state(&n), "available", "{n}");
     assert_no_partition_table(&lab.disk);
     // Cleaning's full erase (erase_devices, on by default as in Ironic) zeroed the whole
     // disk with a write-zeroes that may unmap: the backing file is holes again, so erasing

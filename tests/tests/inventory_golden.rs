@@ -94,9 +94,13 @@ fn qemu_q35() {
     assert_eq!(vda.size, 64 << 20);
     let eth0 = &inv.interfaces[0];
     assert_eq!(eth0.mac_address.as_deref(), Some("52:54:00:12:34:56"));
-    assert_eq!(eth0.pci_address.as_deref(), Some("0000:00:05.0"));
+    // As IPA: the device the `device` link names, here the virtio device on PCI 00:05.0,
+    // with the virtio IDs (vendor 0x1af4, device 1 = network card).
+    assert_eq!(eth0.pci_address.as_deref(), Some("virtio2"));
+    assert_eq!(eth0.vendor.as_deref(), Some("0x1af4"));
+    assert_eq!(eth0.product.as_deref(), Some("0x0001"));
     assert_eq!(eth0.ipv4_address.as_deref(), Some("10.0.2.15"));
-    assert_eq!(inv.system_vendor.manufacturer.as_deref(), Some("Ferrite"));
+    assert_eq!(inv.system_vendor.manufacturer, "Ferrite");
     assert_eq!(
         inv.boot.pxe_interface.as_deref(),
         Some("01-52-54-00-12-34-56")
@@ -111,7 +115,7 @@ fn server_2s() {
     let inv = golden("server-2s");
     assert_eq!(inv.cpu.count, 8);
     assert_eq!(inv.cpu.socket_count, Some(2));
-    assert_eq!(inv.cpu.frequency.as_deref(), Some("3900.0000"));
+    assert_eq!(inv.cpu.frequency, "3900.0000");
     // 12 populated DIMMs of 32 GiB, each encoded through SMBIOS Extended Size.
     assert_eq!(inv.memory.physical_mb, Some(12 * 32 * 1024));
     // sr0 (read-only optical), dm-0, loop0 and ram0 are not disks.
@@ -134,16 +138,83 @@ fn server_2s() {
     assert_eq!(disk(&inv, "/dev/nvme1n1").logical_sectors, Some(4096));
     // Physical NICs only; a bond slave reports its permanent MAC.
     let names: Vec<&str> = inv.interfaces.iter().map(|i| i.name.as_str()).collect();
-    assert_eq!(names, ["eno1", "eno2", "ens1f0"]);
+    assert_eq!(names, ["eno1", "eno2", "ens1f0", "ib0"]);
     assert_eq!(
         inv.interfaces[1].mac_address.as_deref(),
         Some("b8:ce:f6:00:00:02")
     );
     assert_eq!(inv.interfaces[1].speed_mbps, None);
+    // The InfiniBand port: IPA's Mellanox MAC and DHCP client-id from its GUID.
+    let ib0 = &inv.interfaces[3];
+    assert_eq!(ib0.mac_address.as_deref(), Some("b8:ce:f6:10:20:31"));
+    assert_eq!(
+        ib0.client_id.as_deref(),
+        Some("ff:00:00:00:00:00:02:00:00:02:c9:00:b8:ce:f6:03:00:10:20:31")
+    );
+    assert_eq!(inv.interfaces[2].client_id, None);
+    assert_eq!(inv.system_vendor.firmware.build_date, "10/28/2020");
+    // lshw, and so IPA, puts the SMBIOS SKU after the product name.
+    assert_eq!(inv.system_vendor.product_name, "SYS-2029U-TR4 (091715D9)");
     assert_eq!(inv.boot.current_boot_mode, "uefi");
     assert_eq!(inv.bmc_address.as_deref(), Some("10.10.0.17"));
     assert_eq!(inv.bmc_v6address.as_deref(), Some("2001:db8:100::17"));
     assert_eq!(inv.bmc_mac.as_deref(), Some("0c:c4:7a:aa:bb:17"));
+}
+
+/// IPA's `pci_devices` and `numa_topology` of the server fixture: its PCI functions (the
+/// NICs, a bridge and an NVIDIA T4 that Ironic's accelerators hook knows as a GPU) and two
+/// NUMA nodes of two cores with two threads each.
+#[test]
+fn server_2s_pci_devices_and_numa_topology() {
+    let extras = ferrite_agent::inventory::inspection_extras(&fixture("server-2s")).unwrap();
+    let pci = extras.pci_devices.expect("pci_devices");
+    let buses: Vec<&str> = pci.iter().map(|d| d.bus.as_str()).collect();
+    assert_eq!(
+        buses,
+        [
+            "0000:3a:00.0",
+            "0000:3d:00.0",
+            "0000:3d:00.1",
+            "0000:af:00.0",
+            "0000:d8:00.0",
+            "0000:d9:00.0"
+        ]
+    );
+    let gpu = &pci[3];
+    assert_eq!(
+        (gpu.vendor_id.as_str(), gpu.product_id.as_str()),
+        ("10de", "1eb8")
+    );
+    assert_eq!(gpu.class, "030200");
+    assert_eq!(gpu.revision.as_deref(), Some("a1"));
+    assert_eq!(gpu.numa_node_id.as_deref(), Some("1"));
+    let numa = extras.numa_topology.expect("numa_topology");
+    let ram: Vec<(u32, u64)> = numa.ram.iter().map(|r| (r.numa_node, r.size_kb)).collect();
+    assert_eq!(ram, [(0, 197464660), (1, 197464660)]);
+    let cores: Vec<(u32, u32, Vec<u32>)> = numa
+        .cpus
+        .iter()
+        .map(|c| (c.numa_node, c.cpu, c.thread_siblings.clone()))
+        .collect();
+    assert_eq!(
+        cores,
+        [
+            (0, 0, vec![0, 2]),
+            (0, 1, vec![1, 3]),
+            (1, 0, vec![4, 6]),
+            (1, 1, vec![5, 7])
+        ]
+    );
+    let nics: Vec<(&str, i32)> = numa
+        .nics
+        .iter()
+        .map(|n| (n.name.as_str(), n.numa_node))
+        .collect();
+    assert_eq!(nics, [("eno1", 0), ("eno2", 0), ("ens1f0", 1), ("ib0", 1)]);
+    // The VM fixtures have neither a PCI bus directory nor NUMA nodes: nothing is sent.
+    let vm = ferrite_agent::inventory::inspection_extras(&fixture("debian-vm")).unwrap();
+    assert_eq!(vm.pci_devices, None);
+    assert_eq!(vm.numa_topology, None);
 }
 
 /// Garbage, dangling links and symlink loops in the tree give nulls, never a panic or error.

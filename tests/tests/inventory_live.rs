@@ -1,5 +1,5 @@
 //! The inventory of the machine the tests run on, checked against what util-linux and
-//! iproute2 report about it (`lsblk`, `ip`, `getconf`, `hostname`), and the release agent's
+//! iproute2 report about it (`lsblk`, `lscpu`, `ip`, `hostname`), and the release agent's
 //! wall time against the 50 ms budget.
 
 use std::collections::BTreeMap;
@@ -37,11 +37,20 @@ fn as_bool(v: &Value) -> bool {
 #[test]
 fn cpu_memory_and_hostname_match_the_system_tools() {
     let inv = live();
-    let online: u32 = run("getconf", &["_NPROCESSORS_ONLN"])
+    // lscpu's "CPU(s)" (the present CPUs), which is what IPA reports.
+    let out = Command::new("lscpu")
+        .env("LC_ALL", "C")
+        .output()
+        .expect("cannot run lscpu");
+    assert!(out.status.success(), "lscpu failed: {out:?}");
+    let present: u32 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("CPU(s):"))
+        .expect("lscpu prints CPU(s)")
         .trim()
         .parse()
         .unwrap();
-    assert_eq!(inv.cpu.count, online);
+    assert_eq!(inv.cpu.count, present);
     assert!(!inv.cpu.architecture.is_empty());
     assert_eq!(inv.cpu.architecture, run("uname", &["-m"]).trim());
     assert!(inv.memory.total > 0);

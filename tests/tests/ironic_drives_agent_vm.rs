@@ -8,7 +8,12 @@
 //! built-in `agent` inspect interface takes the agent's inventory: properties, port, the
 //! stored inventory) → provide (automated cleaning through the agent) → deploy of the
 //! project's whole-disk test image with a config drive Ironic builds → active, and the deployed OS prints its `FERRITE-DEPLOYED`
-//! marker with the uuid Ironic put in the config drive. BIOS mode.
+//! marker with the uuid Ironic put in the config drive. Once in BIOS mode (SeaBIOS, the
+//! NIC's iPXE ROM runs Ironic's boot.ipxe) and once in UEFI mode (OVMF; Ironic sets the
+//! boot device with IPMI's EFI flag, calls the agent's `image.install_bootloader`, and the
+//! deployed OS boots from the NVRAM entry the agent wrote). OVMF cannot PXE-boot iPXE over
+//! QEMU's user network, so for the UEFI node the harness runs Ironic's iPXE scripts itself
+//! and hands the kernel and initrd they name to OVMF (`ferrite_qemu_harness::netboot`).
 //!
 //! Why `ipmi` and not `manual-management`: it is what production runs, Ironic powers the
 //! node and sets its boot device (PXE for the ramdisk, disk afterwards) itself, and the
@@ -255,8 +260,23 @@ fn provision(ironic: &Ironic, uuid: &str, body: Value) {
     ironic.must("PUT", &format!("/v1/nodes/{uuid}/states/provision"), body);
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Bios,
+    Uefi,
+}
+
 #[test]
 fn ironic_cleans_and_deploys_through_ferrite_agent_bios_tls() {
+    ironic_walk(Mode::Bios);
+}
+
+#[test]
+fn ironic_cleans_and_deploys_through_ferrite_agent_uefi_tls() {
+    ironic_walk(Mode::Uefi);
+}
+
+fn ironic_walk(mode: Mode) {
     if ferrite_tests::skip_vm_tests() {
         return;
     }
@@ -291,16 +311,23 @@ fn ironic_cleans_and_deploys_through_ferrite_agent_bios_tls() {
     let disk = tmp.path().join("disk0.raw");
     create_disk(&disk, 5 << 30).unwrap();
     let agent_port = free_tcp_port().unwrap();
-    let mut node = VmBuilder::new("ironic-node")
-        .memory_mib(256)
+    let boot_script = format!("http://10.0.2.2:{}/boot.ipxe", server.port());
+    let vm = VmBuilder::new("ironic-node")
         .dir(tmp.path().join("node"))
         .disk(&disk, DiskFormat::Raw, "IRONIC-DISK-1")
         .smbios("Ferrite", "QEMU bare-metal node", "IRONIC-NODE-1")
         .nic(MAC)
-        .hostfwd(agent_port, AGENT_PORT)
-        .pxe_bootfile(&format!("http://10.0.2.2:{}/boot.ipxe", server.port()))
-        .start_with_bmc()
-        .unwrap();
+        .hostfwd(agent_port, AGENT_PORT);
+    let vm = match mode {
+        Mode::Bios => vm.memory_mib(256).pxe_bootfile(&boot_script),
+        // OVMF itself takes a good part of 256 MiB.
+        Mode::Uefi => vm.memory_mib(512).uefi().uefi_netboot(&boot_script),
+    };
+    let mut node = vm.start_with_bmc().unwrap();
+    let boot_mode = match mode {
+        Mode::Bios => "bios",
+        Mode::Uefi => "uefi",
+    };
 
     let ironic = Ironic::start(&tmp.path().join("ironic"), server.port(), &www);
     let ready = started.elapsed();
@@ -316,7 +343,10 @@ fn ironic_cleans_and_deploys_through_ferrite_agent_bios_tls() {
             "boot_interface": "ipxe",
             "deploy_interface": "direct",
             "inspect_interface": "agent",
-            "properties": {"cpu_arch": "x86_64", "capabilities": "boot_mode:bios"},
+            "properties": {
+                "cpu_arch": "x86_64",
+                "capabilities": format!("boot_mode:{boot_mode}"),
+            },
             "driver_info": {
                 "ipmi_address": "127.0.0.1",
                 "ipmi_port": bmc.port(),
@@ -359,11 +389,16 @@ fn ironic_cleans_and_deploys_through_ferrite_agent_bios_tls() {
     let props = &n["properties"];
     assert_eq!(props["cpu_arch"], "x86_64", "{props}");
     assert_eq!(props["cpus"], 1, "{props}");
+    let ram = match mode {
+        Mode::Bios => 200..=256,
+        Mode::Uefi => 400..=512,
+    };
     assert!(
         props["memory_mb"]
             .as_u64()
-            .is_some_and(|m| (200..=256).contains(&m)),
-        "memory of a 256 MiB guest: {props}"
+            .is_some_and(|m| ram.contains(&m)),
+        "memory of a {} MiB guest: {props}",
+        ram.end()
     );
     // 5 GiB disk: Ironic's root-device hook stores the size minus 1 GiB, in GiB.
     assert_eq!(props["local_gb"], 4, "{props}");
@@ -437,6 +472,22 @@ fn ironic_cleans_and_deploys_through_ferrite_agent_bios_tls() {
         chassis.contains("set boot pxe") && chassis.contains("set power 1"),
         "Ironic set the boot device and powered the node over IPMI: {chassis}"
     );
+    if mode == Mode::Uefi {
+        // Ironic asked the agent to make the written disk boot in UEFI mode, and the agent
+        // answered with the NVRAM entry it set first (the OS above booted from it: the
+        // harness gives a disk boot no kernel).
+        let log = ironic_log(&ironic);
+        assert!(
+            log.contains("install_bootloader"),
+            "Ironic did not call image.install_bootloader"
+        );
+        let agent_log = node.console().contents();
+        assert!(
+            agent_log.contains("UEFI boot entry set first"),
+            "the agent set no UEFI boot entry; console:\n{}",
+            node.console().tail(60)
+        );
+    }
     // TLS: the agent advertised an https callback with its certificate, Ironic stored the
     // certificate (its client verifies the agent with it) and never refused the callback
     // (`require_tls` rejects any http:// callback).
@@ -463,7 +514,7 @@ fn ironic_cleans_and_deploys_through_ferrite_agent_bios_tls() {
         "the agent did not advertise an https callback"
     );
     eprintln!(
-        "ironic_drives_agent_vm: setup {ready:?}, inspection {inspection:?}, cleaning \
+        "ironic_drives_agent_vm ({boot_mode}): setup {ready:?}, inspection {inspection:?}, cleaning \
          {cleaning:?}, deploy to active {deploy:?}, total {:?}",
         started.elapsed()
     );

@@ -4,15 +4,16 @@
 //! loader, and the firmware boots it to `FERRITE-DEPLOYED uuid=… hostname=…`.
 //! BIOS: through the conductor (ipmi node, SeaBIOS, PXE ramdisk; `boot_mode:bios`), whose
 //! prepare_instance_boot step asks the agent for GRUB's boot.img + core.img on the GPT
-//! disk's BIOS boot partition. UEFI: the agent walk on OVMF with the ramdisk from virtual
-//! media; the image's EFI GRUB is copied to the new ESP and booted from the NVRAM entry.
+//! disk's BIOS boot partition. UEFI: the same through the conductor on an OVMF node
+//! (`boot_mode:uefi`; the harness runs the conductor's iPXE scripts for it, see
+//! `ferrite_qemu_harness::netboot`); the image's EFI GRUB is copied to the new ESP and
+//! OVMF boots the NVRAM entry the agent wrote.
 //! Skipped with FERRITE_SKIP_VM_TESTS.
 
 use std::time::Duration;
 
 use ferrite_qemu_harness::conducted::Lab;
-use ferrite_qemu_harness::walk::{self, WalkConfig};
-use ferrite_tests::{ok, state, target_dir};
+use ferrite_tests::{ok, state};
 
 /// TCG is CPU-bound: the VM tests of this binary take turns.
 fn one_vm_at_a_time() -> std::sync::MutexGuard<'static, ()> {
@@ -56,50 +57,34 @@ fn bios_partition_image_deployed_by_the_conductor_boots_its_grub() {
 }
 
 #[test]
-fn uefi_partition_image_boots_from_the_loader_copied_to_the_esp() {
+fn uefi_partition_image_deployed_by_the_conductor_boots_from_the_esp() {
     if ferrite_tests::skip_vm_tests() {
         return;
     }
     let _turn = one_vm_at_a_time();
-    let agent = target_dir().join("agent/ferrite-agent");
-    assert!(
-        agent.exists(),
-        "{} is missing: build the static agent first (`cargo xtask agent`)",
-        agent.display()
-    );
     let tmp = tempfile::tempdir().unwrap();
-    let mut cfg = WalkConfig::new(
-        agent,
-        target_dir().join("ramdisk-cache"),
-        tmp.path().to_path_buf(),
-    );
+    let mut cfg = ferrite_tests::lab_config(tmp.path());
+    cfg.uefi = true;
+    // OVMF itself takes a good part of 256 MiB.
     cfg.memory_mib = 512;
-    cfg.disk_gib = 5;
     cfg.mac = "52:54:00:fe:30:02".into();
-    cfg.uuid = "00000000-0000-4000-8000-0000000000f2".into();
-    cfg.hostname = "partition-uefi".into();
-    cfg.uefi_virtual_media = true;
-    cfg.partition_image = true;
-    let report = walk::run(&cfg).unwrap_or_else(|e| panic!("{e}"));
-    for (phase, took) in &report.phases {
-        eprintln!("{phase:40} {took:?}");
-    }
-    assert_eq!(
-        report.deploy["command_status"], "SUCCEEDED",
-        "{}",
-        report.deploy
-    );
-    assert_eq!(
-        report.deploy["command_result"]["ferrite_image"]["image_type"], "partition",
-        "{}",
-        report.deploy
-    );
-    let bl = report.bootloader.as_ref().expect("install_bootloader ran");
-    assert_eq!(bl["command_status"], "SUCCEEDED", "{bl}");
-    let result = &bl["command_result"];
+    cfg.disk_serial = "PART-UEFI-DISK".into();
+    cfg.node_serial = "PART-UEFI-NODE".into();
+    cfg.node_name = "part-uefi".into();
+    let mut lab = Lab::start(cfg).unwrap();
+    let node = ok(lab.enroll());
+    let uuid = node["uuid"].as_str().unwrap().to_string();
+    assert_eq!(state(&ok(lab.verb("manage", &[], 120))), "manageable");
+    assert_eq!(state(&ok(lab.verb("provide", &[], 400))), "available");
+
+    ok(lab.set_partition_image("uefi"));
+    let drive = ok(lab.config_drive(&uuid, "partition-uefi"));
+    let n = ok(lab.verb("deploy", &["--config-drive", &drive], 600));
+    assert_eq!(state(&n), "active", "{n}");
+    let result = &n["driver_internal_info"]["ferrite_bootloader"];
     assert_eq!(
         result["ferrite_loader"], "\\EFI\\ferrite\\grubx64.efi",
-        "{result}"
+        "{n}"
     );
     assert_eq!(
         result["ferrite_esp_files"],
@@ -107,16 +92,21 @@ fn uefi_partition_image_boots_from_the_loader_copied_to_the_esp() {
         "{result}"
     );
     let entry = result["ferrite_boot_entry"].as_str().expect("an entry");
-
-    let marker = report.marker.as_deref().expect("the deployed OS booted");
+    let marker = ok(lab.wait_marker(Duration::from_secs(240)));
     assert_eq!(
         marker,
-        format!("FERRITE-DEPLOYED uuid={} hostname=partition-uefi", cfg.uuid)
+        format!("FERRITE-DEPLOYED uuid={uuid} hostname=partition-uefi")
     );
-    let console = report.node.console().contents();
+    let console = lab.node.console().contents();
     assert!(
         console.contains(&format!("BdsDxe: loading {entry} \"ferrite-deployed\"")),
         "OVMF booted the agent's NVRAM entry {entry}:\n{}",
-        report.node.console().tail(40)
+        lab.node.console().tail(40)
+    );
+    let chassis = lab.node.chassis_log();
+    assert!(
+        chassis.contains("set boot pxe") && chassis.contains("set boot default"),
+        "the conductor chose the boot device over IPMI (ipmi_sim names the disk \
+         `default`): {chassis}"
     );
 }

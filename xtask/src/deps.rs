@@ -14,7 +14,7 @@ use crate::util;
 /// Every Debian package a build, test, benchmark or the demo uses, with why.
 pub const PACKAGES: &[(&str, &str)] = &[
     ("musl-tools", "C parts of crates for the static musl agent"),
-    ("lshw", "inventory benchmark baseline"),
+    ("lshw", "inventory benchmark baseline; IPA in the inventory parity test"),
     ("iproute2", "inventory benchmark baseline (ip -j addr)"),
     (
         "openipmi",
@@ -83,7 +83,8 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("openssl", "image-write bench: sha256 throughput of one core"),
     (
         "udev",
-        "agent bench: udevadm, which ironic-python-agent's list_hardware_info runs",
+        "agent bench and inventory parity test: udevadm, which ironic-python-agent's \
+         list_hardware_info runs",
     ),
     (
         "dmidecode",
@@ -176,7 +177,8 @@ pub const VENVS: &[Venv] = &[
         dir: "ipa-venv",
         requirements: &["ironic-python-agent>=13,<14"],
         probe: "bin/python",
-        why: "agent bench baseline: ironic-python-agent's list_hardware_info in-process",
+        why: "agent bench baseline: ironic-python-agent's list_hardware_info in-process; \
+              the inventory parity test (tests/tests/inventory_ipa_parity.rs) runs it too",
     },
 ];
 

@@ -129,6 +129,56 @@ fn check_tools() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts building every fuzz crate at the lowest CPU priority (`nice -n 19`), so the build
+/// overlaps other work (`cargo xtask test` runs the bench smokes meanwhile) without taking
+/// the CPU from it; [`run`] afterwards finds the targets built. Output goes to
+/// `target/fuzz/logs/build.log`.
+pub fn build_in_background() -> std::thread::JoinHandle<anyhow::Result<()>> {
+    std::thread::spawn(|| {
+        check_tools()?;
+        let root = util::project_root();
+        let fuzz_target_dir = root.join("target/fuzz");
+        let log_dir = fuzz_target_dir.join("logs");
+        std::fs::create_dir_all(&log_dir)?;
+        let log_path = log_dir.join("build.log");
+        let log = std::fs::File::create(&log_path)?;
+        let mut dirs: Vec<std::path::PathBuf> =
+            targets(&root)?.into_iter().map(|t| t.crate_dir).collect();
+        dirs.dedup();
+        for dir in dirs {
+            let cargo = nightly_cargo(&dir);
+            let mut cmd = Command::new("nice");
+            cmd.args(["-n", "19", "cargo"])
+                .args(cargo.get_args())
+                .args(["fuzz", "build", "--target-dir"])
+                .arg(&fuzz_target_dir)
+                .current_dir(&dir)
+                .stdout(log.try_clone()?)
+                .stderr(log.try_clone()?);
+            for (k, v) in cargo.get_envs() {
+                match v {
+                    Some(v) => cmd.env(k, v),
+                    None => cmd.env_remove(k),
+                };
+            }
+            let status = cmd
+                .status()
+                .with_context(|| format!("starting cargo fuzz build in {}", dir.display()))?;
+            if !status.success() {
+                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                bail!(
+                    "cargo fuzz build in {} failed ({status}); the end of {}:\n{}",
+                    dir.display(),
+                    log_path.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Builds and runs every target (or those whose name contains `only`) for `seconds` each.
 pub fn run(seconds: u64, only: Option<&str>) -> anyhow::Result<()> {
     check_tools()?;

@@ -270,6 +270,12 @@ fn test(quick: bool) -> anyhow::Result<()> {
     ])?;
     util::step("static agent");
     build_agent()?;
+    util::step("cargo test (build)");
+    util::cargo(&["test", "--workspace", "--locked", "--no-run"])?;
+    // The fuzz targets' nightly build (~7 min on a fresh machine) runs beside the tests at
+    // the lowest CPU priority: it takes the CPU the tests leave idle (they wait on VMs,
+    // Ironic and timers much of the time) and next to none of what a QEMU guest uses.
+    let fuzz_build = (!quick).then(fuzz::build_in_background);
     util::step("cargo test");
     // Every VM test records a skip in this file; without --quick none may skip.
     let skip_log = util::project_root().join("target/vm-test-skips.log");
@@ -279,6 +285,9 @@ fn test(quick: bool) -> anyhow::Result<()> {
     // The dashboard's browser test (conductor/tests/ui.rs) may not skip here: `deps`
     // installed chromium and chromium-driver.
     cmd.env("FERRITE_REQUIRE_BROWSER", "1");
+    // Nor the inventory parity test (tests/tests/inventory_ipa_parity.rs): `deps` made
+    // target/ipa-venv with ironic-python-agent.
+    cmd.env("FERRITE_REQUIRE_IPA", "1");
     if quick {
         cmd.env(ferrite_qemu_harness::skip::SKIP_VAR, "1");
     } else {
@@ -296,7 +305,11 @@ fn test(quick: bool) -> anyhow::Result<()> {
     }
     util::step("cargo xtask bench --smoke");
     bench::smoke(quick, None)?;
-    if !quick {
+    if let Some(build) = fuzz_build {
+        util::step("fuzz targets: waiting for their build");
+        build
+            .join()
+            .map_err(|_| anyhow::anyhow!("the fuzz build thread panicked"))??;
         // Briefly, so no fuzz target rots; `cargo xtask fuzz` is the long run.
         util::step(&format!("fuzz targets, {FUZZ_SMOKE_SECONDS} s each"));
         fuzz::run(FUZZ_SMOKE_SECONDS, None)?;

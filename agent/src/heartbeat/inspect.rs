@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ferrite_proto::inventory::{Disk, Inventory};
+use ferrite_proto::inventory::{Disk, InspectionExtras, Inventory};
 use ferrite_proto::lookup::{InspectionData, InspectionResponse};
 use reqwest::Url;
 
@@ -34,14 +34,16 @@ pub fn boot_interface(bootif: Option<&str>, inventory: &Inventory) -> Option<Str
         .or_else(|| inventory.boot.pxe_interface.clone())
 }
 
-/// Posts the inventory with `token` (the one-time inspection token of the kernel command
-/// line, or an agent token); returns the conductor's answer (the node UUID, maybe a
-/// token).
+/// Posts the inventory, with IPA's `pci_devices` and `numa_topology` beside it, with `token`
+/// (the one-time inspection token of the kernel command line, or an agent token); returns
+/// the conductor's answer (the node UUID, maybe a token).
+#[allow(clippy::too_many_arguments)] // one per field of the body, plus where and how
 pub async fn post_inventory(
     http: &reqwest::Client,
     url: &Url,
     inventory: &Inventory,
     root_disk: Option<Disk>,
+    extras: InspectionExtras,
     bootif: Option<&str>,
     token: Option<&str>,
     timing: &InspectTiming,
@@ -51,6 +53,7 @@ pub async fn post_inventory(
         root_disk,
         boot_interface: boot_interface(bootif, inventory),
         agent_token: token.map(str::to_string),
+        extras,
         ferrite: serde_json::Map::from_iter([(
             "agent_version".to_string(),
             env!("CARGO_PKG_VERSION").into(),
@@ -128,6 +131,7 @@ mod tests {
             &url,
             &Inventory::default(),
             None,
+            InspectionExtras::default(),
             None,
             None,
             &timing,

@@ -1,6 +1,6 @@
 //! CPU: model, logical and socket counts, frequency, flags and architecture.
 //!
-//! `/proc/cpuinfo` gives model, flags and the current MHz; sysfs gives the online CPU list,
+//! `/proc/cpuinfo` gives model, flags and the current MHz; sysfs gives the present CPU list,
 //! the package (socket) of each CPU and the maximum frequency, which is what `lscpu` reports
 //! as "CPU max MHz" and what IPA prefers.
 
@@ -87,14 +87,19 @@ pub(crate) fn collect(root: &Root) -> Cpu {
         .read("/proc/cpuinfo")
         .map(|t| parse_cpuinfo(&t))
         .unwrap_or_default();
-    let count = root
-        .read("/sys/devices/system/cpu/online")
-        .and_then(|l| parse_cpu_list(&l))
-        .filter(|&n| n > 0)
+    // lscpu's "CPU(s)", IPA's count: the present CPUs, offline ones (nosmt, hot-removed)
+    // included.
+    let count = ["present", "online"]
+        .iter()
+        .find_map(|list| {
+            root.read(&format!("/sys/devices/system/cpu/{list}"))
+                .and_then(|l| parse_cpu_list(&l))
+                .filter(|&n| n > 0)
+        })
         .unwrap_or(info.processors);
     Cpu {
-        model_name: info.model_name.clone(),
-        frequency: max_mhz(root).or(info.mhz.clone()),
+        model_name: info.model_name.clone().unwrap_or_default(),
+        frequency: max_mhz(root).or(info.mhz.clone()).unwrap_or_default(),
         count,
         architecture: architecture(root),
         flags: info.flags.clone(),
@@ -188,6 +193,19 @@ mod tests {
     fn garbage_cpuinfo_gives_nothing() {
         let info = parse_cpuinfo("\u{0}\u{1}binary junk\nno colon here\nprocessor: x\n");
         assert_eq!(info, CpuInfo::default());
+    }
+
+    #[test]
+    fn offline_cpus_count_as_lscpu_and_ipa_count_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let cpu = dir.path().join("sys/devices/system/cpu");
+        std::fs::create_dir_all(&cpu).unwrap();
+        std::fs::write(cpu.join("online"), "0-1\n").unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        assert_eq!(collect(&root).count, 2);
+        // SMT switched off: half the present CPUs are offline.
+        std::fs::write(cpu.join("present"), "0-3\n").unwrap();
+        assert_eq!(collect(&root).count, 4);
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub mod lldp;
 mod lldp_socket;
 mod memory;
 mod nics;
+mod numa;
+mod pci;
 mod system;
 mod udev;
 
@@ -21,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use ferrite_proto::inventory::Inventory;
+use ferrite_proto::inventory::{Disk, InspectionExtras, Inventory};
 
 pub use bmc::BmcAddresses;
 pub use disks::install_exclusion;
@@ -70,6 +72,24 @@ pub fn collect_with(root: &Path, lldp: Option<Duration>) -> anyhow::Result<Inven
         bmc_v6address: bmc.v6address,
         bmc_mac: bmc.mac,
         hostname: system.hostname,
+    })
+}
+
+/// IPA's `root_disk`: the disk a deploy without root device hints would write, which
+/// Ironic's root-device inspection hook turns into `local_gb`.
+pub fn root_disk(root: &Path, inventory: &Inventory) -> Option<Disk> {
+    crate::disk::hints::choose(&inventory.disks, None, |d| install_exclusion(root, d))
+        .ok()
+        .cloned()
+}
+
+/// What IPA's `pci-devices` and `numa-topology` inspection collectors add beside the
+/// inventory, read from the tree at `root` (sysfs only).
+pub fn inspection_extras(root: &Path) -> anyhow::Result<InspectionExtras> {
+    let root = Root::new(root)?;
+    Ok(InspectionExtras {
+        pci_devices: pci::collect(&root),
+        numa_topology: numa::collect(&root),
     })
 }
 
@@ -213,6 +233,9 @@ mod tests {
             let _ = disks::transport(&text, &text);
             let _ = system::cmdline_value(&text, "BOOTIF");
             let _ = lldp::parse_tlvs(&bytes);
+            let _ = pci::after_0x(&text);
+            let _ = numa::node_mem_total_kb(&text);
+            let _ = nics::infiniband_ids(&text);
         }
     }
 

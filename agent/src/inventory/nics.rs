@@ -1,5 +1,7 @@
 //! Network interfaces: the physical ones (a `device` link in `/sys/class/net/<name>`), with
-//! MAC, first IPv4/IPv6 address, carrier, speed, driver and the PCI function behind them.
+//! MAC, first IPv4/IPv6 address, carrier, speed, driver, and the bus name and IDs of the
+//! device behind them as IPA reads them. A Mellanox InfiniBand port gets IPA's MAC and DHCP
+//! `client_id` (what Ironic's ports hook stores as the port's `client-id`).
 //!
 //! Addresses are not in sysfs. On the live machine they come from getifaddrs(3); a fixture
 //! root holds them in `ferrite-fixture/addresses.json` (`{"eth0": ["192.0.2.2", "fd00::2"]}`,
@@ -30,7 +32,19 @@ pub(crate) fn collect(root: &Root) -> Vec<Interface> {
         let mac = read("bonding_slave/perm_hwaddr")
             .or_else(|| read("address"))
             .filter(|m| m.bytes().any(|b| b != b'0' && b != b':'));
-        let function = Function::of(&dir.join("device"));
+        // As IPA: the IDs and bus name of the device the `device` link points at, which
+        // for a virtio NIC is the virtio device (`virtio2`, vendor 0x1af4, device 0x0001),
+        // not the PCI function behind it (that one is in `pci_devices`).
+        let vendor = read("device/vendor");
+        let (mac, client_id) = match mac {
+            Some(address) if vendor.as_deref() == Some(MELLANOX_VENDOR) => {
+                match infiniband_ids(&address) {
+                    Some((mac, client_id)) => (Some(mac), Some(client_id)),
+                    None => (Some(address), None),
+                }
+            }
+            other => (other, None),
+        };
         out.push(Interface {
             name,
             mac_address: mac,
@@ -38,64 +52,45 @@ pub(crate) fn collect(root: &Root) -> Vec<Interface> {
             ipv6_address: ipv6.map(|a| a.to_string()),
             has_carrier: read("carrier").as_deref() == Some("1"),
             lldp: None,
-            vendor: function.vendor,
-            product: function.product,
-            client_id: None,
+            vendor,
+            product: read("device/device"),
+            client_id,
             biosdevname: None,
             speed_mbps: read("speed")
                 .and_then(|s| s.parse::<i64>().ok())
                 .filter(|&s| s > 0)
                 .map(|s| s as u64),
-            pci_address: function.address,
+            pci_address: device_name(&dir.join("device")),
             driver: link_name(&dir.join("device/driver")),
         });
     }
     out
 }
 
-/// The bus function behind a NIC: the PCI function itself, or the PCI parent of a virtio
-/// device; other buses (USB…) report their own device name, as IPA does.
-#[derive(Debug, Default)]
-struct Function {
-    address: Option<String>,
-    vendor: Option<String>,
-    product: Option<String>,
+/// The name of the device a `device` link resolves to (`0000:3b:00.0`, `virtio2`); `None`
+/// when the link dangles.
+fn device_name(link: &Path) -> Option<String> {
+    let target = fs::canonicalize(link).ok()?;
+    target.file_name()?.to_str().map(str::to_string)
 }
 
-impl Function {
-    fn of(device_link: &Path) -> Function {
-        let Ok(mut dir) = fs::canonicalize(device_link) else {
-            return Function::default();
-        };
-        if link_name(&dir.join("subsystem")).as_deref() == Some("virtio") {
-            if let Some(parent) = dir.parent().filter(|p| is_pci_dir(p)) {
-                dir = parent.to_path_buf();
-            }
-        }
-        Function {
-            address: dir.file_name().and_then(|n| n.to_str()).map(str::to_string),
-            vendor: read_trimmed(&dir.join("vendor")),
-            product: read_trimmed(&dir.join("device")),
-        }
+/// PCI vendor ID of Mellanox (NVIDIA networking), as sysfs prints it.
+const MELLANOX_VENDOR: &str = "0x15b3";
+
+/// DHCP client-identifier prefix IPA's Mellanox hardware manager puts before the port GUID.
+const INFINIBAND_CLIENT_ID_PREFIX: &str = "ff:00:00:00:00:00:02:00:00:02:c9:00:";
+
+/// For a Mellanox InfiniBand port's 20-byte hardware address (`a0:00:…:7c:fe:90:03:00:29:26:52`,
+/// 59 characters), the MAC and DHCP client identifier IPA's `MellanoxDeviceHardwareManager`
+/// reports: the GUID's first and last three bytes, and the GUID behind a fixed prefix
+/// (RFC 4390). `None` for any other address.
+pub fn infiniband_ids(address: &str) -> Option<(String, String)> {
+    if address.len() != 59 || !address.is_ascii() {
+        return None;
     }
-}
-
-fn is_pci_dir(dir: &Path) -> bool {
-    dir.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(is_pci_address)
-}
-
-/// `dddd:bb:dd.f` in hex.
-pub fn is_pci_address(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 12
-        && b[4] == b':'
-        && b[7] == b':'
-        && b[10] == b'.'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| matches!(i, 4 | 7 | 10) || c.is_ascii_hexdigit())
+    let guid = &address[36..];
+    let mac = format!("{}{}", &address[36..45], &address[51..]);
+    Some((mac, format!("{INFINIBAND_CLIENT_ID_PREFIX}{guid}")))
 }
 
 /// The interface's IPv4 address (first listed) and IPv6 address (first non-link-local one
@@ -196,11 +191,15 @@ mod tests {
     }
 
     #[test]
-    fn pci_addresses() {
-        assert!(is_pci_address("0000:00:03.0"));
-        assert!(is_pci_address("0000:3b:00.1"));
-        assert!(!is_pci_address("virtio2"));
-        assert!(!is_pci_address("1-1:1.0"));
-        assert!(!is_pci_address("0000:0g:00.0"));
+    fn infiniband_mac_and_client_id_as_ipa() {
+        // The example of IPA's mlnx hardware manager.
+        let address = "a0:00:00:27:fe:80:00:00:00:00:00:00:7c:fe:90:03:00:29:26:52";
+        let (mac, client_id) = infiniband_ids(address).unwrap();
+        assert_eq!(mac, "7c:fe:90:29:26:52");
+        assert_eq!(
+            client_id,
+            "ff:00:00:00:00:00:02:00:00:02:c9:00:7c:fe:90:03:00:29:26:52"
+        );
+        assert_eq!(infiniband_ids("52:54:00:12:34:56"), None);
     }
 }

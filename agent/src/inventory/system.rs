@@ -1,6 +1,7 @@
-//! The machine itself: vendor, product and firmware from `/sys/class/dmi/id`, boot mode from
-//! `/sys/firmware/efi`, the PXE interface from `BOOTIF=` on the kernel command line, and the
-//! hostname from `/proc/sys/kernel/hostname`.
+//! The machine itself: vendor, product (with its SKU, as lshw) and firmware from
+//! `/sys/class/dmi/id` (each `""` when the machine has no such DMI field, as IPA reports it),
+//! boot mode from `/sys/firmware/efi`, the PXE interface from `BOOTIF=` on the kernel command
+//! line, and the hostname from `/proc/sys/kernel/hostname`.
 
 use ferrite_proto::inventory::{Boot, Firmware, SystemVendor};
 
@@ -13,9 +14,12 @@ pub(crate) struct System {
 }
 
 pub(crate) fn collect(root: &Root) -> System {
-    let dmi = |field: &str| root.read(&format!("/sys/class/dmi/id/{field}"));
+    let dmi = |field: &str| {
+        root.read(&format!("/sys/class/dmi/id/{field}"))
+            .unwrap_or_default()
+    };
     let vendor = SystemVendor {
-        product_name: dmi("product_name"),
+        product_name: product_with_sku(&dmi("product_name"), &dmi("product_sku")),
         serial_number: dmi("product_serial"),
         manufacturer: dmi("sys_vendor"),
         firmware: Firmware {
@@ -38,6 +42,16 @@ pub(crate) fn collect(root: &Root) -> System {
     }
 }
 
+/// The product name as lshw gives it and so IPA reports it: with the SMBIOS SKU in
+/// parentheses when there is one (`PowerEdge R640 (SKU=0716;ModelName=PowerEdge R640)`).
+pub fn product_with_sku(product: &str, sku: &str) -> String {
+    if sku.is_empty() {
+        product.to_string()
+    } else {
+        format!("{product} ({sku})").trim().to_string()
+    }
+}
+
 /// The value of `key=value` on a kernel command line (the last one wins, as in the kernel).
 pub fn cmdline_value(cmdline: &str, key: &str) -> Option<String> {
     cmdline
@@ -52,6 +66,19 @@ pub fn cmdline_value(cmdline: &str, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn product_name_carries_the_sku_as_lshw() {
+        assert_eq!(
+            product_with_sku("PowerEdge R640", "SKU=0716;ModelName=PowerEdge R640"),
+            "PowerEdge R640 (SKU=0716;ModelName=PowerEdge R640)"
+        );
+        assert_eq!(
+            product_with_sku("Standard PC (Q35 + ICH9, 2009)", ""),
+            "Standard PC (Q35 + ICH9, 2009)"
+        );
+        assert_eq!(product_with_sku("", ""), "");
+    }
 
     #[test]
     fn bootif() {

@@ -16,7 +16,6 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 
 use super::{conductor_ironic, Record, Size};
-use crate::util;
 
 /// A child process stopped (the signal, then SIGKILL) and reaped on drop; with `group`,
 /// its whole process group (the child leads it) gets the signals.
@@ -299,20 +298,17 @@ pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
     let counts = size.pick(vec![1000usize, 10_000], vec![SMOKE_NODES]);
     // The deployed build, `cargo build --release`; a smoke run takes the dev build.
     let profile = size.pick("release", "dev");
-    util::cargo(&[
-        "build",
-        "--profile",
-        profile,
-        "-p",
-        "ferrite-conductor",
-        "--bin",
-        "ferrite",
-        "--example",
-        "heartbeat_load",
-    ])?;
-    let out = util::project_root()
-        .join("target")
-        .join(size.pick("release", "debug"));
+    let out = super::build(
+        size,
+        &[
+            "-p",
+            "ferrite-conductor",
+            "--bin",
+            "ferrite",
+            "--example",
+            "heartbeat_load",
+        ],
+    )?;
     let (bin, load_bin) = (out.join("ferrite"), out.join("examples/heartbeat_load"));
     let mut records = vec![];
     for &nodes in &counts {

@@ -30,7 +30,6 @@ use serde_json::{json, Value};
 
 use super::conductor::{free_port, peak_rss_mib, postgres_with, wait_port, Guard};
 use super::{conductor_ironic, Record, Size};
-use crate::util;
 
 /// `--nodes` / `--wave` / `--ironic-wave` of `cargo xtask bench fleet`.
 static SIZES: OnceLock<(Option<usize>, Option<usize>, Option<usize>)> = OnceLock::new();
@@ -397,24 +396,21 @@ pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
     let profile = size.pick("release", "dev");
     // With the conductor bench's example: the same feature set, so one (slow, fat-LTO)
     // release build of `ferrite` serves both benches.
-    util::cargo(&[
-        "build",
-        "--profile",
-        profile,
-        "-p",
-        "ferrite-conductor",
-        "--bin",
-        "ferrite",
-        "--example",
-        "heartbeat_load",
-        "-p",
-        "ferrite-sim",
-        "--bin",
-        "ferrite-sim",
-    ])?;
-    let out = util::project_root()
-        .join("target")
-        .join(size.pick("release", "debug"));
+    let out = super::build(
+        size,
+        &[
+            "-p",
+            "ferrite-conductor",
+            "--bin",
+            "ferrite",
+            "--example",
+            "heartbeat_load",
+            "-p",
+            "ferrite-sim",
+            "--bin",
+            "ferrite-sim",
+        ],
+    )?;
     println!(
         "bench fleet: {CONDUCTORS} conductors, {nodes} nodes, a wave of {wave}, boot {boot_s} s, \
          write {write_s} s ({profile} build)"

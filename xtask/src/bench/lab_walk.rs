@@ -38,33 +38,26 @@ pub struct Binaries {
 }
 
 impl Binaries {
-    /// Builds the static agent, `ferrite` (release at full size; the smoke run takes the dev
-    /// build `cargo test` already made) and the BMC's chassis program.
+    /// Builds the static agent, `ferrite` (release at full size; a smoke run takes the dev
+    /// build `cargo test --workspace` makes, see [`super::build`]) and the BMC's chassis
+    /// program.
     pub fn build(size: Size) -> anyhow::Result<Binaries> {
         let agent = crate::build_agent()?;
-        let target = util::project_root().join("target");
-        let profile = size.pick("release", "dev");
-        util::cargo(&[
-            "build",
-            "--profile",
-            profile,
-            "--package",
-            "ferrite-conductor",
-            "--bin",
-            "ferrite",
-        ])?;
-        // The BMC's chassis program.
-        util::cargo(&[
-            "build",
-            "--package",
-            "ferrite-qemu-harness",
-            "--bin",
-            "ferrite-qemu-harness",
-        ])?;
+        let out = super::build(size, &["-p", "ferrite-conductor", "--bin", "ferrite"])?;
+        if size == Size::Full {
+            // The BMC's chassis program (a smoke run's test build has it).
+            util::cargo(&[
+                "build",
+                "--package",
+                "ferrite-qemu-harness",
+                "--bin",
+                "ferrite-qemu-harness",
+            ])?;
+        }
         Ok(Binaries {
             agent,
-            ferrite: target.join(size.pick("release", "debug")).join("ferrite"),
-            cache: target.join("ramdisk-cache"),
+            ferrite: out.join("ferrite"),
+            cache: util::project_root().join("target/ramdisk-cache"),
         })
     }
 }

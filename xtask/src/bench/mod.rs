@@ -98,6 +98,29 @@ impl Size {
     }
 }
 
+/// Builds the programs a bench runs and returns the directory they are in.
+///
+/// A full run builds `targets` (cargo `-p`/`--bin`/`--example` arguments) with the release
+/// profile. A smoke run takes the dev build `cargo test --workspace` makes, which holds
+/// every binary and example of the workspace: building only `targets` would resolve other
+/// features for the shared dependencies and recompile tokio, hyper, rustls and the rest
+/// (2-3 minutes on a fresh machine), while this is a no-op after the test build.
+pub fn build(size: Size, targets: &[&str]) -> anyhow::Result<std::path::PathBuf> {
+    let out = crate::util::project_root().join("target");
+    match size {
+        Size::Full => {
+            let mut args = vec!["build", "--profile", "release", "--locked"];
+            args.extend_from_slice(targets);
+            crate::util::cargo(&args)?;
+            Ok(out.join("release"))
+        }
+        Size::Smoke => {
+            crate::util::cargo(&["test", "--workspace", "--locked", "--no-run", "--quiet"])?;
+            Ok(out.join("debug"))
+        }
+    }
+}
+
 /// Benchmark names with the function that runs each.
 type Bench = fn(Size) -> anyhow::Result<Vec<Record>>;
 pub const BENCHES: &[(&str, Bench)] = &[
