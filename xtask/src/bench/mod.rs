@@ -12,8 +12,11 @@ mod image_write;
 mod ipmi;
 mod iscsi;
 mod iscsi_deploy;
+mod lab_walk;
 mod load;
+mod ramdisk_boot;
 mod redfish;
+mod redfish_vmedia;
 mod smoke;
 
 use std::path::PathBuf;

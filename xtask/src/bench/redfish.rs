@@ -1,7 +1,8 @@
 //! `cargo xtask bench redfish`: against sushy-emulator (fake systems driver), ferrite's
 //! Redfish client vs python sushy in-process (the library Ironic uses), in the same run:
 //! power status with a new client per call and with one reused client, and setting the
-//! boot device. Rounds alternate which side goes first; every answer is checked.
+//! boot device. Rounds alternate which side goes first; every answer is checked. At full
+//! size also enroll → active through virtual media vs iPXE ([`super::redfish_vmedia`]).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -207,7 +208,7 @@ pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
     let checked = "every power read checked against the emulator's Off; after each round's \
                    boot sets, the emulator's BootSourceOverrideTarget read back (ferrite: \
                    plain HTTP GET; sushy: its own refresh)";
-    Ok(vec![
+    let mut records = vec![
         Record::new(
             "power status, new client per call",
             "ms/call",
@@ -262,5 +263,7 @@ pub fn run(size: Size) -> anyhow::Result<Vec<Record>> {
             c.boot
         ))
         .verified(checked),
-    ])
+    ];
+    records.extend(super::redfish_vmedia::run(size)?);
+    Ok(records)
 }
