@@ -261,8 +261,9 @@ async fn fast_track_deploys_through_the_agent_that_cleaned() {
     assert_eq!(cleaning, ["power on"]);
     assert_eq!(
         deploy,
-        ["rebooting", "power off", "power on"],
-        "the quiet agent's node is rebooted into a new agent"
+        ["power off", "power on", "power off", "power on"],
+        "the quiet agent's node is power cycled into a new agent (off, then the old \
+         agent's token is dropped again, then on)"
     );
     assert_eq!(m.boots(), 2);
     drop(m);

@@ -158,12 +158,16 @@ impl Conductor {
         d.management
             .set_boot_device(node, d.boot.ramdisk_boot_device(), false)
             .await?;
-        let target = if node.power_state.as_deref() == Some(crate::drivers::POWER_ON) {
-            PowerTarget::Reboot
-        } else {
-            PowerTarget::On
-        };
-        d.power.set_state(node, target).await?;
+        if node.power_state.as_deref() == Some(crate::drivers::POWER_ON) {
+            // Off first, then forget the old agent once more: an agent still running (a
+            // fast-track agent that had not heartbeated yet, just done inspecting) can look
+            // the node up between the first clear and a reboot, and take the token the new
+            // agent then never gets (seen in `bench e2e`: the new agent waited forever).
+            d.power.set_state(node, PowerTarget::Off).await?;
+            node.power_state = Some(crate::drivers::POWER_OFF.into());
+            self.db.clear_agent(&node.uuid).await?;
+        }
+        d.power.set_state(node, PowerTarget::On).await?;
         node.power_state = Some(crate::drivers::POWER_ON.into());
         Ok(())
     }
