@@ -21,6 +21,9 @@ use crate::state::Event;
 
 /// `driver_internal_info` key of the last deploy's kexec outcome.
 pub const KEXEC_RESULT: &str = "ferrite_kexec";
+/// How long cleaning waits, with fast track, for the first heartbeat of an agent that is
+/// up (the node is on) but has not heartbeated yet.
+const FAST_TRACK_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long the agent may take to load the new kernel and jump.
 const KEXEC_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
 /// The timeout of each request of a kexec: starting it, then polling it.
@@ -157,7 +160,7 @@ impl Conductor {
         let progress = StepProgress::load(&node.driver_internal_info)?;
         if progress.steps(kind).is_none() {
             if kind == Kind::Clean && d.deploy.uses_agent() {
-                if self.agent_ready(&node) {
+                if self.agent_ready(&node) || self.await_fast_track_agent(&mut node).await? {
                     // Fast track: the agent runs already; ask it for its steps now.
                     return self.use_running_agent(node, d, kind).await;
                 }
@@ -346,6 +349,32 @@ impl Conductor {
                 KEXEC_WITHIN.as_secs()
             )),
         )
+    }
+
+    /// Fast track on a powered-on node whose agent has not heartbeated yet: the agent
+    /// that has just posted its inspection data looks up and heartbeats a moment later, and
+    /// a `provide` right after `inspect` would otherwise reboot it. Waits up to
+    /// [`FAST_TRACK_GRACE`] for that heartbeat (the node's agent fields are refreshed from
+    /// the database); false when none came, and the agent is booted as usual.
+    async fn await_fast_track_agent(&self, node: &mut Node) -> EResult<bool> {
+        if !self.fast_track(node) || node.power_state.as_deref() != Some(POWER_ON) {
+            return Ok(false);
+        }
+        let deadline = std::time::Instant::now() + FAST_TRACK_GRACE;
+        while std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            let Some(fresh) = self.db.get_node(&node.uuid).await? else {
+                return Ok(false);
+            };
+            node.agent_url = fresh.agent_url;
+            node.agent_token = fresh.agent_token;
+            node.agent_verify_ca = fresh.agent_verify_ca;
+            node.agent_last_heartbeat = fresh.agent_last_heartbeat;
+            if self.agent_ready(node) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Fast track: the node's agent runs already, so the wait for its boot ends at once
