@@ -2,8 +2,9 @@
 //! Each partition of the install disk is mounted read-only in turn until one holds a boot
 //! loader config naming a kernel on it ([`entry::find`]); the kernel and initrd are copied
 //! into the ramdisk, the partition is unmounted, and the system hooks load them with
-//! `kexec_file_load(2)` and jump (`reboot(LINUX_REBOOT_CMD_KEXEC)`), skipping POST, which
-//! on real servers costs from 30 s to minutes. Anything that prevents it (no entry, a
+//! `kexec_file_load(2)`; the command then succeeds and the agent jumps
+//! (`reboot(LINUX_REBOOT_CMD_KEXEC)`) two seconds later, skipping POST, which on real
+//! servers costs from 30 s to minutes. Anything that prevents it (no entry, a
 //! kernel the running kernel refuses to load) fails the command with the reason, and the
 //! caller falls back to an ordinary reboot.
 //!
@@ -78,6 +79,7 @@ fn run(state: &AgentState, p: &KexecParams) -> Result<Value, CommandError> {
                     "ferrite_partition": part.display().to_string(),
                     "ferrite_config": source,
                     "ferrite_cmdline": image.cmdline,
+                    "ferrite_jump_in_s": crate::system::KEXEC_GRACE.as_secs_f64(),
                 });
                 state
                     .hooks

@@ -249,9 +249,9 @@ impl Conductor {
     }
 
     /// `driver_info.ferrite_kexec`: asks the agent to kexec into the OS it wrote. True when
-    /// it did: the command succeeded (an in-process agent records the jump), or the agent
-    /// went away while it ran (the jump takes it down before it can answer: a real agent
-    /// never reports success). False when the node must be power cycled instead: the agent
+    /// it did: the command succeeded (the agent loaded the kernel and jumps a moment later;
+    /// an in-process agent records the jump), or the agent went away while it ran (an
+    /// older agent jumps inside the command and never answers). False when the node must be power cycled instead: the agent
     /// refused (no boot entry it can load, an agent without the command), could not be
     /// asked, or the command still ran after [`KEXEC_WITHIN`]. The outcome and its reason
     /// stay in `driver_internal_info.ferrite_kexec`.
