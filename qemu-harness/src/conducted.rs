@@ -420,6 +420,32 @@ impl Lab<RedfishNode> {
         )?;
         Ok(node)
     }
+
+    /// Static addressing on QEMU's user network for the node's ramdisk (`network_data`:
+    /// 10.0.2.15/24 via 10.0.2.2, DNS 10.0.2.3): the network answers DHCP, but a
+    /// virtual-media ramdisk must not need it.
+    pub fn set_static_network(&self) -> Result<(), Error> {
+        let network_data = serde_json::json!({
+            "links": [{"id": "port0", "type": "phy", "ethernet_mac_address": self.cfg.mac}],
+            "networks": [{"id": "net0", "type": "ipv4", "link": "port0",
+                          "ip_address": "10.0.2.15", "netmask": "255.255.255.0",
+                          "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0",
+                                      "gateway": "10.0.2.2"}]}],
+            "services": [{"type": "dns", "address": "10.0.2.3"}]
+        })
+        .to_string();
+        self.cli(
+            "node set",
+            &[
+                "node",
+                "set",
+                &self.cfg.node_name,
+                "--network-data",
+                &network_data,
+            ],
+        )?;
+        Ok(())
+    }
 }
 
 impl<N: LabNode> Lab<N> {

@@ -48,19 +48,7 @@ fn redfish_node_is_inspected_and_deployed_through_virtual_media() {
     let iso = tmp.path().join(format!("state/boot/{uuid}/boot.iso"));
     // Static addressing for the ramdisk: QEMU's user network answers DHCP, but the
     // ramdisk must not need it.
-    let network_data = serde_json::json!({
-        "links": [{"id": "port0", "type": "phy", "ethernet_mac_address": "52:54:00:fe:30:01"}],
-        "networks": [{"id": "net0", "type": "ipv4", "link": "port0",
-                      "ip_address": "10.0.2.15", "netmask": "255.255.255.0",
-                      "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0",
-                                  "gateway": "10.0.2.2"}]}],
-        "services": [{"type": "dns", "address": "10.0.2.3"}]
-    })
-    .to_string();
-    #[rustfmt::skip]
-    ok(lab.cli("node set", &[
-        "node", "set", "vmedia-node", "--network-data", &network_data,
-    ]));
+    ok(lab.set_static_network());
 
     let n = ok(lab.verb("manage", &[], 120));
     assert_eq!(state(&n), "manageable", "{n}");

@@ -55,24 +55,12 @@ fn ipxe_walk(bin: &Binaries, work: &Path, n: usize) -> anyhow::Result<Walk> {
 
 fn vmedia_walk(bin: &Binaries, work: &Path, n: usize) -> anyhow::Result<Walk> {
     let cfg = config(bin, work, n);
-    let (name, mac) = (cfg.node_name.clone(), cfg.mac.clone());
+    let name = cfg.node_name.clone();
     let mut lab = Lab::start_redfish(cfg)?;
     let node = lab.enroll_redfish("redfish-virtual-media", "agent")?;
     let uuid = node["uuid"].as_str().unwrap_or_default().to_string();
     // Static addressing for the ramdisk, as tests/tests/redfish_virtual_media_vm.rs does.
-    let network_data = serde_json::json!({
-        "links": [{"id": "port0", "type": "phy", "ethernet_mac_address": mac}],
-        "networks": [{"id": "net0", "type": "ipv4", "link": "port0",
-                      "ip_address": "10.0.2.15", "netmask": "255.255.255.0",
-                      "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0",
-                                  "gateway": "10.0.2.2"}]}],
-        "services": [{"type": "dns", "address": "10.0.2.3"}]
-    })
-    .to_string();
-    lab.cli(
-        "network data",
-        &["node", "set", &name, "--network-data", &network_data],
-    )?;
+    lab.set_static_network()?;
     let w = lab_walk::walk(&mut lab, &uuid, &name, Until::Marker, None)?;
     let console = lab.node.console().contents();
     ensure!(
