@@ -26,8 +26,8 @@ const MAX_STEPS: usize = 64;
 /// URLs as the guest sees them (`10.0.2.2`, QEMU's address for the host) are fetched from
 /// the host's loopback.
 pub fn resolve(url: &str, mac: &str, dir: &Path) -> Result<DirectKernel, Error> {
-    let mut script = fetch_text(&expand(url, mac))?;
     let mut base = expand(url, mac);
+    let mut script = fetch_text(&base)?;
     let mut kernel: Option<(String, String)> = None;
     let mut initrd: Option<String> = None;
     let mut steps = 0;
